@@ -1,0 +1,254 @@
+"""Apply one batch of routed records to the store and say what to emit downstream.
+
+Stateful logic that *returns* what to emit (profiles announced, tombstones,
+dead letters); the Kafka side lives in ``stream/``. Per batch: one load for
+what the worker's cache lacks, one commit. A commit conflict (another worker
+wrote the user since we read it, e.g. during a rebalance) reloads just those
+users and recomputes them from their records.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from profiles.config import ProfileConfig
+from profiles.event_tags import TextTagger, event_tags, needs_catalog
+from profiles.profile import Outcome, Profile, Record, apply
+from profiles.store import Commit, Erasure, ProfileStore
+
+log = logging.getLogger(__name__)
+V = TypeVar("V")
+
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: Record
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What the caller should emit, and counts for metrics."""
+
+    updated: list[Profile] = field(default_factory=list)
+    erased: list[str] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    applied: int = 0
+    fenced: int = 0
+    duplicates: int = 0
+    items: int = 0
+    conflicts: int = 0
+
+
+@dataclass(slots=True)
+class _UserResult:
+    profile: Profile
+    erasures: list[Erasure] = field(default_factory=list)
+    outcome: Outcome = field(default_factory=Outcome)
+
+    @property
+    def write(self) -> bool:
+        return self.outcome.applied > 0
+
+
+class LruCache(Generic[V]):
+    """A small LRU map; the worker's copy of profiles it owns."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._data: OrderedDict[str, V] = OrderedDict()
+
+    def get(self, key: str) -> V | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: V) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.capacity:
+            self._data.popitem(last=False)
+
+    def pop(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class BatchUpdater:
+    """Turns routed records into committed profiles and downstream emissions."""
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        config: ProfileConfig,
+        tagger: TextTagger,
+        cache_users: int = 50_000,
+        item_ttl_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.tagger = tagger
+        self.clock = clock
+        self.profiles: LruCache[Profile] = LruCache(cache_users)
+        self._items: LruCache[tuple[float, dict[str, Any]]] = LruCache(100_000)
+        self.item_ttl_s = item_ttl_s
+
+    def forget(self) -> None:
+        """Drop cached profiles (on rebalance: another worker may own them now)."""
+        self.profiles.clear()
+
+    async def process(self, records: Sequence[Record]) -> BatchResult:
+        result = BatchResult()
+        by_user: dict[str, list[Record]] = defaultdict(list)
+        commit = Commit()
+        for record in records:
+            if record.event["type"] == "product":
+                commit.items.append(record.event)
+            else:
+                by_user[record.event["user_id"]].append(record)
+        result.items = len(commit.items)
+        items = await self._catalog_and_profiles(by_user, commit.items)
+        todo = dict(by_user)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            computed = {uid: self._compute(uid, recs, items) for uid, recs in todo.items()}
+            commit.profiles = [r.profile for r in computed.values() if r.write]
+            commit.erasures = [e for r in computed.values() for e in r.erasures]
+            try:
+                outcome = await self.store.commit(commit) if commit else None
+            except BaseException:
+                for uid in todo:  # their cached copies may be ahead of the store now
+                    self.profiles.pop(uid)
+                raise
+            conflicts = outcome.conflicts if outcome else set()
+            for uid, res in computed.items():
+                if uid not in conflicts:
+                    self._settle(uid, res, result)
+            if not conflicts:
+                return result
+            result.conflicts += len(conflicts)
+            log.info("version conflict on %d users (attempt %d); reloading", len(conflicts),
+                     attempt)
+            todo = {uid: by_user[uid] for uid in conflicts}
+            commit = Commit()
+            for uid in conflicts:
+                self.profiles.pop(uid)
+            await self._load_profiles(list(conflicts))
+        raise RuntimeError(f"users still conflicting after {MAX_ATTEMPTS} attempts: {todo}")
+
+    async def _catalog_and_profiles(
+        self, by_user: dict[str, list[Record]], products: list[dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """Load missing profiles and catalog entries in one store round trip."""
+        now = self.clock()
+        items: dict[str, dict[str, Any]] = {}
+        wanted: set[str] = set()
+        for recs in by_user.values():
+            for record in recs:
+                wanted.update(needs_catalog(record.event))
+        for pid in wanted:
+            hit = self._items.get(pid)
+            if hit is not None and now - hit[0] < self.item_ttl_s:
+                items[pid] = hit[1]
+        for product in products:  # this batch's catalog updates are the freshest we know
+            items[product["product_id"]] = product
+        missing_items = [pid for pid in wanted if pid not in items]
+        missing_users = [uid for uid in by_user if self.profiles.get(uid) is None]
+        if missing_users or missing_items:
+            profiles, loaded = await self.store.load(missing_users, missing_items)
+            for uid, profile in profiles.items():
+                self.profiles.put(uid, profile)
+            for pid, item in loaded.items():
+                self._items.put(pid, (now, item))
+                items[pid] = item
+        return items
+
+    async def _load_profiles(self, user_ids: list[str]) -> None:
+        profiles, _ = await self.store.load(user_ids, ())
+        for uid, profile in profiles.items():
+            self.profiles.put(uid, profile)
+
+    def _compute(
+        self, user_id: str, records: list[Record], items: dict[str, dict[str, Any]]
+    ) -> _UserResult:
+        profile = self.profiles.get(user_id)
+        assert profile is not None, "profiles are loaded before computing"
+        res = _UserResult(profile)
+        base = profile.version
+        pending: list[Record] = []
+
+        def tagger(event: dict[str, Any]) -> list[tuple[str, float]]:
+            return event_tags(event, self.tagger, items)
+
+        def flush() -> None:
+            _merge(res.outcome, apply(res.profile, pending, self.config, tagger))
+            pending.clear()
+
+        for record in records:
+            if record.event["type"] != "user_erasure":
+                pending.append(record)
+                continue
+            flush()
+            if record.offset <= res.profile.fences.get(record.source, -1):
+                res.outcome.fenced += 1
+                continue
+            fences = {**res.profile.fences, record.source: record.offset}
+            erasure = Erasure(user_id, base, fences, _receipt(record, self.clock()))
+            res.erasures.append(erasure)
+            res.profile = Profile(user_id, version=erasure.new_version, fences=dict(fences))
+            res.outcome.applied = 0  # whatever came before is erased with the profile
+            base = erasure.new_version
+        flush()
+        if res.write:
+            res.profile.version = base + 1
+        return res
+
+    def _settle(self, user_id: str, res: _UserResult, result: BatchResult) -> None:
+        self.profiles.put(user_id, res.profile)
+        result.applied += res.outcome.applied
+        result.fenced += res.outcome.fenced
+        result.duplicates += res.outcome.duplicates
+        result.dead.extend(
+            DeadLetter(r, "too_late", f"event time is more than {self.config.lateness_ms} ms "
+                       "before the user's latest event")
+            for r in res.outcome.late
+        )
+        if res.erasures:
+            result.erased.append(user_id)
+        announce = res.write or (res.outcome.fenced > 0 and res.profile.last_ts is not None)
+        if announce:
+            result.updated.append(res.profile)
+
+
+def _merge(total: Outcome, part: Outcome) -> None:
+    total.applied += part.applied
+    total.fenced += part.fenced
+    total.duplicates += part.duplicates
+    total.late.extend(part.late)
+
+
+def _receipt(record: Record, now: float) -> dict[str, Any]:
+    event = record.event
+    return {
+        "user_id": event["user_id"],
+        "requested_by": event["requested_by"],
+        "reason": event.get("reason", ""),
+        "event_id": event["event_id"],
+        "requested_ts": event["ts"],
+        "erased_at_ms": int(now * 1000),
+        "source": f"{record.source}@{record.offset}",
+    }

@@ -1,0 +1,179 @@
+"""Redis implementation of :class:`profiles.store.ProfileStore`.
+
+Every write is a Lua script that checks the version the change was computed
+from and writes the new state in one atomic step, so the offset fences inside
+the profile are always stored with the state they protect. A batch is one
+pipeline: one network round trip for any number of users. One script call per
+user keeps every call inside one hash slot, so the same code runs on Redis
+Cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from profiles import keys
+from profiles.profile import Profile
+from profiles.store import Commit, CommitResult
+
+# KEYS: profile, erasure marker. ARGV: base version, new version, profile JSON.
+_WRITE_PROFILE = """
+local cur = redis.call('HGET', KEYS[1], 'v')
+if not cur then cur = redis.call('HGET', KEYS[2], 'v') or '0' end
+if cur ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+return 1
+"""
+
+# KEYS: profile, erasure marker, other keys of the user. ARGV: base, new, fences, receipt.
+_ERASE_USER = """
+local cur = redis.call('HGET', KEYS[1], 'v')
+if not cur then cur = redis.call('HGET', KEYS[2], 'v') or '0' end
+if cur ~= ARGV[1] then return -1 end
+local deleted = 0
+for i = 3, #KEYS do deleted = deleted + redis.call('DEL', KEYS[i]) end
+deleted = deleted + redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[2], 'v', ARGV[2], 'f', ARGV[3], 'r', ARGV[4])
+return deleted
+"""
+
+# KEYS: item. ARGV: ts, event id, item JSON. Later event time wins; ties by event id.
+_UPSERT_ITEM = """
+local cur = redis.call('HMGET', KEYS[1], 'ts', 'eid')
+if cur[1] then
+  local ts, new = tonumber(cur[1]), tonumber(ARGV[1])
+  if new < ts or (new == ts and ARGV[2] < cur[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'eid', ARGV[2], 'd', ARGV[3])
+return 1
+"""
+
+
+class _Script:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+class RedisStore:
+    """Profiles and catalog items in Redis; one pipeline per load and per commit."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._scripts = [_Script(s) for s in (_WRITE_PROFILE, _ERASE_USER, _UPSERT_ITEM)]
+        self._write, self._erase, self._upsert = self._scripts
+        self.round_trips = 0
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        return cls(aioredis.Redis.from_url(url, decode_responses=False))
+
+    async def load_scripts(self) -> None:
+        for script in self._scripts:
+            await self.client.script_load(script.source)
+
+    async def load(
+        self, user_ids: Collection[str], item_ids: Collection[str]
+    ) -> tuple[dict[str, Profile], dict[str, dict[str, Any]]]:
+        users, products = list(user_ids), list(item_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for uid in users:
+            pipe.hmget(keys.profile(uid), "v", "d")
+            pipe.hmget(keys.erased(uid), "v", "f")
+        for pid in products:
+            pipe.hget(keys.item(pid), "d")
+        replies = await pipe.execute()
+        self.round_trips += 1
+        profiles = {
+            uid: _profile_from(uid, replies[2 * i], replies[2 * i + 1])
+            for i, uid in enumerate(users)
+        }
+        items = {
+            pid: orjson.loads(blob)
+            for pid, blob in zip(products, replies[2 * len(users) :], strict=True)
+            if blob is not None
+        }
+        return profiles, items
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        calls: list[tuple[_Script, list[str], list[Any], str]] = []
+        # Erasures first: a user erased and active again in one batch is written after.
+        for e in commit.erasures:
+            user_keys = [keys.profile(e.user_id), keys.erased(e.user_id)]
+            user_keys += [k for k in keys.user_keys(e.user_id) if k not in user_keys]
+            argv = [e.expected_version, e.new_version, orjson.dumps(e.fences),
+                    orjson.dumps(e.receipt)]
+            calls.append((self._erase, user_keys, argv, e.user_id))
+        for p in commit.profiles:
+            argv = [p.version - 1, p.version, p.to_bytes()]
+            calls.append((self._write, [keys.profile(p.user_id), keys.erased(p.user_id)], argv,
+                          p.user_id))
+        for item in commit.items:
+            argv = [item["ts"], item["event_id"], orjson.dumps(item)]
+            calls.append((self._upsert, [keys.item(item["product_id"])], argv, ""))
+        receipts = [e.receipt for e in commit.erasures]
+        replies = await self._run(calls, receipts)
+        result = CommitResult()
+        for (script, _, _, uid), reply in zip(calls, replies, strict=False):
+            if script is self._write and reply == 0:
+                result.conflicts.add(uid)
+            elif script is self._erase:
+                if reply == -1:
+                    result.conflicts.add(uid)
+                else:
+                    result.erased_keys[uid] = int(reply)
+        return result
+
+    async def _run(
+        self, calls: Sequence[tuple[_Script, list[str], list[Any], str]],
+        receipts: Sequence[dict[str, Any]],
+    ) -> list[Any]:
+        """One pipeline; reload scripts and retry once if Redis lost them (restart)."""
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for script, script_keys, argv, _ in calls:
+                pipe.evalsha(script.sha, len(script_keys), *script_keys, *argv)
+            for receipt in receipts:
+                pipe.xadd(keys.ERASURE_RECEIPTS, {"r": orjson.dumps(receipt)}, maxlen=100_000)
+            replies = await pipe.execute(raise_on_error=False)
+            self.round_trips += 1
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                break
+            if attempt == 2:
+                raise RuntimeError("Redis keeps losing the profile scripts")
+            # Scripts are idempotent under the version check: replaying the pipeline
+            # turns the writes that did land into conflicts, which the caller reloads.
+            await self.load_scripts()
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies)
+
+    async def get(self, user_id: str) -> Profile | None:
+        version, blob = await self.client.hmget(keys.profile(user_id), "v", "d")
+        if blob is None:
+            return None
+        return Profile.from_bytes(user_id, int(version), blob)
+
+    async def get_item(self, product_id: str) -> dict[str, Any] | None:
+        blob = await self.client.hget(keys.item(product_id), "d")
+        return None if blob is None else dict(orjson.loads(blob))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _profile_from(user_id: str, current: list[Any], erased: list[Any]) -> Profile:
+    version, blob = current
+    if blob is not None:
+        return Profile.from_bytes(user_id, int(version), blob)
+    erased_version, fences = erased
+    if erased_version is not None:
+        return Profile(user_id, version=int(erased_version), fences=orjson.loads(fences))
+    return Profile(user_id)

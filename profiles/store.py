@@ -1,0 +1,135 @@
+"""The narrow storage interface of the profile engine, and an in-memory implementation.
+
+A store loads profiles and catalog items, and commits a batch of changes with
+optimistic concurrency: every profile write names the version it was computed
+from, and a write whose base version is stale is refused (reported as a
+conflict) instead of applied. Together with the per-source offset fences kept
+inside each profile this makes every write idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from profiles.profile import Profile
+
+
+@dataclass(slots=True)
+class Erasure:
+    """Delete a user's data; keep only the fences so redelivered events stay applied-once."""
+
+    user_id: str
+    expected_version: int
+    fences: dict[str, int]
+    receipt: dict[str, Any]
+
+    @property
+    def new_version(self) -> int:
+        return self.expected_version + 1
+
+
+@dataclass(slots=True)
+class Commit:
+    """Everything one batch writes; applied in a single round trip by the Redis store."""
+
+    profiles: list[Profile] = field(default_factory=list)  # version already bumped by one
+    erasures: list[Erasure] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)  # ``product`` events
+
+    def __bool__(self) -> bool:
+        return bool(self.profiles or self.erasures or self.items)
+
+
+@dataclass(slots=True)
+class CommitResult:
+    conflicts: set[str] = field(default_factory=set)  # users whose base version was stale
+    erased_keys: dict[str, int] = field(default_factory=dict)  # user -> keys deleted
+
+
+class ProfileStore(Protocol):
+    """Where profiles live. Implementations: :class:`MemoryStore`, ``RedisStore``."""
+
+    async def load(
+        self, user_ids: Collection[str], item_ids: Collection[str]
+    ) -> tuple[dict[str, Profile], dict[str, dict[str, Any]]]:
+        """Profiles for every id (fresh ones for unknown users) and the known items."""
+        ...
+
+    async def commit(self, commit: Commit) -> CommitResult: ...
+
+    async def get(self, user_id: str) -> Profile | None: ...
+
+    async def close(self) -> None: ...
+
+
+def item_wins(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    """Catalog upserts: the later event time wins; ties go to the larger event id."""
+    if old is None:
+        return True
+    return (new["ts"], new["event_id"]) >= (old["ts"], old["event_id"])
+
+
+class MemoryStore:
+    """Dict-backed store with the same semantics as the Redis one, for unit tests."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, tuple[int, bytes]] = {}
+        self.erased: dict[str, tuple[int, dict[str, int], dict[str, Any]]] = {}
+        self.items: dict[str, dict[str, Any]] = {}
+        self.commits = 0
+
+    async def load(
+        self, user_ids: Collection[str], item_ids: Collection[str]
+    ) -> tuple[dict[str, Profile], dict[str, dict[str, Any]]]:
+        profiles = {uid: self._load_one(uid) for uid in user_ids}
+        items = {pid: self.items[pid] for pid in item_ids if pid in self.items}
+        return profiles, items
+
+    def _load_one(self, user_id: str) -> Profile:
+        if user_id in self.profiles:
+            version, blob = self.profiles[user_id]
+            return Profile.from_bytes(user_id, version, blob)
+        if user_id in self.erased:
+            version, fences, _ = self.erased[user_id]
+            return Profile(user_id, version=version, fences=dict(fences))
+        return Profile(user_id)
+
+    def _version(self, user_id: str) -> int:
+        if user_id in self.profiles:
+            return self.profiles[user_id][0]
+        if user_id in self.erased:
+            return self.erased[user_id][0]
+        return 0
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        self.commits += 1
+        result = CommitResult()
+        # Erasures first: a user erased and active again in one batch is written after.
+        for erasure in commit.erasures:
+            if self._version(erasure.user_id) != erasure.expected_version:
+                result.conflicts.add(erasure.user_id)
+                continue
+            existed = self.profiles.pop(erasure.user_id, None) is not None
+            self.erased[erasure.user_id] = (erasure.new_version, erasure.fences, erasure.receipt)
+            result.erased_keys[erasure.user_id] = int(existed)
+        for profile in commit.profiles:
+            if self._version(profile.user_id) != profile.version - 1:
+                result.conflicts.add(profile.user_id)
+                continue
+            self.profiles[profile.user_id] = (profile.version, profile.to_bytes())
+        for item in commit.items:
+            if item_wins(item, self.items.get(item["product_id"])):
+                self.items[item["product_id"]] = orjson.loads(orjson.dumps(item))
+        return result
+
+    async def get(self, user_id: str) -> Profile | None:
+        if user_id not in self.profiles:
+            return None
+        return self._load_one(user_id)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,164 @@
+"""The two Faust agents: ingest (validate, route) and update (apply, emit).
+
+Follow one event: ``site-events`` -> :func:`ingest` (decode, validate, bundle by
+owner partition) -> ``profiles-routed`` -> :func:`update` (one Redis round trip
+per batch via :class:`profiles.batch.BatchUpdater`) -> ``profile-updated``.
+Invalid input goes to ``site-events-dlq`` with the reason in its headers.
+
+Offsets are acknowledged only after a batch's sends are confirmed by the broker
+and its Redis commit returned, so a crash redelivers instead of losing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+from faust.types import EventT, TopicT
+
+from profiles.downstream import profile_updated
+from profiles.profile import Record
+from stream import dead_letters
+from stream.routing import Inbound, route, unpack
+from stream.runtime import Runtime
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic the worker reads or writes, declared once per app."""
+
+    input: TopicT
+    routed: TopicT
+    profiles: TopicT
+    dlq: TopicT
+
+    @classmethod
+    def declare(cls, app: faust.App, settings: Settings) -> Topics:
+        raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        return cls(
+            input=app.topic(settings.input_topic, **raw),
+            routed=app.topic(
+                settings.routed_topic, partitions=settings.partitions, internal=True, **raw
+            ),
+            profiles=app.topic(settings.profile_topic, partitions=settings.partitions, **raw),
+            dlq=app.topic(settings.dlq_topic, partitions=1, **raw),
+        )
+
+
+def _inbound(event: EventT) -> Inbound:
+    msg = event.message
+    headers = [(k, v) for k, v in (msg.headers or ()) if v is not None]
+    return Inbound(msg.topic, msg.partition, msg.offset, msg.key, msg.value, headers)
+
+
+async def _confirm(sends: Sequence[Awaitable[Any]]) -> None:
+    """Queue sends in order (bundles of one partition must stay ordered), then wait
+    until the broker has confirmed every message."""
+    futures = [await send for send in sends]
+    await asyncio.gather(*futures)
+
+
+def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topics) -> None:
+    """Attach the agents to ``app``."""
+    stats = runtime.stats
+
+    @app.agent(topics.input, name="ingest")
+    async def ingest(stream: faust.Stream) -> None:
+        await runtime.ensure_ready()
+        async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+            messages = [_inbound(e) for e in events]
+            routed = route(messages, runtime.limits, settings.partitions, int(time.time() * 1000))
+            sends = [
+                topics.routed.send(key=str(p).encode(), value=bundle, partition=p)
+                for p, bundles in routed.bundles.items()
+                for bundle in bundles
+            ]
+            sends += [
+                topics.dlq.send(
+                    key=d.message.key,
+                    value=d.message.value,
+                    headers=dead_letters.headers(
+                        d.reason, d.detail, d.message.topic, d.message.partition,
+                        d.message.offset, "ingest", d.message.headers,
+                    ),
+                )
+                for d in routed.dead
+            ]
+            await _confirm(sends)
+            stats.consumed += len(messages)
+            stats.routed += routed.events
+            stats.kinds.update(routed.kinds)
+            stats.dead.update(d.reason for d in routed.dead)
+            stats.batches += 1
+            stats.last_batch = len(messages)
+
+    @app.agent(topics.routed, name="update")
+    async def update(stream: faust.Stream) -> None:
+        await runtime.ensure_ready()
+        async for events in stream.take_events(settings.bundle_max, settings.batch_within_s):
+            records: list[Record] = []
+            sends: list[Awaitable[Any]] = []
+            for event in events:
+                try:
+                    records.extend(unpack(event.message.value))
+                except (ValueError, KeyError, TypeError) as exc:
+                    sends.append(_dead_bundle(topics, event, exc))
+            started = time.perf_counter()
+            result = await runtime.updater.process(records)
+            stats.last_commit_ms = (time.perf_counter() - started) * 1000
+            now_ms = int(time.time() * 1000)
+            half_life = settings.profile.half_life_ms
+            for user_id in result.erased:
+                sends.append(topics.profiles.send(key=user_id.encode(), value=None))
+            for profile in result.updated:
+                payload = orjson.dumps(profile_updated(profile, half_life, now_ms))
+                sends.append(topics.profiles.send(key=profile.user_id.encode(), value=payload))
+            for dead in result.dead:
+                source_topic, _, partition = dead.record.source.rpartition(":")
+                sends.append(
+                    topics.dlq.send(
+                        key=dead.record.event["user_id"].encode(),
+                        value=orjson.dumps(dead.record.event),
+                        headers=dead_letters.headers(
+                            dead.reason, dead.detail, source_topic, int(partition),
+                            dead.record.offset, "update",
+                        ),
+                    )
+                )
+            await _confirm(sends)
+            stats.bundles += len(events)
+            stats.applied += result.applied
+            stats.fenced += result.fenced
+            stats.duplicates += result.duplicates
+            stats.items += result.items
+            stats.conflicts += result.conflicts
+            stats.profiles_emitted += len(result.updated)
+            stats.tombstones += len(result.erased)
+            stats.dead.update(d.reason for d in result.dead)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        # Users of revoked partitions may be written by another worker from now on.
+        runtime.updater.forget()
+        stats.rebalances += 1
+
+
+def _dead_bundle(topics: Topics, event: EventT, exc: Exception) -> Awaitable[Any]:
+    msg = event.message
+    log.error("undecodable bundle at %s:%s@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+    return topics.dlq.send(
+        key=msg.key,
+        value=msg.value,
+        headers=dead_letters.headers(
+            "internal_error", f"bad bundle: {exc}", msg.topic, msg.partition, msg.offset, "update"
+        ),
+    )

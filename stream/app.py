@@ -1,0 +1,39 @@
+"""Build the Faust app from settings: no work at import time, no global app."""
+
+from __future__ import annotations
+
+import faust
+
+from stream import agents, web
+from stream.runtime import Runtime
+from stream.settings import Settings
+
+
+def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
+    """A configured app with its topics, agents and web views, and its runtime."""
+    session = settings.session_timeout_s
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        store="memory://",
+        # State lives in Redis; Faust only consumes, routes and produces.
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        producer_acks=-1,
+        stream_publish_on_commit=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session,
+        broker_heartbeat_interval=max(0.5, session / 10),
+        broker_rebalance_timeout=max(session * 2, 20.0),
+        broker_commit_interval=1.0,
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        web_in_thread=False,
+        loghandlers=[],
+    )
+    runtime = Runtime(settings)
+    app.add_dependency(runtime)
+    topics = agents.Topics.declare(app, settings)
+    agents.register(app, settings, runtime, topics)
+    web.register(app, settings, runtime)
+    return app, runtime

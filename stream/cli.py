@@ -1,0 +1,174 @@
+"""The project's commands, added to the Faust app's own command line.
+
+``python -m stream --help`` lists them next to Faust's (``worker``, ...).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import faust
+import orjson
+from faust.cli import AppCommand, argument, option
+
+from stream.settings import Settings
+
+
+def local_services(settings: Settings, state_dir: str | None = None) -> Any:
+    """Embedded broker and Redis on the ports named by ``RTP_BROKER``/``RTP_REDIS_URL``."""
+    from stream.dev import LocalServices
+
+    broker_port = int(settings.broker_hosts[0].rsplit(":", 1)[1])
+    redis_port = urlparse(settings.redis_url).port or 6379
+    directory = Path(state_dir or _env("RTP_DEV_DIR", ".dev"))
+    return LocalServices(directory, broker_port=broker_port, redis_port=redis_port)
+
+
+def _env(name: str, default: str) -> str:
+    import os
+
+    return os.environ.get(name, default)
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    """Attach the project's commands to ``app``'s command line."""
+
+    @app.command(
+        argument("action", type=str),
+        argument("name", type=str, required=False),
+        option("--state-dir", type=str, default=None, help="Where pids, logs and AOF go."),
+    )
+    async def dev(self: AppCommand, action: str, name: str | None, state_dir: str | None) -> None:
+        """Local broker (Tansu) and Redis: up | down | status | kill NAME | start NAME."""
+        from stream.dev import ServiceError
+
+        services = local_services(settings, state_dir)
+        try:
+            if action == "up":
+                services.up()
+                self.say(f"broker {services.broker_url}  redis {services.redis_url}")
+            elif action == "down":
+                services.down()
+            elif action == "status":
+                for svc, info in services.status().items():
+                    self.say(f"{svc:8} {orjson.dumps(info).decode()}")
+            elif action in ("kill", "start") and name:
+                getattr(services, action)(name)
+            else:
+                raise SystemExit(f"unknown action {action!r}: use up, down, status, kill N, start N")
+        except ServiceError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+
+    @app.command(
+        option("--rate", type=float, default=500.0, help="Events per second (0: as fast as possible)."),
+        option("--duration", type=float, default=None, help="Stop after this many seconds."),
+        option("--count", type=int, default=None, help="Stop after this many events."),
+        option("--users", type=int, default=1000, help="Synthetic users."),
+        option("--products", type=int, default=2000, help="Synthetic catalog size."),
+        option("--seed", type=int, default=7, help="Random seed (same seed, same traffic)."),
+        option("--history-days", type=float, default=None,
+               help="Generate a past log over this many days (event time) instead of live traffic."),
+        option("--replay", type=str, default=None, help="Replay events from this JSONL file."),
+        option("--out", type=str, default=None, help="Write events to this JSONL file, not Kafka."),
+        option("--no-key", is_flag=True, default=False, help="Send unkeyed (worker repartitions)."),
+        option("--bad-share", type=float, default=0.0, help="Share of malformed messages to mix in."),
+        option("--no-catalog", is_flag=True, default=False, help="Skip the catalog events."),
+    )
+    async def produce(
+        self: AppCommand, rate: float, duration: float | None, count: int | None, users: int,
+        products: int, seed: int, history_days: float | None, replay: str | None,
+        out: str | None, no_key: bool, bad_share: float, no_catalog: bool,
+    ) -> None:
+        """Generate realistic traffic (or replay a JSONL log) into the input topic."""
+        from stream.generator import TrafficConfig, TrafficGenerator, read_jsonl, to_jsonl
+        from stream.produce import Plan, send_events
+
+        if not 0.0 <= bad_share < 1.0:
+            raise SystemExit("--bad-share must be in [0, 1)")
+        events: Any
+        if replay:
+            events = read_jsonl(Path(replay))
+        else:
+            gen = TrafficGenerator(TrafficConfig(seed=seed, users=users, products=products))
+            body = (gen.history(history_days) if history_days
+                    else gen.live(lambda: int(time.time() * 1000)))
+            events = body if no_catalog else _chain(gen.catalog(), body)
+        if out:
+            if count is None and not history_days and not replay:
+                raise SystemExit("--out with live traffic needs --count")
+            written = to_jsonl(_limit(events, count), Path(out))
+            self.say(f"wrote {written} events to {out}")
+            return
+        plan = Plan(rate=rate, count=count, duration_s=duration, keyed=not no_key,
+                    bad_share=bad_share, seed=seed)
+        sent = await send_events(settings, events, plan)
+        self.say(f"sent {sent} messages to {settings.input_topic}")
+
+    @app.command(argument("user_id", type=str))
+    async def profile(self: AppCommand, user_id: str) -> None:
+        """Print a user's profile from Redis as JSON."""
+        from profiles.redis_store import RedisStore
+        from stream.web import profile_view
+
+        store = RedisStore.from_url(settings.redis_url)
+        try:
+            found = await store.get(user_id)
+        finally:
+            await store.close()
+        if found is None:
+            raise SystemExit(f"no profile for user {user_id!r}")
+        opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        sys.stdout.write(orjson.dumps(profile_view(found, settings), option=opts).decode() + "\n")
+
+    @app.command(option("--timeout", type=float, default=3.0, help="Seconds to read for."))
+    async def dlq(self: AppCommand, timeout: float) -> None:
+        """Count dead-lettered messages by reason (reads the dead-letter topic)."""
+        from stream.inspect import dlq_counts
+
+        counts = await dlq_counts(settings, timeout)
+        if not counts:
+            self.say("no dead letters")
+        for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+            self.say(f"{n:8d}  {reason}")
+
+    @app.command(
+        option("--rate", type=float, default=300.0, help="Events per second of demo traffic."),
+        option("--bad-share", type=float, default=0.02, help="Share of malformed messages."),
+        option("--duration", type=float, default=None, help="Stop by itself after N seconds."),
+    )
+    async def demo(self: AppCommand, rate: float, bad_share: float, duration: float | None) -> None:
+        """Start broker, Redis, a worker and traffic, and show a live view. Ctrl-C stops all."""
+        from stream.demo import run_demo
+
+        await run_demo(settings, rate=rate, bad_share=bad_share, duration=duration)
+
+
+def _chain(first: Any, rest: Any) -> Any:
+    yield from first
+    yield from rest
+
+
+def _limit(events: Any, count: int | None) -> Any:
+    for n, event in enumerate(events):
+        if count is not None and n >= count:
+            return
+        yield event
+
+
+def main() -> None:
+    """Entry point of ``python -m stream``."""
+    from stream.app import create_app
+    from stream.settings import SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(2) from exc
+    app, _ = create_app(settings)
+    register(app, settings)
+    app.main()

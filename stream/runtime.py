@@ -1,0 +1,103 @@
+"""What the agents share inside one worker process: Redis, the updater, counters.
+
+Built from :class:`~stream.settings.Settings` by :func:`stream.app.create_app`;
+started lazily by the first agent that needs it and closed with the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from mode import Service
+
+from profiles.batch import BatchUpdater
+from profiles.redis_store import RedisStore
+from profiles.tags import TagExtractor
+from schemas.validate import Limits
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stats:
+    """Counters shown by ``/stats`` and the demo view (Prometheus comes from these too)."""
+
+    started_at: float = field(default_factory=time.time)
+    consumed: int = 0
+    routed: int = 0
+    applied: int = 0
+    fenced: int = 0
+    duplicates: int = 0
+    items: int = 0
+    conflicts: int = 0
+    profiles_emitted: int = 0
+    tombstones: int = 0
+    batches: int = 0
+    bundles: int = 0
+    last_batch: int = 0
+    last_commit_ms: float = 0.0
+    rebalances: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    dead: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if not isinstance(v, Counter)}
+        out["kinds"] = dict(self.kinds)
+        out["dead"] = dict(self.dead)
+        out["uptime_s"] = round(time.time() - self.started_at, 3)
+        return out
+
+
+class Runtime(Service):
+    """Owns the Redis connection and the batch updater of one worker."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.limits = Limits(
+            max_bytes=settings.max_message_bytes,
+            max_future_ms=int(settings.max_future_s * 1000),
+            earliest_ms=settings.earliest_ms,
+        )
+        self.stats = Stats()
+        self.store = RedisStore.from_url(settings.redis_url)
+        self.tagger = TagExtractor()
+        self.updater = BatchUpdater(
+            self.store, settings.profile, self.tagger, cache_users=settings.cache_users
+        )
+        self._ready = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def ensure_ready(self) -> None:
+        """Connect to Redis and warm up; safe to call from every agent."""
+        if self._ready.is_set():
+            return
+        async with self._lock:
+            if self._ready.is_set():
+                return
+            await self.store.client.ping()
+            await self.store.load_scripts()
+            await asyncio.to_thread(self.tagger.warm_up)
+            self._ready.set()
+            log.info("runtime ready: redis %s", _redact(self.settings.redis_url))
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def on_stop(self) -> None:
+        await self.store.close()
+
+
+def _redact(url: str) -> str:
+    """Never log a password: keep scheme, host and db only."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"

@@ -1,0 +1,205 @@
+"""One frozen settings object, built once from environment variables, passed down.
+
+Every setting has an ``RTP_`` environment variable; ``Settings.from_env()`` parses
+and validates them all and raises :class:`SettingsError` naming every bad one.
+The README's settings table is generated from :data:`FIELDS` (``make settings-doc``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from profiles.config import ProfileConfig
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; the message lists each with its fix."""
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be zero or a positive number")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be one of true/false/1/0/yes/no")
+
+
+def _broker(raw: str) -> str:
+    urls = [u.strip() for u in raw.split(";") if u.strip()]
+    if not urls or not all(u.startswith("kafka://") for u in urls):
+        raise ValueError("must look like kafka://host:port (several separated by ';')")
+    return ";".join(urls)
+
+
+def _redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must look like redis://[user:password@]host:port/db or rediss://...")
+    return raw
+
+
+def _topic(raw: str) -> str:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not raw or len(raw) > 200 or not set(raw) <= allowed:
+        raise ValueError("must be 1-200 characters of letters, digits, '.', '_' or '-'")
+    return raw
+
+
+def _date_ms(raw: str) -> int:
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise ValueError("must be an ISO date such as 2000-01-01") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _device(raw: str) -> str:
+    if raw not in {"auto", "cpu"} and not raw.startswith("cuda"):
+        raise ValueError("must be auto, cpu, cuda or cuda:N")
+    return raw
+
+
+@dataclass(frozen=True)
+class Field:
+    """How one setting is read from the environment and documented."""
+
+    env: str
+    attr: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("RTP_APP_ID", "app_id", _topic, "Faust app id: consumer group and internal topic prefix."),
+    Field("RTP_BROKER", "broker", _broker, "Kafka bootstrap URL(s), `kafka://host:port`."),
+    Field("RTP_REDIS_URL", "redis_url", _redis_url, "Redis URL (user, password, TLS via rediss://)."),
+    Field("RTP_INPUT_TOPIC", "input_topic", _topic, "Topic the site-tracking producers write to."),
+    Field("RTP_ROUTED_TOPIC", "routed_topic", _topic, "Internal topic: validated events by user."),
+    Field("RTP_PROFILE_TOPIC", "profile_topic", _topic, "Output: `profile_updated` events."),
+    Field("RTP_DLQ_TOPIC", "dlq_topic", _topic, "Output: dead letters with reason headers."),
+    Field("RTP_PARTITIONS", "partitions", _positive_int, "Partitions of the internal topics."),
+    Field("RTP_BATCH_MAX", "batch_max", _positive_int, "Most input messages per batch."),
+    Field("RTP_BATCH_WITHIN", "batch_within_s", _positive_float, "Seconds to wait to fill a batch."),
+    Field("RTP_BUNDLE_MAX", "bundle_max", _positive_int, "Most routed bundles per update batch."),
+    Field("RTP_HALF_LIFE_DAYS", "half_life_days", _positive_float, "Half-life of tag interest."),
+    Field("RTP_LATENESS_S", "lateness_s", _non_negative_float, "Allowed out-of-order lateness."),
+    Field("RTP_MAX_FUTURE_S", "max_future_s", _non_negative_float, "Tolerated clock skew ahead."),
+    Field("RTP_EARLIEST", "earliest_ms", _date_ms, "Events before this date are rejected."),
+    Field("RTP_MAX_MESSAGE_BYTES", "max_message_bytes", _positive_int, "Larger messages go to DLQ."),
+    Field("RTP_TOP_TAGS", "top_tags", _positive_int, "Tags kept per profile."),
+    Field("RTP_CACHE_USERS", "cache_users", _positive_int, "Profiles cached in worker memory."),
+    Field("RTP_WEB_PORT", "web_port", _positive_int, "Worker HTTP port (API, health, metrics)."),
+    Field("RTP_SESSION_TIMEOUT_S", "session_timeout_s", _positive_float, "Kafka group session."),
+    Field("RTP_MODEL", "model", str, "Encoder model directory or id; empty = all-MiniLM-L6-v2."),
+    Field("RTP_DEVICE", "device", _device, "Encoder device: auto, cpu, cuda, cuda:N."),
+    Field("RTP_LOG_LEVEL", "log_level", str, "Worker log level."),
+    Field("RTP_EMIT_VECTOR", "emit_vector", _bool, "Put the long-term vector in profile_updated."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the worker and the tools need; immutable once built."""
+
+    app_id: str = "profiles"
+    broker: str = "kafka://127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    input_topic: str = "site-events"
+    routed_topic: str = "profiles-routed"
+    profile_topic: str = "profile-updated"
+    dlq_topic: str = "site-events-dlq"
+    partitions: int = 4
+    batch_max: int = 2000
+    batch_within_s: float = 0.05
+    bundle_max: int = 64
+    half_life_days: float = 30.0
+    lateness_s: float = 7 * 86400.0
+    max_future_s: float = 300.0
+    earliest_ms: int = 946_684_800_000  # 2000-01-01
+    max_message_bytes: int = 65536
+    top_tags: int = 50
+    cache_users: int = 200_000
+    web_port: int = 6066
+    session_timeout_s: float = 10.0
+    model: str = ""
+    device: str = "auto"
+    log_level: str = "info"
+    emit_vector: bool = False
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+
+    def __post_init__(self) -> None:
+        # The profile math settings derive from the flat ones, so they can't drift.
+        derived = ProfileConfig(
+            half_life_ms=int(self.half_life_days * 86_400_000),
+            lateness_ms=int(self.lateness_s * 1000),
+            top_tags=self.top_tags,
+        )
+        if self.profile != derived:
+            object.__setattr__(self, "profile", derived)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every ``RTP_*`` variable; raise one :class:`SettingsError` listing all problems."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for spec in FIELDS:
+            raw = source.get(spec.env)
+            if raw is None:
+                continue
+            try:
+                values[spec.attr] = spec.parse(raw)
+            except ValueError as exc:
+                problems.append(f"{spec.env}={raw!r}: {exc}")
+        if problems:
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+        return replace(cls(), **{**values, **overrides})
+
+    @property
+    def broker_hosts(self) -> list[str]:
+        """``host:port`` strings for plain aiokafka clients."""
+        return [u.removeprefix("kafka://") for u in self.broker.split(";")]
+
+
+def settings_table() -> str:
+    """Markdown table of every setting with its default, for the README."""
+    defaults = Settings()
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for spec in FIELDS:
+        default = getattr(defaults, spec.attr)
+        if spec.attr == "earliest_ms":
+            default = "2000-01-01"
+        rows.append(f"| `{spec.env}` | `{default}` | {spec.help} |")
+    return "\n".join(rows)
+
+
+def setting_names() -> list[str]:
+    """Attribute names of all settings (used by tests to keep docs honest)."""
+    return [f.name for f in fields(Settings) if f.name != "profile"]

@@ -1,0 +1,44 @@
+"""HTTP endpoints on each worker's web port: health, counters, profile lookup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from profiles.downstream import TOP_TAGS_OUT
+from profiles.profile import Profile
+from stream.runtime import Runtime
+from stream.settings import Settings
+
+
+def profile_view(profile: Profile, settings: Settings) -> dict[str, Any]:
+    """The public JSON shape of a profile: no raw text, no offsets."""
+    return {
+        "user_id": profile.user_id,
+        "version": profile.version,
+        "first_ts": profile.first_ts,
+        "last_ts": profile.last_ts,
+        "counts": profile.counts,
+        "rfm": profile.rfm(),
+        "items_bought": profile.items_bought,
+        "top_tags": profile.top_tags(TOP_TAGS_OUT * 2, settings.profile.half_life_ms),
+    }
+
+
+def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    @app.page("/health")
+    async def health(web: View, request: Request) -> Response:
+        return web.json({"alive": True, "ready": runtime.ready})
+
+    @app.page("/stats")
+    async def stats(web: View, request: Request) -> Response:
+        return web.json(runtime.stats.as_dict())
+
+    @app.page("/users/{user_id}")
+    async def user(web: View, request: Request, user_id: str) -> Response:
+        profile = await runtime.store.get(user_id)
+        if profile is None:
+            return web.json({"error": "unknown user", "user_id": user_id}, status=404)
+        return web.json(profile_view(profile, settings))
