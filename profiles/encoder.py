@@ -36,11 +36,11 @@ import torch
 __all__ = [
     "BUNDLED_MODEL_ID",
     "INT8_MIN_COSINE",
+    "UNK_WARN_RATE",
     "Encoder",
     "EncoderConfig",
     "Int8QualityError",
     "ModelNotFoundError",
-    "UNK_WARN_RATE",
 ]
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,8 @@ class EncoderConfig:
 class Encoder:
     """Encodes texts into L2-normalised float32 rows; see the module docstring for an example.
 
-    Not meant for concurrent callers: a lock serialises calls, since the Rust tokenizer
-    refuses re-entrant use from several threads.
+    Meant for one caller at a time (a worker thread via ``asyncio.to_thread``); overlapping
+    calls are serialised by a lock, since the Rust tokenizer fails on concurrent use.
     """
 
     model_id: str
@@ -130,6 +130,7 @@ class Encoder:
         self.config = config
         model_dir, display = _resolve_model_dir(config.model)
         self.model_dir = model_dir
+        self._name = BUNDLED_MODEL_ID if display is None else display
         self.device = _resolve_device(config.device)
         if config.int8 and self.device != "cpu":
             raise ValueError("int8 quantisation is CPU-only; use device='cpu' or int8=False")
@@ -222,7 +223,8 @@ class Encoder:
 
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         cuda = self.device.startswith("cuda")
-        tensors = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+        tensors = {"input_ids": torch.from_numpy(input_ids),
+                   "attention_mask": torch.from_numpy(mask)}
         if self._with_token_types:
             tensors["token_type_ids"] = torch.zeros_like(tensors["input_ids"])
         if cuda:
@@ -248,7 +250,7 @@ class Encoder:
         worst = float(np.min(np.sum(reference * candidate, axis=1)))
         if worst < INT8_MIN_COSINE:
             raise Int8QualityError(
-                f"int8 dynamic quantisation of {self.model_dir.name} keeps only cosine "
+                f"int8 dynamic quantisation of {self._name} keeps only cosine "
                 f"{worst:.4f} to fp32 on calibration texts (needs >= {INT8_MIN_COSINE}); "
                 "run this model in fp32 (int8=False)"
             )
@@ -381,13 +383,13 @@ def _fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def _load(model_dir: Path) -> tuple[Any, torch.nn.Module]:
+def _load(model_dir: Path) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     # A tqdm bar per start is noise in worker logs; restore whatever the process had.
     bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         # transformers 5 loads in the checkpoint's dtype by default; fp16 copies must run
@@ -396,7 +398,7 @@ def _load(model_dir: Path) -> tuple[Any, torch.nn.Module]:
                                           dtype=torch.float32)
     finally:
         if bars:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
     model.eval()
     return tokenizer, model
 
@@ -411,7 +413,7 @@ def _quantise_int8(model: torch.nn.Module) -> torch.nn.Module:
                                 category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_(tensor|channel)",
                                 category=UserWarning)
-        quantised: torch.nn.Module = quantize_dynamic(
+        quantised: torch.nn.Module = quantize_dynamic(  # type: ignore[no-untyped-call]
             copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig}
         )
     return quantised

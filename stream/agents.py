@@ -151,6 +151,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         runtime.updater.forget()
         stats.rebalances += 1
 
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+        stats.assigned = sum(1 for tp in assigned if tp.topic == settings.routed_topic)
+
 
 def _dead_bundle(topics: Topics, event: EventT, exc: Exception) -> Awaitable[Any]:
     msg = event.message

@@ -16,6 +16,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         settings.app_id,
         broker=settings.broker,
         store="memory://",
+        datadir=f"{settings.data_dir}/{{conf.name}}-data",
         # State lives in Redis; Faust only consumes, routes and produces.
         topic_partitions=settings.partitions,
         topic_replication_factor=1,

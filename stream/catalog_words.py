@@ -81,9 +81,7 @@ def _top(
     variants_en: str,
     leaves: tuple[Leaf, ...],
 ) -> TopCategory:
-    pairs = tuple(
-        (b.split(":", 1)[0], b.split(":", 1)[1]) for b in _split(brands)
-    )
+    pairs = tuple((b.split(":", 1)[0], b.split(":", 1)[1]) for b in _split(brands))
     return TopCategory(
         key=key,
         zh=zh,
@@ -98,6 +96,8 @@ def _top(
     )
 
 
+# One row per leaf: Chinese path, English path, nouns zh/en, attributes zh/en, median CNY.
+# fmt: off
 CATEGORIES: tuple[TopCategory, ...] = (
     _top(
         "electronics", "电子产品", "Electronics", weight=0.14, sigma=0.45, max_quantity=2,
@@ -174,7 +174,8 @@ CATEGORIES: tuple[TopCategory, ...] = (
                   "陶瓷|不锈钢|手冲|便携", "Ceramic|Stainless Steel|Pour-Over|Portable", 129),
             _leaf("厨房/锅具", "Kitchen/Cookware",
                   "炒锅|不粘锅|汤锅|铸铁锅", "Wok|Non-Stick Pan|Stock Pot|Cast Iron Skillet",
-                  "不粘|少油烟|铸铁|电磁炉通用", "Non-Stick|Cast Iron|Induction-Ready|Tri-Ply", 299),
+                  "不粘|少油烟|铸铁|电磁炉通用", "Non-Stick|Cast Iron|Induction-Ready|Tri-Ply",
+                  299),
             _leaf("家纺/床品", "Bedding/Sheets",
                   "四件套|被子|枕头|乳胶枕", "Bed Sheet Set|Duvet|Pillow|Memory Foam Pillow",
                   "纯棉|亲肤|抗菌|加厚", "Cotton|Breathable|Hypoallergenic|Cooling", 299),
@@ -215,8 +216,8 @@ CATEGORIES: tuple[TopCategory, ...] = (
         "baby", "母婴", "Baby", weight=0.07, sigma=0.5, max_quantity=6,
         brands="帮宝适:Pampers|花王:Merries|飞鹤:Feihe|美赞臣:Enfamil|贝亲:Pigeon"
         "|好孩子:Goodbaby|爱他美:Aptamil|babycare:babycare",
-        variants_zh="S码|M码|L码|1段|2段|3段",
-        variants_en="Size S|Size M|Size L|Stage 1|Stage 2|Stage 3",
+        variants_zh="1段|2段|3段|大包装",
+        variants_en="Stage 1|Stage 2|Stage 3|Value Pack",
         leaves=(
             _leaf("尿裤湿巾/纸尿裤", "Diapering/Diapers",
                   "纸尿裤|拉拉裤|婴儿湿巾", "Diapers|Pull-Ups|Baby Wipes",
@@ -397,10 +398,11 @@ CATEGORIES: tuple[TopCategory, ...] = (
         ),
     ),
 )
+# fmt: on
 
-# Optional title prefixes; most titles carry none.
-EDITION_ZH: tuple[str, ...] = ("", "", "", "新款", "2026款", "升级款", "官方正品")
-EDITION_EN: tuple[str, ...] = ("", "", "", "New", "2026", "Upgraded", "Official")
+# Optional title prefixes, on a minority of titles only: they carry no interest signal.
+EDITION_ZH: tuple[str, ...] = ("新款", "2026款", "升级款", "官方正品")
+EDITION_EN: tuple[str, ...] = ("New", "2026", "Upgraded", "Official")
 
 # Review sentences by sentiment; ``{noun}`` is the product noun in the reviewer's language.
 REVIEW_ZH: dict[str, tuple[str, ...]] = {
@@ -479,6 +481,18 @@ REVIEW_EN: dict[str, tuple[str, ...]] = {
 # Extra words that make English search queries look typed by a person.
 QUERY_EXTRAS_EN: tuple[str, ...] = ("best", "cheap", "new", "gift", "sale", "2026")
 QUERY_EXTRAS_ZH: tuple[str, ...] = ("推荐", "平价", "新款", "送礼", "正品", "2026")
+
+
+def zh_vocabulary() -> list[str]:
+    """Chinese brands, nouns and attributes, sorted: a jieba user dictionary for these titles."""
+    words: set[str] = set()
+    for top in CATEGORIES:
+        words.update(b[0] for b in top.brands)
+        for leaf in top.leaves:
+            words.update(leaf.nouns_zh)
+            words.update(leaf.attrs_zh)
+    return sorted(w for w in words if any("\u4e00" <= ch <= "\u9fff" for ch in w))
+
 
 ERASURE_REASONS: tuple[str, ...] = (
     "user-request",

@@ -29,7 +29,7 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     """The real worker, as its own process (as in production), logging to a file."""
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "stream", "worker", "-l", "info"],
+        [sys.executable, "-m", "stream", "worker", "-l", settings.log_level],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "RTP_WEB_PORT": str(settings.web_port)},

@@ -39,7 +39,9 @@ __all__ = [
     "ServiceError",
     "ServiceSpec",
     "free_port",
+    "kafka_metadata_ok",
     "main",
+    "redis_ping_ok",
 ]
 
 BROKER = "broker"
@@ -167,12 +169,12 @@ def _read_pid(path: Path) -> int | None:
 _EXIT_CODES: dict[int, int] = {}
 
 
-def _reaped(pid: int) -> bool:
-    """Reap ``pid`` if it is our exited child; True when it was."""
+def _reap(pid: int) -> bool | None:
+    """Reap our exited child ``pid``: True if reaped, False if not yet, None if not ours."""
     try:
         done, status = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return False
+        return None
     if done != pid:
         return False
     _EXIT_CODES[pid] = os.waitstatus_to_exitcode(status)
@@ -181,7 +183,7 @@ def _reaped(pid: int) -> bool:
 
 def _pid_alive(pid: int) -> bool:
     # Reap first: a dead child of ours stays a zombie, which kill(pid, 0) still sees.
-    if _reaped(pid):
+    if _reap(pid):
         return False
     try:
         os.kill(pid, 0)
@@ -193,8 +195,12 @@ def _pid_alive(pid: int) -> bool:
         # Field 3, after the parenthesised command name, is the state; Z = zombie, X = dead.
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         if state in ("Z", "X"):
-            # It may have died since the first waitpid; reap it now or nobody ever will.
-            _reaped(pid)
+            # A multi-threaded process (Redis) shows Z while its other threads still exit, and
+            # waitpid cannot reap it until they have; callers treat it as dead from now on, so
+            # wait for that here or it stays a zombie for as long as we run.
+            deadline = time.monotonic() + 2.0
+            while _reap(pid) is False and time.monotonic() < deadline:
+                time.sleep(0.005)
             return False
     return True
 
@@ -288,8 +294,10 @@ class LocalServices:
                 str((self.state_dir / REDIS).resolve()),
                 "--appendonly",
                 "yes",
+                # fsync before replying: a Redis killed with SIGKILL loses no commit
+                # whose Kafka offset may already be committed (one fsync per batch).
                 "--appendfsync",
-                "everysec",
+                "always",
                 "--save",
                 "",
                 "--daemonize",

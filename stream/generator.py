@@ -73,6 +73,7 @@ FAVOURITE_LEAF_P = 0.6  # chance that an interest has a favourite leaf category
 FAVOURITE_LEAF_FOCUS_P = 0.5  # chance a session in that interest goes to the favourite leaf
 LEAF_STICKINESS = 0.6  # chance a click stays in the session's leaf (vs. the whole category)
 ZIPF_S = 1.07
+EDITION_P = 0.12  # share of titles with an edition word ("新款", "New"...)
 DISCONTINUED_SHARE = 0.03
 CATALOG_UPDATES_PER_PRODUCT_DAY = 0.02
 CATALOG_DISCONTINUE_P = 0.1
@@ -90,10 +91,12 @@ RESEARCH_P = 0.07  # per click: a new search that moves the session's focus
 CART_P_BUYING, CART_P_BROWSING = 0.3, 0.08
 
 # Local-hour activity weights (max 1): quiet at night, peak in the evening.
+# fmt: off
 DIURNAL = (
     0.25, 0.15, 0.08, 0.05, 0.05, 0.08, 0.15, 0.30, 0.45, 0.55, 0.60, 0.65,
     0.75, 0.65, 0.60, 0.60, 0.65, 0.70, 0.80, 0.90, 1.00, 1.00, 0.85, 0.50,
 )
+# fmt: on
 _DIURNAL_MEAN = sum(DIURNAL) / len(DIURNAL)
 
 
@@ -171,9 +174,9 @@ class TrafficGenerator:
         # Popularity: a random rank within the product's top category, Zipf weight by rank.
         weight = np.empty(n)
         for ti in range(ntop):
-            members = np.flatnonzero(tops == ti)
-            ranks = rng.permutation(len(members)) + 1
-            weight[members] = ranks.astype(float) ** -ZIPF_S
+            in_top = np.flatnonzero(tops == ti)
+            ranks = rng.permutation(len(in_top)) + 1
+            weight[in_top] = ranks.astype(float) ** -ZIPF_S
 
         self._p_id: list[str] = []
         self._p_title: list[str] = []
@@ -202,7 +205,9 @@ class TrafficGenerator:
             # A second, different attribute on about 60% of titles.
             a2 = (a1 + 1 + int(u[i, 4] * (len(attrs) - 1))) % len(attrs) if u[i, 4] < 0.6 else -1
             variant = variants[int(u[i, 5] * len(variants))]
-            edition = editions[int(u[i, 6] * len(editions))]
+            edition = (
+                editions[int(u[i, 6] / EDITION_P * len(editions))] if u[i, 6] < EDITION_P else ""
+            )
             brand = top.brands[bi][lg]
             if lg == ZH:
                 body = (attrs[a2] if a2 >= 0 else "") + nouns[ni]
@@ -211,8 +216,10 @@ class TrafficGenerator:
             else:
                 parts = [brand, edition, attrs[a1], attrs[a2] if a2 >= 0 else "", nouns[ni]]
                 title = " ".join(p for p in parts if p) + ", " + variant
-            raw = leaf.median_price_cny * float(brand_mult[ti, bi]) * math.exp(
-                top.price_sigma * float(z[i])
+            raw = (
+                leaf.median_price_cny
+                * float(brand_mult[ti, bi])
+                * math.exp(top.price_sigma * float(z[i]))
             )
             self._p_id.append(f"p{i:06d}")
             self._p_title.append(title)
@@ -334,9 +341,10 @@ class TrafficGenerator:
         """Endless traffic stamped with ``now_ms()`` at generation.
 
         The behavioural model runs in simulated time as fast as the caller pulls, so time is
-        compressed by however fast the consumer paces it: about 1.5% of events are purchases
-        (with the default population), so a demo pulling 20 events/s shows one every few
-        seconds. Ids carry the start time, so restarting never repeats an ``event_id``.
+        compressed by however fast the consumer paces it: about 1% of events are purchases
+        (default population), so a demo pulling 20 events/s shows one every ~5 seconds, and
+        one simulated day (~9k events for 1000 users) passes in ~18 s at 500 events/s.
+        Ids carry the start time, so restarting never repeats an ``event_id``.
         """
         t0 = int(now_ms())
         seed = self.config.seed

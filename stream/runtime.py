@@ -43,6 +43,7 @@ class Stats:
     last_batch: int = 0
     last_commit_ms: float = 0.0
     rebalances: int = 0
+    assigned: int = 0  # partitions this worker owns now
     kinds: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
 

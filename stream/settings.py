@@ -120,6 +120,7 @@ FIELDS: tuple[Field, ...] = (
     Field("RTP_MODEL", "model", str, "Encoder model directory or id; empty = all-MiniLM-L6-v2."),
     Field("RTP_DEVICE", "device", _device, "Encoder device: auto, cpu, cuda, cuda:N."),
     Field("RTP_LOG_LEVEL", "log_level", str, "Worker log level."),
+    Field("RTP_DATA_DIR", "data_dir", str, "Faust's local data directory (no state is kept there)."),
     Field("RTP_EMIT_VECTOR", "emit_vector", _bool, "Put the long-term vector in profile_updated."),
 )
 
@@ -151,6 +152,7 @@ class Settings:
     model: str = ""
     device: str = "auto"
     log_level: str = "info"
+    data_dir: str = ".dev/faust"
     emit_vector: bool = False
     profile: ProfileConfig = field(default_factory=ProfileConfig)
 

@@ -30,7 +30,10 @@ def profile_view(profile: Profile, settings: Settings) -> dict[str, Any]:
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
-        return web.json({"alive": True, "ready": runtime.ready})
+        """Ready once Redis answered and this worker owns partitions."""
+        ready = runtime.ready and runtime.stats.assigned > 0
+        return web.json({"alive": True, "ready": ready, "assigned": runtime.stats.assigned},
+                        status=200 if ready else 503)
 
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:

@@ -31,7 +31,7 @@ def _new_services(state_dir: Path, **kwargs: object) -> LocalServices:
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[LocalServices]:
+def own(tmp_path: Path) -> Iterator[LocalServices]:
     svc = _new_services(tmp_path / "dev")
     try:
         yield svc
@@ -75,30 +75,30 @@ def _kafka_round_trip(port: int) -> bytes:
     return asyncio.run(run())
 
 
-def test_lifecycle_round_trips_and_redis_survives_a_kill(services: LocalServices) -> None:
+def test_lifecycle_round_trips_and_redis_survives_a_kill(own: LocalServices) -> None:
     started = time.monotonic()
-    services.up()
+    own.up()
     assert time.monotonic() - started < 10
 
-    report = services.status()
+    report = own.status()
     assert set(report) == set(SERVICES)
     for name in SERVICES:
         assert report[name]["running"] is True
         assert report[name]["ready"] is True
         assert isinstance(report[name]["pid"], int)
-        assert report[name]["port"] == services.ports[name]
-        assert (services.state_dir / f"{name}.pid").is_file()
+        assert report[name]["port"] == own.ports[name]
+        assert (own.state_dir / f"{name}.pid").is_file()
         pid = report[name]["pid"]
         assert isinstance(pid, int)
         # Own session and process group: a Ctrl-C in our terminal must not reach it.
         assert os.getsid(pid) == pid
         assert os.getpgid(pid) != os.getpgid(0)
-    assert services.broker_url == f"kafka://127.0.0.1:{services.ports[BROKER]}"
-    assert services.redis_url == f"redis://127.0.0.1:{services.ports[REDIS]}/0"
+    assert own.broker_url == f"kafka://127.0.0.1:{own.ports[BROKER]}"
+    assert own.redis_url == f"redis://127.0.0.1:{own.ports[REDIS]}/0"
 
-    assert _kafka_round_trip(services.ports[BROKER]) == b"hello"
+    assert _kafka_round_trip(own.ports[BROKER]) == b"hello"
 
-    client = redis.Redis.from_url(services.redis_url)
+    client = redis.Redis.from_url(own.redis_url)
     try:
         client.set("dev-test:key", "kept")
         assert client.get("dev-test:key") == b"kept"
@@ -107,39 +107,39 @@ def test_lifecycle_round_trips_and_redis_survives_a_kill(services: LocalServices
 
     redis_pid = report[REDIS]["pid"]
     assert isinstance(redis_pid, int)
-    services.kill(REDIS)
-    after_kill = services.status()
+    own.kill(REDIS)
+    after_kill = own.status()
     assert after_kill[REDIS]["running"] is False
     assert after_kill[BROKER]["ready"] is True
     assert not _pid_exists(redis_pid)
-    assert not (services.state_dir / "redis.pid").exists()
+    assert not (own.state_dir / "redis.pid").exists()
 
-    services.start(REDIS)
-    assert services.status()[REDIS]["ready"] is True
-    client = redis.Redis.from_url(services.redis_url)
+    own.start(REDIS)
+    assert own.status()[REDIS]["ready"] is True
+    client = redis.Redis.from_url(own.redis_url)
     try:
         assert client.get("dev-test:key") == b"kept"
     finally:
         client.close()
 
-    pids = [services.status()[name]["pid"] for name in SERVICES]
-    services.down()
-    report = services.status()
+    pids = [own.status()[name]["pid"] for name in SERVICES]
+    own.down()
+    report = own.status()
     assert not any(report[name]["running"] for name in SERVICES)
-    assert not list(services.state_dir.glob("*.pid"))
+    assert not list(own.state_dir.glob("*.pid"))
     for pid in pids:
         assert isinstance(pid, int)
         assert not _pid_exists(pid)
 
 
-def test_up_twice_reuses_running_services_across_instances(services: LocalServices) -> None:
-    services.up()
-    first = services.status()
-    services.up()
+def test_up_twice_reuses_running_services_across_instances(own: LocalServices) -> None:
+    own.up()
+    first = own.status()
+    own.up()
     other = LocalServices(
-        services.state_dir,
-        broker_port=services.ports[BROKER],
-        redis_port=services.ports[REDIS],
+        own.state_dir,
+        broker_port=own.ports[BROKER],
+        redis_port=own.ports[REDIS],
     )
     other.up()
     again = other.status()
@@ -148,18 +148,18 @@ def test_up_twice_reuses_running_services_across_instances(services: LocalServic
         assert again[name]["ready"] is True
     # Any process can stop what another started: only the pid files are shared.
     other.down()
-    assert not any(info["running"] for info in services.status().values())
+    assert not any(info["running"] for info in own.status().values())
 
 
-def test_stale_pid_file_is_ignored(services: LocalServices) -> None:
-    services.state_dir.mkdir(parents=True)
+def test_stale_pid_file_is_ignored(own: LocalServices) -> None:
+    own.state_dir.mkdir(parents=True)
     # Our own pid: alive, but not a redis-server, as after a reboot reused the number.
-    (services.state_dir / "redis.pid").write_text(f"{os.getpid()}\n")
-    (services.state_dir / "broker.pid").write_text("999999999\n")
-    assert not any(info["running"] for info in services.status().values())
-    assert not list(services.state_dir.glob("*.pid"))
-    services.up()
-    assert all(info["ready"] for info in services.status().values())
+    (own.state_dir / "redis.pid").write_text(f"{os.getpid()}\n")
+    (own.state_dir / "broker.pid").write_text("999999999\n")
+    assert not any(info["running"] for info in own.status().values())
+    assert not list(own.state_dir.glob("*.pid"))
+    own.up()
+    assert all(info["ready"] for info in own.status().values())
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,363 @@
+"""Online embedding profiles: a time-decayed mean vector and a handful of interest vectors.
+
+Both estimators are keyed on event time ``ts`` (ms) rather than arrival order. The state is
+kept at a reference time ``T`` = the latest ``ts`` seen. A newer event first decays the state
+to its own time; an older (out-of-order) event is decayed to ``T`` instead, so replays and
+late events give the same result as in-order delivery. Decay factors are always
+``2^(-Δ/h) <= 1``: nothing can overflow however far apart events are, at worst an old
+contribution underflows to 0, which is what fifty half-lives mean anyway.
+
+Math is float64; serialised vectors are float32 (base64 in the dicts).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["DecayedMean", "Interest", "Interests"]
+
+
+def _decay(dt_ms: int, half_life_ms: float) -> float:
+    return math.exp2(-dt_ms / half_life_ms)
+
+
+def _norm(v: np.ndarray) -> float:
+    # Decayed sums can sit near 1e-160, where squaring underflows and np.linalg.norm says 0.
+    scale = float(np.max(np.abs(v))) if v.size else 0.0
+    if scale == 0.0:
+        return 0.0
+    return scale * float(np.linalg.norm(v / scale))
+
+
+def _unit(vec: np.ndarray | Sequence[float]) -> np.ndarray:
+    v = np.asarray(vec, dtype=np.float64)
+    if v.ndim != 1 or not np.isfinite(v).all():
+        raise ValueError("vector must be 1-D and finite")
+    norm = _norm(v)
+    if norm == 0.0:
+        raise ValueError("vector must be non-zero")
+    return v / norm
+
+
+def _check_weight(weight: float) -> float:
+    w = float(weight)
+    if not (math.isfinite(w) and w >= 0.0):
+        raise ValueError(f"weight must be finite and >= 0, got {weight!r}")
+    return w
+
+
+def _check_half_life(half_life_ms: float) -> float:
+    h = float(half_life_ms)
+    if not (math.isfinite(h) and h > 0.0):
+        raise ValueError(f"half_life_ms must be finite and > 0, got {half_life_ms!r}")
+    return h
+
+
+def _encode_vec(v: np.ndarray) -> str:
+    return base64.b64encode(v.astype("<f4").tobytes()).decode("ascii")
+
+
+def _decode_vec(s: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype="<f4").astype(np.float64)
+
+
+def _unit32(s: np.ndarray) -> np.ndarray | None:
+    norm = _norm(s)
+    if not norm > 0.0:
+        return None
+    return (s / norm).astype(np.float32)
+
+
+class DecayedMean:
+    """Time-decayed weighted mean direction of event vectors.
+
+    Keeps ``S = Σ w·2^{-(T-t)/h}·v`` and ``Z = Σ w·2^{-(T-t)/h}`` at ``T`` = latest ts.
+    Use one instance with a long half-life (days) for the long-term taste vector and another
+    with a short one (e.g. 30 minutes) for the session / short-term vector: same maths,
+    only the memory differs.
+
+    >>> m = DecayedMean(half_life_ms=1000)
+    >>> m.vector() is None
+    True
+    >>> m.learn_one([1.0, 0.0], 1.0, ts=0)
+    >>> m.learn_one([0.0, 1.0], 1.0, ts=1000)   # one half-life later: x counts half
+    >>> [round(float(x), 4) for x in m.vector()]
+    [0.4472, 0.8944]
+    >>> m.weight(), m.weight(ts=2000)
+    (1.5, 0.75)
+    >>> m.learn_one([1.0, 0.0], 1.0, ts=0)      # late event, decayed to T, not the state
+    >>> [round(float(x), 4) for x in m.vector()]
+    [0.7071, 0.7071]
+    >>> DecayedMean.from_dict(m.to_dict()).to_dict() == m.to_dict()
+    True
+    """
+
+    def __init__(self, half_life_ms: float) -> None:
+        self.half_life_ms = _check_half_life(half_life_ms)
+        self.ts: int | None = None
+        self.total = 0.0
+        self._sum: np.ndarray | None = None
+
+    def learn_one(self, vec: np.ndarray | Sequence[float], weight: float, ts: int) -> None:
+        """Add one event: ``vec`` (normalised here), ``weight`` >= 0, event time ``ts`` ms."""
+        u = _unit(vec)
+        w = _check_weight(weight)
+        if self._sum is None:
+            self._sum = np.zeros_like(u)
+            self.ts = ts
+        elif u.shape != self._sum.shape:
+            raise ValueError(f"vector has dim {u.shape[0]}, profile has {self._sum.shape[0]}")
+        assert self.ts is not None
+        if ts > self.ts:
+            f = _decay(ts - self.ts, self.half_life_ms)
+            self._sum *= f
+            self.total *= f
+            self.ts = ts
+            factor = 1.0
+        else:
+            factor = _decay(self.ts - ts, self.half_life_ms)
+        self._sum += (w * factor) * u
+        self.total += w * factor
+
+    def vector(self) -> np.ndarray | None:
+        """Unit float32 mean direction, or None before any (non-vanished) event."""
+        return None if self._sum is None else _unit32(self._sum)
+
+    def weight(self, ts: int | None = None) -> float:
+        """Decayed total weight at ``ts`` (default ``T``); times before ``T`` read as ``T``."""
+        if self.ts is None:
+            return 0.0
+        if ts is None or ts <= self.ts:
+            return self.total
+        return self.total * _decay(ts - self.ts, self.half_life_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "half_life_ms": self.half_life_ms,
+            "ts": self.ts,
+            "total": self.total,
+            "sum": None if self._sum is None else _encode_vec(self._sum),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DecayedMean:
+        m = cls(float(data["half_life_ms"]))
+        m.ts = None if data["ts"] is None else int(data["ts"])
+        m.total = float(data["total"])
+        m._sum = None if data["sum"] is None else _decode_vec(data["sum"])
+        return m
+
+    def __repr__(self) -> str:
+        return (f"DecayedMean(half_life_ms={self.half_life_ms:g}, ts={self.ts}, "
+                f"total={self.total:.4g})")
+
+
+class Interest(NamedTuple):
+    """One interest as read out: unit centroid, weight at the read time, top tags.
+
+    ``events`` counts the events that joined it (``count`` would shadow ``tuple.count``).
+    """
+
+    vector: np.ndarray
+    weight: float
+    tags: list[tuple[str, float]]
+    events: int
+    last_ts: int
+
+
+@dataclass
+class _Cluster:
+    sum: np.ndarray
+    total: float
+    count: int
+    last_ts: int
+    tags: dict[str, float] = field(default_factory=dict)
+
+    def scale(self, f: float) -> None:
+        self.sum *= f
+        self.total *= f
+        for tag in self.tags:
+            self.tags[tag] *= f
+
+    def centroid(self) -> np.ndarray | None:
+        norm = _norm(self.sum)
+        return self.sum / norm if norm > 0.0 else None
+
+
+class Interests:
+    """Up to ``k_max`` interest vectors per user, clustered online (PinnerSage-like).
+
+    Each interest has a decayed weight, a decayed-mean centroid, an event count, the latest
+    event time and its top ``max_tags`` tags by decayed weight. An event joins the nearest
+    interest when their cosine is at least ``join_threshold``, otherwise it founds a new
+    one; past ``k_max`` the interest with the lowest decayed weight is dropped. When a join
+    pulls a centroid within ``join_threshold`` of another, the two merge, so slots are not
+    wasted on near-duplicates. Tags outside the top ``max_tags`` are forgotten (a bounded,
+    approximate top-k).
+
+    >>> it = Interests(half_life_ms=1000, k_max=2, join_threshold=0.5)
+    >>> it.learn_one([1.0, 0.0, 0.0], 1.0, ts=0, tags=[("shoes", 1.0)])
+    >>> it.learn_one([0.9, 0.1, 0.0], 1.0, ts=0, tags=[("shoes", 1.0), ("red", 0.5)])
+    >>> it.learn_one([0.0, 1.0, 0.0], 0.5, ts=1000, tags=[("tea", 1.0)])
+    >>> [(i.weight, i.events, i.tags) for i in it.interests()]   # the pair has halved
+    [(1.0, 2, [('shoes', 1.0), ('red', 0.25)]), (0.5, 1, [('tea', 0.5)])]
+    >>> it.learn_one([0.0, 0.0, 1.0], 3.0, ts=1000)   # a third interest: the weakest goes
+    >>> [(i.weight, i.events) for i in it.interests()]
+    [(3.0, 1), (1.0, 2)]
+    """
+
+    def __init__(self, half_life_ms: float, k_max: int = 5, join_threshold: float = 0.5,
+                 max_tags: int = 5) -> None:
+        if k_max < 1 or max_tags < 0:
+            raise ValueError("k_max must be >= 1 and max_tags >= 0")
+        if not -1.0 <= join_threshold <= 1.0:
+            raise ValueError(f"join_threshold is a cosine in [-1, 1], got {join_threshold}")
+        self.half_life_ms = _check_half_life(half_life_ms)
+        self.k_max = k_max
+        self.join_threshold = float(join_threshold)
+        self.max_tags = max_tags
+        self.ts: int | None = None
+        self._clusters: list[_Cluster] = []
+
+    def __len__(self) -> int:
+        return len(self._clusters)
+
+    def learn_one(self, vec: np.ndarray | Sequence[float], weight: float, ts: int,
+                  tags: Sequence[tuple[str, float]] = ()) -> None:
+        """Add one event with its tags (``(tag, tag_weight >= 0)`` pairs)."""
+        u = _unit(vec)
+        if self._clusters and u.shape != self._clusters[0].sum.shape:
+            raise ValueError(f"vector has dim {u.shape[0]}, profile has "
+                             f"{self._clusters[0].sum.shape[0]}")
+        w = _check_weight(weight) * self._advance(ts)
+        # A weightless event (or one decayed to nothing) would found an interest with no
+        # direction; it only moves the clock.
+        if w == 0.0:
+            return
+        best, best_cos = -1, -math.inf
+        for i, cluster in enumerate(self._clusters):
+            c = cluster.centroid()
+            if c is not None and (cos := float(c @ u)) > best_cos:
+                best, best_cos = i, cos
+        if best >= 0 and best_cos >= self.join_threshold:
+            cluster = self._clusters[best]
+            cluster.sum += w * u
+            cluster.total += w
+            cluster.count += 1
+            cluster.last_ts = max(cluster.last_ts, ts)
+            self._add_tags(cluster, tags, w)
+            self._merge_into(best)
+        else:
+            cluster = _Cluster(sum=w * u, total=w, count=1, last_ts=ts)
+            self._add_tags(cluster, tags, w)
+            self._clusters.append(cluster)
+            if len(self._clusters) > self.k_max:
+                weakest = min(range(len(self._clusters)),
+                              key=lambda i: (self._clusters[i].total, self._clusters[i].last_ts))
+                del self._clusters[weakest]
+
+    def interests(self, ts: int | None = None) -> list[Interest]:
+        """Interests by weight (at ``ts``, default ``T``) descending."""
+        f = 1.0
+        if ts is not None and self.ts is not None and ts > self.ts:
+            f = _decay(ts - self.ts, self.half_life_ms)
+        out = []
+        for cluster in self._clusters:
+            vec = _unit32(cluster.sum)
+            if vec is None:
+                continue
+            tags = sorted(((t, tw * f) for t, tw in cluster.tags.items()),
+                          key=lambda kv: (-kv[1], kv[0]))
+            out.append(Interest(vec, cluster.total * f, tags, cluster.count, cluster.last_ts))
+        out.sort(key=lambda i: (-i.weight, -i.last_ts))
+        return out
+
+    def _advance(self, ts: int) -> float:
+        """Move ``T`` forward to ``ts`` if later; return the factor for an event at ``ts``."""
+        if self.ts is None:
+            self.ts = ts
+            return 1.0
+        if ts <= self.ts:
+            return _decay(self.ts - ts, self.half_life_ms)
+        f = _decay(ts - self.ts, self.half_life_ms)
+        for cluster in self._clusters:
+            cluster.scale(f)
+        # Interests decayed past the smallest double have no direction left: gone.
+        self._clusters = [c for c in self._clusters if c.total > 0.0 and c.sum.any()]
+        self.ts = ts
+        return 1.0
+
+    def _add_tags(self, cluster: _Cluster, tags: Sequence[tuple[str, float]], w: float) -> None:
+        for tag, tag_weight in tags:
+            tw = _check_weight(tag_weight) * w
+            if tw > 0.0:
+                cluster.tags[tag] = cluster.tags.get(tag, 0.0) + tw
+        self._prune_tags(cluster)
+
+    def _prune_tags(self, cluster: _Cluster) -> None:
+        if len(cluster.tags) > self.max_tags:
+            top = sorted(cluster.tags.items(), key=lambda kv: (-kv[1], kv[0]))[:self.max_tags]
+            cluster.tags = dict(top)
+
+    def _merge_into(self, keep: int) -> None:
+        while True:
+            target = self._clusters[keep]
+            c = target.centroid()
+            if c is None:
+                return
+            near = next((j for j, other in enumerate(self._clusters)
+                         if j != keep and (oc := other.centroid()) is not None
+                         and float(oc @ c) >= self.join_threshold), None)
+            if near is None:
+                return
+            other = self._clusters[near]
+            target.sum += other.sum
+            target.total += other.total
+            target.count += other.count
+            target.last_ts = max(target.last_ts, other.last_ts)
+            for tag, tw in other.tags.items():
+                target.tags[tag] = target.tags.get(tag, 0.0) + tw
+            self._prune_tags(target)
+            del self._clusters[near]
+            if near < keep:
+                keep -= 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "half_life_ms": self.half_life_ms,
+            "k_max": self.k_max,
+            "join_threshold": self.join_threshold,
+            "max_tags": self.max_tags,
+            "ts": self.ts,
+            "clusters": [
+                {
+                    "sum": _encode_vec(c.sum),
+                    "total": c.total,
+                    "count": c.count,
+                    "last_ts": c.last_ts,
+                    "tags": [[t, tw] for t, tw in c.tags.items()],
+                }
+                for c in self._clusters
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Interests:
+        it = cls(float(data["half_life_ms"]), k_max=int(data["k_max"]),
+                 join_threshold=float(data["join_threshold"]), max_tags=int(data["max_tags"]))
+        it.ts = None if data["ts"] is None else int(data["ts"])
+        it._clusters = [
+            _Cluster(sum=_decode_vec(c["sum"]), total=float(c["total"]), count=int(c["count"]),
+                     last_ts=int(c["last_ts"]), tags={str(t): float(tw) for t, tw in c["tags"]})
+            for c in data["clusters"]
+        ]
+        return it
+
+    def __repr__(self) -> str:
+        return f"Interests(k={len(self)}/{self.k_max}, ts={self.ts})"

@@ -1,0 +1,182 @@
+"""Real processes and real topics for integration tests: a worker, a producer, readers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from stream.dev import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Names:
+    """Unique topics and consumer group per test, so tests never see each other's data."""
+
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def env(self) -> dict[str, str]:
+        return {
+            "RTP_APP_ID": f"t{self.tag}",
+            "RTP_INPUT_TOPIC": f"in-{self.tag}",
+            "RTP_ROUTED_TOPIC": f"routed-{self.tag}",
+            "RTP_PROFILE_TOPIC": f"profiles-{self.tag}",
+            "RTP_DLQ_TOPIC": f"dlq-{self.tag}",
+            "RTP_DATA_DIR": f"/tmp/rtp-test-faust/{self.tag}",
+        }
+
+    @property
+    def input(self) -> str:
+        return f"in-{self.tag}"
+
+    @property
+    def profiles(self) -> str:
+        return f"profiles-{self.tag}"
+
+    @property
+    def dlq(self) -> str:
+        return f"dlq-{self.tag}"
+
+
+class Worker:
+    """``python -m stream worker`` as a child process, as in production."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env, "RTP_WEB_PORT": str(self.port),
+                    "RTP_SESSION_TIMEOUT_S": env.get("RTP_SESSION_TIMEOUT_S", "6"),
+                    "PYTHONUNBUFFERED": "1"}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "stream", "worker", "-l", "info"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http, http.get(
+            f"http://127.0.0.1:{self.port}{path}", timeout=aiohttp.ClientTimeout(total=2)
+        ) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
+            try:
+                status, _ = await self.get("/health")
+                if status == 200:
+                    return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.3)
+        raise AssertionError(f"worker not ready in {timeout}s:\n{self.tail()}")
+
+    async def stats(self) -> dict[str, Any]:
+        _, body = await self.get("/stats")
+        return dict(body)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Clean shutdown: Faust leaves the group, so the next worker joins at once."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+async def produce(
+    brokers: str, topic: str, messages: Iterable[dict[str, Any] | bytes],
+    key: Callable[[dict[str, Any]], bytes | None] | None = None,
+) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all", linger_ms=2)
+    await producer.start()
+    sent = 0
+    try:
+        futures = []
+        for message in messages:
+            if isinstance(message, bytes):
+                futures.append(await producer.send(topic, message))
+            else:
+                k = key(message) if key else None
+                futures.append(await producer.send(topic, orjson.dumps(message), key=k))
+            sent += 1
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return sent
+
+
+@dataclass
+class Consumed:
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+    partition: int
+    offset: int
+
+
+async def read_topic(
+    brokers: str, topic: str, until: Callable[[list[Consumed]], bool], timeout: float = 60.0
+) -> list[Consumed]:
+    """Read a topic from the beginning (no consumer group) until ``until`` holds."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
+    await consumer.start()
+    out: list[Consumed] = []
+    try:
+        deadline = time.monotonic() + timeout
+        tps: list[TopicPartition] = []
+        while time.monotonic() < deadline and not tps:
+            # A fresh metadata fetch each time: the topic may appear only later.
+            metadata = await consumer._client.fetch_all_metadata()
+            parts = metadata.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                await asyncio.sleep(0.3)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        while time.monotonic() < deadline:
+            if until(out):
+                return out
+            batch = await consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                for r in records:
+                    headers = {k: (v or b"").decode() for k, v in (r.headers or ())}
+                    out.append(Consumed(r.key, r.value, headers, r.partition, r.offset))
+        raise AssertionError(f"condition not met on {topic} in {timeout}s; read {len(out)}")
+    finally:
+        await consumer.stop()

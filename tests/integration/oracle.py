@@ -1,0 +1,69 @@
+"""Recompute profiles offline from the input log with the same pure code the worker runs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+import orjson
+import redis.asyncio as aioredis
+
+from profiles import keys
+from profiles.config import ProfileConfig
+from profiles.event_tags import event_tags
+from profiles.profile import Profile, Record, apply
+from profiles.tags import TagExtractor
+from schemas.validate import Limits, Rejected, decode
+from tests.integration.harness import Consumed
+
+
+def expected_profiles(topic: str, log: list[Consumed], config: ProfileConfig) -> dict[str, bytes]:
+    """Profile blobs as the worker must have stored them (producer keyed by user)."""
+    tagger = TagExtractor()
+    items: dict[str, dict[str, object]] = {}
+    by_user: dict[str, list[Record]] = defaultdict(list)
+    for msg in sorted(log, key=lambda m: (m.partition, m.offset)):
+        event = decode(msg.value, Limits(), now_ms=int(time.time() * 1000))
+        if isinstance(event, Rejected):
+            continue
+        if event["type"] == "product":
+            items[event["product_id"]] = event
+            continue
+        by_user[event["user_id"]].append(Record(f"{topic}:{msg.partition}", msg.offset, event))
+    out = {}
+    for user, records in by_user.items():
+        profile = Profile(user)
+        apply(profile, records, config, lambda e: event_tags(e, tagger, items))
+        out[user] = profile.to_bytes()
+    return out
+
+
+async def stored_profiles(client: aioredis.Redis, users: list[str]) -> dict[str, bytes | None]:
+    pipe = client.pipeline(transaction=False)
+    for user in users:
+        pipe.hget(keys.profile(user), "d")
+    return dict(zip(users, await pipe.execute(), strict=True))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"not reached within {timeout}s")
+
+
+def diff(expected: dict[str, bytes], stored: dict[str, bytes | None]) -> list[str]:
+    """Users whose stored profile differs from the offline one (for assertion messages)."""
+    bad = []
+    for user, blob in expected.items():
+        if stored.get(user) != blob:
+            got = stored.get(user)
+            want = orjson.loads(blob)
+            have = orjson.loads(got) if got else None
+            fields = sorted(k for k in want if have is None or want[k] != have.get(k))
+            bad.append(f"{user}: {fields}")
+    return bad
