@@ -16,8 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 from profiles.config import ProfileConfig
+from profiles.embedder import Embedder
+from profiles.embedding_profile import EmbeddingProfile
 from profiles.event_tags import TextTagger, event_tags, needs_catalog
+from profiles.event_text import combine, event_texts
 from profiles.profile import Outcome, Profile, Record, apply
 from profiles.store import Commit, Erasure, ProfileStore
 
@@ -46,6 +51,7 @@ class BatchResult:
     duplicates: int = 0
     items: int = 0
     conflicts: int = 0
+    model_changes: int = 0  # profiles whose vectors came from another model (discarded)
 
 
 @dataclass(slots=True)
@@ -99,6 +105,7 @@ class BatchUpdater:
         cache_users: int = 50_000,
         item_ttl_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        embedder: Embedder | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -107,6 +114,7 @@ class BatchUpdater:
         self.profiles: LruCache[Profile] = LruCache(cache_users)
         self._items: LruCache[tuple[float, dict[str, Any]]] = LruCache(100_000)
         self.item_ttl_s = item_ttl_s
+        self.embedder = embedder
 
     def forget(self) -> None:
         """Drop cached profiles (on rebalance: another worker may own them now)."""
@@ -123,9 +131,11 @@ class BatchUpdater:
                 by_user[record.event["user_id"]].append(record)
         result.items = len(commit.items)
         items = await self._catalog_and_profiles(by_user, commit.items)
+        vectors = await self._vectors(records, items)
         todo = dict(by_user)
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            computed = {uid: self._compute(uid, recs, items) for uid, recs in todo.items()}
+            computed = {uid: self._compute(uid, recs, items, vectors, result)
+                        for uid, recs in todo.items()}
             commit.profiles = [r.profile for r in computed.values() if r.write]
             commit.erasures = [e for r in computed.values() for e in r.erasures]
             try:
@@ -177,16 +187,32 @@ class BatchUpdater:
                 items[pid] = item
         return items
 
+    async def _vectors(
+        self, records: Sequence[Record], items: dict[str, dict[str, Any]]
+    ) -> dict[str, np.ndarray]:
+        """One encoder call for every distinct text of the batch (catalog items included,
+        so a product's vector is ready before anyone clicks it)."""
+        if self.embedder is None:
+            return {}
+        texts = [text for r in records for text, _ in event_texts(r.event, items)]
+        return await self.embedder.vectors(texts)
+
     async def _load_profiles(self, user_ids: list[str]) -> None:
         profiles, _ = await self.store.load(user_ids, ())
         for uid, profile in profiles.items():
             self.profiles.put(uid, profile)
 
     def _compute(
-        self, user_id: str, records: list[Record], items: dict[str, dict[str, Any]]
+        self,
+        user_id: str,
+        records: list[Record],
+        items: dict[str, dict[str, Any]],
+        vectors: dict[str, np.ndarray],
+        result: BatchResult,
     ) -> _UserResult:
         profile = self.profiles.get(user_id)
         assert profile is not None, "profiles are loaded before computing"
+        self._attach_embedding(profile, result)
         res = _UserResult(profile)
         base = profile.version
         pending: list[Record] = []
@@ -194,8 +220,13 @@ class BatchUpdater:
         def tagger(event: dict[str, Any]) -> list[tuple[str, float]]:
             return event_tags(event, self.tagger, items)
 
+        def embed(event: dict[str, Any]) -> np.ndarray | None:
+            return combine(event_texts(event, items), vectors)
+
         def flush() -> None:
-            _merge(res.outcome, apply(res.profile, pending, self.config, tagger))
+            outcome = apply(res.profile, pending, self.config, tagger,
+                            embed if self.embedder else None)
+            _merge(res.outcome, outcome)
             pending.clear()
 
         for record in records:
@@ -210,12 +241,25 @@ class BatchUpdater:
             erasure = Erasure(user_id, base, fences, _receipt(record, self.clock()))
             res.erasures.append(erasure)
             res.profile = Profile(user_id, version=erasure.new_version, fences=dict(fences))
+            self._attach_embedding(res.profile, result)
             res.outcome.applied = 0  # whatever came before is erased with the profile
             base = erasure.new_version
         flush()
         if res.write:
             res.profile.version = base + 1
         return res
+
+    def _attach_embedding(self, profile: Profile, result: BatchResult) -> None:
+        """Decode the stored vectors once per cached profile; another model's are dropped."""
+        if self.embedder is None or profile.embedding is not None:
+            return
+        profile.embedding, changed = EmbeddingProfile.load(
+            profile.embedding_blob, self.embedder.config)
+        profile.embedding_blob = None
+        if changed:
+            result.model_changes += 1
+            log.warning("user %s: stored vectors are from another model; starting afresh with %s",
+                        profile.user_id, self.embedder.config.model_id)
 
     def _settle(self, user_id: str, res: _UserResult, result: BatchResult) -> None:
         self.profiles.put(user_id, res.profile)

@@ -9,7 +9,9 @@ from profiles.profile import Profile
 TOP_TAGS_OUT = 10
 
 
-def profile_updated(profile: Profile, half_life_ms: int, now_ms: int) -> dict[str, Any]:
+def profile_updated(
+    profile: Profile, half_life_ms: int, now_ms: int, with_vector: bool = False
+) -> dict[str, Any]:
     """The ``profile_updated`` event; ``event_id`` is deterministic so consumers can dedupe.
 
     >>> p = Profile("u1", version=3, last_ts=5, counts={"click": 2})
@@ -17,7 +19,7 @@ def profile_updated(profile: Profile, half_life_ms: int, now_ms: int) -> dict[st
     >>> (e["event_id"], e["counts"], e["rfm"]["frequency"])
     ('u1:3', {'click': 2}, 0)
     """
-    return {
+    event: dict[str, Any] = {
         "type": "profile_updated",
         "schema_version": 1,
         "event_id": f"{profile.user_id}:{profile.version}",
@@ -29,3 +31,9 @@ def profile_updated(profile: Profile, half_life_ms: int, now_ms: int) -> dict[st
         "rfm": profile.rfm(),
         "counts": dict(sorted(profile.counts.items())),
     }
+    if profile.embedding is not None:
+        event["model"] = profile.embedding.model_id
+        vector = profile.embedding.long_term()
+        if with_vector and vector is not None:
+            event["vector"] = [round(float(x), 6) for x in vector]
+    return event

@@ -16,14 +16,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 
 from profiles.config import ProfileConfig
 
+if TYPE_CHECKING:
+    from profiles.embedding_profile import EmbeddingProfile
+
 Tag = tuple[str, float]
 EventTagger = Callable[[dict[str, Any]], Sequence[Tag]]
+#: The event's vector (unit, model space of the profile's embedding), or None.
+EventEmbedder = Callable[[dict[str, Any]], "np.ndarray | None"]
 
 #: Rebase the tag anchor after this many half-lives so 2**x never overflows.
 _REBASE_HALF_LIVES = 400.0
@@ -71,6 +77,9 @@ class Profile:
     purchased: list[str] = field(default_factory=list)
     fences: dict[str, int] = field(default_factory=dict)
     recent_ids: list[str] = field(default_factory=list)
+    # Vectors live in their own Redis field; the blob is decoded only when needed.
+    embedding: EmbeddingProfile | None = field(default=None, compare=False, repr=False)
+    embedding_blob: bytes | None = field(default=None, compare=False, repr=False)
 
     def top_tags(self, n: int, half_life_ms: int, as_of: int | None = None) -> list[Tag]:
         """The ``n`` strongest tags with scores decayed to ``as_of`` (default: last event)."""
@@ -120,7 +129,11 @@ _STORED = (
 
 
 def apply(
-    profile: Profile, records: Sequence[Record], config: ProfileConfig, tagger: EventTagger
+    profile: Profile,
+    records: Sequence[Record],
+    config: ProfileConfig,
+    tagger: EventTagger,
+    embed: EventEmbedder | None = None,
 ) -> Outcome:
     """Apply ``records`` (one user's, in arrival order) to ``profile`` in place.
 
@@ -145,10 +158,14 @@ def apply(
             outcome.late.append(record)
             continue
         _remember(profile, recent, event["event_id"], config.recent_ids)
-        _learn(profile, event, ts, config, tagger)
-        outcome.applied += 1
-    if outcome.applied:
+        weight, tags = _learn(profile, event, ts, config, tagger)
+        if embed is not None and profile.embedding is not None and weight > 0:
+            vector = embed(event)
+            if vector is not None:
+                profile.embedding.learn_one(vector, weight, ts, tags)
+        # Per event, not per batch: the result must not depend on batch boundaries.
         _prune_tags(profile, config.top_tags)
+        outcome.applied += 1
     return outcome
 
 
@@ -163,7 +180,8 @@ def _remember(profile: Profile, recent: set[str], event_id: str, keep: int) -> N
 
 def _learn(
     profile: Profile, event: dict[str, Any], ts: int, config: ProfileConfig, tagger: EventTagger
-) -> None:
+) -> tuple[float, Sequence[Tag]]:
+    """Update stats and tags; return the event's interest weight and tags."""
     kind = event["type"]
     profile.counts[kind] = profile.counts.get(kind, 0) + 1
     profile.first_ts = ts if profile.first_ts is None else min(profile.first_ts, ts)
@@ -173,7 +191,9 @@ def _learn(
     weight = config.kind_weights.get(kind, 1.0)
     if kind == "review":
         weight *= event["rating"] / 5.0
-    _add_tags(profile, tagger(event), weight, ts, config.half_life_ms)
+    tags = tagger(event)
+    _add_tags(profile, tags, weight, ts, config.half_life_ms)
+    return weight, tags
 
 
 def _learn_purchase(profile: Profile, event: dict[str, Any], ts: int, keep: int) -> None:
@@ -217,6 +237,7 @@ def _add_tags(profile: Profile, tags: Sequence[Tag], weight: float, ts: int, hal
 
 def _prune_tags(profile: Profile, keep: int) -> None:
     # Prune in bulk, only past 2x the limit, so pruning is rare and cheap.
+    # (A tag pruned early vs. kept can differ only if events arrive out of order.)
     if len(profile.tags) <= 2 * keep:
         return
     ranked = sorted(profile.tags.items(), key=lambda kv: (-kv[1], kv[0]))[:keep]

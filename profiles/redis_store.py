@@ -22,12 +22,16 @@ from profiles import keys
 from profiles.profile import Profile
 from profiles.store import Commit, CommitResult
 
-# KEYS: profile, erasure marker. ARGV: base version, new version, profile JSON.
+# KEYS: profile, erasure marker. ARGV: base version, new version, profile JSON[, vectors].
 _WRITE_PROFILE = """
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = redis.call('HGET', KEYS[2], 'v') or '0' end
 if cur ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+if ARGV[4] then
+  redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'e', ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+end
 return 1
 """
 
@@ -84,7 +88,7 @@ class RedisStore:
         users, products = list(user_ids), list(item_ids)
         pipe = self.client.pipeline(transaction=False)
         for uid in users:
-            pipe.hmget(keys.profile(uid), "v", "d")
+            pipe.hmget(keys.profile(uid), "v", "d", "e")
             pipe.hmget(keys.erased(uid), "v", "f")
         for pid in products:
             pipe.hget(keys.item(pid), "d")
@@ -112,6 +116,8 @@ class RedisStore:
             calls.append((self._erase, user_keys, argv, e.user_id))
         for p in commit.profiles:
             argv = [p.version - 1, p.version, p.to_bytes()]
+            if p.embedding is not None:
+                argv.append(p.embedding.to_bytes())
             calls.append((self._write, [keys.profile(p.user_id), keys.erased(p.user_id)], argv,
                           p.user_id))
         for item in commit.items:
@@ -156,10 +162,8 @@ class RedisStore:
         return list(replies)
 
     async def get(self, user_id: str) -> Profile | None:
-        version, blob = await self.client.hmget(keys.profile(user_id), "v", "d")
-        if blob is None:
-            return None
-        return Profile.from_bytes(user_id, int(version), blob)
+        reply = await self.client.hmget(keys.profile(user_id), "v", "d", "e")
+        return _profile_from(user_id, reply, [None, None]) if reply[1] is not None else None
 
     async def get_item(self, product_id: str) -> dict[str, Any] | None:
         blob = await self.client.hget(keys.item(product_id), "d")
@@ -170,9 +174,11 @@ class RedisStore:
 
 
 def _profile_from(user_id: str, current: list[Any], erased: list[Any]) -> Profile:
-    version, blob = current
+    version, blob, vectors = current
     if blob is not None:
-        return Profile.from_bytes(user_id, int(version), blob)
+        profile = Profile.from_bytes(user_id, int(version), blob)
+        profile.embedding_blob = vectors
+        return profile
     erased_version, fences = erased
     if erased_version is not None:
         return Profile(user_id, version=int(erased_version), fences=orjson.loads(fences))

@@ -77,7 +77,7 @@ class MemoryStore:
     """Dict-backed store with the same semantics as the Redis one, for unit tests."""
 
     def __init__(self) -> None:
-        self.profiles: dict[str, tuple[int, bytes]] = {}
+        self.profiles: dict[str, tuple[int, bytes, bytes | None]] = {}
         self.erased: dict[str, tuple[int, dict[str, int], dict[str, Any]]] = {}
         self.items: dict[str, dict[str, Any]] = {}
         self.commits = 0
@@ -91,8 +91,10 @@ class MemoryStore:
 
     def _load_one(self, user_id: str) -> Profile:
         if user_id in self.profiles:
-            version, blob = self.profiles[user_id]
-            return Profile.from_bytes(user_id, version, blob)
+            version, blob, vectors = self.profiles[user_id]
+            profile = Profile.from_bytes(user_id, version, blob)
+            profile.embedding_blob = vectors
+            return profile
         if user_id in self.erased:
             version, fences, _ = self.erased[user_id]
             return Profile(user_id, version=version, fences=dict(fences))
@@ -120,7 +122,9 @@ class MemoryStore:
             if self._version(profile.user_id) != profile.version - 1:
                 result.conflicts.add(profile.user_id)
                 continue
-            self.profiles[profile.user_id] = (profile.version, profile.to_bytes())
+            vectors = (profile.embedding.to_bytes() if profile.embedding is not None
+                       else self.profiles.get(profile.user_id, (0, b"", None))[2])
+            self.profiles[profile.user_id] = (profile.version, profile.to_bytes(), vectors)
         for item in commit.items:
             if item_wins(item, self.items.get(item["product_id"])):
                 self.items[item["product_id"]] = orjson.loads(orjson.dumps(item))

@@ -120,7 +120,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             for user_id in result.erased:
                 sends.append(topics.profiles.send(key=user_id.encode(), value=None))
             for profile in result.updated:
-                payload = orjson.dumps(profile_updated(profile, half_life, now_ms))
+                payload = orjson.dumps(
+                    profile_updated(profile, half_life, now_ms, settings.emit_vector))
                 sends.append(topics.profiles.send(key=profile.user_id.encode(), value=payload))
             for dead in result.dead:
                 source_topic, _, partition = dead.record.source.rpartition(":")
@@ -143,6 +144,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             stats.conflicts += result.conflicts
             stats.profiles_emitted += len(result.updated)
             stats.tombstones += len(result.erased)
+            stats.model_changes += result.model_changes
             stats.dead.update(d.reason for d in result.dead)
 
     @app.on_partitions_revoked.connect

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 
 from stream import agents, web
@@ -12,6 +14,7 @@ from stream.settings import Settings
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     """A configured app with its topics, agents and web views, and its runtime."""
     session = settings.session_timeout_s
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
     app = faust.App(
         settings.app_id,
         broker=settings.broker,

@@ -16,7 +16,12 @@ from typing import Any
 from mode import Service
 
 from profiles.batch import BatchUpdater
+from profiles.embed_cache import EmbeddingCache
+from profiles.embedder import Embedder
+from profiles.embedding_profile import EmbeddingConfig
+from profiles.encoder import Encoder, EncoderConfig
 from profiles.redis_store import RedisStore
+from profiles.redis_tier import RedisVectorTier
 from profiles.tags import TagExtractor
 from schemas.validate import Limits
 from stream.settings import Settings
@@ -44,6 +49,7 @@ class Stats:
     last_commit_ms: float = 0.0
     rebalances: int = 0
     assigned: int = 0  # partitions this worker owns now
+    model_changes: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
 
@@ -72,6 +78,8 @@ class Runtime(Service):
         self.updater = BatchUpdater(
             self.store, settings.profile, self.tagger, cache_users=settings.cache_users
         )
+        self.embedder: Embedder | None = None
+        self._tier: RedisVectorTier | None = None
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
 
@@ -85,8 +93,49 @@ class Runtime(Service):
             await self.store.client.ping()
             await self.store.load_scripts()
             await asyncio.to_thread(self.tagger.warm_up)
+            if self.settings.embeddings:
+                self.embedder = await asyncio.to_thread(self._load_embedder)
+                self.updater.embedder = self.embedder
             self._ready.set()
             log.info("runtime ready: redis %s", _redact(self.settings.redis_url))
+
+    def _load_embedder(self) -> Embedder:
+        """Load the model (seconds; in a thread) and wire the two-tier vector cache."""
+        s = self.settings
+        encoder = Encoder(EncoderConfig(model=s.model, device=s.device,
+                                        max_length=s.max_tokens, batch_size=s.encode_batch))
+        self._tier = RedisVectorTier(s.redis_url)
+        cache = EmbeddingCache(encoder, capacity=s.vector_cache, tier=self._tier)
+        config = EmbeddingConfig(
+            model_id=encoder.model_id,
+            dim=encoder.dim,
+            long_half_life_ms=s.profile.half_life_ms,
+            short_half_life_ms=int(s.short_half_life_min * 60_000),
+            interests=s.interests,
+        )
+        log.info("encoder %s (dim %d, %s, %s, pooling %s)", encoder.model_id, encoder.dim,
+                 encoder.device, encoder.dtype, encoder.pooling)
+        return Embedder(cache, config)
+
+    def encoder_stats(self) -> dict[str, Any]:
+        if self.embedder is None:
+            return {"enabled": False}
+        cache, enc = self.embedder.cache, self.embedder.stats
+        encoder = cache.encoder
+        return {
+            "enabled": True,
+            "model": self.embedder.config.model_id,
+            "device": getattr(encoder, "device", "?"),
+            "dtype": getattr(encoder, "dtype", "?"),
+            "calls": enc.calls,
+            "texts": enc.texts,
+            "seconds": round(enc.seconds, 3),
+            "last_ms": round(enc.last_ms, 1),
+            "cache_hits": cache.hits,
+            "tier_hits": cache.tier_hits,
+            "encoded": cache.misses,
+            "unk_rate": round(float(getattr(encoder, "last_unk_rate", 0.0)), 4),
+        }
 
     @property
     def ready(self) -> bool:
@@ -94,6 +143,8 @@ class Runtime(Service):
 
     async def on_stop(self) -> None:
         await self.store.close()
+        if self._tier is not None:
+            self._tier.close()
 
 
 def _redact(url: str) -> str:

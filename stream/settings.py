@@ -122,6 +122,13 @@ FIELDS: tuple[Field, ...] = (
     Field("RTP_LOG_LEVEL", "log_level", str, "Worker log level."),
     Field("RTP_DATA_DIR", "data_dir", str, "Faust's local data directory (no state is kept there)."),
     Field("RTP_EMIT_VECTOR", "emit_vector", _bool, "Put the long-term vector in profile_updated."),
+    Field("RTP_EMBEDDINGS", "embeddings", _bool, "Encode texts and keep embedding profiles."),
+    Field("RTP_ENCODE_BATCH", "encode_batch", _positive_int, "Texts per model call."),
+    Field("RTP_MAX_TOKENS", "max_tokens", _positive_int, "Truncate texts to this many tokens."),
+    Field("RTP_SHORT_HALF_LIFE_MIN", "short_half_life_min", _positive_float,
+          "Half-life of the short-term (session) vector, minutes."),
+    Field("RTP_INTERESTS", "interests", _positive_int, "Interest vectors kept per user."),
+    Field("RTP_VECTOR_CACHE", "vector_cache", _positive_int, "Text vectors cached in memory."),
 )
 
 
@@ -154,6 +161,12 @@ class Settings:
     log_level: str = "info"
     data_dir: str = ".dev/faust"
     emit_vector: bool = False
+    embeddings: bool = True
+    encode_batch: int = 256
+    max_tokens: int = 64
+    short_half_life_min: float = 30.0
+    interests: int = 5
+    vector_cache: int = 200_000
     profile: ProfileConfig = field(default_factory=ProfileConfig)
 
     def __post_init__(self) -> None:

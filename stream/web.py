@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+import orjson
 from faust.web import Request, Response, View
 
 from profiles.downstream import TOP_TAGS_OUT
@@ -24,7 +25,17 @@ def profile_view(profile: Profile, settings: Settings) -> dict[str, Any]:
         "rfm": profile.rfm(),
         "items_bought": profile.items_bought,
         "top_tags": profile.top_tags(TOP_TAGS_OUT * 2, settings.profile.half_life_ms),
+        "embedding": _embedding_view(profile),
     }
+
+
+def _embedding_view(profile: Profile) -> dict[str, Any] | None:
+    """Model, dimension and interests; vectors only on request (they are large)."""
+    if profile.embedding is None and profile.embedding_blob:
+        state = orjson.loads(profile.embedding_blob)
+        return {"model": state["model"], "dim": state["dim"],
+                "interests": len(state["interests"]["clusters"])}
+    return None if profile.embedding is None else profile.embedding.summary()
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
@@ -37,7 +48,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
 
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:
-        return web.json(runtime.stats.as_dict())
+        return web.json({**runtime.stats.as_dict(), "encoder": runtime.encoder_stats()})
 
     @app.page("/users/{user_id}")
     async def user(web: View, request: Request, user_id: str) -> Response:

@@ -106,6 +106,15 @@ def test_replay_gives_byte_equal_profile() -> None:
     assert one.to_bytes() == two.to_bytes()
 
 
+def test_pruning_does_not_depend_on_batch_boundaries() -> None:
+    recs = [Record("t:0", i, ev(i, ts=i * 1000, query=f"q{i % 23}")) for i in range(120)]
+    whole, pieces = Profile("u"), Profile("u")
+    apply(whole, recs, CFG, tags_of)
+    for start in range(0, 120, 7):
+        apply(pieces, recs[start:start + 7], CFG, tags_of)
+    assert whole.to_bytes() == pieces.to_bytes()
+
+
 def test_tags_are_pruned_to_the_strongest() -> None:
     p = Profile("u")
     recs = [Record("t:0", i, ev(i, ts=i, query=f"q{i}")) for i in range(40)]

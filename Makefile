@@ -1,0 +1,77 @@
+# Real-time profile engine: `make help` lists the targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "} {printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	@# The CPU build of torch from the local wheel cache; never a multi-GB CUDA build here.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+.PHONY: redis
+redis:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+
+.PHONY: setup
+setup: $(STAMP) redis ## Install everything: venv, Python packages, redis-server
+
+.PHONY: demo
+demo: setup ## Run broker, Redis, worker and traffic with a live view (Ctrl-C stops all)
+	$(BIN)/python -m stream demo
+
+.PHONY: test
+test: setup ## Run the whole test suite (unit + integration on a real broker and Redis)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: setup ## Unit tests only (no broker, no Redis)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+.PHONY: up
+up: setup ## Start the embedded broker and Redis in the background
+	$(BIN)/python -m stream dev up
+
+.PHONY: down
+down: setup ## Stop the embedded broker and Redis
+	$(BIN)/python -m stream dev down
+
+.PHONY: worker
+worker: setup ## Run one worker in the foreground (needs `make up` or real services)
+	$(BIN)/python -m stream worker -l info
+
+.PHONY: produce
+produce: setup ## Send generated traffic (RATE=500 DURATION=60)
+	$(BIN)/python -m stream produce --rate $${RATE:-500} --duration $${DURATION:-60}
+
+.PHONY: bench
+bench: setup ## Throughput benchmark: raw aiokafka vs Faust no-op vs pipeline (writes BENCHMARKS.md)
+	$(BIN)/python benchmarks/throughput.py --write
+	$(BIN)/python benchmarks/breakdown.py --write
+
+.PHONY: settings-doc
+settings-doc: setup ## Print the settings table for the README
+	$(BIN)/python -c "from stream.settings import settings_table; print(settings_table())"
+
+.PHONY: clean
+clean: ## Stop services and remove local state (.dev)
+	-$(BIN)/python -m stream dev down
+	rm -rf .dev

@@ -1,0 +1,92 @@
+"""A Faust worker whose only agent counts events: the ceiling Faust itself allows.
+
+Started by ``throughput.py`` as a child process, exactly like the real worker, and measured
+the same way: it serves ``/stats`` (``{"consumed": n}``) on its web port and is polled from
+outside, then stopped with SIGTERM. The app is configured like :func:`stream.app.create_app`
+(same consumer, commit and session settings), so the gap to the pipeline is the pipeline's.
+
+    python benchmarks/faust_noop.py --broker kafka://127.0.0.1:9092 --topic site-events \\
+        --app-id noop-1 --web-port 6067 [--mode take|iter]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import faust
+from faust.web import Request, Response, View
+
+
+def build_app(args: argparse.Namespace) -> faust.App:
+    """The no-op app; keep its settings in step with ``stream/app.py``."""
+    session = args.session_timeout
+    app = faust.App(
+        args.app_id,
+        broker=args.broker,
+        store="memory://",
+        datadir=f"{args.data_dir}/{{conf.name}}-data",
+        topic_partitions=4,
+        topic_replication_factor=1,
+        producer_acks=-1,
+        stream_publish_on_commit=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session,
+        broker_heartbeat_interval=max(0.5, session / 10),
+        broker_rebalance_timeout=max(session * 2, 20.0),
+        broker_commit_interval=1.0,
+        web_port=args.web_port,
+        web_host="127.0.0.1",
+        web_in_thread=False,
+        loghandlers=[],
+    )
+    topic = app.topic(args.topic, key_serializer="raw", value_serializer="raw")
+    consumed = [0]  # a cell the agent and the web view share
+
+    if args.mode == "take":
+        # The pipeline's ingest agent iterates exactly like this.
+        @app.agent(topic, name="noop")
+        async def noop_take(stream: faust.Stream) -> None:
+            async for events in stream.take_events(args.batch_max, args.batch_within):
+                consumed[0] += len(events)
+    else:
+        # Plain per-event iteration: Faust's per-message overhead with no batching at all.
+        @app.agent(topic, name="noop")
+        async def noop_iter(stream: faust.Stream) -> None:
+            async for _value in stream:
+                consumed[0] += 1
+
+    @app.page("/stats")
+    async def stats(web: View, request: Request) -> Response:
+        return web.json({"consumed": consumed[0]})
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Faust no-op consumer for throughput.py.")
+    parser.add_argument("--broker", required=True, help="kafka://host:port")
+    parser.add_argument("--topic", required=True, help="topic to consume from the beginning")
+    parser.add_argument("--app-id", required=True, help="fresh id = fresh consumer group")
+    parser.add_argument("--web-port", type=int, required=True, help="port of /stats")
+    parser.add_argument("--mode", choices=("take", "iter"), default="take",
+                        help="take_events batches (as the pipeline) or per-event iteration")
+    parser.add_argument("--batch-max", type=int, default=2000)
+    parser.add_argument("--batch-within", type=float, default=0.05)
+    parser.add_argument("--session-timeout", type=float, default=6.0)
+    parser.add_argument("--data-dir", default=tempfile.gettempdir())
+    parser.add_argument("--loglevel", default="info")
+    args = parser.parse_args(argv)
+    app = build_app(args)
+    # The same Worker class `python -m stream worker` runs, minus the click command line.
+    worker = app.Worker(loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
