@@ -81,8 +81,18 @@ PIECES: tuple[tuple[str, str], ...] = (
     ("emit", "emit `profile_updated` (plain aiokafka `send` + acks; Faust adds its own)"),
 )
 #: What a fresh worker pays (its tag cache starts empty, as in every throughput repetition).
-COLD_TOTAL = ("decode", "bundle", "unpack", "tags_cold", "apply", "serialize", "downstream",
-              "load", "commit", "emit")
+COLD_TOTAL = (
+    "decode",
+    "bundle",
+    "unpack",
+    "tags_cold",
+    "apply",
+    "serialize",
+    "downstream",
+    "load",
+    "commit",
+    "emit",
+)
 WARM_TOTAL = tuple("tags_warm" if k == "tags_cold" else k for k in COLD_TOTAL)
 
 
@@ -124,9 +134,11 @@ def prepare(spec: DataSpec, batch: int) -> Prepared:
         offsets[partition] += 1
     catalog = {e["product_id"]: e for e in events if e["type"] == "product"}
     settings = Settings()
-    limits = Limits(max_bytes=settings.max_message_bytes,
-                    max_future_ms=int(settings.max_future_s * 1000),
-                    earliest_ms=settings.earliest_ms)
+    limits = Limits(
+        max_bytes=settings.max_message_bytes,
+        max_future_ms=int(settings.max_future_s * 1000),
+        earliest_ms=settings.earliest_ms,
+    )
     batches = [inbound[i : i + batch] for i in range(0, len(inbound), batch)]
     return Prepared(batches, catalog, limits, int(time.time() * 1000), len(events))
 
@@ -149,14 +161,16 @@ def run_ingest(prep: Prepared, t: Timings) -> list[list[Record]]:
     batches: list[list[Record]] = []
     with t.clock("unpack"):
         for r in routed:
-            batches.append([rec for bundles in r.bundles.values() for b in bundles
-                            for rec in unpack(b)])
+            batches.append(
+                [rec for bundles in r.bundles.values() for b in bundles for rec in unpack(b)]
+            )
     t.seconds["bundle"] = t.seconds.pop("route") - t.seconds["decode"]
     return batches
 
 
-def run_tags(batches: list[list[Record]], catalog: dict[str, dict[str, Any]],
-             t: Timings) -> dict[str, list[Tag]]:
+def run_tags(
+    batches: list[list[Record]], catalog: dict[str, dict[str, Any]], t: Timings
+) -> dict[str, list[Tag]]:
     """Tags of every user event, first with empty caches, then again with warm ones."""
     tagger = TagExtractor()
     tags: dict[str, list[Tag]] = {}
@@ -180,9 +194,14 @@ def _by_user(records: Sequence[Record]) -> tuple[dict[str, list[Record]], list[d
     return by_user, products
 
 
-async def run_update(batches: list[list[Record]], tags: dict[str, list[Tag]],
-                     store: RedisStore, producer: AIOKafkaProducer, now_ms: int,
-                     t: Timings) -> None:
+async def run_update(
+    batches: list[list[Record]],
+    tags: dict[str, list[Tag]],
+    store: RedisStore,
+    producer: AIOKafkaProducer,
+    now_ms: int,
+    t: Timings,
+) -> None:
     """The update stage's work per batch, piece by piece, against a flushed Redis."""
     config = ProfileConfig()
     cache: dict[str, Profile] = {}
@@ -208,16 +227,19 @@ async def run_update(batches: list[list[Record]], tags: dict[str, list[Tag]],
             for profile in touched:
                 profile.to_bytes()
         with t.clock("downstream"):
-            payloads = [orjson.dumps(profile_updated(p, config.half_life_ms, now_ms))
-                        for p in touched]
+            payloads = [
+                orjson.dumps(profile_updated(p, config.half_life_ms, now_ms)) for p in touched
+            ]
         with t.clock("commit"):
             result = await store.commit(Commit(profiles=touched, items=products))
         if result.conflicts:
             raise RuntimeError(f"unexpected version conflicts: {sorted(result.conflicts)[:5]}")
         with t.clock("emit"):
             # As the update agent: queue every send, then wait for the broker's acks.
-            sent = [await producer.send(OUTPUT_TOPIC, payload, key=p.user_id.encode())
-                    for p, payload in zip(touched, payloads, strict=True)]
+            sent = [
+                await producer.send(OUTPUT_TOPIC, payload, key=p.user_id.encode())
+                for p, payload in zip(touched, payloads, strict=True)
+            ]
             await asyncio.gather(*sent)
     # The commit serialises every profile itself; that cost is already the serialize row.
     t.seconds["commit"] -= t.seconds["serialize"]
@@ -252,8 +274,11 @@ async def one_run(prep: Prepared, store: RedisStore, producer: AIOKafkaProducer)
 async def measure(prep: Prepared, runs: int, cprofile_top: int) -> list[Timings]:
     with scratch_services() as (services, _):
         store = RedisStore.from_url(services.redis_url)
-        producer = AIOKafkaProducer(bootstrap_servers=services.broker_url.removeprefix("kafka://"),
-                                    acks="all", enable_idempotence=False)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=services.broker_url.removeprefix("kafka://"),
+            acks="all",
+            enable_idempotence=False,
+        )
         await producer.start()
         try:
             await store.load_scripts()
@@ -273,8 +298,9 @@ async def measure(prep: Prepared, runs: int, cprofile_top: int) -> list[Timings]
             await store.close()
 
 
-async def profile_once(prep: Prepared, store: RedisStore, producer: AIOKafkaProducer,
-                       top: int) -> None:
+async def profile_once(
+    prep: Prepared, store: RedisStore, producer: AIOKafkaProducer, top: int
+) -> None:
     """One run under cProfile; prints the top functions by own time, in µs per event."""
     profiler = cProfile.Profile()
     profiler.enable()
@@ -285,8 +311,7 @@ async def profile_once(prep: Prepared, store: RedisStore, producer: AIOKafkaProd
     stats.sort_stats("tottime").print_stats(top)
     print(out.getvalue())
     rows = _per_event_rows(stats, prep.n, top)
-    print(markdown_table(["function", "own µs/event", "cumulative µs/event", "calls/event"],
-                         rows))
+    print(markdown_table(["function", "own µs/event", "cumulative µs/event", "calls/event"], rows))
 
 
 def _per_event_rows(stats: pstats.Stats, n: int, top: int) -> list[list[str]]:
@@ -295,8 +320,14 @@ def _per_event_rows(stats: pstats.Stats, n: int, top: int) -> list[list[str]]:
     rows = []
     for (path, line, name), (_, calls, own, cumulative, _) in ranked:
         where = f"{Path(path).parent.name}/{Path(path).name}:{line}" if line else path
-        rows.append([f"`{name}` ({where})", f"{own / n * 1e6:.2f}",
-                     f"{cumulative / n * 1e6:.2f}", f"{calls / n:.2f}"])
+        rows.append(
+            [
+                f"`{name}` ({where})",
+                f"{own / n * 1e6:.2f}",
+                f"{cumulative / n * 1e6:.2f}",
+                f"{calls / n:.2f}",
+            ]
+        )
     return rows
 
 
@@ -312,11 +343,16 @@ def render(results: Sequence[Timings], n: int) -> str:
         share = f"{med[key] / cold:.0%}" if key in COLD_TOTAL else ""
         spread = f"{min(per_event[key]):.2f} – {max(per_event[key]):.2f}"
         rows.append([title, f"{med[key]:.2f}", spread, share])
-    rows.append(["**total, cold tag cache** (a fresh worker, as in each throughput run)",
-                 f"**{cold:.1f}**", "", "100%"])
+    rows.append(
+        [
+            "**total, cold tag cache** (a fresh worker, as in each throughput run)",
+            f"**{cold:.1f}**",
+            "",
+            "100%",
+        ]
+    )
     rows.append(["total, warm tag cache (steady state)", f"{warm:.1f}", "", ""])
-    table = markdown_table(["piece", "µs/event (median)", "min – max", "share of cold total"],
-                           rows)
+    table = markdown_table(["piece", "µs/event (median)", "min – max", "share of cold total"], rows)
     upd_parts = sum(med[k] for k in ("tags_cold", "apply", "serialize", "load", "commit"))
     notes = [
         f"- Pieces alone, cold: {1e6 / cold:,.0f} events/s on one core; warm: "
@@ -350,10 +386,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--products", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--cprofile", type=int, default=0, metavar="TOP",
-                        help="instead: one run under cProfile, print the TOP functions")
-    parser.add_argument("--write", action="store_true",
-                        help="update the issue-2 section of BENCHMARKS.md")
+    parser.add_argument(
+        "--cprofile",
+        type=int,
+        default=0,
+        metavar="TOP",
+        help="instead: one run under cProfile, print the TOP functions",
+    )
+    parser.add_argument(
+        "--write", action="store_true", help="update the issue-2 section of BENCHMARKS.md"
+    )
     args = parser.parse_args(argv)
     if args.write and args.cprofile:
         parser.error("--cprofile figures include the profiler's overhead; do not --write them")
@@ -363,8 +405,15 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(measure(prep, args.runs, args.cprofile))
     if not results:
         return 0
-    body = "\n".join([render(results, prep.n), "", "Conditions:", "",
-                      *conditions(spec, args.runs, args.batch, machine_facts())])
+    body = "\n".join(
+        [
+            render(results, prep.n),
+            "",
+            "Conditions:",
+            "",
+            *conditions(spec, args.runs, args.batch, machine_facts()),
+        ]
+    )
     print(body)
     if args.write:
         write_subsection(SUBSECTION, body)

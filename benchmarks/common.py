@@ -55,9 +55,7 @@ class DataSpec:
 
 def generate_events(spec: DataSpec) -> list[dict[str, Any]]:
     """Catalog first (as a shop would seed it), then simulated history until ``spec.n``."""
-    gen = TrafficGenerator(
-        TrafficConfig(seed=spec.seed, users=spec.users, products=spec.products)
-    )
+    gen = TrafficGenerator(TrafficConfig(seed=spec.seed, users=spec.users, products=spec.products))
     events = gen.catalog()[: spec.n]
     # The history is endless in practice; a year is far more than any N we use needs.
     for event in gen.history(days=365.0):
@@ -89,8 +87,7 @@ def scratch_services(redis_only: bool = False) -> Iterator[tuple[LocalServices, 
     """
     with tempfile.TemporaryDirectory(prefix="rtp-bench-") as tmp:
         base = Path(tmp)
-        services = LocalServices(base / "services", broker_port=free_port(),
-                                 redis_port=free_port())
+        services = LocalServices(base / "services", broker_port=free_port(), redis_port=free_port())
         if redis_only:
             services.start(REDIS)
         else:
@@ -139,8 +136,9 @@ def _version(dist: str) -> str:
 
 def _redis_version() -> str:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True,
-                             timeout=5, check=False).stdout
+        out = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
         match = re.search(r"v=(\S+)", out)
         if match:
             return match.group(1)
@@ -177,8 +175,9 @@ def facts_lines(facts: dict[str, str]) -> list[str]:
 # ------------------------------------------------------------------------- BENCHMARKS.md
 
 
-def _block_span(lines: list[str], heading: str, level: int, start: int, stop: int
-                ) -> tuple[int, int] | None:
+def _block_span(
+    lines: list[str], heading: str, level: int, start: int, stop: int
+) -> tuple[int, int] | None:
     """Line span [begin, end) of ``heading`` within ``lines[start:stop]``, up to the next
     heading of the same or a higher level."""
     for i in range(start, stop):

@@ -56,8 +56,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = EncoderConfig(model=args.model, device=args.device, max_length=args.max_length,
-                           batch_size=args.batch_size, int8=args.int8)
+    config = EncoderConfig(
+        model=args.model,
+        device=args.device,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        int8=args.int8,
+    )
     refused = None
     started = time.perf_counter()
     try:
@@ -80,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "model_id": enc.model_id,
         "device": enc.device,
-        "device_name": (torch.cuda.get_device_name(enc.device) if enc.device.startswith("cuda")
-                        else platform.processor() or platform.machine()),
+        "device_name": (
+            torch.cuda.get_device_name(enc.device)
+            if enc.device.startswith("cuda")
+            else platform.processor() or platform.machine()
+        ),
         "dtype": enc.dtype,
         "pooling": enc.pooling,
         "threads": torch.get_num_threads(),

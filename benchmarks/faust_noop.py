@@ -73,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", required=True, help="topic to consume from the beginning")
     parser.add_argument("--app-id", required=True, help="fresh id = fresh consumer group")
     parser.add_argument("--web-port", type=int, required=True, help="port of /stats")
-    parser.add_argument("--mode", choices=("take", "iter"), default="take",
-                        help="take_events batches (as the pipeline) or per-event iteration")
+    parser.add_argument(
+        "--mode",
+        choices=("take", "iter"),
+        default="take",
+        help="take_events batches (as the pipeline) or per-event iteration",
+    )
     parser.add_argument("--batch-max", type=int, default=2000)
     parser.add_argument("--batch-within", type=float, default=0.05)
     parser.add_argument("--session-timeout", type=float, default=6.0)

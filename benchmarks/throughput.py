@@ -10,8 +10,11 @@ Consumers, each run ``--repeats`` times, interleaved (a, b, b', c, a, b, b', c, 
 (b)  a Faust no-op agent, ``take_events(batch_max, batch_within)`` like the pipeline
      (``benchmarks/faust_noop.py``, a child process configured like the worker);
 (b') the same no-op agent iterating per event (``async for value in stream``);
-(c)  the real worker, ``python -m stream worker``, with a fresh app id, fresh internal and
-     output topics, and a flushed Redis for every repetition.
+(c)  the real worker, ``python -m stream worker``, at its defaults (embedding profiles on,
+     so the text encoder runs in the worker), with a fresh app id, fresh internal and output
+     topics, and a flushed Redis for every repetition;
+(c0) the same worker with ``RTP_EMBEDDINGS=false``: the Kafka, validation, tag and Redis
+     path without the encoder (``--pipeline`` picks which of c and c0 run).
 
 (b) and (c) are measured the same way from outside: ``/stats`` is polled every ``--poll-ms``
 and the clock runs from the last poll that saw nothing consumed to the first poll that saw
@@ -65,6 +68,24 @@ TARGET = 0.6  # pipeline / Faust no-op
 PARTITIONS = 4
 _TICKS = os.sysconf("SC_CLK_TCK")
 
+
+@dataclass(frozen=True)
+class Variant:
+    """One configuration of the real worker."""
+
+    kind: str  # key of its samples
+    label: str  # its letter in the table
+    title: str
+    env: dict[str, str]
+
+
+VARIANTS: dict[str, Variant] = {
+    "no-embeddings": Variant(
+        "pipeline-noemb", "(c0)", "pipeline, `RTP_EMBEDDINGS=false`", {"RTP_EMBEDDINGS": "false"}
+    ),
+    "default": Variant("pipeline", "(c)", "pipeline, defaults (embeddings on)", {}),
+}
+
 console = Console(stderr=True, highlight=False)
 
 
@@ -79,6 +100,7 @@ class Options:
     with_iter: bool
     session_timeout: float
     run_timeout: float
+    pipelines: tuple[str, ...] = tuple(VARIANTS)
     py_spy: Path | None = None
 
 
@@ -91,6 +113,7 @@ class Sample:
     cpu: float  # consumer CPU seconds / wall seconds, over the measured window
     broker_cpu: float
     extra: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------- processes
@@ -116,8 +139,9 @@ def _broker_pid(services: LocalServices) -> int | None:
 class Child:
     """A consumer process with a ``/stats`` page, started and stopped like the worker."""
 
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], port: int,
-                 log_path: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: Mapping[str, str], port: int, log_path: Path
+    ) -> None:
         self.name = name
         self.argv = argv
         self.env = dict(env)
@@ -127,8 +151,14 @@ class Child:
 
     def start(self) -> Child:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
-            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     @property
@@ -176,9 +206,15 @@ async def _fetch_stats(http: aiohttp.ClientSession, port: int) -> dict[str, Any]
         return None
 
 
-async def watch(child: Child, broker_pid: int | None, n: int,
-                done: Callable[[dict[str, Any]], int], poll_s: float, timeout: float,
-                on_first: Callable[[], None] | None = None) -> Window:
+async def watch(
+    child: Child,
+    broker_pid: int | None,
+    n: int,
+    done: Callable[[dict[str, Any]], int],
+    poll_s: float,
+    timeout: float,
+    on_first: Callable[[], None] | None = None,
+) -> Window:
     """Poll ``/stats`` until ``done(stats) >= n``; time from the last idle poll.
 
     ``on_first`` runs when consumption is first seen (to attach a profiler to the busy part
@@ -216,11 +252,16 @@ async def watch(child: Child, broker_pid: int | None, n: int,
             if done(stats) >= n:
                 end_cpu, end_broker = _cpu_seconds(child.pid), _cpu_seconds(broker_pid)
                 wall = got - started[0]
-                return Window(started[0], got, (end_cpu - started[1]) / wall,
-                              (end_broker - started[2]) / wall, stage_ended, stats)
+                return Window(
+                    started[0],
+                    got,
+                    (end_cpu - started[1]) / wall,
+                    (end_broker - started[2]) / wall,
+                    stage_ended,
+                    stats,
+                )
             await asyncio.sleep(poll_s)
-    raise RuntimeError(f"{child.name} did not finish {n} events in {timeout:.0f}s:\n"
-                       f"{child.tail()}")
+    raise RuntimeError(f"{child.name} did not finish {n} events in {timeout:.0f}s:\n{child.tail()}")
 
 
 class PySpy:
@@ -237,8 +278,20 @@ class PySpy:
 
     def start(self) -> None:
         exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        argv = [exe, "record", "--pid", str(self.child.pid), "--format", "raw",
-                "--nolineno", "--nonblocking", "--rate", "200", "--output", str(self.output)]
+        argv = [
+            exe,
+            "record",
+            "--pid",
+            str(self.child.pid),
+            "--format",
+            "raw",
+            "--nolineno",
+            "--nonblocking",
+            "--rate",
+            "200",
+            "--output",
+            str(self.output),
+        ]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def stop(self) -> None:
@@ -328,8 +381,11 @@ def hotspots(raw: Path, top: int = 25) -> str:
     lines = [f"{total} samples", "", "self%  function"]
     lines += [f"{100 * c / total:5.1f}  {f}" for f, c in own.most_common(top)]
     lines += ["", "incl%  function (project code)"]
-    ours = [(f, c) for f, c in inclusive.most_common()
-            if any(p in f for p in ("stream/", "profiles/", "schemas/"))]
+    ours = [
+        (f, c)
+        for f, c in inclusive.most_common()
+        if any(p in f for p in ("stream/", "profiles/", "schemas/"))
+    ]
     lines += [f"{100 * c / total:5.1f}  {f}" for f, c in ours[:top]]
     return "\n".join(lines)
 
@@ -337,8 +393,9 @@ def hotspots(raw: Path, top: int = 25) -> str:
 # ------------------------------------------------------------------------- the consumers
 
 
-async def run_raw(brokers: str, topic: str, n: int, broker_pid: int | None,
-                  timeout: float) -> Sample:
+async def run_raw(
+    brokers: str, topic: str, n: int, broker_pid: int | None, timeout: float
+) -> Sample:
     """(a) The floor of any Python consumer: fetch and parse, nothing else."""
     consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
     await consumer.start()
@@ -389,13 +446,26 @@ def _settled(stats: dict[str, Any]) -> int:
     return int(stats["applied"] + stats["items"] + stats["duplicates"] + stats["fenced"] + dead)
 
 
-async def run_child(child: Child, broker_pid: int | None, n: int, opts: Options,
-                    done: Callable[[dict[str, Any]], int], spy: Path | None = None) -> Sample:
+async def run_child(
+    child: Child,
+    broker_pid: int | None,
+    n: int,
+    opts: Options,
+    done: Callable[[dict[str, Any]], int],
+    spy: Path | None = None,
+) -> Sample:
     child.start()
     profiler = PySpy(child, spy) if spy is not None else None
     try:
-        window = await watch(child, broker_pid, n, done, opts.poll_s, opts.run_timeout,
-                             on_first=profiler.start if profiler else None)
+        window = await watch(
+            child,
+            broker_pid,
+            n,
+            done,
+            opts.poll_s,
+            opts.run_timeout,
+            on_first=profiler.start if profiler else None,
+        )
     finally:
         if profiler is not None:
             profiler.stop()
@@ -407,6 +477,11 @@ async def run_child(child: Child, broker_pid: int | None, n: int, opts: Options,
         sample.extra["dead"] = float(sum(window.final.get("dead", {}).values()))
         # The update stage's fan-out: one Kafka message per profile written, per batch.
         sample.extra["emitted"] = float(window.final.get("profiles_emitted", 0))
+        encoder = window.final.get("encoder") or {}
+        if encoder.get("enabled"):
+            sample.extra["encoded"] = float(encoder.get("encoded", 0))
+            sample.extra["encoder_s"] = float(encoder.get("seconds", 0.0))
+            sample.notes["device"] = f"{encoder.get('device')} {encoder.get('dtype')}"
     return sample
 
 
@@ -415,22 +490,39 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("RTP_")}
 
 
-def noop_child(services: LocalServices, base: Path, topic: str, tag: str, mode: str,
-               opts: Options) -> Child:
+def noop_child(
+    services: LocalServices, base: Path, topic: str, tag: str, mode: str, opts: Options
+) -> Child:
     port = free_port()
     argv = [
-        sys.executable, str(ROOT / "benchmarks" / "faust_noop.py"),
-        "--broker", services.broker_url, "--topic", topic, "--app-id", f"noop-{mode}-{tag}",
-        "--web-port", str(port), "--mode", mode, "--batch-max", str(opts.batch_max),
-        "--batch-within", str(opts.batch_within), "--session-timeout", str(opts.session_timeout),
-        "--data-dir", str(base / "faust"),
+        sys.executable,
+        str(ROOT / "benchmarks" / "faust_noop.py"),
+        "--broker",
+        services.broker_url,
+        "--topic",
+        topic,
+        "--app-id",
+        f"noop-{mode}-{tag}",
+        "--web-port",
+        str(port),
+        "--mode",
+        mode,
+        "--batch-max",
+        str(opts.batch_max),
+        "--batch-within",
+        str(opts.batch_within),
+        "--session-timeout",
+        str(opts.session_timeout),
+        "--data-dir",
+        str(base / "faust"),
     ]
     env = {**_clean_env(), "PYTHONUNBUFFERED": "1"}
     return Child(f"faust-noop-{mode}", argv, env, port, base / f"noop-{mode}-{tag}.log")
 
 
-def worker_child(services: LocalServices, base: Path, topic: str, tag: str,
-                 opts: Options) -> Child:
+def worker_child(
+    services: LocalServices, base: Path, topic: str, tag: str, opts: Options, variant: Variant
+) -> Child:
     port = free_port()
     env = {
         **_clean_env(),
@@ -450,9 +542,10 @@ def worker_child(services: LocalServices, base: Path, topic: str, tag: str,
         "RTP_BATCH_MAX": str(opts.batch_max),
         "RTP_BATCH_WITHIN": str(opts.batch_within),
         "RTP_BUNDLE_MAX": str(opts.bundle_max),
+        **variant.env,
     }
     argv = [sys.executable, "-m", "stream", "worker", "-l", "info"]
-    return Child("worker", argv, env, port, base / f"worker-{tag}.log")
+    return Child(f"worker {variant.kind}", argv, env, port, base / f"{variant.kind}-{tag}.log")
 
 
 # ------------------------------------------------------------------------- the run
@@ -466,8 +559,13 @@ async def prefill(brokers: str, topic: str, messages: Sequence[tuple[bytes, byte
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all", linger_ms=5,
-                                max_batch_size=512 * 1024, enable_idempotence=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=brokers,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+        enable_idempotence=False,
+    )
     await producer.start()
     started = time.perf_counter()
     try:
@@ -483,7 +581,7 @@ async def prefill(brokers: str, topic: str, messages: Sequence[tuple[bytes, byte
     return len(messages) / (time.perf_counter() - started)
 
 
-KINDS = ("raw", "noop-take", "noop-iter", "pipeline")
+KINDS = ("raw", "noop-take", "noop-iter", *(v.kind for v in VARIANTS.values()))
 
 
 async def run(opts: Options) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
@@ -512,9 +610,16 @@ async def run(opts: Options) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
     return results, context
 
 
-async def _one_round(rep: int, opts: Options, services: LocalServices, base: Path, topic: str,
-                     broker_pid: int | None, redis: aioredis.Redis,
-                     results: dict[str, list[Sample]]) -> None:
+async def _one_round(
+    rep: int,
+    opts: Options,
+    services: LocalServices,
+    base: Path,
+    topic: str,
+    broker_pid: int | None,
+    redis: aioredis.Redis,
+    results: dict[str, list[Sample]],
+) -> None:
     n = opts.data.n
     tag = f"{rep}-{uuid.uuid4().hex[:6]}"
     brokers = services.broker_url.removeprefix("kafka://")
@@ -523,8 +628,10 @@ async def _one_round(rep: int, opts: Options, services: LocalServices, base: Pat
     def report(kind: str, sample: Sample) -> None:
         results[kind].append(sample)
         more = "".join(f", {k} {v:,.0f}" for k, v in sample.extra.items())
-        console.log(f"{label} {kind:<10} {sample.rate:>9,.0f} events/s in {sample.seconds:6.2f}s"
-                    f" (cpu {sample.cpu:.0%}, broker {sample.broker_cpu:.0%}{more})")
+        console.log(
+            f"{label} {kind:<14} {sample.rate:>7,.0f} events/s in {sample.seconds:6.2f}s"
+            f" (cpu {sample.cpu:.0%}, broker {sample.broker_cpu:.0%}{more})"
+        )
 
     report("raw", await run_raw(brokers, topic, n, broker_pid, opts.run_timeout))
     modes = ("take", "iter") if opts.with_iter else ("take",)
@@ -532,13 +639,18 @@ async def _one_round(rep: int, opts: Options, services: LocalServices, base: Pat
         child = noop_child(services, base, topic, tag, mode, opts)
         spy = _spy_path(opts, f"noop-{mode}", rep)
         report(f"noop-{mode}", await run_child(child, broker_pid, n, opts, _consumed, spy))
-    await redis.flushdb()  # every repetition builds the profiles from nothing
-    child = worker_child(services, base, topic, tag, opts)
-    spy = _spy_path(opts, "pipeline", rep)
-    report("pipeline", await run_child(child, broker_pid, n, opts, _settled, spy))
-    if spy is not None and spy.exists():
-        console.print(f"[bold]py-spy, pipeline worker, repetition {rep}[/]\n{hotspots(spy)}\n\n"
-                      f"by stage (% of samples)\n{stages(spy)}")
+    for name in opts.pipelines:
+        variant = VARIANTS[name]
+        # Every run builds profiles (and the shared vector cache tier) from nothing.
+        await redis.flushdb()
+        child = worker_child(services, base, topic, tag, opts, variant)
+        spy = _spy_path(opts, variant.kind, rep)
+        report(variant.kind, await run_child(child, broker_pid, n, opts, _settled, spy))
+        if spy is not None and spy.exists():
+            console.print(
+                f"[bold]py-spy, {variant.kind}, repetition {rep}[/]\n"
+                f"{hotspots(spy)}\n\nby stage (% of samples)\n{stages(spy)}"
+            )
 
 
 def _spy_path(opts: Options, kind: str, rep: int) -> Path | None:
@@ -552,8 +664,9 @@ def _spy_path(opts: Options, kind: str, rep: int) -> Path | None:
 
 
 def _rates(samples: Sequence[Sample], key: str | None = None) -> list[float]:
-    return [s.rate if key is None else s.extra[key] for s in samples if key is None
-            or key in s.extra]
+    return [
+        s.rate if key is None else s.extra[key] for s in samples if key is None or key in s.extra
+    ]
 
 
 def render(results: dict[str, list[Sample]], opts: Options) -> tuple[str, dict[str, float]]:
@@ -563,9 +676,12 @@ def render(results: dict[str, list[Sample]], opts: Options) -> tuple[str, dict[s
         ("(a) raw aiokafka `getmany` + `orjson.loads`, no group", "raw", None),
         (f"(b) Faust no-op agent, {b}", "noop-take", None),
         ("(b') Faust no-op agent, per-event `async for`", "noop-iter", None),
-        ("(c) pipeline: ingest stage only (`consumed` = N)", "pipeline", "ingest_rate"),
-        ("(c) pipeline: end to end (every event applied in Redis)", "pipeline", None),
     ]
+    for v in VARIANTS.values():
+        rows_spec += [
+            (f"{v.label} {v.title}: ingest stage only (`consumed` = N)", v.kind, "ingest_rate"),
+            (f"{v.label} {v.title}: **end to end** (all applied in Redis)", v.kind, None),
+        ]
     medians: dict[str, float] = {}
     rows = []
     for title, kind, key in rows_spec:
@@ -577,8 +693,7 @@ def render(results: dict[str, list[Sample]], opts: Options) -> tuple[str, dict[s
         medians[kind if key is None else f"{kind}:{key}"] = med
         cpu = "" if key else f"{median([s.cpu for s in samples]):.0%}"
         broker = "" if key else f"{median([s.broker_cpu for s in samples]):.0%}"
-        rows.append([title, f"**{med:,.0f}**", ", ".join(f"{r:,.0f}" for r in rates), cpu,
-                     broker])
+        rows.append([title, f"**{med:,.0f}**", ", ".join(f"{r:,.0f}" for r in rates), cpu, broker])
     table = markdown_table(
         ["consumer", "median events/s", "runs (events/s)", "consumer CPU", "broker CPU"], rows
     )
@@ -586,34 +701,42 @@ def render(results: dict[str, list[Sample]], opts: Options) -> tuple[str, dict[s
 
 
 def ratios(medians: dict[str, float]) -> list[str]:
-    pipe, noop, raw = medians["pipeline"], medians["noop-take"], medians["raw"]
-    verdict = "met" if pipe >= TARGET * noop else "**not met**"
-    lines = [
-        f"- **c/b = {pipe / noop:.2f}** (pipeline / Faust no-op); target >= {TARGET}: {verdict}",
-        f"- b/a = {noop / raw:.2f} (Faust no-op / raw aiokafka)",
-        f"- c/a = {pipe / raw:.2f} (pipeline / raw aiokafka)",
-        f"- c(ingest)/b = {medians['pipeline:ingest_rate'] / noop:.2f} "
-        "(the ingest stage alone / Faust no-op)",
-    ]
+    noop, raw = medians["noop-take"], medians["raw"]
+    lines = [f"- b/a = {noop / raw:.3f} (Faust no-op / raw aiokafka)"]
     if "noop-iter" in medians:
-        lines.append(f"- b'/b = {medians['noop-iter'] / noop:.2f} "
-                     "(per-event iteration / take_events)")
+        lines.append(
+            f"- b'/b = {medians['noop-iter'] / noop:.2f} (per-event iteration / take_events)"
+        )
+    for v in VARIANTS.values():
+        if v.kind not in medians:
+            continue
+        c = v.label.strip("()")
+        pipe = medians[v.kind]
+        verdict = "met" if pipe >= TARGET * noop else "**not met**"
+        lines += [
+            f"- **{c}/b = {pipe / noop:.2f}** ({v.title} / Faust no-op); "
+            f"target >= {TARGET}: {verdict}",
+            f"- {c}(ingest)/b = {medians[v.kind + ':ingest_rate'] / noop:.2f}, "
+            f"{c}/a = {pipe / raw:.3f}",
+        ]
     return lines
 
 
-def conditions(opts: Options, context: dict[str, Any], facts: dict[str, str],
-               results: dict[str, list[Sample]]) -> list[str]:
+def conditions(
+    opts: Options, context: dict[str, Any], facts: dict[str, str], results: dict[str, list[Sample]]
+) -> list[str]:
     return [
         *facts_lines(facts),
         f"- Data: {opts.data.describe()}; one topic, {PARTITIONS} partitions, keyed by user "
         f"(catalog events by product), {context['bytes'] / opts.data.n:.0f} B/event on "
         f"average; pre-filled at {context['produce_rate']:,.0f} events/s before measuring",
-        f"- Repeats: {opts.repeats} per consumer, interleaved a, b, b', c; medians shown",
+        f"- Repeats: {opts.repeats} per consumer, interleaved a, b, b', c0, c; medians shown",
         f"- Batch settings: `RTP_BATCH_MAX={opts.batch_max}`, "
         f"`RTP_BATCH_WITHIN={opts.batch_within}`, `RTP_BUNDLE_MAX={opts.bundle_max}`, "
         f"`RTP_PARTITIONS={PARTITIONS}`, `RTP_SESSION_TIMEOUT_S={opts.session_timeout:g}`",
-        "- Each (c) run: fresh `RTP_APP_ID` and routed/profile/DLQ topics, Redis flushed "
-        "(AOF, `appendfsync always`, the dev default), worker logging at info",
+        "- Each (c)/(c0) run: fresh `RTP_APP_ID` and routed/profile/DLQ topics, Redis flushed "
+        "(AOF, `appendfsync always`, the dev default), worker logging at info, every other "
+        "setting at its default",
         f"- (b) and (c) are child processes polled on `/stats` every {opts.poll_s * 1000:.0f} "
         "ms; the window runs from the last poll with nothing consumed to the first poll with "
         "all N done (group join excluded; errs long by <= 2 polls). (a) runs in the "
@@ -624,19 +747,33 @@ def conditions(opts: Options, context: dict[str, Any], facts: dict[str, str],
 
 
 def _pipeline_notes(results: dict[str, list[Sample]], n: int) -> list[str]:
-    runs = results.get("pipeline", [])
-    if not runs:
-        return []
-    emitted = median([s.extra.get("emitted", 0.0) for s in runs])
-    dead = max(s.extra.get("dead", 0.0) for s in runs)
-    return [f"- Pipeline output per run: {emitted:,.0f} `profile_updated` messages "
-            f"({emitted / n:.2f} per input event), {dead:.0f} dead letters"]
+    lines = []
+    for v in VARIANTS.values():
+        runs = results.get(v.kind, [])
+        if not runs:
+            continue
+        emitted = median([s.extra.get("emitted", 0.0) for s in runs])
+        dead = max(s.extra.get("dead", 0.0) for s in runs)
+        line = (
+            f"- {v.label} per run: {emitted:,.0f} `profile_updated` messages "
+            f"({emitted / n:.2f} per input event), {dead:.0f} dead letters"
+        )
+        if any("encoded" in s.extra for s in runs):
+            encoded = median([s.extra.get("encoded", 0.0) for s in runs])
+            seconds = median([s.extra.get("encoder_s", 0.0) for s in runs])
+            device = runs[-1].notes.get("device", "?")
+            line += (
+                f"; encoder ({device}) encoded {encoded:,.0f} distinct texts (cold "
+                f"cache: fresh process, flushed Redis tier) in {seconds:.1f} s"
+            )
+        lines.append(line)
+    return lines
 
 
 def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     parser = argparse.ArgumentParser(
         description="Events/s of raw aiokafka, a Faust no-op agent and the pipeline, "
-                    "measured on the same pre-filled topic.",
+        "measured on the same pre-filled topic.",
     )
     parser.add_argument("--events", type=int, default=100_000, help="N (default 100000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per consumer (default 3)")
@@ -647,23 +784,44 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     parser.add_argument("--batch-max", type=int, default=2000, help="RTP_BATCH_MAX")
     parser.add_argument("--batch-within", type=float, default=0.05, help="RTP_BATCH_WITHIN")
     parser.add_argument("--bundle-max", type=int, default=64, help="RTP_BUNDLE_MAX")
-    parser.add_argument("--session-timeout", type=float, default=6.0,
-                        help="RTP_SESSION_TIMEOUT_S of the children (as the test harness)")
-    parser.add_argument("--no-iter", action="store_true",
-                        help="skip (b'), the per-event Faust no-op")
-    parser.add_argument("--run-timeout", type=float, default=300.0,
-                        help="seconds one consumer may take before the run fails")
-    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
-                        help="record the no-op and pipeline children with py-spy into DIR and "
-                             "print the pipeline's hotspots (diagnosis only: it costs CPU)")
-    parser.add_argument("--write", action="store_true",
-                        help="update the issue-2 section of BENCHMARKS.md")
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=6.0,
+        help="RTP_SESSION_TIMEOUT_S of the children (as the test harness)",
+    )
+    parser.add_argument(
+        "--no-iter", action="store_true", help="skip (b'), the per-event Faust no-op"
+    )
+    parser.add_argument(
+        "--pipeline",
+        action="append",
+        choices=tuple(VARIANTS),
+        default=None,
+        help="worker configurations to run, repeatable (default: both)",
+    )
+    parser.add_argument(
+        "--run-timeout",
+        type=float,
+        default=300.0,
+        help="seconds one consumer may take before the run fails",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record the no-op and pipeline children with py-spy into DIR and "
+        "print the pipeline's hotspots (diagnosis only: it costs CPU)",
+    )
+    parser.add_argument(
+        "--write", action="store_true", help="update the issue-2 section of BENCHMARKS.md"
+    )
     args = parser.parse_args(argv)
     if args.write and args.py_spy is not None:
         parser.error("--py-spy runs are slowed by the sampler; do not --write their figures")
     opts = Options(
-        data=DataSpec(n=args.events, users=args.users, products=args.products,
-                      seed=args.seed),
+        data=DataSpec(n=args.events, users=args.users, products=args.products, seed=args.seed),
         repeats=args.repeats,
         poll_s=args.poll_ms / 1000,
         batch_max=args.batch_max,
@@ -672,6 +830,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         with_iter=not args.no_iter,
         session_timeout=args.session_timeout,
         run_timeout=args.run_timeout,
+        pipelines=tuple(args.pipeline or VARIANTS),
         py_spy=args.py_spy,
     )
     return opts, bool(args.write)
@@ -682,8 +841,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results, context = asyncio.run(run(opts))
     table, medians = render(results, opts)
-    body = "\n".join([table, "", *ratios(medians), "", "Conditions:", "",
-                      *conditions(opts, context, machine_facts(), results)])
+    body = "\n".join(
+        [
+            table,
+            "",
+            *ratios(medians),
+            "",
+            "Conditions:",
+            "",
+            *conditions(opts, context, machine_facts(), results),
+        ]
+    )
     print(body)
     console.log(f"total {time.monotonic() - started:.0f}s")
     if write:

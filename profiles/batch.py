@@ -134,8 +134,9 @@ class BatchUpdater:
         vectors = await self._vectors(records, items)
         todo = dict(by_user)
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            computed = {uid: self._compute(uid, recs, items, vectors, result)
-                        for uid, recs in todo.items()}
+            computed = {
+                uid: self._compute(uid, recs, items, vectors, result) for uid, recs in todo.items()
+            }
             commit.profiles = [r.profile for r in computed.values() if r.write]
             commit.erasures = [e for r in computed.values() for e in r.erasures]
             try:
@@ -151,8 +152,9 @@ class BatchUpdater:
             if not conflicts:
                 return result
             result.conflicts += len(conflicts)
-            log.info("version conflict on %d users (attempt %d); reloading", len(conflicts),
-                     attempt)
+            log.info(
+                "version conflict on %d users (attempt %d); reloading", len(conflicts), attempt
+            )
             todo = {uid: by_user[uid] for uid in conflicts}
             commit = Commit()
             for uid in conflicts:
@@ -224,8 +226,9 @@ class BatchUpdater:
             return combine(event_texts(event, items), vectors)
 
         def flush() -> None:
-            outcome = apply(res.profile, pending, self.config, tagger,
-                            embed if self.embedder else None)
+            outcome = apply(
+                res.profile, pending, self.config, tagger, embed if self.embedder else None
+            )
             _merge(res.outcome, outcome)
             pending.clear()
 
@@ -254,12 +257,16 @@ class BatchUpdater:
         if self.embedder is None or profile.embedding is not None:
             return
         profile.embedding, changed = EmbeddingProfile.load(
-            profile.embedding_blob, self.embedder.config)
+            profile.embedding_blob, self.embedder.config
+        )
         profile.embedding_blob = None
         if changed:
             result.model_changes += 1
-            log.warning("user %s: stored vectors are from another model; starting afresh with %s",
-                        profile.user_id, self.embedder.config.model_id)
+            log.warning(
+                "user %s: stored vectors are from another model; starting afresh with %s",
+                profile.user_id,
+                self.embedder.config.model_id,
+            )
 
     def _settle(self, user_id: str, res: _UserResult, result: BatchResult) -> None:
         self.profiles.put(user_id, res.profile)
@@ -267,8 +274,12 @@ class BatchUpdater:
         result.fenced += res.outcome.fenced
         result.duplicates += res.outcome.duplicates
         result.dead.extend(
-            DeadLetter(r, "too_late", f"event time is more than {self.config.lateness_ms} ms "
-                       "before the user's latest event")
+            DeadLetter(
+                r,
+                "too_late",
+                f"event time is more than {self.config.lateness_ms} ms "
+                "before the user's latest event",
+            )
             for r in res.outcome.late
         )
         if res.erasures:

@@ -112,8 +112,9 @@ class EmbeddingCache:
     Not thread-safe; meant for the single worker thread that owns the encoder.
     """
 
-    def __init__(self, encoder_like: TextEncoder, capacity: int = 200_000,
-                 tier: VectorTier | None = None) -> None:
+    def __init__(
+        self, encoder_like: TextEncoder, capacity: int = 200_000, tier: VectorTier | None = None
+    ) -> None:
         if capacity < 0:
             raise ValueError(f"capacity must be >= 0, got {capacity}")
         self.encoder = encoder_like
@@ -154,17 +155,20 @@ class EmbeddingCache:
 
         if missing:
             self.misses += len(missing)
-            fresh = np.asarray(self.encoder.encode([distinct[i] for i in missing]),
-                               dtype=np.float32)
+            fresh = np.asarray(
+                self.encoder.encode([distinct[i] for i in missing]), dtype=np.float32
+            )
             if fresh.shape != (len(missing), self.dim):
-                raise ValueError(f"encoder returned shape {fresh.shape}, expected "
-                                 f"{(len(missing), self.dim)}")
+                raise ValueError(
+                    f"encoder returned shape {fresh.shape}, expected {(len(missing), self.dim)}"
+                )
             out[missing] = fresh
             for i in missing:
                 self._remember(digests[i], out[i])
             if self.tier is not None:
-                items = {_key(self.model_id, digests[i]): out[i].astype(_WIRE).tobytes()
-                         for i in missing}
+                items = {
+                    _key(self.model_id, digests[i]): out[i].astype(_WIRE).tobytes() for i in missing
+                }
                 try:
                     self.tier.mset(items)
                 except Exception:

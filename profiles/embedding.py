@@ -154,8 +154,9 @@ class DecayedMean:
         return m
 
     def __repr__(self) -> str:
-        return (f"DecayedMean(half_life_ms={self.half_life_ms:g}, ts={self.ts}, "
-                f"total={self.total:.4g})")
+        return (
+            f"DecayedMean(half_life_ms={self.half_life_ms:g}, ts={self.ts}, total={self.total:.4g})"
+        )
 
 
 class Interest(NamedTuple):
@@ -212,8 +213,9 @@ class Interests:
     [(3.0, 1), (1.0, 2)]
     """
 
-    def __init__(self, half_life_ms: float, k_max: int = 5, join_threshold: float = 0.5,
-                 max_tags: int = 5) -> None:
+    def __init__(
+        self, half_life_ms: float, k_max: int = 5, join_threshold: float = 0.5, max_tags: int = 5
+    ) -> None:
         if k_max < 1 or max_tags < 0:
             raise ValueError("k_max must be >= 1 and max_tags >= 0")
         if not -1.0 <= join_threshold <= 1.0:
@@ -228,13 +230,19 @@ class Interests:
     def __len__(self) -> int:
         return len(self._clusters)
 
-    def learn_one(self, vec: np.ndarray | Sequence[float], weight: float, ts: int,
-                  tags: Sequence[tuple[str, float]] = ()) -> None:
+    def learn_one(
+        self,
+        vec: np.ndarray | Sequence[float],
+        weight: float,
+        ts: int,
+        tags: Sequence[tuple[str, float]] = (),
+    ) -> None:
         """Add one event with its tags (``(tag, tag_weight >= 0)`` pairs)."""
         u = _unit(vec)
         if self._clusters and u.shape != self._clusters[0].sum.shape:
-            raise ValueError(f"vector has dim {u.shape[0]}, profile has "
-                             f"{self._clusters[0].sum.shape[0]}")
+            raise ValueError(
+                f"vector has dim {u.shape[0]}, profile has {self._clusters[0].sum.shape[0]}"
+            )
         w = _check_weight(weight) * self._advance(ts)
         # A weightless event (or one decayed to nothing) would found an interest with no
         # direction; it only moves the clock.
@@ -258,8 +266,10 @@ class Interests:
             self._add_tags(cluster, tags, w)
             self._clusters.append(cluster)
             if len(self._clusters) > self.k_max:
-                weakest = min(range(len(self._clusters)),
-                              key=lambda i: (self._clusters[i].total, self._clusters[i].last_ts))
+                weakest = min(
+                    range(len(self._clusters)),
+                    key=lambda i: (self._clusters[i].total, self._clusters[i].last_ts),
+                )
                 del self._clusters[weakest]
 
     def interests(self, ts: int | None = None) -> list[Interest]:
@@ -272,8 +282,9 @@ class Interests:
             vec = _unit32(cluster.sum)
             if vec is None:
                 continue
-            tags = sorted(((t, tw * f) for t, tw in cluster.tags.items()),
-                          key=lambda kv: (-kv[1], kv[0]))
+            tags = sorted(
+                ((t, tw * f) for t, tw in cluster.tags.items()), key=lambda kv: (-kv[1], kv[0])
+            )
             out.append(Interest(vec, cluster.total * f, tags, cluster.count, cluster.last_ts))
         out.sort(key=lambda i: (-i.weight, -i.last_ts))
         return out
@@ -302,7 +313,7 @@ class Interests:
 
     def _prune_tags(self, cluster: _Cluster) -> None:
         if len(cluster.tags) > self.max_tags:
-            top = sorted(cluster.tags.items(), key=lambda kv: (-kv[1], kv[0]))[:self.max_tags]
+            top = sorted(cluster.tags.items(), key=lambda kv: (-kv[1], kv[0]))[: self.max_tags]
             cluster.tags = dict(top)
 
     def _merge_into(self, keep: int) -> None:
@@ -311,9 +322,16 @@ class Interests:
             c = target.centroid()
             if c is None:
                 return
-            near = next((j for j, other in enumerate(self._clusters)
-                         if j != keep and (oc := other.centroid()) is not None
-                         and float(oc @ c) >= self.join_threshold), None)
+            near = next(
+                (
+                    j
+                    for j, other in enumerate(self._clusters)
+                    if j != keep
+                    and (oc := other.centroid()) is not None
+                    and float(oc @ c) >= self.join_threshold
+                ),
+                None,
+            )
             if near is None:
                 return
             other = self._clusters[near]
@@ -349,12 +367,21 @@ class Interests:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Interests:
-        it = cls(float(data["half_life_ms"]), k_max=int(data["k_max"]),
-                 join_threshold=float(data["join_threshold"]), max_tags=int(data["max_tags"]))
+        it = cls(
+            float(data["half_life_ms"]),
+            k_max=int(data["k_max"]),
+            join_threshold=float(data["join_threshold"]),
+            max_tags=int(data["max_tags"]),
+        )
         it.ts = None if data["ts"] is None else int(data["ts"])
         it._clusters = [
-            _Cluster(sum=_decode_vec(c["sum"]), total=float(c["total"]), count=int(c["count"]),
-                     last_ts=int(c["last_ts"]), tags={str(t): float(tw) for t, tw in c["tags"]})
+            _Cluster(
+                sum=_decode_vec(c["sum"]),
+                total=float(c["total"]),
+                count=int(c["count"]),
+                last_ts=int(c["last_ts"]),
+                tags={str(t): float(tw) for t, tw in c["tags"]},
+            )
             for c in data["clusters"]
         ]
         return it

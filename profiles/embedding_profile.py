@@ -58,13 +58,15 @@ class EmbeddingProfile:
         return self.interests.interests()
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({
-            "model": self.model_id,
-            "dim": self.dim,
-            "long": self.long.to_dict(),
-            "short": self.short.to_dict(),
-            "interests": self.interests.to_dict(),
-        })
+        return orjson.dumps(
+            {
+                "model": self.model_id,
+                "dim": self.dim,
+                "long": self.long.to_dict(),
+                "short": self.short.to_dict(),
+                "interests": self.interests.to_dict(),
+            }
+        )
 
     @classmethod
     def load(cls, blob: bytes | None, config: EmbeddingConfig) -> tuple[EmbeddingProfile, bool]:
@@ -86,8 +88,12 @@ class EmbeddingProfile:
             "model": self.model_id,
             "dim": self.dim,
             "interests": [
-                {"weight": round(i.weight, 6), "events": i.events, "last_ts": i.last_ts,
-                 "tags": [[t, round(w, 6)] for t, w in i.tags]}
+                {
+                    "weight": round(i.weight, 6),
+                    "events": i.events,
+                    "last_ts": i.last_ts,
+                    "tags": [[t, round(w, 6)] for t, w in i.tags],
+                }
                 for i in self.interest_list()
             ],
         }

@@ -125,8 +125,9 @@ class Encoder:
         if config.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
         if config.max_length < 2:
-            raise ValueError(f"max_length must be >= 2 (room for [CLS] and [SEP]), got "
-                             f"{config.max_length}")
+            raise ValueError(
+                f"max_length must be >= 2 (room for [CLS] and [SEP]), got {config.max_length}"
+            )
         self.config = config
         model_dir, display = _resolve_model_dir(config.model)
         self.model_dir = model_dir
@@ -139,8 +140,9 @@ class Encoder:
         tokenizer, model = _load(model_dir)
         model_max = getattr(tokenizer, "model_max_length", None)
         if isinstance(model_max, int) and config.max_length > model_max:
-            raise ValueError(f"max_length {config.max_length} exceeds this model's "
-                             f"{model_max}-token limit")
+            raise ValueError(
+                f"max_length {config.max_length} exceeds this model's {model_max}-token limit"
+            )
         self._tokenizer = tokenizer
         self.dim = int(model.config.hidden_size)
         self._pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
@@ -186,22 +188,27 @@ class Encoder:
             return out
 
         ids: list[list[int]] = self._tokenizer(
-            distinct, truncation=True, max_length=self.config.max_length, padding=False,
-            return_attention_mask=False, return_token_type_ids=False,
+            distinct,
+            truncation=True,
+            max_length=self.config.max_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
         )["input_ids"]
         # Sorting by token count keeps each batch's padding (wasted compute) small.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         unk_total = content_total = 0
         for start in range(0, len(order), self.config.batch_size):
-            chunk = order[start:start + self.config.batch_size]
+            chunk = order[start : start + self.config.batch_size]
             input_ids, mask = self._pad([ids[i] for i in chunk])
             unk, content = self._count_unk(input_ids, mask)
             unk_total += unk
             content_total += content
             if content and unk / content > UNK_WARN_RATE and not self._unk_warned:
                 self._unk_warned = True
-                log.warning("%.0f%% of tokens in a batch are [UNK]: %s",
-                            100.0 * unk / content, _UNK_HINT)
+                log.warning(
+                    "%.0f%% of tokens in a batch are [UNK]: %s", 100.0 * unk / content, _UNK_HINT
+                )
             out[chunk] = self._forward(input_ids, mask)
         self.last_unk_rate = unk_total / content_total if content_total else 0.0
         return out[rows]
@@ -211,8 +218,8 @@ class Encoder:
         input_ids = np.full((len(seqs), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(seqs), width), dtype=np.int64)
         for row, seq in enumerate(seqs):
-            input_ids[row, :len(seq)] = seq
-            mask[row, :len(seq)] = 1
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
         return input_ids, mask
 
     def _count_unk(self, input_ids: np.ndarray, mask: np.ndarray) -> tuple[int, int]:
@@ -223,13 +230,16 @@ class Encoder:
 
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         cuda = self.device.startswith("cuda")
-        tensors = {"input_ids": torch.from_numpy(input_ids),
-                   "attention_mask": torch.from_numpy(mask)}
+        tensors = {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(mask),
+        }
         if self._with_token_types:
             tensors["token_type_ids"] = torch.zeros_like(tensors["input_ids"])
         if cuda:
-            tensors = {k: v.pin_memory().to(self.device, non_blocking=True)
-                       for k, v in tensors.items()}
+            tensors = {
+                k: v.pin_memory().to(self.device, non_blocking=True) for k, v in tensors.items()
+            }
         with torch.inference_mode(), _autocast(self.device, self._autocast):
             hidden = self._model(**tensors).last_hidden_state
         # Pool and normalise in fp32: half-precision sums over 64 tokens lose digits.
@@ -330,9 +340,11 @@ def _read_pooling(model_dir: Path) -> str:
             if cfg_file.is_file():
                 pooling_cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
         elif kind.endswith(".Dense"):
-            log.warning("%s has a Dense layer after pooling that this encoder skips; vectors "
-                        "still work for similarity but differ from SentenceTransformer's",
-                        model_dir.name)
+            log.warning(
+                "%s has a Dense layer after pooling that this encoder skips; vectors "
+                "still work for similarity but differ from SentenceTransformer's",
+                model_dir.name,
+            )
     if pooling_cfg is None:
         return "mean"
     return _pooling_mode(pooling_cfg, model_dir)
@@ -357,8 +369,9 @@ def _pooling_mode(cfg: dict[str, Any], model_dir: Path) -> str:
     # sum/sqrt(n) is a positive multiple of sum/n, so after L2 normalisation it *is* mean.
     name = "mean" if modes[0] == "mean_sqrt_len_tokens" else str(modes[0])
     if name not in ("mean", "cls", "max"):
-        raise ValueError(f"{model_dir.name}: pooling {name!r} is not supported "
-                         "(supported: mean, cls, max)")
+        raise ValueError(
+            f"{model_dir.name}: pooling {name!r} is not supported (supported: mean, cls, max)"
+        )
     return name
 
 
@@ -394,8 +407,9 @@ def _load(model_dir: Path) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         # transformers 5 loads in the checkpoint's dtype by default; fp16 copies must run
         # in fp32 on CPU, and CUDA gets half precision through autocast instead.
-        model = AutoModel.from_pretrained(str(model_dir), local_files_only=True,
-                                          dtype=torch.float32)
+        model = AutoModel.from_pretrained(
+            str(model_dir), local_files_only=True, dtype=torch.float32
+        )
     finally:
         if bars:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
@@ -409,10 +423,12 @@ def _quantise_int8(model: torch.nn.Module) -> torch.nn.Module:
     # torch.ao.quantization is deprecated in favour of torchao (not a dependency here) but
     # still works; per-channel weights measured clearly closer to fp32 than per-tensor.
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated",
-                                category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_(tensor|channel)",
-                                category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message=r"torch\.quantize_per_(tensor|channel)", category=UserWarning
+        )
         quantised: torch.nn.Module = quantize_dynamic(  # type: ignore[no-untyped-call]
             copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig}
         )

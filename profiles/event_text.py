@@ -33,8 +33,9 @@ def event_texts(
         return [(item_text(event["title"], event["category"]), 1.0)]
     if kind == "purchase":
         total = sum(int(line["quantity"]) for line in event["items"]) or 1
-        parts = [(_line_text(line, items), int(line["quantity"]) / total)
-                 for line in event["items"]]
+        parts = [
+            (_line_text(line, items), int(line["quantity"]) / total) for line in event["items"]
+        ]
     elif kind == "review":
         parts = [(event["text"], 0.5), (_line_text(event, items), 0.5)]
     elif kind in ("click", "add_to_cart"):
@@ -53,7 +54,9 @@ def _line_text(fields: Mapping[str, Any], items: Mapping[str, dict[str, Any]]) -
     return item_text(title, category) if title or category else ""
 
 
-def combine(parts: Sequence[tuple[str, float]], vectors: Mapping[str, np.ndarray]) -> np.ndarray | None:
+def combine(
+    parts: Sequence[tuple[str, float]], vectors: Mapping[str, np.ndarray]
+) -> np.ndarray | None:
     """The event's vector: share-weighted mean of its texts' unit vectors, renormalised."""
     total: np.ndarray | None = None
     for text, share in parts:

@@ -215,7 +215,9 @@ def _learn_purchase(profile: Profile, event: dict[str, Any], ts: int, keep: int)
     del profile.purchased[: max(0, len(profile.purchased) - keep)]
 
 
-def _add_tags(profile: Profile, tags: Sequence[Tag], weight: float, ts: int, half_life: int) -> None:
+def _add_tags(
+    profile: Profile, tags: Sequence[Tag], weight: float, ts: int, half_life: int
+) -> None:
     """Add ``weight``-scaled tags decayed by event time.
 
     Scores are stored as ``sum(w * 2**((t - anchor)/h))``: adding an event never

@@ -111,15 +111,20 @@ class RedisStore:
         for e in commit.erasures:
             user_keys = [keys.profile(e.user_id), keys.erased(e.user_id)]
             user_keys += [k for k in keys.user_keys(e.user_id) if k not in user_keys]
-            argv = [e.expected_version, e.new_version, orjson.dumps(e.fences),
-                    orjson.dumps(e.receipt)]
+            argv = [
+                e.expected_version,
+                e.new_version,
+                orjson.dumps(e.fences),
+                orjson.dumps(e.receipt),
+            ]
             calls.append((self._erase, user_keys, argv, e.user_id))
         for p in commit.profiles:
             argv = [p.version - 1, p.version, p.to_bytes()]
             if p.embedding is not None:
                 argv.append(p.embedding.to_bytes())
-            calls.append((self._write, [keys.profile(p.user_id), keys.erased(p.user_id)], argv,
-                          p.user_id))
+            calls.append(
+                (self._write, [keys.profile(p.user_id), keys.erased(p.user_id)], argv, p.user_id)
+            )
         for item in commit.items:
             argv = [item["ts"], item["event_id"], orjson.dumps(item)]
             calls.append((self._upsert, [keys.item(item["product_id"])], argv, ""))
@@ -137,7 +142,8 @@ class RedisStore:
         return result
 
     async def _run(
-        self, calls: Sequence[tuple[_Script, list[str], list[Any], str]],
+        self,
+        calls: Sequence[tuple[_Script, list[str], list[Any], str]],
         receipts: Sequence[dict[str, Any]],
     ) -> list[Any]:
         """One pipeline; reload scripts and retry once if Redis lost them (restart)."""

@@ -4,6 +4,7 @@ the encoder's worker thread, never on the event loop)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import redis
 
@@ -20,7 +21,8 @@ class RedisVectorTier:
     def mget(self, names: Sequence[str]) -> list[bytes | None]:
         if not names:
             return []
-        return list(self.client.mget([keys.PREFIX + n for n in names]))
+        replies = self.client.mget([keys.PREFIX + n for n in names])
+        return cast(list[bytes | None], replies)
 
     def mset(self, items: Mapping[str, bytes]) -> None:
         # Expiring keys: a vector nobody asked for in a month is not worth memory.

@@ -122,8 +122,11 @@ class MemoryStore:
             if self._version(profile.user_id) != profile.version - 1:
                 result.conflicts.add(profile.user_id)
                 continue
-            vectors = (profile.embedding.to_bytes() if profile.embedding is not None
-                       else self.profiles.get(profile.user_id, (0, b"", None))[2])
+            vectors = (
+                profile.embedding.to_bytes()
+                if profile.embedding is not None
+                else self.profiles.get(profile.user_id, (0, b"", None))[2]
+            )
             self.profiles[profile.user_id] = (profile.version, profile.to_bytes(), vectors)
         for item in commit.items:
             if item_wins(item, self.items.get(item["product_id"])):

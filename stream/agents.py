@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
-from faust.types import EventT, TopicT
+from faust.types import EventT, StreamT, TopicT
 
 from profiles.downstream import profile_updated
 from profiles.profile import Record
@@ -54,9 +54,13 @@ class Topics:
         )
 
 
-def _inbound(event: EventT) -> Inbound:
+def _inbound(event: EventT[Any]) -> Inbound:
     msg = event.message
-    headers = [(k, v) for k, v in (msg.headers or ()) if v is not None]
+    raw = msg.headers or ()
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    headers = [
+        (str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in pairs if v is not None
+    ]
     return Inbound(msg.topic, msg.partition, msg.offset, msg.key, msg.value, headers)
 
 
@@ -72,9 +76,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
     stats = runtime.stats
 
     @app.agent(topics.input, name="ingest")
-    async def ingest(stream: faust.Stream) -> None:
+    async def ingest(stream: StreamT[Any]) -> None:
         await runtime.ensure_ready()
-        async for events in stream.take_events(settings.batch_max, settings.batch_within_s):
+        async for events in cast(faust.Stream[Any], stream).take_events(
+            settings.batch_max, settings.batch_within_s
+        ):
             messages = [_inbound(e) for e in events]
             routed = route(messages, runtime.limits, settings.partitions, int(time.time() * 1000))
             sends = [
@@ -87,8 +93,13 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                     key=d.message.key,
                     value=d.message.value,
                     headers=dead_letters.headers(
-                        d.reason, d.detail, d.message.topic, d.message.partition,
-                        d.message.offset, "ingest", d.message.headers,
+                        d.reason,
+                        d.detail,
+                        d.message.topic,
+                        d.message.partition,
+                        d.message.offset,
+                        "ingest",
+                        d.message.headers,
                     ),
                 )
                 for d in routed.dead
@@ -102,14 +113,16 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             stats.last_batch = len(messages)
 
     @app.agent(topics.routed, name="update")
-    async def update(stream: faust.Stream) -> None:
+    async def update(stream: StreamT[Any]) -> None:
         await runtime.ensure_ready()
-        async for events in stream.take_events(settings.bundle_max, settings.batch_within_s):
+        async for events in cast(faust.Stream[Any], stream).take_events(
+            settings.bundle_max, settings.batch_within_s
+        ):
             records: list[Record] = []
             sends: list[Awaitable[Any]] = []
             for event in events:
                 try:
-                    records.extend(unpack(event.message.value))
+                    records.extend(unpack(event.message.value or b""))
                 except (ValueError, KeyError, TypeError) as exc:
                     sends.append(_dead_bundle(topics, event, exc))
             started = time.perf_counter()
@@ -121,7 +134,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 sends.append(topics.profiles.send(key=user_id.encode(), value=None))
             for profile in result.updated:
                 payload = orjson.dumps(
-                    profile_updated(profile, half_life, now_ms, settings.emit_vector))
+                    profile_updated(profile, half_life, now_ms, settings.emit_vector)
+                )
                 sends.append(topics.profiles.send(key=profile.user_id.encode(), value=payload))
             for dead in result.dead:
                 source_topic, _, partition = dead.record.source.rpartition(":")
@@ -130,8 +144,12 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                         key=dead.record.event["user_id"].encode(),
                         value=orjson.dumps(dead.record.event),
                         headers=dead_letters.headers(
-                            dead.reason, dead.detail, source_topic, int(partition),
-                            dead.record.offset, "update",
+                            dead.reason,
+                            dead.detail,
+                            source_topic,
+                            int(partition),
+                            dead.record.offset,
+                            "update",
                         ),
                     )
                 )
@@ -148,17 +166,18 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             stats.dead.update(d.reason for d in result.dead)
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+    def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Users of revoked partitions may be written by another worker from now on.
         runtime.updater.forget()
         stats.rebalances += 1
 
     @app.on_partitions_assigned.connect
-    async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+    def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned = args[0] if args else kwargs.get("assigned", ())
         stats.assigned = sum(1 for tp in assigned if tp.topic == settings.routed_topic)
 
 
-def _dead_bundle(topics: Topics, event: EventT, exc: Exception) -> Awaitable[Any]:
+def _dead_bundle(topics: Topics, event: EventT[Any], exc: Exception) -> Awaitable[Any]:
     msg = event.message
     log.error("undecodable bundle at %s:%s@%s: %s", msg.topic, msg.partition, msg.offset, exc)
     return topics.dlq.send(

@@ -31,7 +31,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         broker_rebalance_timeout=max(session * 2, 20.0),
         broker_commit_interval=1.0,
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
         web_in_thread=False,
         loghandlers=[],
     )

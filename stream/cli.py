@@ -59,29 +59,49 @@ def register(app: faust.App, settings: Settings) -> None:
             elif action in ("kill", "start") and name:
                 getattr(services, action)(name)
             else:
-                raise SystemExit(f"unknown action {action!r}: use up, down, status, kill N, start N")
+                raise SystemExit(
+                    f"unknown action {action!r}: use up, down, status, kill N, start N"
+                )
         except ServiceError as exc:
             raise SystemExit(f"error: {exc}") from exc
 
     @app.command(
-        option("--rate", type=float, default=500.0, help="Events per second (0: as fast as possible)."),
+        option(
+            "--rate", type=float, default=500.0, help="Events per second (0: as fast as possible)."
+        ),
         option("--duration", type=float, default=None, help="Stop after this many seconds."),
         option("--count", type=int, default=None, help="Stop after this many events."),
         option("--users", type=int, default=1000, help="Synthetic users."),
         option("--products", type=int, default=2000, help="Synthetic catalog size."),
         option("--seed", type=int, default=7, help="Random seed (same seed, same traffic)."),
-        option("--history-days", type=float, default=None,
-               help="Generate a past log over this many days (event time) instead of live traffic."),
+        option(
+            "--history-days",
+            type=float,
+            default=None,
+            help="Generate a past log over this many days (event time) instead of live traffic.",
+        ),
         option("--replay", type=str, default=None, help="Replay events from this JSONL file."),
         option("--out", type=str, default=None, help="Write events to this JSONL file, not Kafka."),
         option("--no-key", is_flag=True, default=False, help="Send unkeyed (worker repartitions)."),
-        option("--bad-share", type=float, default=0.0, help="Share of malformed messages to mix in."),
+        option(
+            "--bad-share", type=float, default=0.0, help="Share of malformed messages to mix in."
+        ),
         option("--no-catalog", is_flag=True, default=False, help="Skip the catalog events."),
     )
     async def produce(
-        self: AppCommand, rate: float, duration: float | None, count: int | None, users: int,
-        products: int, seed: int, history_days: float | None, replay: str | None,
-        out: str | None, no_key: bool, bad_share: float, no_catalog: bool,
+        self: AppCommand,
+        rate: float,
+        duration: float | None,
+        count: int | None,
+        users: int,
+        products: int,
+        seed: int,
+        history_days: float | None,
+        replay: str | None,
+        out: str | None,
+        no_key: bool,
+        bad_share: float,
+        no_catalog: bool,
     ) -> None:
         """Generate realistic traffic (or replay a JSONL log) into the input topic."""
         from stream.generator import TrafficConfig, TrafficGenerator, read_jsonl, to_jsonl
@@ -94,8 +114,11 @@ def register(app: faust.App, settings: Settings) -> None:
             events = read_jsonl(Path(replay))
         else:
             gen = TrafficGenerator(TrafficConfig(seed=seed, users=users, products=products))
-            body = (gen.history(history_days) if history_days
-                    else gen.live(lambda: int(time.time() * 1000)))
+            body = (
+                gen.history(history_days)
+                if history_days
+                else gen.live(lambda: int(time.time() * 1000))
+            )
             events = body if no_catalog else _chain(gen.catalog(), body)
         if out:
             if count is None and not history_days and not replay:
@@ -103,8 +126,14 @@ def register(app: faust.App, settings: Settings) -> None:
             written = to_jsonl(_limit(events, count), Path(out))
             self.say(f"wrote {written} events to {out}")
             return
-        plan = Plan(rate=rate, count=count, duration_s=duration, keyed=not no_key,
-                    bad_share=bad_share, seed=seed)
+        plan = Plan(
+            rate=rate,
+            count=count,
+            duration_s=duration,
+            keyed=not no_key,
+            bad_share=bad_share,
+            seed=seed,
+        )
         sent = await send_events(settings, events, plan)
         self.say(f"sent {sent} messages to {settings.input_topic}")
 

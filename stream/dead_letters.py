@@ -37,7 +37,5 @@ def headers(
 def parse(raw_headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str]:
     """The ``dlq.*`` headers of a consumed dead letter as text."""
     return {
-        k: (v or b"").decode("utf-8", "replace")
-        for k, v in raw_headers
-        if k.startswith("dlq.")
+        k: (v or b"").decode("utf-8", "replace") for k, v in raw_headers if k.startswith("dlq.")
     }

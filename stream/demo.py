@@ -51,7 +51,9 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
 
 async def _stats(session: aiohttp.ClientSession, port: int) -> dict[str, Any]:
     try:
-        async with session.get(f"http://127.0.0.1:{port}/stats", timeout=1) as resp:
+        async with session.get(
+            f"http://127.0.0.1:{port}/stats", timeout=aiohttp.ClientTimeout(total=1)
+        ) as resp:
             return dict(await resp.json())
     except (aiohttp.ClientError, TimeoutError):
         return {}
@@ -66,15 +68,21 @@ async def _sample_users(store: RedisStore, n: int) -> list[str]:
     return sorted(found)[:n]
 
 
-def _view(stats: dict[str, Any], rate: float, dead: dict[str, int], users: list[Any],
-          produced: int, settings: Settings) -> Group:
+def _view(
+    stats: dict[str, Any],
+    rate: float,
+    dead: dict[str, int],
+    users: list[Any],
+    produced: int,
+    settings: Settings,
+) -> Group:
     pipeline = Table(title="pipeline", show_header=False, min_width=50)
-    pipeline.add_row("produced", f"{produced}")
+    pipeline.add_row("generated events sent", f"{produced}")
     pipeline.add_row("consumed by worker", f"{stats.get('consumed', 0)}")
     pipeline.add_row("events/s", f"{rate:,.0f}")
     pipeline.add_row("applied to profiles", f"{stats.get('applied', 0)}")
     pipeline.add_row("profile_updated sent", f"{stats.get('profiles_emitted', 0)}")
-    pipeline.add_row("redis commit (last batch)", f"{stats.get('last_commit_ms', 0):.1f} ms")
+    pipeline.add_row("update batch (encode + commit)", f"{stats.get('last_commit_ms', 0):.1f} ms")
     dead_total = sum(dead.values())
     pipeline.add_row("dead-lettered", f"{dead_total}")
     for reason, n in sorted(dead.items(), key=lambda kv: -kv[1]):
@@ -90,8 +98,9 @@ def _view(stats: dict[str, Any], rate: float, dead: dict[str, int], users: list[
     return Group(pipeline, people)
 
 
-async def run_demo(settings: Settings, rate: float, bad_share: float,
-                   duration: float | None) -> None:
+async def run_demo(
+    settings: Settings, rate: float, bad_share: float, duration: float | None
+) -> None:
     from stream.generator import TrafficConfig, TrafficGenerator
     from stream.produce import Plan, send_events
 
@@ -125,7 +134,9 @@ async def run_demo(settings: Settings, rate: float, bad_share: float,
                 users: list[str] = []
                 while not stop.is_set() and (ended_at is None or time.monotonic() < ended_at):
                     if worker.poll() is not None:
-                        raise SystemExit(f"worker exited ({worker.returncode}); see {state}/worker.log")
+                        raise SystemExit(
+                            f"worker exited ({worker.returncode}); see {state}/worker.log"
+                        )
                     stats = await _stats(http, settings.web_port)
                     now, consumed = time.monotonic(), int(stats.get("consumed", 0))
                     rate_now = (consumed - last[1]) / max(now - last[0], 1e-6)
@@ -144,4 +155,4 @@ async def run_demo(settings: Settings, rate: float, bad_share: float,
         await asyncio.to_thread(stop_worker, worker)
         await store.close()
         await asyncio.to_thread(services.down)
-        print("demo stopped: worker, broker and Redis are down.")  # noqa: T201
+        print("demo stopped: worker, broker and Redis are down.")

@@ -65,9 +65,7 @@ def owner(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
 
 
-def route(
-    messages: Sequence[Inbound], limits: Limits, partitions: int, now_ms: int
-) -> Routed:
+def route(messages: Sequence[Inbound], limits: Limits, partitions: int, now_ms: int) -> Routed:
     """Decode, validate and bundle one batch of input messages."""
     routed = Routed()
     per_partition: dict[int, list[list[Any]]] = {}

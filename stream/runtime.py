@@ -102,8 +102,11 @@ class Runtime(Service):
     def _load_embedder(self) -> Embedder:
         """Load the model (seconds; in a thread) and wire the two-tier vector cache."""
         s = self.settings
-        encoder = Encoder(EncoderConfig(model=s.model, device=s.device,
-                                        max_length=s.max_tokens, batch_size=s.encode_batch))
+        encoder = Encoder(
+            EncoderConfig(
+                model=s.model, device=s.device, max_length=s.max_tokens, batch_size=s.encode_batch
+            )
+        )
         self._tier = RedisVectorTier(s.redis_url)
         cache = EmbeddingCache(encoder, capacity=s.vector_cache, tier=self._tier)
         config = EmbeddingConfig(
@@ -113,8 +116,14 @@ class Runtime(Service):
             short_half_life_ms=int(s.short_half_life_min * 60_000),
             interests=s.interests,
         )
-        log.info("encoder %s (dim %d, %s, %s, pooling %s)", encoder.model_id, encoder.dim,
-                 encoder.device, encoder.dtype, encoder.pooling)
+        log.info(
+            "encoder %s (dim %d, %s, %s, pooling %s)",
+            encoder.model_id,
+            encoder.dim,
+            encoder.device,
+            encoder.dtype,
+            encoder.pooling,
+        )
         return Embedder(cache, config)
 
     def encoder_stats(self) -> dict[str, Any]:

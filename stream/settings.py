@@ -97,36 +97,51 @@ class Field:
 
 
 FIELDS: tuple[Field, ...] = (
-    Field("RTP_APP_ID", "app_id", _topic, "Faust app id: consumer group and internal topic prefix."),
+    Field(
+        "RTP_APP_ID", "app_id", _topic, "Faust app id: consumer group and internal topic prefix."
+    ),
     Field("RTP_BROKER", "broker", _broker, "Kafka bootstrap URL(s), `kafka://host:port`."),
-    Field("RTP_REDIS_URL", "redis_url", _redis_url, "Redis URL (user, password, TLS via rediss://)."),
+    Field(
+        "RTP_REDIS_URL", "redis_url", _redis_url, "Redis URL (user, password, TLS via rediss://)."
+    ),
     Field("RTP_INPUT_TOPIC", "input_topic", _topic, "Topic the site-tracking producers write to."),
     Field("RTP_ROUTED_TOPIC", "routed_topic", _topic, "Internal topic: validated events by user."),
     Field("RTP_PROFILE_TOPIC", "profile_topic", _topic, "Output: `profile_updated` events."),
     Field("RTP_DLQ_TOPIC", "dlq_topic", _topic, "Output: dead letters with reason headers."),
     Field("RTP_PARTITIONS", "partitions", _positive_int, "Partitions of the internal topics."),
     Field("RTP_BATCH_MAX", "batch_max", _positive_int, "Most input messages per batch."),
-    Field("RTP_BATCH_WITHIN", "batch_within_s", _positive_float, "Seconds to wait to fill a batch."),
+    Field(
+        "RTP_BATCH_WITHIN", "batch_within_s", _positive_float, "Seconds to wait to fill a batch."
+    ),
     Field("RTP_BUNDLE_MAX", "bundle_max", _positive_int, "Most routed bundles per update batch."),
     Field("RTP_HALF_LIFE_DAYS", "half_life_days", _positive_float, "Half-life of tag interest."),
     Field("RTP_LATENESS_S", "lateness_s", _non_negative_float, "Allowed out-of-order lateness."),
     Field("RTP_MAX_FUTURE_S", "max_future_s", _non_negative_float, "Tolerated clock skew ahead."),
     Field("RTP_EARLIEST", "earliest_ms", _date_ms, "Events before this date are rejected."),
-    Field("RTP_MAX_MESSAGE_BYTES", "max_message_bytes", _positive_int, "Larger messages go to DLQ."),
+    Field(
+        "RTP_MAX_MESSAGE_BYTES", "max_message_bytes", _positive_int, "Larger messages go to DLQ."
+    ),
     Field("RTP_TOP_TAGS", "top_tags", _positive_int, "Tags kept per profile."),
     Field("RTP_CACHE_USERS", "cache_users", _positive_int, "Profiles cached in worker memory."),
     Field("RTP_WEB_PORT", "web_port", _positive_int, "Worker HTTP port (API, health, metrics)."),
+    Field("RTP_WEB_HOST", "web_host", str, "Worker HTTP bind address (0.0.0.0 in containers)."),
     Field("RTP_SESSION_TIMEOUT_S", "session_timeout_s", _positive_float, "Kafka group session."),
     Field("RTP_MODEL", "model", str, "Encoder model directory or id; empty = all-MiniLM-L6-v2."),
     Field("RTP_DEVICE", "device", _device, "Encoder device: auto, cpu, cuda, cuda:N."),
     Field("RTP_LOG_LEVEL", "log_level", str, "Worker log level."),
-    Field("RTP_DATA_DIR", "data_dir", str, "Faust's local data directory (no state is kept there)."),
+    Field(
+        "RTP_DATA_DIR", "data_dir", str, "Faust's local data directory (no state is kept there)."
+    ),
     Field("RTP_EMIT_VECTOR", "emit_vector", _bool, "Put the long-term vector in profile_updated."),
     Field("RTP_EMBEDDINGS", "embeddings", _bool, "Encode texts and keep embedding profiles."),
     Field("RTP_ENCODE_BATCH", "encode_batch", _positive_int, "Texts per model call."),
     Field("RTP_MAX_TOKENS", "max_tokens", _positive_int, "Truncate texts to this many tokens."),
-    Field("RTP_SHORT_HALF_LIFE_MIN", "short_half_life_min", _positive_float,
-          "Half-life of the short-term (session) vector, minutes."),
+    Field(
+        "RTP_SHORT_HALF_LIFE_MIN",
+        "short_half_life_min",
+        _positive_float,
+        "Half-life of the short-term (session) vector, minutes.",
+    ),
     Field("RTP_INTERESTS", "interests", _positive_int, "Interest vectors kept per user."),
     Field("RTP_VECTOR_CACHE", "vector_cache", _positive_int, "Text vectors cached in memory."),
 )
@@ -153,8 +168,9 @@ class Settings:
     earliest_ms: int = 946_684_800_000  # 2000-01-01
     max_message_bytes: int = 65536
     top_tags: int = 50
-    cache_users: int = 200_000
+    cache_users: int = 20_000
     web_port: int = 6066
+    web_host: str = "127.0.0.1"
     session_timeout_s: float = 10.0
     model: str = ""
     device: str = "auto"

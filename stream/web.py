@@ -33,8 +33,11 @@ def _embedding_view(profile: Profile) -> dict[str, Any] | None:
     """Model, dimension and interests; vectors only on request (they are large)."""
     if profile.embedding is None and profile.embedding_blob:
         state = orjson.loads(profile.embedding_blob)
-        return {"model": state["model"], "dim": state["dim"],
-                "interests": len(state["interests"]["clusters"])}
+        return {
+            "model": state["model"],
+            "dim": state["dim"],
+            "interests": len(state["interests"]["clusters"]),
+        }
     return None if profile.embedding is None else profile.embedding.summary()
 
 
@@ -43,8 +46,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     async def health(web: View, request: Request) -> Response:
         """Ready once Redis answered and this worker owns partitions."""
         ready = runtime.ready and runtime.stats.assigned > 0
-        return web.json({"alive": True, "ready": ready, "assigned": runtime.stats.assigned},
-                        status=200 if ready else 503)
+        return web.json(
+            {"alive": True, "ready": ready, "assigned": runtime.stats.assigned},
+            status=200 if ready else 503,
+        )
 
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:

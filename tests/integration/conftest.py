@@ -15,8 +15,12 @@ from tests.integration.harness import Names, Worker
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
     state = tmp_path_factory.mktemp("services")
-    local = LocalServices(state, broker_port=free_port(), redis_port=free_port(),
-                          redis_args=("--appendfsync", "always"))
+    local = LocalServices(
+        state,
+        broker_port=free_port(),
+        redis_port=free_port(),
+        redis_args=("--appendfsync", "always"),
+    )
     local.up()
     try:
         yield local

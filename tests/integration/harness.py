@@ -57,9 +57,13 @@ class Worker:
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
-        self.env = {**os.environ, **env, "RTP_WEB_PORT": str(self.port),
-                    "RTP_SESSION_TIMEOUT_S": env.get("RTP_SESSION_TIMEOUT_S", "6"),
-                    "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            **env,
+            "RTP_WEB_PORT": str(self.port),
+            "RTP_SESSION_TIMEOUT_S": env.get("RTP_SESSION_TIMEOUT_S", "6"),
+            "PYTHONUNBUFFERED": "1",
+        }
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -67,15 +71,21 @@ class Worker:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "stream", "worker", "-l", "info"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         return self
 
     async def get(self, path: str) -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as http, http.get(
-            f"http://127.0.0.1:{self.port}{path}", timeout=aiohttp.ClientTimeout(total=2)
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"http://127.0.0.1:{self.port}{path}", timeout=aiohttp.ClientTimeout(total=2)
+            ) as resp,
+        ):
             return resp.status, await resp.json(content_type=None)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
@@ -120,7 +130,9 @@ class Worker:
 
 
 async def produce(
-    brokers: str, topic: str, messages: Iterable[dict[str, Any] | bytes],
+    brokers: str,
+    topic: str,
+    messages: Iterable[dict[str, Any] | bytes],
     key: Callable[[dict[str, Any]], bytes | None] | None = None,
 ) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all", linger_ms=2)

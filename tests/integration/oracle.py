@@ -65,7 +65,10 @@ def diff(expected: dict[str, bytes], stored: dict[str, bytes | None]) -> list[st
             want = orjson.loads(blob)
             have = orjson.loads(got) if got else None
             fields = sorted(k for k in want if have is None or want[k] != have.get(k))
-            detail = {k: (want[k], have.get(k) if have else None) for k in fields
-                      if k in ("counts", "first_ts", "last_ts", "fences")}
+            detail = {
+                k: (want[k], have.get(k) if have else None)
+                for k in fields
+                if k in ("counts", "first_ts", "last_ts", "fences")
+            }
             bad.append(f"{user}: {fields} {detail}")
     return bad

@@ -19,24 +19,43 @@ START = 1_767_225_600_000
 
 
 def event(n: int, kind: str, user: str, **fields: object) -> dict[str, object]:
-    return {"event_id": f"{user}-{n}", "type": kind, "schema_version": 1, "user_id": user,
-            "ts": START + n * 1000, **fields}
+    return {
+        "event_id": f"{user}-{n}",
+        "type": kind,
+        "schema_version": 1,
+        "user_id": user,
+        "ts": START + n * 1000,
+        **fields,
+    }
 
 
 async def test_vectors_are_stored_with_the_model_id_and_match_the_encoder(
     worker: Worker, brokers: str, names: Names, redis_client: aioredis.Redis
 ) -> None:
     title, category = "Stainless Steel Espresso Machine", ["Home", "Kitchen", "Coffee"]
-    product = {"event_id": "cat-1", "type": "product", "schema_version": 1,
-               "user_id": "catalog", "ts": START, "product_id": "p-espresso", "title": title,
-               "category": category, "price": 199.0, "currency": "USD"}
+    product = {
+        "event_id": "cat-1",
+        "type": "product",
+        "schema_version": 1,
+        "user_id": "catalog",
+        "ts": START,
+        "product_id": "p-espresso",
+        "title": title,
+        "category": category,
+        "price": 199.0,
+        "currency": "USD",
+    }
     await produce(brokers, names.input, [product])
     await eventually(lambda: _exists(redis_client, keys.item("p-espresso")))
     # The click carries only the product id: title and vector come from the catalog.
-    await produce(brokers, names.input, [
-        event(1, "click", "dora", product_id="p-espresso"),
-        event(2, "search", "eve", query="咖啡机 家用"),
-    ])
+    await produce(
+        brokers,
+        names.input,
+        [
+            event(1, "click", "dora", product_id="p-espresso"),
+            event(2, "search", "eve", query="咖啡机 家用"),
+        ],
+    )
     await eventually(lambda: _field(redis_client, keys.profile("eve"), "e"))
     await eventually(lambda: _field(redis_client, keys.profile("dora"), "e"))
 
@@ -57,8 +76,7 @@ async def test_vectors_are_stored_with_the_model_id_and_match_the_encoder(
     status, body = await worker.get("/users/dora")
     assert status == 200 and body["embedding"]["model"] == "all-MiniLM-L6-v2"
 
-    out = await read_topic(brokers, names.profiles,
-                           lambda got: any(m.key == b"eve" for m in got))
+    out = await read_topic(brokers, names.profiles, lambda got: any(m.key == b"eve" for m in got))
     eve = [orjson.loads(m.value) for m in out if m.key == b"eve" and m.value]
     assert eve[-1]["model"] == "all-MiniLM-L6-v2"
 

@@ -20,8 +20,14 @@ START = 1_767_225_600_000  # 2026-01-01, event time of the hand-written events
 
 
 def event(n: int, kind: str, user: str, ts: int, **fields: object) -> dict[str, object]:
-    return {"event_id": f"{user}-{n}", "type": kind, "schema_version": 1, "user_id": user,
-            "ts": ts, **fields}
+    return {
+        "event_id": f"{user}-{n}",
+        "type": kind,
+        "schema_version": 1,
+        "user_id": user,
+        "ts": ts,
+        **fields,
+    }
 
 
 def traffic(seed: int = 3, users: int = 40, days: float = 4.0) -> list[dict[str, object]]:
@@ -44,7 +50,9 @@ async def test_generated_traffic_gives_exactly_the_offline_profiles(
     try:
         await eventually(matches, timeout=90)
     except AssertionError:
-        pytest.fail(f"profiles differ: {diff(expected, await stored_profiles(redis_client, users))[:5]}")
+        pytest.fail(
+            f"profiles differ: {diff(expected, await stored_profiles(redis_client, users))[:5]}"
+        )
 
     # Downstream: the latest profile_updated of every user names its stored version.
     versions = {u: int(await redis_client.hget(keys.profile(u), "v")) for u in users}
@@ -66,18 +74,51 @@ async def test_unkeyed_events_are_routed_and_counted_exactly(
     worker: Worker, brokers: str, names: Names, redis_client: aioredis.Redis
 ) -> None:
     day = 86_400_000
-    buy = {"order_id": "o1", "currency": "CNY", "amount": 59.8,
-           "items": [{"product_id": "p1", "quantity": 2, "price": 29.9,
-                      "title": "无线蓝牙耳机 降噪", "category": ["电子产品", "耳机"]}]}
+    buy = {
+        "order_id": "o1",
+        "currency": "CNY",
+        "amount": 59.8,
+        "items": [
+            {
+                "product_id": "p1",
+                "quantity": 2,
+                "price": 29.9,
+                "title": "无线蓝牙耳机 降噪",
+                "category": ["电子产品", "耳机"],
+            }
+        ],
+    }
     events = [
-        event(1, "click", "ann", START, product_id="p1", title="无线蓝牙耳机 降噪",
-              category=["电子产品", "耳机"]),
+        event(
+            1,
+            "click",
+            "ann",
+            START,
+            product_id="p1",
+            title="无线蓝牙耳机 降噪",
+            category=["电子产品", "耳机"],
+        ),
         event(2, "search", "ann", START + 1000, query="wireless headphones"),
         event(3, "purchase", "ann", START + day, **buy),
-        event(4, "review", "ann", START + 2 * day, product_id="p1", rating=5,
-              text="音质很好 great sound"),
-        event(5, "add_to_cart", "bob", START, product_id="p2", quantity=1,
-              title="Espresso Coffee Machine", category=["Home", "Kitchen", "Coffee"]),
+        event(
+            4,
+            "review",
+            "ann",
+            START + 2 * day,
+            product_id="p1",
+            rating=5,
+            text="音质很好 great sound",
+        ),
+        event(
+            5,
+            "add_to_cart",
+            "bob",
+            START,
+            product_id="p2",
+            quantity=1,
+            title="Espresso Coffee Machine",
+            category=["Home", "Kitchen", "Coffee"],
+        ),
     ] * 2  # every event twice at new offsets: same event id, applied once
     await produce(brokers, names.input, events)  # unkeyed: any partition
 
@@ -92,7 +133,10 @@ async def test_unkeyed_events_are_routed_and_counted_exactly(
     assert ann["spend_cents"] == {"CNY": 5980}
     assert (ann["orders"], ann["items_bought"]) == (1, 2)
     assert (ann["first_ts"], ann["last_ts"], ann["last_purchase_ts"]) == (
-        START, START + 2 * day, START + day)
+        START,
+        START + 2 * day,
+        START + day,
+    )
     assert {"耳机", "headphones", "wireless"} <= set(ann["tags"])
     bob = orjson.loads(await redis_client.hget(keys.profile("bob"), "d"))
     assert bob["counts"] == {"add_to_cart": 1}
@@ -118,7 +162,7 @@ async def test_bad_input_is_dead_lettered_with_reason_and_good_events_still_appl
         mixed.append(orjson.dumps(g))
         if i < len(bad):
             mixed.append(bad[i][0])
-    mixed += [raw for raw, _ in bad[len(good):]]
+    mixed += [raw for raw, _ in bad[len(good) :]]
     await produce(brokers, names.input, mixed)
 
     dead = await read_topic(brokers, names.dlq, lambda got: len(got) >= len(bad))
@@ -137,8 +181,12 @@ async def test_bad_input_is_dead_lettered_with_reason_and_good_events_still_appl
 
 
 async def test_redelivery_of_the_same_offsets_changes_nothing(
-    worker: Worker, worker_env: dict[str, str], brokers: str, names: Names,
-    redis_client: aioredis.Redis, tmp_path: object,
+    worker: Worker,
+    worker_env: dict[str, str],
+    brokers: str,
+    names: Names,
+    redis_client: aioredis.Redis,
+    tmp_path: object,
 ) -> None:
     events = traffic(seed=5, users=15, days=2.0)
     await produce(brokers, names.input, events, key=lambda e: str(e["user_id"]).encode())
@@ -151,9 +199,13 @@ async def test_redelivery_of_the_same_offsets_changes_nothing(
     worker.stop()
 
     # A new consumer group reads the very same input offsets again.
-    again_env = {**worker_env, "RTP_APP_ID": f"again-{names.tag}",
-                 "RTP_ROUTED_TOPIC": f"routed-again-{names.tag}"}
+    again_env = {
+        **worker_env,
+        "RTP_APP_ID": f"again-{names.tag}",
+        "RTP_ROUTED_TOPIC": f"routed-again-{names.tag}",
+    }
     from pathlib import Path
+
     again = Worker(again_env, Path(str(tmp_path)) / "again.log").start()
     try:
         await again.wait_ready()

@@ -26,13 +26,26 @@ class Words:
 
 
 def click(n: int, user: str, ts: int = DAY, **extra: Any) -> dict[str, Any]:
-    return {"event_id": f"e{n}", "type": "click", "schema_version": 1, "user_id": user,
-            "ts": ts, "product_id": extra.pop("product_id", "p1"), **extra}
+    return {
+        "event_id": f"e{n}",
+        "type": "click",
+        "schema_version": 1,
+        "user_id": user,
+        "ts": ts,
+        "product_id": extra.pop("product_id", "p1"),
+        **extra,
+    }
 
 
 def erase(n: int, user: str) -> dict[str, Any]:
-    return {"event_id": f"e{n}", "type": "user_erasure", "schema_version": 1, "user_id": user,
-            "ts": DAY, "requested_by": "privacy-desk"}
+    return {
+        "event_id": f"e{n}",
+        "type": "user_erasure",
+        "schema_version": 1,
+        "user_id": user,
+        "ts": DAY,
+        "requested_by": "privacy-desk",
+    }
 
 
 def recs(*events: dict[str, Any], start: int = 0) -> list[Record]:
@@ -45,9 +58,13 @@ def updater(store: MemoryStore) -> BatchUpdater:
 
 async def test_one_commit_per_batch_and_announcements() -> None:
     store = MemoryStore()
-    result = await updater(store).process(recs(
-        click(1, "a", title="red shoes"), click(2, "b", title="blue hat"),
-        click(3, "a", title="red scarf")))
+    result = await updater(store).process(
+        recs(
+            click(1, "a", title="red shoes"),
+            click(2, "b", title="blue hat"),
+            click(3, "a", title="red scarf"),
+        )
+    )
     assert store.commits == 1
     assert sorted(p.user_id for p in result.updated) == ["a", "b"]
     assert result.applied == 3
@@ -72,8 +89,13 @@ async def test_erasure_deletes_and_redelivery_does_not_resurrect() -> None:
     store = MemoryStore()
     worker = updater(store)
     await worker.process(recs(click(1, "a", title="x")))
-    batch = recs(click(1, "a", title="x"), click(2, "a", title="y"), erase(3, "a"),
-                 click(4, "a", title="after"), start=0)
+    batch = recs(
+        click(1, "a", title="x"),
+        click(2, "a", title="y"),
+        erase(3, "a"),
+        click(4, "a", title="after"),
+        start=0,
+    )
     result = await worker.process(batch)
     assert result.erased == ["a"]
     fresh = await store.get("a")
@@ -100,16 +122,26 @@ async def test_version_conflict_reloads_and_applies_once() -> None:
 
 async def test_late_events_become_dead_letters() -> None:
     store = MemoryStore()
-    result = await updater(store).process(recs(
-        click(1, "a", ts=10 * DAY, title="x"), click(2, "a", ts=10 * DAY - 2 * DAY, title="y")))
+    result = await updater(store).process(
+        recs(click(1, "a", ts=10 * DAY, title="x"), click(2, "a", ts=10 * DAY - 2 * DAY, title="y"))
+    )
     assert [(d.reason, d.record.offset) for d in result.dead] == [("too_late", 1)]
 
 
 async def test_catalog_fills_in_missing_titles() -> None:
     store = MemoryStore()
-    product = {"event_id": "c1", "type": "product", "schema_version": 1, "user_id": "catalog",
-               "ts": 1, "product_id": "p9", "title": "Espresso Machine",
-               "category": ["Home", "Coffee"], "price": 99.0, "currency": "USD"}
+    product = {
+        "event_id": "c1",
+        "type": "product",
+        "schema_version": 1,
+        "user_id": "catalog",
+        "ts": 1,
+        "product_id": "p9",
+        "title": "Espresso Machine",
+        "category": ["Home", "Coffee"],
+        "price": 99.0,
+        "currency": "USD",
+    }
     await updater(store).process(recs(product))
     assert store.items["p9"]["title"] == "Espresso Machine"
     result = await updater(store).process(recs(click(2, "a", product_id="p9"), start=1))
@@ -119,9 +151,18 @@ async def test_catalog_fills_in_missing_titles() -> None:
 
 async def test_older_catalog_update_loses() -> None:
     store = MemoryStore()
-    new = {"event_id": "c2", "type": "product", "schema_version": 1, "user_id": "catalog",
-           "ts": 5, "product_id": "p", "title": "New", "category": ["A"], "price": 1.0,
-           "currency": "USD"}
+    new = {
+        "event_id": "c2",
+        "type": "product",
+        "schema_version": 1,
+        "user_id": "catalog",
+        "ts": 5,
+        "product_id": "p",
+        "title": "New",
+        "category": ["A"],
+        "price": 1.0,
+        "currency": "USD",
+    }
     old = {**new, "event_id": "c1", "ts": 4, "title": "Old"}
     await updater(store).process(recs(new, old))
     assert store.items["p"]["title"] == "New"

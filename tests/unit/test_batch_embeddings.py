@@ -52,9 +52,17 @@ def recs(*events: dict[str, Any], start: int = 0) -> list[Record]:
 
 async def test_one_encoder_call_per_batch_with_deduplicated_texts() -> None:
     enc, store = HashEncoder(), MemoryStore()
-    batch = recs(*(click(i, f"u{i % 3}", title="red shoes", category=["Shoes"]) for i in range(9)),
-                 {"event_id": "s", "type": "search", "schema_version": 1, "user_id": "u0",
-                  "ts": 5, "query": "boots"})
+    batch = recs(
+        *(click(i, f"u{i % 3}", title="red shoes", category=["Shoes"]) for i in range(9)),
+        {
+            "event_id": "s",
+            "type": "search",
+            "schema_version": 1,
+            "user_id": "u0",
+            "ts": 5,
+            "query": "boots",
+        },
+    )
     await updater(store, enc).process(batch)
     assert len(enc.calls) == 1
     assert sorted(enc.calls[0]) == sorted(["boots", item_text("red shoes", ["Shoes"])])
@@ -95,12 +103,18 @@ async def test_model_change_discards_old_vectors_never_mixes_them() -> None:
 
 def test_event_vector_combines_texts_by_share() -> None:
     a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
-    review = {"type": "review", "text": "great", "product_id": "p", "title": "Tea",
-              "category": ["Food"], "rating": 5}
+    review = {
+        "type": "review",
+        "text": "great",
+        "product_id": "p",
+        "title": "Tea",
+        "category": ["Food"],
+        "rating": 5,
+    }
     parts = event_texts(review, {})
     assert parts == [("great", 0.5), ("Tea | Food", 0.5)]
     vec = combine(parts, {"great": a, "Tea | Food": b})
-    assert vec is not None and np.allclose(vec, [2 ** -0.5, 2 ** -0.5])
+    assert vec is not None and np.allclose(vec, [2**-0.5, 2**-0.5])
     assert combine([("missing", 1.0)], {}) is None
 
 

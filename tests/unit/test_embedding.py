@@ -30,14 +30,17 @@ any_vecs = st.lists(st.floats(min_value=-1.0, max_value=1.0), min_size=DIM, max_
     lambda v: math.hypot(*v) > 1e-3
 )
 tag_lists = st.lists(
-    st.tuples(st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "h"]),
-              st.floats(min_value=0.0, max_value=1.0)),
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "h"]),
+        st.floats(min_value=0.0, max_value=1.0),
+    ),
     max_size=4,
 )
 
 
-def events(vecs: st.SearchStrategy[list[float]], max_size: int = 25) -> st.SearchStrategy[
-        list[tuple[list[float], float, int]]]:
+def events(
+    vecs: st.SearchStrategy[list[float]], max_size: int = 25
+) -> st.SearchStrategy[list[tuple[list[float], float, int]]]:
     return st.lists(st.tuples(vecs, weights, timestamps), min_size=1, max_size=max_size)
 
 
@@ -100,8 +103,11 @@ def test_decayed_mean_matches_direct_sum_at_latest_time(
 
 
 @PROPS
-@given(h=half_lives, evs=events(any_vecs),
-       steps=st.lists(st.integers(0, FIFTY_YEARS_MS), min_size=1, max_size=10))
+@given(
+    h=half_lives,
+    evs=events(any_vecs),
+    steps=st.lists(st.integers(0, FIFTY_YEARS_MS), min_size=1, max_size=10),
+)
 def test_decay_is_monotone_as_time_advances(
     h: float, evs: list[tuple[list[float], float, int]], steps: list[int]
 ) -> None:
@@ -115,8 +121,7 @@ def test_decay_is_monotone_as_time_advances(
     read = [m.weight(t) for t in times]
     assert all(later <= earlier for earlier, later in itertools.pairwise(read))
     per_time = [sum(i.weight for i in it.interests(t)) for t in times]
-    assert all(later <= earlier * (1 + 1e-12)
-               for earlier, later in itertools.pairwise(per_time))
+    assert all(later <= earlier * (1 + 1e-12) for earlier, later in itertools.pairwise(per_time))
     # Moving the clock with weightless events decays the state the same way.
     previous = m.weight()
     for t in times[1:]:
@@ -129,12 +134,19 @@ def test_decay_is_monotone_as_time_advances(
 
 
 @PROPS
-@given(h=st.floats(min_value=1.0, max_value=1e13), evs=events(any_vecs, max_size=40),
-       tags=st.lists(tag_lists, min_size=40, max_size=40),
-       k_max=st.integers(1, 6), threshold=st.floats(-1.0, 1.0))
+@given(
+    h=st.floats(min_value=1.0, max_value=1e13),
+    evs=events(any_vecs, max_size=40),
+    tags=st.lists(tag_lists, min_size=40, max_size=40),
+    k_max=st.integers(1, 6),
+    threshold=st.floats(-1.0, 1.0),
+)
 def test_state_stays_finite_bounded_and_unit_over_fifty_years(
-    h: float, evs: list[tuple[list[float], float, int]], tags: list[list[tuple[str, float]]],
-    k_max: int, threshold: float,
+    h: float,
+    evs: list[tuple[list[float], float, int]],
+    tags: list[list[tuple[str, float]]],
+    k_max: int,
+    threshold: float,
 ) -> None:
     m = feed_mean(h, evs)
     it = Interests(h, k_max=k_max, join_threshold=threshold, max_tags=3)

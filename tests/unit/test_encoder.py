@@ -59,8 +59,9 @@ def reference(model_dir: Path, texts: list[str], pooling: str = "mean") -> np.nd
     from transformers import AutoModel, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-    model = AutoModel.from_pretrained(str(model_dir), local_files_only=True,
-                                      dtype=torch.float32).eval()
+    model = AutoModel.from_pretrained(
+        str(model_dir), local_files_only=True, dtype=torch.float32
+    ).eval()
     batch = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
     with torch.inference_mode():
         hidden = model(**batch).last_hidden_state
@@ -75,7 +76,11 @@ def reference(model_dir: Path, texts: list[str], pooling: str = "mean") -> np.nd
 def test_identity_and_shape(encoder: Encoder) -> None:
     assert encoder.model_id == BUNDLED_MODEL_ID
     assert (encoder.dim, encoder.device, encoder.dtype, encoder.pooling) == (
-        384, "cpu", "fp32", "mean")
+        384,
+        "cpu",
+        "fp32",
+        "mean",
+    )
     out = encoder.encode(ENGLISH)
     assert out.shape == (4, 384) and out.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
@@ -90,9 +95,7 @@ def test_matches_manual_transformers_reference(
 
 
 @pytest.mark.parametrize("texts", [ENGLISH, CHINESE], ids=["english", "chinese"])
-def test_matches_sentence_transformers(
-    encoder: Encoder, model_dir: Path, texts: list[str]
-) -> None:
+def test_matches_sentence_transformers(encoder: Encoder, model_dir: Path, texts: list[str]) -> None:
     st = pytest.importorskip("sentence_transformers")
     model = st.SentenceTransformer(str(model_dir), device="cpu")
     model.max_seq_length = 64
@@ -225,8 +228,12 @@ def test_pooling_comes_from_the_sentence_transformers_config(
     assert enc.pooling == "cls"
     assert cosines(enc.encode(ENGLISH), reference(model_dir, ENGLISH, "cls")).min() >= 0.999
     # A different pooling gives different vectors, so it must change the cache identity.
-    assert enc.model_id != Encoder(EncoderConfig(model=str(copy_model(
-        model_dir, tmp_path / "mean" / "cls")))).model_id
+    assert (
+        enc.model_id
+        != Encoder(
+            EncoderConfig(model=str(copy_model(model_dir, tmp_path / "mean" / "cls")))
+        ).model_id
+    )
 
     plain = copy_model(model_dir, tmp_path / "plain")
     (plain / "modules.json").unlink()
@@ -234,7 +241,8 @@ def test_pooling_comes_from_the_sentence_transformers_config(
 
     new_style = copy_model(model_dir, tmp_path / "new")
     (new_style / "1_Pooling" / "config.json").write_text(
-        json.dumps({"embedding_dimension": 384, "pooling_mode": "max"}))
+        json.dumps({"embedding_dimension": 384, "pooling_mode": "max"})
+    )
     assert Encoder(EncoderConfig(model=str(new_style))).pooling == "max"
 
 
@@ -245,8 +253,9 @@ def test_half_precision_copy_runs_in_fp32_on_cpu(
 
     half = copy_model(model_dir, tmp_path / "minilm-fp16")
     (half / "model.safetensors").unlink()
-    AutoModel.from_pretrained(str(model_dir), local_files_only=True,
-                              dtype=torch.float16).save_pretrained(str(half))
+    AutoModel.from_pretrained(
+        str(model_dir), local_files_only=True, dtype=torch.float16
+    ).save_pretrained(str(half))
     enc = Encoder(EncoderConfig(model=str(half), device="cpu"))
     assert enc.dtype == "fp32"
     assert cosines(enc.encode(ENGLISH), encoder.encode(ENGLISH)).min() >= 0.999
@@ -288,8 +297,8 @@ def test_cache_is_lru_bounded(encoder: Encoder) -> None:
     counting = CountingEncoder(encoder)
     cache = EmbeddingCache(counting, capacity=2)
     cache.get_many(["a", "b"])
-    cache.get_many(["a"])       # a is now most recent
-    cache.get_many(["c"])       # evicts b
+    cache.get_many(["a"])  # a is now most recent
+    cache.get_many(["c"])  # evicts b
     assert len(cache) == 2
     cache.get_many(["a"])
     assert counting.calls[-1] == ["c"]

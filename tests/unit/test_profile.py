@@ -34,17 +34,28 @@ def purchase(n: int, ts: int, amount: float, currency: str = "CNY") -> dict[str,
 
 def test_counts_money_and_recency() -> None:
     p = Profile("u")
-    recs = [Record("t:0", i, e) for i, e in enumerate(
-        [ev(1, ts=DAY), purchase(2, 2 * DAY, 19.99), purchase(3, 3 * DAY, 0.01, "USD")])]
+    recs = [
+        Record("t:0", i, e)
+        for i, e in enumerate(
+            [ev(1, ts=DAY), purchase(2, 2 * DAY, 19.99), purchase(3, 3 * DAY, 0.01, "USD")]
+        )
+    ]
     out = apply(p, recs, CFG, tags_of)
     assert out.applied == 3
     assert p.counts == {"search": 1, "purchase": 2}
     assert p.spend_cents == {"CNY": 1999, "USD": 1}
     assert (p.first_ts, p.last_ts) == (DAY, 3 * DAY)
     assert (p.first_purchase_ts, p.last_purchase_ts, p.orders, p.items_bought) == (
-        2 * DAY, 3 * DAY, 2, 4)
-    assert p.rfm() == {"recency_ts": 3 * DAY, "frequency": 2,
-                       "monetary": {"CNY": 19.99, "USD": 0.01}}
+        2 * DAY,
+        3 * DAY,
+        2,
+        4,
+    )
+    assert p.rfm() == {
+        "recency_ts": 3 * DAY,
+        "frequency": 2,
+        "monetary": {"CNY": 19.99, "USD": 0.01},
+    }
 
 
 def test_offset_fence_makes_redelivery_a_no_op() -> None:
@@ -90,7 +101,10 @@ def test_out_of_order_within_lateness_equals_in_order() -> None:
     mixed = events[:]
     random.Random(1).shuffle(mixed)
     apply(shuffled, [Record("t:0", i, e) for i, e in enumerate(mixed)], CFG, tags_of)
-    a, b = dict(in_order.top_tags(5, CFG.half_life_ms)), dict(shuffled.top_tags(5, CFG.half_life_ms))
+    a, b = (
+        dict(in_order.top_tags(5, CFG.half_life_ms)),
+        dict(shuffled.top_tags(5, CFG.half_life_ms)),
+    )
     assert a.keys() == b.keys()
     assert all(abs(a[k] - b[k]) <= 1e-9 * max(1.0, a[k]) for k in a)
     assert in_order.counts == shuffled.counts
@@ -102,7 +116,7 @@ def test_replay_gives_byte_equal_profile() -> None:
     one, two = Profile("u"), Profile("u")
     apply(one, recs, CFG, tags_of)
     for start in range(0, 200, 17):  # same log, other batch boundaries
-        apply(two, recs[start:start + 17], CFG, tags_of)
+        apply(two, recs[start : start + 17], CFG, tags_of)
     assert one.to_bytes() == two.to_bytes()
 
 
@@ -111,7 +125,7 @@ def test_pruning_does_not_depend_on_batch_boundaries() -> None:
     whole, pieces = Profile("u"), Profile("u")
     apply(whole, recs, CFG, tags_of)
     for start in range(0, 120, 7):
-        apply(pieces, recs[start:start + 7], CFG, tags_of)
+        apply(pieces, recs[start : start + 7], CFG, tags_of)
     assert whole.to_bytes() == pieces.to_bytes()
 
 
@@ -136,7 +150,7 @@ def test_scores_stay_finite_over_decades(times: list[int]) -> None:
     big = ProfileConfig(half_life_ms=DAY, lateness_ms=100 * 365 * DAY)
     recs = [Record("t:0", i, ev(i, ts=t, query="a")) for i, t in enumerate(times)]
     apply(p, recs, big, tags_of)
-    (tag, score), = p.top_tags(1, big.half_life_ms)
+    ((tag, score),) = p.top_tags(1, big.half_life_ms)
     assert tag == "a" and 0 <= score < float("inf")
     assert all(v < float("inf") for v in p.tags.values())
 
