@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from stream.dev import LocalServices, free_port
@@ -38,14 +40,27 @@ def names() -> Names:
     return Names()
 
 
-@pytest.fixture
-def worker_env(services: LocalServices, names: Names) -> dict[str, str]:
-    return {"RTP_BROKER": services.broker_url, "RTP_REDIS_URL": services.redis_url, **names.env()}
+_databases = itertools.count()
 
 
 @pytest.fixture
-async def redis_client(services: LocalServices) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(services.redis_url)
+def redis_url(services: LocalServices) -> Iterator[str]:
+    """A Redis database of the test's own (1-15, flushed): tests reuse generated user ids."""
+    url = services.redis_url.rsplit("/", 1)[0] + f"/{1 + next(_databases) % 15}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    yield url
+
+
+@pytest.fixture
+def worker_env(services: LocalServices, names: Names, redis_url: str) -> dict[str, str]:
+    return {"RTP_BROKER": services.broker_url, "RTP_REDIS_URL": redis_url, **names.env()}
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
 
