@@ -22,12 +22,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-.PHONY: redis
-redis:
-	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+# System tools from Debian: Redis for the store, docker-compose only to validate the compose file.
+APT_TOOLS := redis-server:redis-server docker-compose:docker-compose
+
+.PHONY: system
+system:
+	@missing=""; for t in $(APT_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
 .PHONY: setup
-setup: $(STAMP) redis ## Install everything: venv, Python packages, redis-server
+setup: $(STAMP) system ## Install everything: venv, Python packages, redis-server, docker-compose
 
 .PHONY: demo
 demo: setup ## Run broker, Redis, worker and traffic with a live view (Ctrl-C stops all)

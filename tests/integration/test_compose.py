@@ -14,9 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = shutil.which("docker-compose")
 
 
-@pytest.mark.skipif(COMPOSE is None, reason="docker-compose binary not installed")
 def test_compose_file_is_valid_and_defines_the_stack() -> None:
-    assert COMPOSE is not None
+    assert COMPOSE is not None, "docker-compose is missing: `make setup` installs it"
     compose_file = str(ROOT / "docker-compose.yml")
     check = subprocess.run(
         [COMPOSE, "-f", compose_file, "config", "-q"],
