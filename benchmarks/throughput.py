@@ -224,6 +224,7 @@ async def watch(
     idle: tuple[float, float, float] | None = None  # (time, cpu, broker cpu) of last idle poll
     started: tuple[float, float, float] | None = None
     stage_ended = None
+    last: dict[str, Any] | None = None
     # One kept-alive connection: a new TCP connection per poll would tax the child more.
     connector = aiohttp.TCPConnector(limit=1)
     timeout_cfg = aiohttp.ClientTimeout(total=5)
@@ -237,6 +238,7 @@ async def watch(
             if stats is None:
                 await asyncio.sleep(0.2)  # not listening yet: the web server is starting
                 continue
+            last = stats
             if started is None:
                 if stats["consumed"] == 0:
                     idle = (sent, cpu, broker_cpu)
@@ -261,7 +263,10 @@ async def watch(
                     stats,
                 )
             await asyncio.sleep(poll_s)
-    raise RuntimeError(f"{child.name} did not finish {n} events in {timeout:.0f}s:\n{child.tail()}")
+    raise RuntimeError(
+        f"{child.name} did not finish {n} events in {timeout:.0f}s; last /stats: {last}\n"
+        f"{child.tail()}"
+    )
 
 
 class PySpy:

@@ -49,7 +49,8 @@ REDIS = "redis"
 #: Start order; ``down`` signals them all at once, so the order only matters for ``up``.
 SERVICES: tuple[str, ...] = (BROKER, REDIS)
 
-_PORT_ENV = {BROKER: "RTP_BROKER_PORT", REDIS: "RTP_REDIS_PORT"}
+# `python -m stream dev` and the demo take their ports from the worker's own settings.
+_PORT_HINT = {BROKER: "RTP_BROKER (or RTP_BROKER_PORT)", REDIS: "RTP_REDIS_URL (or RTP_REDIS_PORT)"}
 _POLL_S = 0.05
 _LOG_TAIL_LINES = 20
 # Written before each start so a failure report shows only the latest attempt's output.
@@ -474,7 +475,7 @@ class LocalServices:
         spec = self.spec(name)
         if not _port_is_free(spec.port):
             raise ServiceError(
-                f"port {spec.port} is taken by another process; set {_PORT_ENV[name]} or stop it"
+                f"port {spec.port} is taken by another process; set {_PORT_HINT[name]} or stop it"
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if name == REDIS:

@@ -163,7 +163,8 @@ def test_stale_pid_file_is_ignored(own: LocalServices) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "env_var"), [(BROKER, "RTP_BROKER_PORT"), (REDIS, "RTP_REDIS_PORT")]
+    ("name", "env_var"),
+    [(BROKER, "RTP_BROKER (or RTP_BROKER_PORT)"), (REDIS, "RTP_REDIS_URL (or RTP_REDIS_PORT)")],
 )
 def test_port_taken_by_another_process(tmp_path: Path, name: str, env_var: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
