@@ -2,14 +2,19 @@
 
     python benchmarks/breakdown.py                  # 100k events, 5 runs, print a table
     python benchmarks/breakdown.py --write          # ... and update BENCHMARKS.md
+    python benchmarks/breakdown.py --no-embeddings  # as a worker with RTP_EMBEDDINGS=false
     python benchmarks/breakdown.py --cprofile 30    # one pass under cProfile, top 30 functions
 
 No Kafka and no Faust: the pieces the worker runs per batch are called directly, in the
 order the worker calls them, on batches of ``--batch`` consecutive events. Redis is a real
 ``redis-server`` and a real broker (our own, on free ports; Redis with AOF ``appendfsync
-always`` as in dev), for the commit and for emitting ``profile_updated``. Every
-figure is microseconds per *input* event (all N, catalog events included), the median over
-``--runs`` runs, so the rows add up to what one event costs the worker besides Faust.
+always`` as in dev), for the commit and for emitting ``profile_updated``. Every figure is
+microseconds per *input* event (all N, catalog events included), the median over ``--runs``
+runs, so the rows add up to what one event costs the worker besides Faust.
+
+The text encoder is the exception: every distinct text is encoded once, before the runs (as
+a fresh worker with an empty vector cache would), and that single pass is reported; the runs
+then look vectors up in the warm cache, as a worker does in steady state.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import cProfile
 import gc
 import io
+import os
 import pstats
 import sys
 import time
@@ -31,7 +37,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model ships with the project
 
+import numpy as np
 import orjson
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
@@ -50,7 +58,12 @@ from benchmarks.common import (
 from profiles.batch import BatchUpdater
 from profiles.config import ProfileConfig
 from profiles.downstream import profile_updated
+from profiles.embed_cache import EmbeddingCache
+from profiles.embedder import Embedder
+from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
+from profiles.encoder import Encoder, EncoderConfig
 from profiles.event_tags import event_tags
+from profiles.event_text import combine, event_texts
 from profiles.profile import Profile, Record, apply
 from profiles.redis_store import RedisStore
 from profiles.store import Commit
@@ -73,27 +86,37 @@ PIECES: tuple[tuple[str, str], ...] = (
     ("unpack", "bundle decode in the update stage (`stream.routing.unpack`)"),
     ("tags_cold", "tag extraction, cold cache (`event_tags`, fresh `TagExtractor`)"),
     ("tags_warm", "tag extraction, warm cache (same events again)"),
-    ("apply", "profile apply (`profiles.profile.apply`, tags precomputed)"),
+    ("apply", "profile apply (`profiles.profile.apply`, tags and vectors precomputed)"),
+    ("encode", "text encoder, cold: every distinct text once (`EmbeddingCache` → `Encoder`)"),
+    ("vectors", "vector lookup, warm cache (`event_texts` + `EmbeddingCache.get_many`)"),
+    ("embed_combine", "event vector (`event_texts` + `combine`)"),
+    ("embed_learn", "embedding update (`EmbeddingProfile.learn_one`)"),
     ("serialize", "serialization (`Profile.to_bytes`, once per user per batch)"),
+    ("embed_serialize", "vector serialization (`EmbeddingProfile.to_bytes`)"),
     ("downstream", "`profile_updated` payload (`profile_updated` + `orjson.dumps`)"),
     ("load", "Redis load of users not cached yet (`RedisStore.load`)"),
-    ("commit", "Redis commit (`RedisStore.commit` minus its `to_bytes`)"),
+    ("commit", "Redis commit (`RedisStore.commit` minus its serialization)"),
     ("emit", "emit `profile_updated` (plain aiokafka `send` + acks; Faust adds its own)"),
 )
-#: What a fresh worker pays (its tag cache starts empty, as in every throughput repetition).
-COLD_TOTAL = (
-    "decode",
-    "bundle",
-    "unpack",
+EMBEDDING_PIECES = frozenset(
+    {"encode", "vectors", "embed_combine", "embed_learn", "embed_serialize"}
+)
+#: What a fresh worker pays: empty tag and vector caches, as in every throughput repetition.
+FRESH_TOTAL = tuple(k for k, _ in PIECES if k not in ("tags_warm", "vectors"))
+#: A worker whose caches are warm: no encoding, warm tags, vectors looked up.
+STEADY_TOTAL = tuple(k for k, _ in PIECES if k not in ("tags_cold", "encode"))
+#: The pieces inside ``BatchUpdater.process``, for the cross-check.
+UPDATER_PIECES = (
     "tags_cold",
     "apply",
+    "vectors",
+    "embed_combine",
+    "embed_learn",
     "serialize",
-    "downstream",
+    "embed_serialize",
     "load",
     "commit",
-    "emit",
 )
-WARM_TOTAL = tuple("tags_warm" if k == "tags_cold" else k for k in COLD_TOTAL)
 
 
 @dataclass
@@ -122,6 +145,17 @@ class Prepared:
     n: int
 
 
+@dataclass(frozen=True)
+class Vectors:
+    """The encoder's state after one cold pass over every text of the data."""
+
+    cache: EmbeddingCache
+    config: EmbeddingConfig
+    encode_seconds: float
+    distinct: int
+    device: str
+
+
 def prepare(spec: DataSpec, batch: int) -> Prepared:
     events = generate_events(spec)
     offsets = [0] * PARTITIONS
@@ -141,6 +175,42 @@ def prepare(spec: DataSpec, batch: int) -> Prepared:
     )
     batches = [inbound[i : i + batch] for i in range(0, len(inbound), batch)]
     return Prepared(batches, catalog, limits, int(time.time() * 1000), len(events))
+
+
+def _texts(records: Sequence[Record], catalog: dict[str, dict[str, Any]]) -> list[str]:
+    """The batch's distinct texts, as ``BatchUpdater._vectors`` collects them."""
+    texts = (text for r in records for text, _ in event_texts(r.event, catalog))
+    return list(dict.fromkeys(t for t in texts if t))
+
+
+def encode_all(batches: list[list[Record]], catalog: dict[str, dict[str, Any]]) -> Vectors:
+    """Encode every distinct text once, batch by batch, as a fresh worker would."""
+    settings = Settings()
+    encoder = Encoder(
+        EncoderConfig(
+            model=settings.model,
+            device=settings.device,
+            max_length=settings.max_tokens,
+            batch_size=settings.encode_batch,
+        )
+    )
+    # No Redis tier: a cold start has nothing in it, and the LRU then serves every run.
+    cache = EmbeddingCache(encoder, capacity=10_000_000)
+    started = time.perf_counter()
+    for records in batches:
+        texts = _texts(records, catalog)
+        if texts:
+            cache.get_many(texts)
+    seconds = time.perf_counter() - started
+    config = EmbeddingConfig(
+        model_id=encoder.model_id,
+        dim=encoder.dim,
+        long_half_life_ms=settings.profile.half_life_ms,
+        short_half_life_ms=int(settings.short_half_life_min * 60_000),
+        interests=settings.interests,
+    )
+    device = f"{encoder.device} {encoder.dtype}"
+    return Vectors(cache, config, seconds, cache.misses, device)
 
 
 # ------------------------------------------------------------------------- the pieces
@@ -183,6 +253,20 @@ def run_tags(
     return tags
 
 
+class _TimedEmbedding(EmbeddingProfile):
+    """Times ``learn_one``, which ``apply`` calls from inside its own loop."""
+
+    def __init__(self, config: EmbeddingConfig, timings: Timings) -> None:
+        super().__init__(config)
+        self._timings = timings
+
+    def learn_one(
+        self, vec: np.ndarray, weight: float, ts: int, tags: Sequence[tuple[str, float]]
+    ) -> None:
+        with self._timings.clock("embed_learn"):
+            super().learn_one(vec, weight, ts, tags)
+
+
 def _by_user(records: Sequence[Record]) -> tuple[dict[str, list[Record]], list[dict[str, Any]]]:
     by_user: dict[str, list[Record]] = defaultdict(list)
     products = []
@@ -194,84 +278,129 @@ def _by_user(records: Sequence[Record]) -> tuple[dict[str, list[Record]], list[d
     return by_user, products
 
 
-async def run_update(
-    batches: list[list[Record]],
-    tags: dict[str, list[Tag]],
-    store: RedisStore,
-    producer: AIOKafkaProducer,
-    now_ms: int,
-    t: Timings,
-) -> None:
+@dataclass
+class UpdateContext:
+    """What the update stage works with, besides the batches."""
+
+    store: RedisStore
+    producer: AIOKafkaProducer
+    catalog: dict[str, dict[str, Any]]
+    tags: dict[str, list[Tag]]
+    vectors: Vectors | None
+    now_ms: int
+
+
+async def run_update(batches: list[list[Record]], ctx: UpdateContext, t: Timings) -> None:
     """The update stage's work per batch, piece by piece, against a flushed Redis."""
     config = ProfileConfig()
     cache: dict[str, Profile] = {}
+    batch_vectors: dict[str, np.ndarray] = {}
 
     def tagger(event: dict[str, Any]) -> list[Tag]:
-        return tags[event["event_id"]]
+        return ctx.tags[event["event_id"]]
+
+    def embed(event: dict[str, Any]) -> np.ndarray | None:
+        with t.clock("embed_combine"):
+            return combine(event_texts(event, ctx.catalog), batch_vectors)
 
     for records in batches:
         by_user, products = _by_user(records)
         missing = [uid for uid in by_user if uid not in cache]
         with t.clock("load"):
-            loaded, _ = await store.load(missing, ())
-        cache.update(loaded)
+            loaded, _ = await ctx.store.load(missing, ())
+        for uid, profile in loaded.items():
+            if ctx.vectors is not None:
+                profile.embedding = _TimedEmbedding(ctx.vectors.config, t)
+            cache[uid] = profile
+        if ctx.vectors is not None:
+            with t.clock("vectors"):
+                texts = _texts(records, ctx.catalog)
+                batch_vectors = dict(zip(texts, ctx.vectors.cache.get_many(texts), strict=True))
         touched = []
         with t.clock("apply"):
             for uid, recs in by_user.items():
                 profile = cache[uid]
                 base = profile.version
-                if apply(profile, recs, config, tagger).applied:
+                if apply(profile, recs, config, tagger, embed if ctx.vectors else None).applied:
                     profile.version = base + 1
                     touched.append(profile)
-        with t.clock("serialize"):
-            for profile in touched:
-                profile.to_bytes()
+        _serialize(touched, t)
         with t.clock("downstream"):
             payloads = [
-                orjson.dumps(profile_updated(p, config.half_life_ms, now_ms)) for p in touched
+                orjson.dumps(profile_updated(p, config.half_life_ms, ctx.now_ms)) for p in touched
             ]
         with t.clock("commit"):
-            result = await store.commit(Commit(profiles=touched, items=products))
+            result = await ctx.store.commit(Commit(profiles=touched, items=products))
         if result.conflicts:
             raise RuntimeError(f"unexpected version conflicts: {sorted(result.conflicts)[:5]}")
         with t.clock("emit"):
             # As the update agent: queue every send, then wait for the broker's acks.
             sent = [
-                await producer.send(OUTPUT_TOPIC, payload, key=p.user_id.encode())
+                await ctx.producer.send(OUTPUT_TOPIC, payload, key=p.user_id.encode())
                 for p, payload in zip(touched, payloads, strict=True)
             ]
             await asyncio.gather(*sent)
-    # The commit serialises every profile itself; that cost is already the serialize row.
-    t.seconds["commit"] -= t.seconds["serialize"]
+    # apply() ran the embedding pieces and the commit serialised every profile itself: those
+    # costs have rows of their own, so take them out here.
+    t.seconds["apply"] -= t.seconds["embed_combine"] + t.seconds["embed_learn"]
+    t.seconds["commit"] -= t.seconds["serialize"] + t.seconds["embed_serialize"]
 
 
-async def run_updater(batches: list[list[Record]], store: RedisStore, t: Timings) -> None:
-    """Cross-check: the real BatchUpdater on the same batches (fresh caches, flushed Redis)."""
-    updater = BatchUpdater(store, ProfileConfig(), TagExtractor(), cache_users=200_000)
+def _serialize(touched: Sequence[Profile], t: Timings) -> None:
+    with t.clock("serialize"):
+        for profile in touched:
+            profile.to_bytes()
+    with t.clock("embed_serialize"):
+        for profile in touched:
+            if profile.embedding is not None:
+                profile.embedding.to_bytes()
+
+
+async def run_updater(
+    batches: list[list[Record]], store: RedisStore, vectors: Vectors | None, t: Timings
+) -> None:
+    """Cross-check: the real BatchUpdater on the same batches (fresh profiles, flushed Redis,
+    the warm vector cache)."""
+    embedder = None if vectors is None else Embedder(vectors.cache, vectors.config)
+    updater = BatchUpdater(
+        store, ProfileConfig(), TagExtractor(), cache_users=200_000, embedder=embedder
+    )
     with t.clock("updater"):
         for records in batches:
             await updater.process(records)
 
 
-async def one_run(prep: Prepared, store: RedisStore, producer: AIOKafkaProducer) -> Timings:
+async def one_run(prep: Prepared, ctx: UpdateContext) -> Timings:
     t = Timings()
     gc.collect()
     batches = run_ingest(prep, t)
     gc.collect()
-    tags = run_tags(batches, prep.catalog, t)
-    await store.client.flushdb()
+    ctx.tags = run_tags(batches, prep.catalog, t)
+    await ctx.store.client.flushdb()
     gc.collect()
-    await run_update(batches, tags, store, producer, prep.now_ms, t)
-    await store.client.flushdb()
+    await run_update(batches, ctx, t)
+    await ctx.store.client.flushdb()
     gc.collect()
-    await run_updater(batches, store, t)
+    await run_updater(batches, ctx.store, ctx.vectors, t)
+    if ctx.vectors is not None:
+        t.seconds["encode"] = ctx.vectors.encode_seconds
     return t
 
 
 # ------------------------------------------------------------------------- driver
 
 
-async def measure(prep: Prepared, runs: int, cprofile_top: int) -> list[Timings]:
+async def measure(
+    prep: Prepared, runs: int, embeddings: bool, cprofile_top: int
+) -> tuple[list[Timings], Vectors | None]:
+    vectors = None
+    if embeddings:
+        console.log("encoding every distinct text once (the cold-cache cost; CPU: minutes)")
+        vectors = encode_all(run_ingest(prep, Timings()), prep.catalog)
+        console.log(
+            f"  {vectors.distinct:,} texts in {vectors.encode_seconds:.1f}s "
+            f"({vectors.distinct / vectors.encode_seconds:,.0f} texts/s, {vectors.device})"
+        )
     with scratch_services() as (services, _):
         store = RedisStore.from_url(services.redis_url)
         producer = AIOKafkaProducer(
@@ -284,27 +413,26 @@ async def measure(prep: Prepared, runs: int, cprofile_top: int) -> list[Timings]
             await store.load_scripts()
             TagExtractor().warm_up()  # jieba's dictionary loads once per process, as in a worker
             await producer.send_and_wait(OUTPUT_TOPIC, b"warm-up")  # creates the topic
+            ctx = UpdateContext(store, producer, prep.catalog, {}, vectors, prep.now_ms)
             if cprofile_top:
-                await profile_once(prep, store, producer, cprofile_top)
-                return []
+                await profile_once(prep, ctx, cprofile_top)
+                return [], vectors
             results = []
             for i in range(1, runs + 1):
                 started = time.perf_counter()
-                results.append(await one_run(prep, store, producer))
+                results.append(await one_run(prep, ctx))
                 console.log(f"run {i}/{runs}: {time.perf_counter() - started:.1f}s")
-            return results
+            return results, vectors
         finally:
             await producer.stop()
             await store.close()
 
 
-async def profile_once(
-    prep: Prepared, store: RedisStore, producer: AIOKafkaProducer, top: int
-) -> None:
+async def profile_once(prep: Prepared, ctx: UpdateContext, top: int) -> None:
     """One run under cProfile; prints the top functions by own time, in µs per event."""
     profiler = cProfile.Profile()
     profiler.enable()
-    await one_run(prep, store, producer)
+    await one_run(prep, ctx)
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -331,37 +459,44 @@ def _per_event_rows(stats: pstats.Stats, n: int, top: int) -> list[list[str]]:
     return rows
 
 
-def render(results: Sequence[Timings], n: int) -> str:
-    per_event: dict[str, list[float]] = {
-        k: [r.seconds[k] / n * 1e6 for r in results] for k in (*dict(PIECES), "updater")
-    }
+def render(results: Sequence[Timings], n: int, vectors: Vectors | None) -> str:
+    keys = [k for k, _ in PIECES if vectors is not None or k not in EMBEDDING_PIECES]
+    per_event = {k: [r.seconds[k] / n * 1e6 for r in results] for k in [*keys, "updater"]}
     med = {k: median(v) for k, v in per_event.items()}
-    cold = sum(med[k] for k in COLD_TOTAL)
-    warm = sum(med[k] for k in WARM_TOTAL)
+    fresh = sum(med[k] for k in FRESH_TOTAL if k in med)
+    steady = sum(med[k] for k in STEADY_TOTAL if k in med)
     rows = []
     for key, title in PIECES:
-        share = f"{med[key] / cold:.0%}" if key in COLD_TOTAL else ""
-        spread = f"{min(per_event[key]):.2f} – {max(per_event[key]):.2f}"
+        if key not in med:
+            continue
+        share = f"{med[key] / fresh:.0%}" if key in FRESH_TOTAL else ""
+        spread = "one pass" if key == "encode" else _spread(per_event[key])
         rows.append([title, f"{med[key]:.2f}", spread, share])
-    rows.append(
-        [
-            "**total, cold tag cache** (a fresh worker, as in each throughput run)",
-            f"**{cold:.1f}**",
-            "",
-            "100%",
-        ]
-    )
-    rows.append(["total, warm tag cache (steady state)", f"{warm:.1f}", "", ""])
-    table = markdown_table(["piece", "µs/event (median)", "min – max", "share of cold total"], rows)
-    upd_parts = sum(med[k] for k in ("tags_cold", "apply", "serialize", "load", "commit"))
-    notes = [
-        f"- Pieces alone, cold: {1e6 / cold:,.0f} events/s on one core; warm: "
-        f"{1e6 / warm:,.0f} events/s (no Kafka, no Faust).",
-        f"- Cross-check: the real `BatchUpdater.process` on the same batches takes "
-        f"{med['updater']:.1f} µs/event vs {upd_parts:.1f} for the sum of its pieces "
-        "(tags cold + apply + serialize + load + commit).",
+    rows += [
+        ["**total, fresh worker** (cold caches, as in each throughput run)", f"**{fresh:.1f}**",
+         "", "100%"],
+        ["total, steady state (warm caches, nothing to encode)", f"{steady:.1f}", "", ""],
     ]
+    table = markdown_table(["piece", "µs/event (median)", "min – max", "share of fresh"], rows)
+    parts = sum(med[k] for k in UPDATER_PIECES if k in med)
+    notes = [
+        f"- Pieces alone, fresh: {1e6 / fresh:,.0f} events/s; steady state: "
+        f"{1e6 / steady:,.0f} events/s (one core, no Kafka, no Faust).",
+        f"- Cross-check: the real `BatchUpdater.process` on the same batches takes "
+        f"{med['updater']:.1f} µs/event vs {parts:.1f} for the sum of its pieces "
+        "(cold tags, warm vectors).",
+    ]
+    if vectors is not None:
+        notes.append(
+            f"- Encoder: {vectors.distinct:,} distinct texts in {n:,} events, "
+            f"{vectors.encode_seconds:.1f} s ({vectors.distinct / vectors.encode_seconds:,.0f} "
+            f"texts/s, {vectors.device}, default `RTP_ENCODE_BATCH`/`RTP_MAX_TOKENS`)."
+        )
     return "\n".join([table, "", *notes])
+
+
+def _spread(values: Sequence[float]) -> str:
+    return f"{min(values):.2f} – {max(values):.2f}"
 
 
 def conditions(spec: DataSpec, runs: int, batch: int, facts: dict[str, str]) -> list[str]:
@@ -371,8 +506,8 @@ def conditions(spec: DataSpec, runs: int, batch: int, facts: dict[str, str]) -> 
         f"- {runs} runs, median shown; batches of {batch} consecutive events, "
         f"{PARTITIONS} routed partitions; Redis and Tansu on loopback, Redis AOF "
         "`appendfsync always`",
-        "- Per event = piece time / all N input events; every run starts with empty caches "
-        "and a flushed Redis",
+        "- Per event = piece time / all N input events; every run starts with empty profile "
+        "and tag caches and a flushed Redis",
     ]
 
 
@@ -386,6 +521,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--products", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--no-embeddings",
+        action="store_true",
+        help="leave out the encoder and embedding pieces (a worker with RTP_EMBEDDINGS=false)",
+    )
     parser.add_argument(
         "--cprofile",
         type=int,
@@ -402,12 +542,14 @@ def main(argv: list[str] | None = None) -> int:
     spec = DataSpec(n=args.events, users=args.users, products=args.products, seed=args.seed)
     console.log(f"generating {spec.n:,} events")
     prep = prepare(spec, args.batch)
-    results = asyncio.run(measure(prep, args.runs, args.cprofile))
+    results, vectors = asyncio.run(
+        measure(prep, args.runs, not args.no_embeddings, args.cprofile)
+    )
     if not results:
         return 0
     body = "\n".join(
         [
-            render(results, prep.n),
+            render(results, prep.n, vectors),
             "",
             "Conditions:",
             "",

@@ -52,6 +52,7 @@ class BatchResult:
     items: int = 0
     conflicts: int = 0
     model_changes: int = 0  # profiles whose vectors came from another model (discarded)
+    store_seconds: float = 0.0  # time spent in store loads and commits
 
 
 @dataclass(slots=True)
@@ -130,7 +131,9 @@ class BatchUpdater:
             else:
                 by_user[record.event["user_id"]].append(record)
         result.items = len(commit.items)
+        started = time.perf_counter()
         items = await self._catalog_and_profiles(by_user, commit.items)
+        result.store_seconds += time.perf_counter() - started
         vectors = await self._vectors(records, items)
         todo = dict(by_user)
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -140,7 +143,9 @@ class BatchUpdater:
             commit.profiles = [r.profile for r in computed.values() if r.write]
             commit.erasures = [e for r in computed.values() for e in r.erasures]
             try:
+                started = time.perf_counter()
                 outcome = await self.store.commit(commit) if commit else None
+                result.store_seconds += time.perf_counter() - started
             except BaseException:
                 for uid in todo:  # their cached copies may be ahead of the store now
                     self.profiles.pop(uid)

@@ -42,6 +42,7 @@ class Record:
     source: str  # "<topic>:<partition>" of the *input* topic
     offset: int
     event: dict[str, Any]
+    produced_ms: int = 0  # broker timestamp of the input message (for latency metrics only)
 
 
 @dataclass(slots=True)

@@ -61,7 +61,8 @@ def _inbound(event: EventT[Any]) -> Inbound:
     headers = [
         (str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in pairs if v is not None
     ]
-    return Inbound(msg.topic, msg.partition, msg.offset, msg.key, msg.value, headers)
+    stamp = int((msg.timestamp or 0) * 1000)  # Faust gives seconds
+    return Inbound(msg.topic, msg.partition, msg.offset, msg.key, msg.value, headers, stamp)
 
 
 async def _confirm(sends: Sequence[Awaitable[Any]]) -> None:
@@ -105,12 +106,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 for d in routed.dead
             ]
             await _confirm(sends)
-            stats.consumed += len(messages)
-            stats.routed += routed.events
-            stats.kinds.update(routed.kinds)
-            stats.dead.update(d.reason for d in routed.dead)
-            stats.batches += 1
-            stats.last_batch = len(messages)
+            runtime.observe_ingest(messages, routed)
 
     @app.agent(topics.routed, name="update")
     async def update(stream: StreamT[Any]) -> None:
@@ -127,7 +123,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                     sends.append(_dead_bundle(topics, event, exc))
             started = time.perf_counter()
             result = await runtime.updater.process(records)
-            stats.last_commit_ms = (time.perf_counter() - started) * 1000
+            elapsed = time.perf_counter() - started
             now_ms = int(time.time() * 1000)
             half_life = settings.profile.half_life_ms
             for user_id in result.erased:
@@ -154,27 +150,29 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                     )
                 )
             await _confirm(sends)
-            stats.bundles += len(events)
-            stats.applied += result.applied
-            stats.fenced += result.fenced
-            stats.duplicates += result.duplicates
-            stats.items += result.items
-            stats.conflicts += result.conflicts
-            stats.profiles_emitted += len(result.updated)
-            stats.tombstones += len(result.erased)
-            stats.model_changes += result.model_changes
-            stats.dead.update(d.reason for d in result.dead)
+            runtime.observe_update([_inbound(e) for e in events], records, result, elapsed)
 
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Users of revoked partitions may be written by another worker from now on.
         runtime.updater.forget()
         stats.rebalances += 1
+        runtime.metrics.rebalances.inc()
 
     @app.on_partitions_assigned.connect
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", ())
         stats.assigned = sum(1 for tp in assigned if tp.topic == settings.routed_topic)
+        runtime.metrics.assigned.set(stats.assigned)
+        runtime.keep_positions({(tp.topic, tp.partition) for tp in assigned})
+
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def measure_lag() -> None:
+        """Lag per owned partition: the fetcher's end offset minus our position."""
+        consumer = app.consumer
+        runtime.update_lag(
+            {(tp.topic, tp.partition): consumer.highwater(tp) for tp in consumer.assignment()}
+        )
 
 
 def _dead_bundle(topics: Topics, event: EventT[Any], exc: Exception) -> Awaitable[Any]:

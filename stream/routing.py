@@ -37,6 +37,7 @@ class Inbound:
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
+    timestamp_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ def route(messages: Sequence[Inbound], limits: Limits, partitions: int, now_ms: 
         key = decoded["product_id"] if kind == "product" else decoded["user_id"]
         source = f"{message.topic}:{message.partition}"
         per_partition.setdefault(owner(key, partitions), []).append(
-            [source, message.offset, decoded]
+            [source, message.offset, decoded, message.timestamp_ms]
         )
         routed.events += 1
     for partition, records in per_partition.items():
@@ -103,4 +104,4 @@ def unpack(bundle: bytes) -> list[Record]:
     body = orjson.loads(bundle)
     if body.get("v") != BUNDLE_VERSION:
         raise ValueError(f"unknown bundle version {body.get('v')!r}")
-    return [Record(source, offset, event) for source, offset, event in body["r"]]
+    return [Record(*fields) for fields in body["r"]]

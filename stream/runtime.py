@@ -11,7 +11,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mode import Service
 
@@ -24,7 +24,13 @@ from profiles.redis_store import RedisStore
 from profiles.redis_tier import RedisVectorTier
 from profiles.tags import TagExtractor
 from schemas.validate import Limits
+from stream.metrics import Metrics
+from stream.routing import Inbound, Routed
 from stream.settings import Settings
+
+if TYPE_CHECKING:
+    from profiles.batch import BatchResult
+    from profiles.profile import Record
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,10 @@ class Runtime(Service):
             earliest_ms=settings.earliest_ms,
         )
         self.stats = Stats()
+        self.metrics = Metrics()
+        # (topic, partition) -> (next offset to process, broker timestamp ms of the last one)
+        self.positions: dict[tuple[str, int], tuple[int, int]] = {}
+        self._cache_seen = (0, 0, 0)
         self.store = RedisStore.from_url(settings.redis_url)
         self.tagger = TagExtractor()
         self.updater = BatchUpdater(
@@ -125,6 +135,88 @@ class Runtime(Service):
             encoder.pooling,
         )
         return Embedder(cache, config)
+
+    def observe_ingest(self, messages: list[Inbound], routed: Routed) -> None:
+        s, m = self.stats, self.metrics
+        s.consumed += len(messages)
+        s.routed += routed.events
+        s.kinds.update(routed.kinds)
+        s.dead.update(d.reason for d in routed.dead)
+        s.batches += 1
+        s.last_batch = len(messages)
+        for kind, n in routed.kinds.items():
+            m.events.labels(kind).inc(n)
+        for d in routed.dead:
+            m.dead.labels(d.reason, "ingest").inc()
+        m.batch_size.labels("ingest").observe(len(messages))
+        self._advance(messages)
+
+    def observe_update(
+        self, bundles: list[Inbound], records: list[Record], result: BatchResult, elapsed: float
+    ) -> None:
+        s, m = self.stats, self.metrics
+        s.bundles += len(bundles)
+        s.applied += result.applied
+        s.fenced += result.fenced
+        s.duplicates += result.duplicates
+        s.items += result.items
+        s.conflicts += result.conflicts
+        s.profiles_emitted += len(result.updated)
+        s.tombstones += len(result.erased)
+        s.model_changes += result.model_changes
+        s.dead.update(d.reason for d in result.dead)
+        s.last_commit_ms = elapsed * 1000
+        m.batch_size.labels("update").observe(len(records))
+        m.batch_seconds.observe(elapsed)
+        m.redis_seconds.observe(result.store_seconds)
+        for outcome, n in (
+            ("applied", result.applied),
+            ("fenced", result.fenced),
+            ("duplicate", result.duplicates),
+            ("late", len(result.dead)),
+        ):
+            m.applied.labels(outcome).inc(n)
+        for d in result.dead:
+            m.dead.labels(d.reason, "update").inc()
+        m.emitted.labels("profile_updated").inc(len(result.updated))
+        m.emitted.labels("tombstone").inc(len(result.erased))
+        m.observe_latency((r.produced_ms for r in records), (int(r.event["ts"]) for r in records))
+        self._observe_encoder()
+        self._advance(bundles)
+
+    def _observe_encoder(self) -> None:
+        if self.embedder is None:
+            return
+        cache, m = self.embedder.cache, self.metrics
+        now = (cache.hits, cache.tier_hits, cache.misses)
+        for source, new, old in zip(
+            ("memory", "redis", "encoded"), now, self._cache_seen, strict=True
+        ):
+            m.texts.labels(source).inc(new - old)
+        self._cache_seen = now
+        m.encode_seconds.observe(self.embedder.stats.last_ms / 1000)
+        m.unk_rate.set(float(getattr(cache.encoder, "last_unk_rate", 0.0)))
+
+    def _advance(self, messages: list[Inbound]) -> None:
+        for msg in messages:
+            self.positions[(msg.topic, msg.partition)] = (msg.offset + 1, msg.timestamp_ms)
+
+    def keep_positions(self, owned: set[tuple[str, int]]) -> None:
+        for tp in set(self.positions) - owned:
+            del self.positions[tp]
+            self.metrics.forget_partition(*tp)
+
+    def update_lag(self, highwaters: dict[tuple[str, int], int | None]) -> None:
+        now_ms = time.time() * 1000
+        for (topic, partition), end in highwaters.items():
+            if end is None:
+                continue
+            position, stamp = self.positions.get((topic, partition), (None, 0))
+            if position is None:
+                continue  # nothing consumed yet here: the group's committed offset says more
+            behind = max(0, end - position)
+            age = (now_ms - stamp) / 1000 if behind and stamp else 0.0
+            self.metrics.set_lag(topic, partition, behind, max(0.0, age))
 
     def encoder_stats(self) -> dict[str, Any]:
         if self.embedder is None:

@@ -55,6 +55,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     async def stats(web: View, request: Request) -> Response:
         return web.json({**runtime.stats.as_dict(), "encoder": runtime.encoder_stats()})
 
+    @app.page("/metrics")
+    async def metrics(web: View, request: Request) -> Response:
+        """Prometheus exposition format."""
+        return web.bytes(runtime.metrics.exposition(), content_type="text/plain; version=0.0.4")
+
     @app.page("/users/{user_id}")
     async def user(web: View, request: Request, user_id: str) -> Response:
         profile = await runtime.store.get(user_id)

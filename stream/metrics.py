@@ -1,0 +1,140 @@
+"""Prometheus metrics of one worker, served on its web port at ``/metrics``.
+
+Each worker has its own registry (no global state), so tests and several apps in
+one process do not collide. Names are listed in :data:`NAMES`; the Grafana
+dashboard and its test use exactly these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+_FRESHNESS_BUCKETS = (*_LATENCY_BUCKETS, 86_400, 7 * 86_400, 30 * 86_400)
+_BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+
+
+class Metrics:
+    """The worker's instruments; agents call the small methods below."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "rtp_events_total", "Valid input events by kind", ["kind"], registry=r
+        )
+        self.dead = Counter(
+            "rtp_dead_letters_total",
+            "Dead-lettered messages by reason",
+            ["reason", "stage"],
+            registry=r,
+        )
+        self.applied = Counter(
+            "rtp_events_applied_total",
+            "Events applied to profiles, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "rtp_batch_size", "Messages per batch", ["stage"], buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.redis_seconds = Histogram(
+            "rtp_redis_commit_seconds",
+            "Update batch time in the store (load + commit)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "rtp_update_batch_seconds",
+            "Whole update batch: encode, apply, commit",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.encode_seconds = Histogram(
+            "rtp_encode_seconds", "Encoder call per batch", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.texts = Counter(
+            "rtp_texts_total",
+            "Distinct texts per batch by where the vector came from",
+            ["source"],
+            registry=r,
+        )
+        self.unk_rate = Gauge(
+            "rtp_encoder_unk_rate", "Share of [UNK] tokens, last batch", registry=r
+        )
+        self.latency = Histogram(
+            "rtp_pipeline_latency_seconds",
+            "Broker timestamp of the input message to profile commit",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.freshness = Histogram(
+            "rtp_event_freshness_seconds",
+            "Event time (ts) to profile commit",
+            buckets=_FRESHNESS_BUCKETS,
+            registry=r,
+        )
+        self.emitted = Counter(
+            "rtp_emitted_total", "Downstream events sent, by type", ["type"], registry=r
+        )
+        self.rebalances = Counter("rtp_rebalances_total", "Partition revocations", registry=r)
+        self.lag = Gauge(
+            "rtp_consumer_lag_messages",
+            "End offset minus position",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.lag_seconds = Gauge(
+            "rtp_consumer_lag_seconds",
+            "Age of the last consumed message while behind (0 when caught up)",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned = Gauge(
+            "rtp_assigned_partitions", "Partitions of the routed topic owned", registry=r
+        )
+
+    def observe_latency(self, produced_ms: Iterable[int], event_ms: Iterable[int]) -> None:
+        now = time.time()
+        for ms in produced_ms:
+            if ms > 0:
+                self.latency.observe(max(0.0, now - ms / 1000))
+        for ms in event_ms:
+            self.freshness.observe(max(0.0, now - ms / 1000))
+
+    def set_lag(self, topic: str, partition: int, messages: int, seconds: float) -> None:
+        self.lag.labels(topic, str(partition)).set(messages)
+        self.lag_seconds.labels(topic, str(partition)).set(seconds)
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        for gauge in (self.lag, self.lag_seconds):
+            with contextlib.suppress(KeyError):
+                gauge.remove(topic, str(partition))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+#: Every metric family the worker exports (what the dashboard may name).
+NAMES: tuple[str, ...] = (
+    "rtp_events_total",
+    "rtp_dead_letters_total",
+    "rtp_events_applied_total",
+    "rtp_batch_size",
+    "rtp_redis_commit_seconds",
+    "rtp_update_batch_seconds",
+    "rtp_encode_seconds",
+    "rtp_texts_total",
+    "rtp_encoder_unk_rate",
+    "rtp_pipeline_latency_seconds",
+    "rtp_event_freshness_seconds",
+    "rtp_emitted_total",
+    "rtp_rebalances_total",
+    "rtp_consumer_lag_messages",
+    "rtp_consumer_lag_seconds",
+    "rtp_assigned_partitions",
+)

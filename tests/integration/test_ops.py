@@ -1,0 +1,107 @@
+"""What operators see: Prometheus metrics that appear and move, health, the profile API."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.metrics import NAMES
+from tests.integration.harness import Names, Worker, produce
+from tests.integration.oracle import eventually
+
+pytestmark = pytest.mark.integration
+START = 1_767_225_600_000
+
+
+async def scrape(worker: Worker) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{worker.port}/metrics") as resp,
+    ):
+        assert resp.status == 200
+        text = await resp.text()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_metrics_appear_and_move(worker: Worker, brokers: str, names: Names) -> None:
+    before = await scrape(worker)
+    families = {name for name, _ in before}
+    # Counters and histograms with no labels exist from the start.
+    assert "rtp_rebalances_total" in families and "rtp_update_batch_seconds_count" in families
+    events = [
+        {
+            "event_id": f"m{i}",
+            "type": "search",
+            "schema_version": 1,
+            "user_id": f"m{i % 5}",
+            "ts": START + i,
+            "query": "running shoes",
+        }
+        for i in range(40)
+    ]
+    await produce(brokers, names.input, [*events, b"{broken"])
+
+    async def moved() -> bool:
+        now = await scrape(worker)
+        return value(now, "rtp_events_applied_total", outcome="applied") >= 40
+
+    await eventually(moved)
+    await asyncio.sleep(5.5)  # one lag measurement
+    after = await scrape(worker)
+    assert value(after, "rtp_events_total", kind="search") == 40
+    assert value(after, "rtp_dead_letters_total", reason="invalid_json", stage="ingest") == 1
+    assert value(after, "rtp_emitted_total", type="profile_updated") >= 5
+    assert value(after, "rtp_pipeline_latency_seconds_count") == 40
+    assert value(after, "rtp_event_freshness_seconds_count") == 40
+    assert value(after, "rtp_texts_total", source="encoded") >= 1
+    assert value(after, "rtp_assigned_partitions") == 4
+    lag = {labels: v for (name, labels), v in after.items() if name == "rtp_consumer_lag_messages"}
+    assert lag and all(v == 0 for v in lag.values())  # caught up
+    exported = {
+        name.removesuffix("_total")
+        .removesuffix("_count")
+        .removesuffix("_sum")
+        .removesuffix("_bucket")
+        .removesuffix("_created")
+        for name, _ in after
+    }
+    assert {n.removesuffix("_total") for n in NAMES} <= exported | {"rtp_consumer_lag_seconds"}
+
+
+async def test_health_and_profile_api(worker: Worker, brokers: str, names: Names) -> None:
+    status, body = await worker.get("/health")
+    assert status == 200 and body["ready"] is True and body["assigned"] == 4
+    event = {
+        "event_id": "api-1",
+        "type": "click",
+        "schema_version": 1,
+        "user_id": "api-user",
+        "ts": START,
+        "product_id": "p1",
+        "title": "Trail Running Shoes",
+        "category": ["Sports", "Shoes"],
+    }
+    await produce(brokers, names.input, [event])
+
+    async def found() -> bool:
+        return (await worker.get("/users/api-user"))[0] == 200
+
+    await eventually(found)
+    status, body = await worker.get("/users/api-user")
+    assert body["counts"] == {"click": 1} and body["version"] == 1
+    assert "shoes" in {t for t, _ in body["top_tags"]}
+    assert "Trail Running Shoes" not in orjson.dumps(body).decode()  # tags, never raw text
+    status, body = await worker.get("/users/nobody-here")
+    assert status == 404 and body["user_id"] == "nobody-here"
