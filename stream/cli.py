@@ -164,6 +164,13 @@ def register(app: faust.App, settings: Settings) -> None:
         for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
             self.say(f"{n:8d}  {reason}")
 
+    @app.command(option("--topic", "topics", multiple=True, help="Topic (repeatable)."))
+    async def lag(self: AppCommand, topics: tuple[str, ...]) -> None:
+        """Committed offset, end offset, lag and lag age per partition of the worker group."""
+        from stream.lag import group_lag, table
+
+        self.say(table(await group_lag(settings, list(topics) or None)))
+
     @app.command(
         option("--rate", type=float, default=300.0, help="Events per second of demo traffic."),
         option("--bad-share", type=float, default=0.02, help="Share of malformed messages."),

@@ -105,3 +105,29 @@ async def test_health_and_profile_api(worker: Worker, brokers: str, names: Names
     assert "Trail Running Shoes" not in orjson.dumps(body).decode()  # tags, never raw text
     status, body = await worker.get("/users/nobody-here")
     assert status == 404 and body["user_id"] == "nobody-here"
+
+
+async def test_lag_command_matches_the_broker(
+    worker: Worker, worker_env: dict[str, str], brokers: str, names: Names
+) -> None:
+    from stream.lag import group_lag
+    from stream.settings import Settings
+
+    first = [{"event_id": f"l{i}", "type": "search", "schema_version": 1, "user_id": f"l{i % 3}",
+              "ts": START + i, "query": "lamp"} for i in range(30)]
+    await produce(brokers, names.input, first, key=lambda e: str(e["user_id"]).encode())
+
+    async def applied() -> bool:
+        return int((await worker.stats())["applied"]) >= 30
+
+    await eventually(applied)
+    await asyncio.sleep(2.5)  # Faust commits offsets every second
+    worker.stop()
+    more = [{**e, "event_id": f"x{i}"} for i, e in enumerate(first[:7])]
+    await produce(brokers, names.input, more, key=lambda e: str(e["user_id"]).encode())
+    settings = Settings.from_env(worker_env)
+    rows = await group_lag(settings, [names.input])
+    assert sum(r.lag for r in rows) == 7, rows
+    assert sum(r.end for r in rows) == 37
+    assert all(r.committed is not None for r in rows if r.end)
+    assert all(r.age_s is not None and r.age_s < 60 for r in rows if r.lag)
