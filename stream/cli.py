@@ -153,11 +153,24 @@ def register(app: faust.App, settings: Settings) -> None:
         opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
         sys.stdout.write(orjson.dumps(profile_view(found, settings), option=opts).decode() + "\n")
 
-    @app.command(option("--timeout", type=float, default=3.0, help="Seconds to read for."))
-    async def dlq(self: AppCommand, timeout: float) -> None:
-        """Count dead-lettered messages by reason (reads the dead-letter topic)."""
-        from stream.inspect import dlq_counts
+    @app.command(
+        option("--timeout", type=float, default=3.0, help="Seconds to read for."),
+        option(
+            "--replay",
+            is_flag=True,
+            default=False,
+            help="Send the dead letters back to the input topic (after a fix).",
+        ),
+        option("--reason", "reasons", multiple=True, help="With --replay: only this reason."),
+    )
+    async def dlq(self: AppCommand, timeout: float, replay: bool, reasons: tuple[str, ...]) -> None:
+        """Count dead-lettered messages by reason, or replay them into the input topic."""
+        from stream.inspect import dlq_counts, replay_dead
 
+        if replay:
+            sent = await replay_dead(settings, set(reasons) or None, timeout)
+            self.say(f"replayed {sent} dead letters to {settings.input_topic}")
+            return
         counts = await dlq_counts(settings, timeout)
         if not counts:
             self.say("no dead letters")

@@ -41,3 +41,58 @@ async def dlq_counts(settings: Settings, timeout: float = 3.0) -> Counter[str]:
     finally:
         await consumer.stop()
     return counts
+
+
+async def replay_dead(
+    settings: Settings, reasons: set[str] | None = None, timeout: float = 5.0
+) -> int:
+    """Send dead letters (all, or those with one of ``reasons``) back to the input topic.
+
+    For after a fix: a raised size limit, an earlier ``RTP_EARLIEST``, a corrected producer.
+    The raw bytes, key and original headers go back unchanged; what fails again is
+    dead-lettered again, with its new reason.
+    """
+    from aiokafka import AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker_hosts, enable_auto_commit=False, group_id=None
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_hosts, acks="all")
+    await consumer.start()
+    await producer.start()
+    sent = 0
+    try:
+        await consumer.topics()
+        tps = [
+            TopicPartition(settings.dlq_topic, p)
+            for p in sorted(consumer.partitions_for_topic(settings.dlq_topic) or ())
+        ]
+        if not tps:
+            return 0
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        futures = []
+        while loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=300, max_records=5000)
+            if not batch:
+                break
+            for records in batch.values():
+                for record in records:
+                    headers = list(record.headers or ())
+                    why = dead_letters.parse(headers).get(dead_letters.REASON, "")
+                    if reasons and why not in reasons:
+                        continue
+                    original = [(k, v) for k, v in headers if not k.startswith("dlq.")]
+                    futures.append(
+                        await producer.send(
+                            settings.input_topic, record.value, key=record.key, headers=original
+                        )
+                    )
+                    sent += 1
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return sent

@@ -458,10 +458,23 @@ class MiniBatchKMeans:
             if not float(d2.sum()) > 0.0:
                 break  # every sampled point already sits on a centre: nothing to gain
             pick = int(_d2_pick(points, d2, rng, 1)[0])
-            centres[j] = points[pick]
+            centres[j] = _local_mean(points, pick, max(1, len(points) // len(centres)))
             weight[j] = floor
             born[j] = version
             d2 = np.minimum(d2, squared_distances(points, centres[j : j + 1])[:, 0])
+
+
+def _local_mean(points: np.ndarray, at: int, m: int) -> np.ndarray:
+    """Mean of the ``m`` points nearest to ``points[at]`` (itself included).
+
+    In high dimension a single point is far from its group's mean (about σ·√D), so a centre
+    placed on one point attracts almost nothing and starves again; a local mean sits where the
+    group's vectors will pull it anyway.
+    """
+    d2 = squared_distances(points, points[at : at + 1])[:, 0]
+    near = np.argpartition(d2, m - 1)[:m] if m < len(points) else np.arange(len(points))
+    out: np.ndarray = points[near].mean(axis=0)
+    return out
 
 
 def _sum_rows(X: np.ndarray, labels: np.ndarray, w: np.ndarray | None, k: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.metrics import NAMES
-from tests.integration.harness import Names, Worker, produce
+from tests.integration.harness import Names, Worker, produce, read_topic
 from tests.integration.oracle import eventually
 
 pytestmark = pytest.mark.integration
@@ -113,8 +113,17 @@ async def test_lag_command_matches_the_broker(
     from stream.lag import group_lag
     from stream.settings import Settings
 
-    first = [{"event_id": f"l{i}", "type": "search", "schema_version": 1, "user_id": f"l{i % 3}",
-              "ts": START + i, "query": "lamp"} for i in range(30)]
+    first = [
+        {
+            "event_id": f"l{i}",
+            "type": "search",
+            "schema_version": 1,
+            "user_id": f"l{i % 3}",
+            "ts": START + i,
+            "query": "lamp",
+        }
+        for i in range(30)
+    ]
     await produce(brokers, names.input, first, key=lambda e: str(e["user_id"]).encode())
 
     async def applied() -> bool:
@@ -131,3 +140,30 @@ async def test_lag_command_matches_the_broker(
     assert sum(r.end for r in rows) == 37
     assert all(r.committed is not None for r in rows if r.end)
     assert all(r.age_s is not None and r.age_s < 60 for r in rows if r.lag)
+
+
+async def test_dead_letters_replay_to_the_input_topic_by_reason(
+    brokers: str, names: Names, worker_env: dict[str, str]
+) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from stream import dead_letters
+    from stream.inspect import replay_dead
+    from stream.settings import Settings
+
+    producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all")
+    await producer.start()
+    try:
+        for n, reason in enumerate(["oversize_message", "invalid_json", "oversize_message"]):
+            headers = [
+                *dead_letters.headers(reason, "d", names.input, 0, n, "ingest"),
+                ("trace", b"t%d" % n),
+            ]
+            await producer.send_and_wait(names.dlq, b"raw-%d" % n, key=b"k", headers=headers)
+    finally:
+        await producer.stop()
+    settings = Settings.from_env(worker_env)
+    assert await replay_dead(settings, {"oversize_message"}) == 2
+    back = await read_topic(brokers, names.input, lambda got: len(got) >= 2, timeout=20)
+    assert sorted(m.value for m in back) == [b"raw-0", b"raw-2"]
+    assert all(m.headers == {"trace": f"t{m.value[-1] - 48}"} for m in back)
