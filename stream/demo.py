@@ -80,6 +80,10 @@ def _view(
     pipeline.add_row("generated events sent", f"{produced}")
     pipeline.add_row("consumed by worker", f"{stats.get('consumed', 0)}")
     pipeline.add_row("events/s", f"{rate:,.0f}")
+    lag = stats.get("lag", {})
+    pipeline.add_row(
+        "consumer lag (messages)", " ".join(f"{t}: {n}" for t, n in lag.items()) or "-"
+    )
     pipeline.add_row("applied to profiles", f"{stats.get('applied', 0)}")
     pipeline.add_row("profile_updated sent", f"{stats.get('profiles_emitted', 0)}")
     pipeline.add_row("update batch (encode + commit)", f"{stats.get('last_commit_ms', 0):.1f} ms")

@@ -56,11 +56,13 @@ class Stats:
     rebalances: int = 0
     assigned: int = 0  # partitions this worker owns now
     model_changes: int = 0
+    lag: dict[str, int] = field(default_factory=dict)  # topic -> messages behind (last measure)
     kinds: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if not isinstance(v, Counter)}
+        out["lag"] = dict(self.lag)
         out["kinds"] = dict(self.kinds)
         out["dead"] = dict(self.dead)
         out["uptime_s"] = round(time.time() - self.started_at, 3)
@@ -208,6 +210,7 @@ class Runtime(Service):
 
     def update_lag(self, highwaters: dict[tuple[str, int], int | None]) -> None:
         now_ms = time.time() * 1000
+        totals: dict[str, int] = {}
         for (topic, partition), end in highwaters.items():
             if end is None:
                 continue
@@ -217,6 +220,8 @@ class Runtime(Service):
             behind = max(0, end - position)
             age = (now_ms - stamp) / 1000 if behind and stamp else 0.0
             self.metrics.set_lag(topic, partition, behind, max(0.0, age))
+            totals[topic] = totals.get(topic, 0) + behind
+        self.stats.lag = totals
 
     def encoder_stats(self) -> dict[str, Any]:
         if self.embedder is None:

@@ -230,7 +230,10 @@ class MiniBatchKMeans:
     vectors fade and centres follow drifting traffic. Seeding waits for ``seed_factor · k``
     vectors; ``reservoir`` should hold at least that many. A centre is dead when its weight is
     below ``dead_ratio`` × the largest one once ``warmup`` weight (default ``seed_factor · k``)
-    was applied; it is then re-seeded from the reservoir. ``match_threshold`` is passed to
+    was applied; it is then re-seeded from the reservoir. Seeding runs k-means++ and
+    ``lloyd_iters`` Lloyd steps on the reservoir ``n_init`` times (default 10, 3 above 64
+    centres) and keeps the tightest start.
+    ``match_threshold`` is passed to
     :func:`~profiles.segments.matching.stable_ids` (None: its default).
     """
 
@@ -245,7 +248,8 @@ class MiniBatchKMeans:
         seed_factor: int = 10,
         dead_ratio: float = 0.01,
         warmup: float | None = None,
-        lloyd_iters: int = 5,
+        lloyd_iters: int = 10,
+        n_init: int | None = None,
         match_threshold: float | None = None,
     ) -> None:
         if k < 1 or dim < 1:
@@ -263,6 +267,9 @@ class MiniBatchKMeans:
         self.dead_ratio = dead_ratio
         self.warmup = float(seed_factor * k) if warmup is None else warmup
         self.lloyd_iters = lloyd_iters
+        # Seeding costs ~k² · reservoir · dim per start; with many centres one merged pair of
+        # groups is a small share of the segments, so fewer starts do.
+        self.n_init = (10 if k <= 64 else 3) if n_init is None else max(1, n_init)
         self.match_threshold = match_threshold
 
     # ----------------------------------------------------------------- model lifecycle
@@ -303,10 +310,17 @@ class MiniBatchKMeans:
         if model.seeded or out.seen < self.seed_factor * self.k or res.shape[0] < self.k:
             return out
         points = res.astype(np.float64)
-        centres = _kmeans_pp(points, self.k, rng)
-        for _ in range(self.lloyd_iters):
-            centres = self._lloyd_step(points, centres)
-        labels = np.argmin(squared_distances(points, centres), axis=1)
+        best = np.inf
+        for _ in range(self.n_init):
+            # Several starts, keep the tightest: one bad start would merge two groups for good
+            # (a dead centre is re-seeded, a centre covering two groups never is).
+            trial = _kmeans_pp(points, self.k, rng)
+            for _ in range(self.lloyd_iters):
+                trial = self._lloyd_step(points, trial)
+            d2 = squared_distances(points, trial)
+            score = float(d2.min(axis=1).sum())
+            if score < best:
+                best, centres, labels = score, trial, np.argmin(d2, axis=1)
         return replace(
             out,
             centres=centres,

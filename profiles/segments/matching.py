@@ -12,6 +12,7 @@ is a new group, so it gets a fresh id.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,11 +60,12 @@ def stable_ids(
 ) -> list[int]:
     """The id of each row of ``new_centres``.
 
-    Rows are matched one-to-one with ``old_centres`` minimising the total squared distance; a
-    row whose match is further than ``threshold`` (Euclidean; default
-    :func:`default_threshold` of the old centres), or that has no match because there are
-    more new centres than old ones, gets a fresh id: ``next_id``, ``next_id + 1`` ... where
-    ``next_id`` defaults to ``max(old_ids) + 1``. Ids of unmatched old centres are retired.
+    Rows are matched one-to-one with ``old_centres`` minimising the total squared distance,
+    first maximising the number of pairs within ``threshold`` (Euclidean; default
+    :func:`default_threshold` of the old centres). A row whose match is further than that, or
+    that has no match because there are more new centres than old ones, gets a fresh id:
+    ``next_id``, ``next_id + 1`` ... where ``next_id`` defaults to ``max(old_ids) + 1``. Ids
+    of unmatched old centres are retired.
     """
     old = np.asarray(old_centres, dtype=np.float64)
     new = np.asarray(new_centres, dtype=np.float64)
@@ -72,10 +74,18 @@ def stable_ids(
     fresh = next_id if next_id is not None else max(old_ids, default=-1) + 1
     out = [-1] * new.shape[0]
     if old.shape[0] and new.shape[0]:
-        limit = default_threshold(old) if threshold is None else threshold
-        cost = squared_distances(new, old)
+        limit = default_threshold(old) if threshold is None else float(threshold)
+        limit2 = limit * limit  # inf for a huge threshold, where ** would raise
+        d2 = squared_distances(new, old)
+        cost = d2
+        cap = (min(len(old), len(new)) + 1) * limit2 + 1.0
+        if math.isfinite(cap):
+            # Gated: every pair beyond the threshold costs the same, more than all valid pairs
+            # together, so one far-away (e.g. re-seeded) centre cannot pull the assignment into
+            # swapping ids between centres that merely moved a little.
+            cost = np.where(d2 <= limit2, d2, cap)
         for r, c in zip(*linear_sum_assignment(cost), strict=True):
-            if np.sqrt(cost[r, c]) <= limit:
+            if d2[r, c] <= limit2:
                 out[r] = int(old_ids[c])
     for r, got in enumerate(out):
         if got < 0:

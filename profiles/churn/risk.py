@@ -1,0 +1,356 @@
+"""Churn risk of one user as of any event time: a score, a level with hysteresis, the next change.
+
+**The formula.** Two signals, each a number in ``[0, 1]`` that can only grow while nothing happens:
+
+* *model risk* ``m = 1 - p_alive`` from the population's MBG/NBD (:mod:`profiles.churn.bgnbd`):
+  how unlikely it is that a customer with this purchase history is still a customer, given how
+  long it has been since the last purchase;
+* *engagement risk* ``e = 1 - 2**(-g / h)``: ``g`` days since the last event of *any* kind
+  (click, search, cart...), ``h`` a half-life (:attr:`RiskConfig.engagement_half_life_days`).
+
+For a customer (at least one purchase) with a fitted model,
+``risk = m**w * e**(1 - w)`` with ``w`` = :attr:`RiskConfig.model_weight` (0.5: the geometric
+mean). A weighted geometric mean is high only when *both* signals are: a buyer whose purchases
+have stopped but who browsed yesterday is not lost yet (``e`` near 0 pulls the risk down, which
+a plain average would not do), while a buyer who buys on a slow cadence and rarely visits keeps
+a low risk as long as the model expects the pause. When both signals agree the blend equals
+them, so the level boundaries keep their meaning. Users who never bought, and every user while
+no model has been fitted, get ``risk = e``. With plain BG/NBD parameters a one-time buyer has
+``p_alive == 1`` whatever their silence (see :mod:`profiles.churn.bgnbd`), so such users are
+scored by engagement alone too; the MBG/NBD, which the population fit uses, has no such gap.
+
+Users seen for less than :attr:`RiskConfig.min_history_days` are capped below "high": a few
+days of data say too little to call someone lost.
+
+**Monotone in time.** With no new events, ``T`` and ``g`` grow with ``as_of``; ``p_alive`` is
+non-increasing in ``T`` and ``e`` non-decreasing in ``g``, the blend is non-decreasing in both,
+and the history cap can only lift. So risk never decreases as time passes without events: the
+level moves only up until the next event, which is what lets :func:`next_crossing_ms` find the
+next change by bisection and a sweep wake each user exactly once per change.
+
+>>> from profiles.churn.bgnbd import BGNBDParams
+>>> params = BGNBDParams(2.0, 17.0, 0.4, 19.0, "mbgnbd")  # days
+>>> stats = {"first_ts": 0, "last_ts": 40 * DAY_MS, "orders": 3,
+...          "first_purchase_ts": 0, "last_purchase_ts": 40 * DAY_MS}
+>>> [score(stats, d * DAY_MS, params, RiskConfig()).level for d in (45, 100, 200)]
+['low', 'medium', 'high']
+>>> next_crossing_ms(stats, 45 * DAY_MS, params, RiskConfig(), "low") // DAY_MS
+87
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from profiles.churn import bgnbd
+from profiles.churn.bgnbd import BGNBDParams
+from profiles.churn.features import DAY_MS, Behaviour, Stats, customer_summary
+
+__all__ = [
+    "FORMULA_VERSION",
+    "LEVELS",
+    "Assessment",
+    "Risk",
+    "RiskConfig",
+    "assess",
+    "level_of",
+    "level_with_hysteresis",
+    "model_version",
+    "next_crossing_ms",
+    "score",
+]
+
+#: Bump when the risk formula changes, so consumers can tell scores of different formulas apart.
+FORMULA_VERSION = "risk1"
+LEVELS = ("low", "medium", "high")
+_RANK = {name: i for i, name in enumerate(LEVELS)}
+_LN2 = math.log(2.0)
+#: Window of the expected-purchases feature in :attr:`Risk.reason`.
+EXPECTED_WINDOW_DAYS = 30.0
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Levels, hysteresis and the blend. ``low < levels[0] <= medium < levels[1] <= high``.
+
+    >>> RiskConfig(levels=(0.7, 0.4))
+    Traceback (most recent call last):
+    ...
+    ValueError: need 0 < levels[0] < levels[1] < 1, got (0.7, 0.4)
+    """
+
+    levels: tuple[float, float] = (0.4, 0.7)
+    #: A level falls back only once risk is this far below its lower boundary (rises are exact).
+    margin: float = 0.05
+    engagement_half_life_days: float = 14.0
+    #: Weight of the purchase model in the geometric blend (0: engagement only, 1: model only).
+    model_weight: float = 0.5
+    #: Users seen for less than this are never rated "high".
+    min_history_days: float = 7.0
+    #: :func:`next_crossing_ms` looks this far ahead at most.
+    max_horizon_days: float = 3650.0
+
+    def __post_init__(self) -> None:
+        low, high = self.levels
+        if not 0.0 < low < high < 1.0:
+            raise ValueError(f"need 0 < levels[0] < levels[1] < 1, got {self.levels}")
+        if not 0.0 <= self.margin < low:
+            raise ValueError(f"need 0 <= margin < levels[0], got {self.margin}")
+        if not self.engagement_half_life_days > 0.0:
+            raise ValueError("engagement_half_life_days must be > 0")
+        if not 0.0 <= self.model_weight <= 1.0:
+            raise ValueError("model_weight must be in [0, 1]")
+        if not self.min_history_days >= 0.0:
+            raise ValueError("min_history_days must be >= 0")
+        if not self.max_horizon_days > 0.0:
+            raise ValueError("max_horizon_days must be > 0")
+
+    @property
+    def history_cap(self) -> float:
+        """The most risk a user with a short history can get: below "high" even with hysteresis."""
+        return self.levels[1] - self.margin
+
+
+@dataclass(frozen=True)
+class Risk:
+    """A user's churn risk as of ``as_of`` (epoch ms, event time).
+
+    ``reason`` holds the features behind the score (JSON-ready). ``expected_next_purchase_ms``
+    is ``as_of`` plus the expected gap between purchases *if the customer is still active*
+    (the reciprocal of the posterior mean purchase rate, ``(alpha + T) / (r + x)`` days); None
+    for users who never bought or when no model is fitted.
+    """
+
+    risk: float
+    level: str
+    reason: dict[str, Any]
+    expected_next_purchase_ms: int | None
+    as_of: int
+    model_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict, e.g. for a ``churn_risk`` event payload."""
+        return asdict(self)
+
+
+def model_version(params: BGNBDParams | None) -> str:
+    """The formula version and the fitted model it used, e.g. ``'risk1:mbgnbd-1a2b3c4d'``.
+
+    >>> model_version(None)
+    'risk1:engagement'
+    """
+    return f"{FORMULA_VERSION}:{'engagement' if params is None else bgnbd.model_version(params)}"
+
+
+def level_of(risk: float, cfg: RiskConfig) -> str:
+    """The level of ``risk`` without history: ``low < levels[0] <= medium < levels[1] <= high``.
+
+    >>> [level_of(r, RiskConfig()) for r in (0.0, 0.4, 0.69, 0.7)]
+    ['low', 'medium', 'medium', 'high']
+    """
+    low, high = cfg.levels
+    return "high" if risk >= high else "medium" if risk >= low else "low"
+
+
+def level_with_hysteresis(previous: str | None, risk: float, cfg: RiskConfig) -> str:
+    """The new level given the ``previous`` one: rises at the boundary, falls ``margin`` below it.
+
+    Rising is exact so that a user's level as time passes (risk only grows) is the plain level
+    and :func:`next_crossing_ms` predicts it; falling (after a purchase or a visit) needs the
+    risk to clear the boundary by ``margin``, so a risk hovering around a boundary cannot flap.
+
+    >>> cfg = RiskConfig()
+    >>> [level_with_hysteresis("medium", r, cfg) for r in (0.36, 0.34, 0.72)]
+    ['medium', 'low', 'high']
+    >>> level_with_hysteresis("high", 0.3, cfg), level_with_hysteresis(None, 0.5, cfg)
+    ('low', 'medium')
+    """
+    plain = level_of(risk, cfg)
+    if previous is None or _RANK[plain] >= _RANK[previous]:
+        return plain
+    # Falling: the level of risk + margin, i.e. every boundary moved down by the margin.
+    sticky = level_of(risk + cfg.margin, cfg)
+    return LEVELS[min(_RANK[previous], _RANK[sticky])]
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    risk: float
+    engagement_risk: float
+    model_risk: float | None
+    summary: tuple[int, float, float] | None
+    days_since_last_event: float
+    short_history: bool
+
+
+def _parts(b: Behaviour, as_of_ms: int, params: BGNBDParams | None, cfg: RiskConfig) -> _Parts:
+    """The score and its ingredients, in plain floats: :func:`next_crossing_ms` calls it often."""
+    if b.first_ts is None or b.last_ts is None:
+        raise ValueError("cannot score a user without events (first_ts/last_ts missing)")
+    gap = max(as_of_ms - b.last_ts, 0) / DAY_MS
+    engagement = -math.expm1(-_LN2 * gap / cfg.engagement_half_life_days)
+    summary = customer_summary(b, as_of_ms)
+    model: float | None = None
+    if summary is not None and params is not None:
+        x, t_x, T = summary
+        if not (params.variant == "bgnbd" and x == 0):
+            model = bgnbd.p_dead_one(params, x, t_x, T)
+    if model is None:
+        risk = engagement
+    else:
+        w = cfg.model_weight
+        risk = model**w * engagement ** (1.0 - w)
+    short = (as_of_ms - b.first_ts) < cfg.min_history_days * DAY_MS
+    if short:
+        risk = min(risk, cfg.history_cap)
+    return _Parts(risk, engagement, model, summary, gap, short)
+
+
+def score(
+    stats: Stats | Behaviour,
+    as_of_ms: int,
+    params: BGNBDParams | None,
+    cfg: RiskConfig,
+    *,
+    previous_level: str | None = None,
+) -> Risk:
+    """The churn risk of one user as of ``as_of_ms`` (event time, epoch ms).
+
+    ``params`` are the population's fitted parameters (days; None before the first fit).
+    ``previous_level``, if given, applies :func:`level_with_hysteresis` to the level.
+
+    >>> r = score({"first_ts": 0, "last_ts": 14 * DAY_MS, "orders": 0}, 28 * DAY_MS, None,
+    ...           RiskConfig())
+    >>> (r.risk, r.level, r.reason["signal"], r.model_version)
+    (0.5, 'medium', 'engagement', 'risk1:engagement')
+    """
+    b = Behaviour.read(stats)
+    p = _parts(b, as_of_ms, params, cfg)
+    reason: dict[str, Any] = {
+        "signal": "engagement" if p.model_risk is None else "model+engagement",
+        "purchaser": p.summary is not None,
+        "days_since_last_event": round(p.days_since_last_event, 6),
+        "days_since_last_purchase": None,
+        "engagement_risk": round(p.engagement_risk, 6),
+        "model_risk": None if p.model_risk is None else round(p.model_risk, 6),
+        "x": None,
+        "t_x": None,
+        "T": None,
+        "p_alive": None,
+        "expected_next_30d": None,
+        "short_history": p.short_history,
+    }
+    expected_next: int | None = None
+    if p.summary is not None:
+        x, t_x, T = p.summary
+        reason.update(x=x, t_x=round(t_x, 6), T=round(T, 6))
+        reason["days_since_last_purchase"] = round(T - t_x, 6)
+        if params is not None:
+            alive = float(bgnbd.p_alive(params, x, t_x, T))
+            window = bgnbd.expected_purchases(params, EXPECTED_WINDOW_DAYS, x, t_x, T)
+            reason["p_alive"] = round(alive, 6)
+            reason["expected_next_30d"] = round(float(window), 6)
+            gap_days = (params.alpha + T) / (params.r + x)
+            expected_next = as_of_ms + round(gap_days * DAY_MS)
+    return Risk(
+        risk=p.risk,
+        level=level_with_hysteresis(previous_level, p.risk, cfg),
+        reason=reason,
+        expected_next_purchase_ms=expected_next,
+        as_of=as_of_ms,
+        model_version=model_version(params),
+    )
+
+
+def next_crossing_ms(
+    stats: Stats | Behaviour,
+    from_ms: int,
+    params: BGNBDParams | None,
+    cfg: RiskConfig,
+    current_level: str,
+) -> int | None:
+    """The earliest event time ``>= from_ms`` at which, with no new events, the level changes.
+
+    ``current_level`` is the level last published (hysteresis applies). If it already differs at
+    ``from_ms``, that is ``from_ms``. Otherwise, since risk only grows without events, the level
+    can only rise: the answer is the first millisecond where the plain level exceeds
+    ``current_level``, found by doubling then bisection over integer milliseconds (about 50
+    risk evaluations). None if the level is "high" or does not rise within
+    :attr:`RiskConfig.max_horizon_days`.
+
+    >>> stats = {"first_ts": 0, "last_ts": 0, "orders": 0}
+    >>> cfg = RiskConfig()
+    >>> t = next_crossing_ms(stats, 0, None, cfg, "low")
+    >>> score(stats, t - 1, None, cfg).level, score(stats, t, None, cfg).level
+    ('low', 'medium')
+    >>> next_crossing_ms(stats, 100 * DAY_MS, None, cfg, "high") is None
+    True
+    """
+    if current_level not in _RANK:
+        raise ValueError(f"unknown level {current_level!r}")
+    b = Behaviour.read(stats)
+    if level_with_hysteresis(current_level, _parts(b, from_ms, params, cfg).risk, cfg) != (
+        current_level
+    ):
+        return from_ms
+    if current_level == LEVELS[-1]:
+        return None
+    rank = _RANK[current_level]
+
+    def risen(t: int) -> bool:
+        return _RANK[level_of(_parts(b, t, params, cfg).risk, cfg)] > rank
+
+    limit = from_ms + math.ceil(cfg.max_horizon_days * DAY_MS)
+    lo, step = from_ms, DAY_MS
+    hi = min(from_ms + step, limit)
+    while not risen(hi):
+        if hi >= limit:
+            return None
+        lo = hi
+        step *= 2
+        hi = min(hi + step, limit)
+    # Invariant: not risen(lo), risen(hi).
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if risen(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What a sweep or an event handler needs for one user: the score, whether to announce it,
+    and when to look again."""
+
+    risk: Risk
+    #: The level differs from ``previous_level`` (always True for a first assessment).
+    changed: bool
+    #: When the level would next change without new events (None: never, e.g. already high).
+    next_check_ms: int | None
+
+
+def assess(
+    stats: Stats | Behaviour,
+    as_of_ms: int,
+    params: BGNBDParams | None,
+    cfg: RiskConfig,
+    previous_level: str | None,
+) -> Assessment:
+    """Score with hysteresis and plan the next check: call on every event and every due check.
+
+    >>> a = assess({"first_ts": 0, "last_ts": 0, "orders": 0}, 0, None, RiskConfig(), None)
+    >>> (a.risk.level, a.changed, a.next_check_ms == next_crossing_ms(
+    ...     {"first_ts": 0, "last_ts": 0, "orders": 0}, 0, None, RiskConfig(), "low"))
+    ('low', True, True)
+    """
+    b = Behaviour.read(stats)
+    risk = score(b, as_of_ms, params, cfg, previous_level=previous_level)
+    return Assessment(
+        risk=risk,
+        changed=risk.level != previous_level,
+        next_check_ms=next_crossing_ms(b, as_of_ms, params, cfg, risk.level),
+    )
