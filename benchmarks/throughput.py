@@ -534,6 +534,9 @@ def worker_child(
     services: LocalServices, base: Path, topic: str, tag: str, opts: Options, variant: Variant
 ) -> Child:
     port = free_port()
+    # Per run *and* per variant: a group another variant just left has committed offsets at
+    # the end of the topic (nothing left to read) and makes the next member wait to rejoin.
+    tag = f"{variant.kind}-{tag}"
     env = {
         **_clean_env(),
         "PYTHONUNBUFFERED": "1",
@@ -555,7 +558,7 @@ def worker_child(
         **variant.env,
     }
     argv = [sys.executable, "-m", "stream", "worker", "-l", "info"]
-    return Child(f"worker {variant.kind}", argv, env, port, base / f"{variant.kind}-{tag}.log")
+    return Child(f"worker {variant.kind}", argv, env, port, base / f"{tag}.log")
 
 
 # ------------------------------------------------------------------------- the run

@@ -21,7 +21,7 @@ import datetime as dt
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 
-def auc(scores: Sequence[float] | FloatArray, labels: Sequence[bool] | BoolArray) -> float:
+def auc(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     """Area under the ROC curve via the rank-sum (Mann-Whitney U) statistic; ties count half.
 
     >>> auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True])
@@ -149,7 +149,9 @@ def metrics_table(rows: list[Row], data: Data, subset: BoolArray) -> list[str]:
         cells = [row.name]
         for labels in (data.no_purchase[subset], data.churned[subset]):
             p, r = precision_recall(high, labels)
-            cells += [_fmt(auc(risk, labels)), _fmt(p), _fmt(r)]
+            # A small run may lack one of the classes; the table says n/a then.
+            area = auc(risk, labels) if 0 < labels.sum() < labels.size else float("nan")
+            cells += [_fmt(area), _fmt(p), _fmt(r)]
         cells.append(_fmt(float(high.mean())))
         lines.append("| " + " | ".join(cells) + " |")
     return lines

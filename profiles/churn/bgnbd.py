@@ -268,15 +268,13 @@ def expected_purchases(
     a = params.a
     if abs(a - 1.0) < _A_EQUALS_ONE:
         a = 1.0 + _A_EQUALS_ONE
-    if params.variant == "bgnbd":
-        c = a + b + xa - 1.0
-        hyp_b = b + xa
-    else:
-        c = a + b + xa
-        hyp_b = b + xa + 1.0
+    c = a + b + xa - (1.0 if params.variant == "bgnbd" else 0.0)
     z = ts / (alpha + Ta + ts)
-    shrink = np.exp((r + xa) * (np.log(alpha + Ta) - np.log(alpha + Ta + ts)))
-    alive_mass = c / (a - 1.0) * (1.0 - shrink * special.hyp2f1(r + xa, hyp_b, c, z))
+    # Euler's transformation: (1-z)**(r+x) * 2F1(r+x, B; c; z)
+    #   == (1-z)**(c-r-x-B) ... == (1-z)**(a-1) * 2F1(c-r-x, c-B; c; z), as c - B == a - 1.
+    # The left side is 0 * inf for many purchases over a long window; the right side is not.
+    kept = np.exp((a - 1.0) * np.log1p(-z)) * special.hyp2f1(c - r - xa, a - 1.0, c, z)
+    alive_mass = c / (a - 1.0) * (1.0 - kept)
     out: FloatArray = alive_mass * p_alive(params, xa, ta, Ta)
     return out
 

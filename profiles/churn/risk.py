@@ -44,6 +44,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from profiles.churn import bgnbd
 from profiles.churn.bgnbd import BGNBDParams
 from profiles.churn.features import DAY_MS, Behaviour, Stats, customer_summary
@@ -170,9 +172,10 @@ def level_with_hysteresis(previous: str | None, risk: float, cfg: RiskConfig) ->
     plain = level_of(risk, cfg)
     if previous is None or _RANK[plain] >= _RANK[previous]:
         return plain
-    # Falling: the level of risk + margin, i.e. every boundary moved down by the margin.
-    sticky = level_of(risk + cfg.margin, cfg)
-    return LEVELS[min(_RANK[previous], _RANK[sticky])]
+    # Falling: every boundary moved down by the margin, and never above where it was.
+    low, high = (boundary - cfg.margin for boundary in cfg.levels)
+    sticky = 2 if risk >= high else 1 if risk >= low else 0
+    return LEVELS[min(_RANK[previous], sticky)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,9 +252,12 @@ def score(
         reason["days_since_last_purchase"] = round(T - t_x, 6)
         if params is not None:
             alive = float(bgnbd.p_alive(params, x, t_x, T))
-            window = bgnbd.expected_purchases(params, EXPECTED_WINDOW_DAYS, x, t_x, T)
+            # 2F1 can fail for absurd histories (thousands of purchases in a day); say so.
+            with np.errstate(all="ignore"):
+                expected = bgnbd.expected_purchases(params, EXPECTED_WINDOW_DAYS, x, t_x, T)
+            window = float(expected)
             reason["p_alive"] = round(alive, 6)
-            reason["expected_next_30d"] = round(float(window), 6)
+            reason["expected_next_30d"] = round(window, 6) if math.isfinite(window) else None
             gap_days = (params.alpha + T) / (params.r + x)
             expected_next = as_of_ms + round(gap_days * DAY_MS)
     return Risk(

@@ -109,7 +109,14 @@ class Delta:
         return float(self.counts.sum())
 
     def merge(self, other: Delta) -> Delta:
-        """The sum of both contributions; the older base version wins (stricter staleness)."""
+        """The sum of both contributions; the older base version wins (stricter staleness).
+
+        A delta without rows (from before seeding) is neutral, so a worker can keep one
+        running delta across the model's seeding.
+        """
+        if not self.counts.size or not other.counts.size:
+            kept = other if not self.counts.size else self
+            return Delta(kept.sums.copy(), kept.counts.copy(), kept.version)
         if self.sums.shape != other.sums.shape:
             raise ValueError(f"delta shapes differ: {self.sums.shape} vs {other.sums.shape}")
         versions = [v for v in (self.version, other.version) if v is not None]
@@ -227,13 +234,12 @@ class MiniBatchKMeans:
     """The update rules; all state lives in :class:`Model` and :class:`Delta` (pure methods).
 
     ``forgetting`` (f) shrinks every centre's weight by (1 − f) at each :meth:`apply`, so old
-    vectors fade and centres follow drifting traffic. Seeding waits for ``seed_factor · k``
-    vectors; ``reservoir`` should hold at least that many. A centre is dead when its weight is
-    below ``dead_ratio`` × the largest one once ``warmup`` weight (default ``seed_factor · k``)
-    was applied; it is then re-seeded from the reservoir. Seeding runs k-means++ and
-    ``lloyd_iters`` Lloyd steps on the reservoir ``n_init`` times (default 10, 3 above 64
-    centres) and keeps the tightest start.
-    ``match_threshold`` is passed to
+    vectors fade and centres follow drifting traffic. Seeding waits until ``seed_factor · k``
+    vectors were offered, then runs k-means++ and ``lloyd_iters`` Lloyd steps on the reservoir
+    (a uniform sample of at most ``reservoir`` of them) ``n_init`` times (default 10, 3 above
+    64 centres) and keeps the tightest start. A centre is dead when its weight is below
+    ``dead_ratio`` × the largest one once ``warmup`` weight (default ``seed_factor · k``) was
+    applied; it is then re-seeded from the reservoir. ``match_threshold`` is passed to
     :func:`~profiles.segments.matching.stable_ids` (None: its default).
     """
 

@@ -26,6 +26,10 @@ from profiles.segments.matching import squared_distances
 __all__ = ["pca_2d", "plot_segments", "summarize"]
 
 _RFM_KEYS = ("recency_days", "frequency", "monetary")
+#: tab20 entries: the ten strong hues first, then their light shades; greys (14, 15) are left
+#: out because "other segments" are drawn grey.
+_PALETTE_TAB20 = (0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19)
+_OTHER = "#c8c8c8"
 
 
 def summarize(
@@ -124,7 +128,8 @@ def plot_segments(
     segment, with each centre marked and labelled ``S<id> (n)`` (n = users in the segment).
 
     The projection is fitted on the sampled users. Only the ``legend_max`` largest segments
-    get their own colour and label; the rest are drawn grey as "other segments".
+    get their own colour and label; the rest are drawn grey as "other segments" (their centres
+    as small unlabelled crosses).
     """
     # Imported here: the worker never plots, and matplotlib costs ~0.3 s to import.
     from matplotlib import colormaps
@@ -144,15 +149,16 @@ def plot_segments(
     fig = Figure(figsize=(10, 7.5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    colours = [colormaps["tab20"](i % 20) for i in range(len(shown))]
+    tab20 = colormaps["tab20"]
+    colours = [tab20(_PALETTE_TAB20[i % len(_PALETTE_TAB20)]) for i in range(len(shown))]
     others = ~np.isin(seg[pick], shown)
     if others.any():
         ax.scatter(
             pts[others, 0],
             pts[others, 1],
             s=6,
-            c="#bbbbbb",
-            alpha=0.5,
+            c=_OTHER,
+            alpha=0.4,
             linewidths=0,
             label="other segments",
         )
@@ -169,28 +175,29 @@ def plot_segments(
         )
     colour_of: dict[int, Any] = dict(zip(shown, colours, strict=True))
     for (cx, cy), cid in zip(cpts, centre_ids, strict=True):
-        colour = colour_of.get(int(cid), "#666666")
+        if int(cid) not in colour_of:
+            ax.scatter([cx], [cy], s=50, marker="x", color="#555555", linewidths=1.0, zorder=3)
+            continue
         ax.scatter(
             [cx],
             [cy],
-            s=160,
+            s=170,
             marker="X",
-            color=colour,
+            color=colour_of[int(cid)],
             edgecolors="black",
             linewidths=1.2,
             zorder=3,
         )
-        if int(cid) in colour_of:
-            ax.annotate(
-                f"S{cid} ({sizes.get(int(cid), 0):,})",
-                (cx, cy),
-                xytext=(6, 6),
-                textcoords="offset points",
-                fontsize=9,
-                fontweight="bold",
-                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.75, "lw": 0},
-                zorder=4,
-            )
+        ax.annotate(
+            f"S{cid} ({sizes.get(int(cid), 0):,})",
+            (cx, cy),
+            xytext=(7, 7),
+            textcoords="offset points",
+            fontsize=9,
+            fontweight="bold",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8, "lw": 0},
+            zorder=4,
+        )
     ax.set_xlabel("PC1")
     ax.set_ylabel("PC2")
     ax.set_title(f"{title}\n{len(pick):,} of {X.shape[0]:,} users, {len(sizes)} segments")

@@ -118,6 +118,17 @@ def test_merge_equals_union_in_full_dimension_with_reseeding() -> None:
         model = one
 
 
+def test_a_delta_from_before_seeding_merges_as_nothing() -> None:
+    before = MiniBatchKMeans(3, 4).delta(MiniBatchKMeans(3, 4).empty(), np.ones((5, 4)))
+    after = KM.delta(MODEL, np.ones((5, 4)))
+    for merged in (before.merge(after), after.merge(before)):
+        np.testing.assert_array_equal(merged.sums, after.sums)
+        np.testing.assert_array_equal(merged.counts, after.counts)
+        assert merged.version == after.version
+    with pytest.raises(ValueError):
+        after.merge(Delta.zeros(2, 4))
+
+
 def test_weights_count_like_repeated_vectors() -> None:
     X = np.array([[0.0, 0.0, 0.0, 0.0], [20.0, 0.0, 0.0, 0.0], [0.0, 20.0, 0.0, 0.0]])
     weighted = KM.delta(MODEL, X, np.array([1.0, 3.0, 2.0]))
