@@ -145,25 +145,22 @@ def _redis_version() -> str:
     return "unknown"
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+    ).stdout
+
+
 def code_state() -> str:
     """The commit measured, and whether the tree differed from it (the code moves fast)."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
-        ).stdout.strip()
-
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = [
-            line[3:]
-            for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
-            if not line[3:].startswith("benchmarks/") and line[3:] != "BENCHMARKS.md"
-        ]
+        commit = _git("rev-parse", "--short", "HEAD").strip()
+        # Porcelain lines are "XY path": the status takes two columns, so never strip them.
+        paths = [line[3:] for line in _git("status", "--porcelain", "-uno").splitlines()]
+        dirty = [p for p in paths if not p.startswith("benchmarks/") and p != "BENCHMARKS.md"]
         if commit:
-            return f"commit {commit}" + (
-                f", plus uncommitted changes to {', '.join(dirty)}" if dirty else ""
-            )
+            changes = f", plus uncommitted changes to {', '.join(dirty)}" if dirty else ""
+            return f"commit {commit}{changes}"
     return "unknown"
 
 

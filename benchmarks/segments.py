@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# One BLAS thread, as a worker should run these small products: with the default (one per
+# CPU) a busy 2-CPU machine showed 30x outliers from threads spinning against each other.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -259,8 +263,8 @@ def render(rows: list[Row], batch: int, repeats: int, facts: dict[str, str]) -> 
         "",
         f"- Date: {facts['date']}",
         f"- Machine: {facts['nproc']} CPUs (`nproc`), {facts['cpu']}, {facts['ram']} RAM; "
-        f"numpy {np.__version__} (BLAS threads: "
-        f"{os.environ.get('OMP_NUM_THREADS', 'default')})",
+        f"numpy {np.__version__}, BLAS threads: {os.environ['OPENBLAS_NUM_THREADS']} "
+        "(`OPENBLAS_NUM_THREADS`; the script sets 1 unless told otherwise)",
         f"- Python {facts['python']}, redis-py {facts['redis-py']}, "
         f"redis-server {facts['redis-server']} (AOF `appendfsync always`, loopback)",
         f"- Vectors: {DIM} dims (384 embedding + {len(BEHAVIOUR_FEATURES)} behaviour), batches "

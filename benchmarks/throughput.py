@@ -1,6 +1,6 @@
 """Pipeline throughput against its ceilings, in one run, on one pre-filled topic.
 
-    python benchmarks/throughput.py                 # N=50k, 3 repetitions, print a table
+    python benchmarks/throughput.py                 # N=40k, 3 repetitions, print a table
     python benchmarks/throughput.py --write         # ... and update BENCHMARKS.md
     python benchmarks/throughput.py --pipeline no-embeddings --events 100000 --iter
 
@@ -22,8 +22,8 @@ and the clock runs from the last poll that saw nothing consumed to the first pol
 every event done, so the consumer-group join (~5 s with Tansu) is excluded and the window
 errs long by at most two poll intervals (the rate errs low, never high).
 
-The default N is 50k, not 100k: with embeddings on, the worker encodes every distinct text
-of the data on this machine's CPU (~6.8k texts in 50k events, ~120-200 texts/s on 2 cores),
+The default N is 40k, not 100k: with embeddings on, the worker encodes every distinct text
+of the data on this machine's CPU (~6.2k texts in 40k events, ~120 texts/s on 2 cores),
 and three repetitions of everything must fit in about five minutes.
 """
 
@@ -66,10 +66,12 @@ from benchmarks.common import (
     scratch_services,
     write_subsection,
 )
-from stream.dev import LocalServices, free_port
+from stream.dev import BROKER, REDIS, LocalServices, free_port
 
 SUBSECTION = "### End-to-end events/s (`benchmarks/throughput.py`)"
 TARGET = 0.6  # pipeline / Faust no-op
+#: A run during which other processes used more than this many cores is marked (†).
+BUSY_CORES = 0.25
 PARTITIONS = 4
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -117,6 +119,7 @@ class Sample:
     seconds: float
     cpu: float  # consumer CPU seconds / wall seconds, over the measured window
     broker_cpu: float
+    others: float  # cores used by processes that are not ours (the machine is shared)
     extra: dict[str, float] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -136,9 +139,48 @@ def _cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def _broker_pid(services: LocalServices) -> int | None:
-    text = (services.state_dir / "broker.pid").read_text().strip()
+def _service_pid(services: LocalServices, name: str) -> int | None:
+    path = services.state_dir / f"{name}.pid"
+    text = path.read_text().strip() if path.exists() else ""
     return int(text) if text.isdigit() else None
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """CPU seconds so far: the measured child, the broker, all of ours, the machine."""
+
+    child: float
+    broker: float
+    ours: float
+    machine: float
+
+
+@dataclass(frozen=True)
+class Meter:
+    """Reads CPU counters, so a figure can say what else was using the machine."""
+
+    broker_pid: int | None
+    redis_pid: int | None
+
+    def snapshot(self, child_pid: int | None) -> Snapshot:
+        child = _cpu_seconds(child_pid) if child_pid else time.process_time()
+        broker = _cpu_seconds(self.broker_pid)
+        own = time.process_time() if child_pid else 0.0  # this process: poller or consumer
+        ours = child + broker + _cpu_seconds(self.redis_pid) + own
+        return Snapshot(child, broker, ours, _machine_busy())
+
+    @staticmethod
+    def sample(rate: float, wall: float, a: Snapshot, b: Snapshot) -> Sample:
+        others = max(0.0, (b.machine - a.machine) - (b.ours - a.ours)) / wall
+        return Sample(rate, wall, (b.child - a.child) / wall, (b.broker - a.broker) / wall, others)
 
 
 class Child:
@@ -195,8 +237,8 @@ class Child:
 class Window:
     started: float
     ended: float
-    cpu: float
-    broker_cpu: float
+    first: Snapshot
+    last: Snapshot
     stage_ended: float | None  # when `consumed` reached N (the ingest stage of the worker)
     final: dict[str, Any]
 
@@ -213,7 +255,7 @@ async def _fetch_stats(http: aiohttp.ClientSession, port: int) -> dict[str, Any]
 
 async def watch(
     child: Child,
-    broker_pid: int | None,
+    meter: Meter,
     n: int,
     done: Callable[[dict[str, Any]], int],
     poll_s: float,
@@ -226,8 +268,8 @@ async def watch(
     only, not to imports and the group join).
     """
     deadline = time.monotonic() + timeout
-    idle: tuple[float, float, float] | None = None  # (time, cpu, broker cpu) of last idle poll
-    started: tuple[float, float, float] | None = None
+    idle: tuple[float, Snapshot] | None = None  # time and counters of the last idle poll
+    started: tuple[float, Snapshot] | None = None
     stage_ended = None
     last: dict[str, Any] | None = None
     # One kept-alive connection: a new TCP connection per poll would tax the child more.
@@ -237,7 +279,7 @@ async def watch(
         while time.monotonic() < deadline:
             child.check_alive()
             sent = time.perf_counter()
-            cpu, broker_cpu = _cpu_seconds(child.pid), _cpu_seconds(broker_pid)
+            counters = meter.snapshot(child.pid)
             stats = await _fetch_stats(http, child.port)
             got = time.perf_counter()
             if stats is None:
@@ -246,7 +288,7 @@ async def watch(
             last = stats
             if started is None:
                 if stats["consumed"] == 0:
-                    idle = (sent, cpu, broker_cpu)
+                    idle = (sent, counters)
                     await asyncio.sleep(poll_s)
                     continue
                 if idle is None:
@@ -257,16 +299,8 @@ async def watch(
             if stage_ended is None and stats["consumed"] >= n:
                 stage_ended = got
             if done(stats) >= n:
-                end_cpu, end_broker = _cpu_seconds(child.pid), _cpu_seconds(broker_pid)
-                wall = got - started[0]
-                return Window(
-                    started[0],
-                    got,
-                    (end_cpu - started[1]) / wall,
-                    (end_broker - started[2]) / wall,
-                    stage_ended,
-                    stats,
-                )
+                end = meter.snapshot(child.pid)
+                return Window(started[0], got, started[1], end, stage_ended, stats)
             await asyncio.sleep(poll_s)
     raise RuntimeError(
         f"{child.name} did not finish {n} events in {timeout:.0f}s; last /stats: {last}\n"
@@ -403,9 +437,7 @@ def hotspots(raw: Path, top: int = 25) -> str:
 # ------------------------------------------------------------------------- the consumers
 
 
-async def run_raw(
-    brokers: str, topic: str, n: int, broker_pid: int | None, timeout: float
-) -> Sample:
+async def run_raw(brokers: str, topic: str, n: int, meter: Meter, timeout: float) -> Sample:
     """(a) The floor of any Python consumer: fetch and parse, nothing else."""
     consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
     await consumer.start()
@@ -419,7 +451,7 @@ async def run_raw(
         total = n
         gc.collect()  # a collection of the setup's garbage must not land inside the window
         deadline = time.monotonic() + timeout
-        cpu0, broker0, t0 = time.process_time(), _cpu_seconds(broker_pid), time.perf_counter()
+        first, t0 = meter.snapshot(None), time.perf_counter()
         count = 0
         while count < total:
             if time.monotonic() > deadline:
@@ -430,8 +462,7 @@ async def run_raw(
                     orjson.loads(record.value)  # type: ignore[arg-type]
                 count += len(records)
         wall = time.perf_counter() - t0
-        cpu = (time.process_time() - cpu0) / wall
-        return Sample(total / wall, wall, cpu, (_cpu_seconds(broker_pid) - broker0) / wall)
+        return Meter.sample(total / wall, wall, first, meter.snapshot(None))
     finally:
         await consumer.stop()
 
@@ -458,7 +489,7 @@ def _settled(stats: dict[str, Any]) -> int:
 
 async def run_child(
     child: Child,
-    broker_pid: int | None,
+    meter: Meter,
     n: int,
     opts: Options,
     done: Callable[[dict[str, Any]], int],
@@ -469,7 +500,7 @@ async def run_child(
     try:
         window = await watch(
             child,
-            broker_pid,
+            meter,
             n,
             done,
             opts.poll_s,
@@ -481,7 +512,7 @@ async def run_child(
             profiler.stop()
         child.stop()
     wall = window.ended - window.started
-    sample = Sample(n / wall, wall, window.cpu, window.broker_cpu)
+    sample = Meter.sample(n / wall, wall, window.first, window.last)
     if window.stage_ended is not None and done is not _consumed:
         sample.extra["ingest_rate"] = n / (window.stage_ended - window.started)
         sample.extra["dead"] = float(sum(window.final.get("dead", {}).values()))
@@ -606,7 +637,7 @@ async def run(opts: Options) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
     context: dict[str, Any] = {"load": " / ".join(f"{x:.2f}" for x in os.getloadavg())}
     with scratch_services() as (services, base):
         brokers = services.broker_url.removeprefix("kafka://")
-        broker_pid = _broker_pid(services)
+        meter = Meter(_service_pid(services, BROKER), _service_pid(services, REDIS))
         (base / "faust").mkdir()  # Faust creates its data dir, not the parents
         topic = f"bench-in-{uuid.uuid4().hex[:8]}"
         console.log(f"pre-filling {topic} ({PARTITIONS} partitions)")
@@ -618,7 +649,7 @@ async def run(opts: Options) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
         redis = aioredis.Redis.from_url(services.redis_url)
         try:
             for rep in range(1, opts.repeats + 1):
-                await _one_round(rep, opts, services, base, topic, broker_pid, redis, results)
+                await _one_round(rep, opts, services, base, topic, meter, redis, results)
         finally:
             await redis.aclose()
     return results, context
@@ -630,7 +661,7 @@ async def _one_round(
     services: LocalServices,
     base: Path,
     topic: str,
-    broker_pid: int | None,
+    meter: Meter,
     redis: aioredis.Redis,
     results: dict[str, list[Sample]],
 ) -> None:
@@ -644,22 +675,23 @@ async def _one_round(
         more = "".join(f", {k} {v:,.0f}" for k, v in sample.extra.items())
         console.log(
             f"{label} {kind:<14} {sample.rate:>7,.0f} events/s in {sample.seconds:6.2f}s"
-            f" (cpu {sample.cpu:.0%}, broker {sample.broker_cpu:.0%}{more})"
+            f" (cpu {sample.cpu:.0%}, broker {sample.broker_cpu:.0%}, "
+            f"others {sample.others:.2f} cores{more})"
         )
 
-    report("raw", await run_raw(brokers, topic, n, broker_pid, opts.run_timeout))
+    report("raw", await run_raw(brokers, topic, n, meter, opts.run_timeout))
     modes = ("take", "iter") if opts.with_iter else ("take",)
     for mode in modes:
         child = noop_child(services, base, topic, tag, mode, opts)
         spy = _spy_path(opts, f"noop-{mode}", rep)
-        report(f"noop-{mode}", await run_child(child, broker_pid, n, opts, _consumed, spy))
+        report(f"noop-{mode}", await run_child(child, meter, n, opts, _consumed, spy))
     for name in opts.pipelines:
         variant = VARIANTS[name]
         # Every run builds profiles (and the shared vector cache tier) from nothing.
         await redis.flushdb()
         child = worker_child(services, base, topic, tag, opts, variant)
         spy = _spy_path(opts, variant.kind, rep)
-        report(variant.kind, await run_child(child, broker_pid, n, opts, _settled, spy))
+        report(variant.kind, await run_child(child, meter, n, opts, _settled, spy))
         if spy is not None and spy.exists():
             console.print(
                 f"[bold]py-spy, {variant.kind}, repetition {rep}[/]\n"
@@ -707,9 +739,22 @@ def render(results: dict[str, list[Sample]], opts: Options) -> tuple[str, dict[s
         medians[kind if key is None else f"{kind}:{key}"] = med
         cpu = "" if key else f"{median([s.cpu for s in samples]):.0%}"
         broker = "" if key else f"{median([s.broker_cpu for s in samples]):.0%}"
-        rows.append([title, f"**{med:,.0f}**", ", ".join(f"{r:,.0f}" for r in rates), cpu, broker])
+        others = "" if key else f"{max(s.others for s in samples):.2f}"
+        runs = ", ".join(
+            f"{r:,.0f}" + ("†" if s.others > BUSY_CORES else "")
+            for r, s in zip(rates, samples, strict=True)
+        )
+        rows.append([title, f"**{med:,.0f}**", runs, cpu, broker, others])
     table = markdown_table(
-        ["consumer", "median events/s", "runs (events/s)", "consumer CPU", "broker CPU"], rows
+        [
+            "consumer",
+            "median events/s",
+            "runs (events/s)",
+            "consumer CPU",
+            "broker CPU",
+            "others, max (cores)",
+        ],
+        rows,
     )
     return table, medians
 
@@ -756,7 +801,10 @@ def conditions(
         "ms; the window runs from the last poll with nothing consumed to the first poll with "
         "all N done (group join excluded; errs long by <= 2 polls). (a) runs in the "
         "benchmark process from its first `getmany`",
-        "- CPU columns: CPU seconds / wall seconds during the window (100% = one core)",
+        "- CPU columns: CPU seconds / wall seconds during the window (100% = one core); "
+        "*others* = machine busy time (/proc/stat) minus the consumer, broker, Redis and "
+        f"this script, in cores; † marks a run where others used more than {BUSY_CORES} "
+        "cores (the machine is shared, so such a run is slowed by someone else)",
         f"- Load average (1/5/15 min) before the run: {context['load']}",
         *_pipeline_notes(results, opts.data.n),
     ]
@@ -796,7 +844,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         description="Events/s of raw aiokafka, a Faust no-op agent and the pipeline, "
         "measured on the same pre-filled topic.",
     )
-    parser.add_argument("--events", type=int, default=50_000, help="N (default 50000)")
+    parser.add_argument("--events", type=int, default=40_000, help="N (default 40000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per consumer (default 3)")
     parser.add_argument("--users", type=int, default=5000)
     parser.add_argument("--products", type=int, default=3000)

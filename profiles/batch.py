@@ -24,6 +24,7 @@ from profiles.embedding_profile import EmbeddingProfile
 from profiles.event_tags import TextTagger, event_tags, needs_catalog
 from profiles.event_text import combine, event_texts
 from profiles.profile import Outcome, Profile, Record, apply
+from profiles.segments.segmenter import SegmentChange, Segmenter
 from profiles.store import Commit, Erasure, ProfileStore
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class BatchResult:
     conflicts: int = 0
     model_changes: int = 0  # profiles whose vectors came from another model (discarded)
     store_seconds: float = 0.0  # time spent in store loads and commits
+    segment_changes: list[SegmentChange] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -60,6 +62,8 @@ class _UserResult:
     profile: Profile
     erasures: list[Erasure] = field(default_factory=list)
     outcome: Outcome = field(default_factory=Outcome)
+    moves: list[tuple[str, int | None, int | None]] = field(default_factory=list)
+    segment_change: SegmentChange | None = None
 
     @property
     def write(self) -> bool:
@@ -107,6 +111,7 @@ class BatchUpdater:
         item_ttl_s: float = 60.0,
         clock: Callable[[], float] = time.time,
         embedder: Embedder | None = None,
+        segmenter: Segmenter | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -116,6 +121,7 @@ class BatchUpdater:
         self._items: LruCache[tuple[float, dict[str, Any]]] = LruCache(100_000)
         self.item_ttl_s = item_ttl_s
         self.embedder = embedder
+        self.segmenter = segmenter
 
     def forget(self) -> None:
         """Drop cached profiles (on rebalance: another worker may own them now)."""
@@ -142,6 +148,8 @@ class BatchUpdater:
             }
             commit.profiles = [r.profile for r in computed.values() if r.write]
             commit.erasures = [e for r in computed.values() for e in r.erasures]
+            self._segment(computed, records)
+            commit.moves = [m for r in computed.values() for m in r.moves]
             try:
                 started = time.perf_counter()
                 outcome = await self.store.commit(commit) if commit else None
@@ -193,6 +201,17 @@ class BatchUpdater:
                 self._items.put(pid, (now, item))
                 items[pid] = item
         return items
+
+    def _segment(self, computed: dict[str, _UserResult], records: Sequence[Record]) -> None:
+        """Segments of the users written in this batch, as of the batch's latest event time."""
+        if self.segmenter is None or not records:
+            return
+        written = [r.profile for r in computed.values() if r.write]
+        as_of = max(int(r.event["ts"]) for r in records)
+        for change in self.segmenter.assign(written, as_of):
+            res = computed[change.profile.user_id]
+            res.segment_change = change
+            res.moves.append((change.profile.user_id, change.previous, change.segment))
 
     async def _vectors(
         self, records: Sequence[Record], items: dict[str, dict[str, Any]]
@@ -246,6 +265,8 @@ class BatchUpdater:
                 res.outcome.fenced += 1
                 continue
             fences = {**res.profile.fences, record.source: record.offset}
+            if res.profile.segment is not None:
+                res.moves.append((user_id, res.profile.segment, None))
             erasure = Erasure(user_id, base, fences, _receipt(record, self.clock()))
             res.erasures.append(erasure)
             res.profile = Profile(user_id, version=erasure.new_version, fences=dict(fences))
@@ -289,6 +310,8 @@ class BatchUpdater:
         )
         if res.erasures:
             result.erased.append(user_id)
+        if res.segment_change is not None:
+            result.segment_changes.append(res.segment_change)
         announce = res.write or (res.outcome.fenced > 0 and res.profile.last_ts is not None)
         if announce:
             result.updated.append(res.profile)

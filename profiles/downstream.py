@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from profiles.profile import Profile
+from profiles.segments.segmenter import SegmentChange
 
 TOP_TAGS_OUT = 10
 
@@ -31,9 +32,28 @@ def profile_updated(
         "rfm": profile.rfm(),
         "counts": dict(sorted(profile.counts.items())),
     }
+    if profile.segment is not None:
+        event["segment"] = profile.segment
     if profile.embedding is not None:
         event["model"] = profile.embedding.model_id
         vector = profile.embedding.long_term()
         if with_vector and vector is not None:
             event["vector"] = [round(float(x), 6) for x in vector]
     return event
+
+
+def segment_changed(change: SegmentChange, now_ms: int) -> dict[str, Any]:
+    """The ``segment_changed`` event; the id names the profile version that moved."""
+    profile = change.profile
+    return {
+        "type": "segment_changed",
+        "schema_version": 1,
+        "event_id": f"{profile.user_id}:{profile.version}:segment",
+        "user_id": profile.user_id,
+        "segment": change.segment,
+        "previous": change.previous,
+        "model_version": change.model_version,
+        "profile_version": profile.version,
+        "ts": profile.last_ts,
+        "processed_at": now_ms,
+    }

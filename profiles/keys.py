@@ -2,10 +2,12 @@
 
 | key | type | holds |
 | --- | --- | --- |
-| ``rtp:p:{<user>}`` | hash | ``v`` profile version, ``d`` profile JSON (stats, tags, fences) |
+| ``rtp:p:{<user>}`` | hash | ``v`` version, ``d`` stats+tags+fences, ``e`` vectors, ``s`` segment |
 | ``rtp:x:{<user>}`` | hash | erasure marker: ``v`` version, ``f`` offset fences, ``r`` receipt |
 | ``rtp:i:<product>`` | hash | catalog item: ``ts``, ``eid`` (event id), ``d`` item JSON |
 | ``rtp:erasures`` | stream | erasure receipts (who, when, what was deleted) |
+| ``rtp:seg:model`` / ``rtp:seg:standardizer`` | hash / string | the shared segmentation model |
+| ``rtp:seg:members:<id>`` | set | user ids currently in segment ``<id>`` |
 """
 
 from __future__ import annotations
@@ -31,3 +33,7 @@ def item(product_id: str) -> str:
 
 
 ERASURE_RECEIPTS = f"{PREFIX}erasures"
+
+
+def segment_members(segment: int) -> str:
+    return f"{PREFIX}seg:members:{segment}"

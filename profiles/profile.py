@@ -81,6 +81,8 @@ class Profile:
     # Vectors live in their own Redis field; the blob is decoded only when needed.
     embedding: EmbeddingProfile | None = field(default=None, compare=False, repr=False)
     embedding_blob: bytes | None = field(default=None, compare=False, repr=False)
+    # Depends on the shared clustering model, not only on the user's events: stored apart.
+    segment: int | None = field(default=None, compare=False, repr=False)
 
     def top_tags(self, n: int, half_life_ms: int, as_of: int | None = None) -> list[Tag]:
         """The ``n`` strongest tags with scores decayed to ``as_of`` (default: last event)."""

@@ -22,16 +22,13 @@ from profiles import keys
 from profiles.profile import Profile
 from profiles.store import Commit, CommitResult
 
-# KEYS: profile, erasure marker. ARGV: base version, new version, profile JSON[, vectors].
+# KEYS: profile, erasure marker. ARGV: base version, new version, then field/value pairs.
 _WRITE_PROFILE = """
 local cur = redis.call('HGET', KEYS[1], 'v')
 if not cur then cur = redis.call('HGET', KEYS[2], 'v') or '0' end
 if cur ~= ARGV[1] then return 0 end
-if ARGV[4] then
-  redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'e', ARGV[4])
-else
-  redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
-end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'v', ARGV[2])
 return 1
 """
 
@@ -88,7 +85,7 @@ class RedisStore:
         users, products = list(user_ids), list(item_ids)
         pipe = self.client.pipeline(transaction=False)
         for uid in users:
-            pipe.hmget(keys.profile(uid), "v", "d", "e")
+            pipe.hmget(keys.profile(uid), "v", "d", "e", "s")
             pipe.hmget(keys.erased(uid), "v", "f")
         for pid in products:
             pipe.hget(keys.item(pid), "d")
@@ -111,7 +108,7 @@ class RedisStore:
         for e in commit.erasures:
             user_keys = [keys.profile(e.user_id), keys.erased(e.user_id)]
             user_keys += [k for k in keys.user_keys(e.user_id) if k not in user_keys]
-            argv = [
+            argv: list[Any] = [
                 e.expected_version,
                 e.new_version,
                 orjson.dumps(e.fences),
@@ -119,9 +116,11 @@ class RedisStore:
             ]
             calls.append((self._erase, user_keys, argv, e.user_id))
         for p in commit.profiles:
-            argv = [p.version - 1, p.version, p.to_bytes()]
+            argv = [p.version - 1, p.version, "d", p.to_bytes()]
             if p.embedding is not None:
-                argv.append(p.embedding.to_bytes())
+                argv += ["e", p.embedding.to_bytes()]
+            if p.segment is not None:
+                argv += ["s", p.segment]
             calls.append(
                 (self._write, [keys.profile(p.user_id), keys.erased(p.user_id)], argv, p.user_id)
             )
@@ -129,7 +128,7 @@ class RedisStore:
             argv = [item["ts"], item["event_id"], orjson.dumps(item)]
             calls.append((self._upsert, [keys.item(item["product_id"])], argv, ""))
         receipts = [e.receipt for e in commit.erasures]
-        replies = await self._run(calls, receipts)
+        replies = await self._run(calls, receipts, commit.moves)
         result = CommitResult()
         for (script, _, _, uid), reply in zip(calls, replies, strict=False):
             if script is self._write and reply == 0:
@@ -145,6 +144,7 @@ class RedisStore:
         self,
         calls: Sequence[tuple[_Script, list[str], list[Any], str]],
         receipts: Sequence[dict[str, Any]],
+        moves: Sequence[tuple[str, int | None, int | None]] = (),
     ) -> list[Any]:
         """One pipeline; reload scripts and retry once if Redis lost them (restart)."""
         for attempt in (1, 2):
@@ -153,6 +153,11 @@ class RedisStore:
                 pipe.evalsha(script.sha, len(script_keys), *script_keys, *argv)
             for receipt in receipts:
                 pipe.xadd(keys.ERASURE_RECEIPTS, {"r": orjson.dumps(receipt)}, maxlen=100_000)
+            for user, previous, segment in moves:  # idempotent: SREM/SADD replay safely
+                if previous is not None:
+                    pipe.srem(keys.segment_members(previous), user)
+                if segment is not None:
+                    pipe.sadd(keys.segment_members(segment), user)
             replies = await pipe.execute(raise_on_error=False)
             self.round_trips += 1
             if not any(isinstance(r, NoScriptError) for r in replies):
@@ -168,7 +173,7 @@ class RedisStore:
         return list(replies)
 
     async def get(self, user_id: str) -> Profile | None:
-        reply = await self.client.hmget(keys.profile(user_id), "v", "d", "e")
+        reply = await self.client.hmget(keys.profile(user_id), "v", "d", "e", "s")
         return _profile_from(user_id, reply, [None, None]) if reply[1] is not None else None
 
     async def get_item(self, product_id: str) -> dict[str, Any] | None:
@@ -180,10 +185,11 @@ class RedisStore:
 
 
 def _profile_from(user_id: str, current: list[Any], erased: list[Any]) -> Profile:
-    version, blob, vectors = current
+    version, blob, vectors, segment = current
     if blob is not None:
         profile = Profile.from_bytes(user_id, int(version), blob)
         profile.embedding_blob = vectors
+        profile.segment = None if segment is None else int(segment)
         return profile
     erased_version, fences = erased
     if erased_version is not None:

@@ -39,6 +39,8 @@ class Commit:
     profiles: list[Profile] = field(default_factory=list)  # version already bumped by one
     erasures: list[Erasure] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)  # ``product`` events
+    # (user, previous segment, new segment): membership sets follow the profiles.
+    moves: list[tuple[str, int | None, int | None]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.profiles or self.erasures or self.items)
@@ -80,6 +82,8 @@ class MemoryStore:
         self.profiles: dict[str, tuple[int, bytes, bytes | None]] = {}
         self.erased: dict[str, tuple[int, dict[str, int], dict[str, Any]]] = {}
         self.items: dict[str, dict[str, Any]] = {}
+        self.segments: dict[str, int] = {}
+        self.members: dict[int, set[str]] = {}
         self.commits = 0
 
     async def load(
@@ -94,6 +98,7 @@ class MemoryStore:
             version, blob, vectors = self.profiles[user_id]
             profile = Profile.from_bytes(user_id, version, blob)
             profile.embedding_blob = vectors
+            profile.segment = self.segments.get(user_id)
             return profile
         if user_id in self.erased:
             version, fences, _ = self.erased[user_id]
@@ -116,6 +121,9 @@ class MemoryStore:
                 result.conflicts.add(erasure.user_id)
                 continue
             existed = self.profiles.pop(erasure.user_id, None) is not None
+            old_segment = self.segments.pop(erasure.user_id, None)
+            if old_segment is not None:
+                self.members.get(old_segment, set()).discard(erasure.user_id)
             self.erased[erasure.user_id] = (erasure.new_version, erasure.fences, erasure.receipt)
             result.erased_keys[erasure.user_id] = int(existed)
         for profile in commit.profiles:
@@ -128,6 +136,13 @@ class MemoryStore:
                 else self.profiles.get(profile.user_id, (0, b"", None))[2]
             )
             self.profiles[profile.user_id] = (profile.version, profile.to_bytes(), vectors)
+            if profile.segment is not None:
+                self.segments[profile.user_id] = profile.segment
+        for user, previous, segment in commit.moves:
+            if previous is not None:
+                self.members.get(previous, set()).discard(user)
+            if segment is not None:
+                self.members.setdefault(segment, set()).add(user)
         for item in commit.items:
             if item_wins(item, self.items.get(item["product_id"])):
                 self.items[item["product_id"]] = orjson.loads(orjson.dumps(item))

@@ -22,7 +22,7 @@ import faust
 import orjson
 from faust.types import EventT, StreamT, TopicT
 
-from profiles.downstream import profile_updated
+from profiles.downstream import profile_updated, segment_changed
 from profiles.profile import Record
 from stream import dead_letters
 from stream.routing import Inbound, route, unpack
@@ -40,6 +40,7 @@ class Topics:
     routed: TopicT
     profiles: TopicT
     dlq: TopicT
+    segments: TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -51,6 +52,7 @@ class Topics:
             ),
             profiles=app.topic(settings.profile_topic, partitions=settings.partitions, **raw),
             dlq=app.topic(settings.dlq_topic, partitions=1, **raw),
+            segments=app.topic(settings.segment_topic, partitions=settings.partitions, **raw),
         )
 
 
@@ -133,6 +135,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                     profile_updated(profile, half_life, now_ms, settings.emit_vector)
                 )
                 sends.append(topics.profiles.send(key=profile.user_id.encode(), value=payload))
+            for change in result.segment_changes:
+                payload = orjson.dumps(segment_changed(change, now_ms))
+                sends.append(
+                    topics.segments.send(key=change.profile.user_id.encode(), value=payload)
+                )
             for dead in result.dead:
                 source_topic, _, partition = dead.record.source.rpartition(":")
                 sends.append(
@@ -165,6 +172,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         stats.assigned = sum(1 for tp in assigned if tp.topic == settings.routed_topic)
         runtime.metrics.assigned.set(stats.assigned)
         runtime.keep_positions({(tp.topic, tp.partition) for tp in assigned})
+
+    @app.timer(interval=settings.segment_sync_s)  # type: ignore[untyped-decorator]
+    async def merge_segments() -> None:
+        await runtime.sync_segments()
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:

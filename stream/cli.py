@@ -177,6 +177,27 @@ def register(app: faust.App, settings: Settings) -> None:
         for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
             self.say(f"{n:8d}  {reason}")
 
+    @app.command(
+        option("--plot", type=str, default=None, help="Also write a PNG scatter to this path."),
+        option("--sample", type=int, default=300, help="Users sampled per segment."),
+    )
+    async def segments(self: AppCommand, plot: str | None, sample: int) -> None:
+        """Segment summaries for marketers (and a 2-D picture with --plot)."""
+        from profiles.redis_store import RedisStore
+        from profiles.segments.report import segment_report
+
+        store = RedisStore.from_url(settings.redis_url)
+        try:
+            report = await segment_report(
+                store, settings.profile.half_life_ms, sample, plot=Path(plot) if plot else None
+            )
+        finally:
+            await store.close()
+        opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+        sys.stdout.write(orjson.dumps(report, option=opts).decode() + "\n")
+        if plot:
+            self.say(f"wrote {plot}")
+
     @app.command(option("--topic", "topics", multiple=True, help="Topic (repeatable)."))
     async def lag(self: AppCommand, topics: tuple[str, ...]) -> None:
         """Committed offset, end offset, lag and lag age per partition of the worker group."""

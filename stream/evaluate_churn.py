@@ -175,6 +175,18 @@ def levels_table(row: Row, data: Data, cfg: RiskConfig) -> list[str]:
     return lines
 
 
+def wide_net(row: Row, data: Data, cfg: RiskConfig) -> str:
+    flagged = row.risk >= cfg.levels[0]
+    p_buy, r_buy = precision_recall(flagged, data.no_purchase)
+    p_churn, r_churn = precision_recall(flagged, data.churned)
+    one_time = sum(1 for p in data.profiles if p.orders == 1)
+    return (
+        f"Medium or high flags {int(flagged.sum())} users: precision {_fmt(p_buy)} / recall "
+        f"{_fmt(r_buy)} for no purchase in the holdout, {_fmt(p_churn)} / {_fmt(r_churn)} for "
+        f"planted churn. One-time buyers at the split: {one_time}."
+    )
+
+
 def _timed(fn: Callable[[], object], n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
@@ -265,6 +277,8 @@ def evaluate(args: argparse.Namespace) -> str:
         "",
         *levels_table(rows[0], data, cfg),
         "",
+        wide_net(rows[0], data, cfg),
+        "",
         f"Cost: {score_s * 1e6:.0f} µs per `score`, {cross_s * 1e3:.2f} ms per "
         f"`score` + `next_crossing_ms` (profiles built in {built:.0f} s).",
         "",
@@ -289,9 +303,12 @@ def evaluate(args: argparse.Namespace) -> str:
         "planted-churn label recency alone is nearly perfect and the model cannot beat it; on "
         '"no purchase in the holdout" (what a marketer acts on) the blend ranks better than '
         'recency or the purchase model alone. The "high" level is conservative: its precision '
-        'is close to 1 and its recall is what it costs; "medium" and up is the wider net. The '
-        "generator does not model a customer who keeps browsing but stops buying, which is "
-        "where the purchase model matters most.",
+        'is close to 1 and its recall is what it costs; "medium" and up is the wider net. '
+        "BG/NBD + engagement ranks about as well here because this generator has few one-time "
+        "buyers (the group the two models treat differently); in shops where most customers "
+        "bought once, the plain BG/NBD row shows what ignoring them costs. The generator does "
+        "not model a customer who keeps browsing but stops buying, which is where the purchase "
+        "model matters most.",
         "",
     ]
     return "\n".join(out)

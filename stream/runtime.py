@@ -22,6 +22,10 @@ from profiles.embedding_profile import EmbeddingConfig
 from profiles.encoder import Encoder, EncoderConfig
 from profiles.redis_store import RedisStore
 from profiles.redis_tier import RedisVectorTier
+from profiles.segments.features import BEHAVIOUR_FEATURES, FeatureConfig
+from profiles.segments.kmeans import MiniBatchKMeans
+from profiles.segments.segmenter import Segmenter
+from profiles.segments.store import CentroidStore
 from profiles.tags import TagExtractor
 from schemas.validate import Limits
 from stream.metrics import Metrics
@@ -91,6 +95,7 @@ class Runtime(Service):
             self.store, settings.profile, self.tagger, cache_users=settings.cache_users
         )
         self.embedder: Embedder | None = None
+        self.segmenter: Segmenter | None = None
         self._tier: RedisVectorTier | None = None
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -108,6 +113,10 @@ class Runtime(Service):
             if self.settings.embeddings:
                 self.embedder = await asyncio.to_thread(self._load_embedder)
                 self.updater.embedder = self.embedder
+                if self.settings.segments:
+                    self.segmenter = self._segmenter(self.embedder.config.dim)
+                    await self.segmenter.start()
+                    self.updater.segmenter = self.segmenter
             self._ready.set()
             log.info("runtime ready: redis %s", _redact(self.settings.redis_url))
 
@@ -182,6 +191,7 @@ class Runtime(Service):
             m.dead.labels(d.reason, "update").inc()
         m.emitted.labels("profile_updated").inc(len(result.updated))
         m.emitted.labels("tombstone").inc(len(result.erased))
+        m.emitted.labels("segment_changed").inc(len(result.segment_changes))
         m.observe_latency((r.produced_ms for r in records), (int(r.event["ts"]) for r in records))
         self._observe_encoder()
         self._advance(bundles)
@@ -242,6 +252,33 @@ class Runtime(Service):
             "encoded": cache.misses,
             "unk_rate": round(float(getattr(encoder, "last_unk_rate", 0.0)), 4),
         }
+
+    def _segmenter(self, dim: int) -> Segmenter:
+        s = self.settings
+        kmeans = MiniBatchKMeans(s.segments_k, dim + len(BEHAVIOUR_FEATURES), forgetting=0.01)
+        return Segmenter(
+            kmeans,
+            CentroidStore(self.store.client),
+            FeatureConfig(),
+            margin=s.segment_margin,
+            seed_after_users=s.segment_seed_users,
+        )
+
+    def segment_stats(self) -> dict[str, Any]:
+        if self.segmenter is None:
+            return {"enabled": False}
+        model = self.segmenter.model
+        return {"enabled": True, "model_version": model.version, "seeded": model.seeded,
+                "ids": list(model.ids), "merges": self.segmenter.merges}
+
+    async def sync_segments(self) -> None:
+        """Timer body: merge this worker's statistics; a failure waits for the next tick."""
+        if self.segmenter is None:
+            return
+        try:
+            await self.segmenter.sync()
+        except Exception:  # the next tick retries; nothing merged is lost
+            log.exception("segment merge failed; retrying at the next tick")
 
     @property
     def ready(self) -> bool:

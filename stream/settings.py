@@ -144,6 +144,27 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("RTP_INTERESTS", "interests", _positive_int, "Interest vectors kept per user."),
     Field("RTP_VECTOR_CACHE", "vector_cache", _positive_int, "Text vectors cached in memory."),
+    Field("RTP_SEGMENTS", "segments", _bool, "Online segmentation (needs RTP_EMBEDDINGS)."),
+    Field("RTP_SEGMENTS_K", "segments_k", _positive_int, "Number of segments (k of k-means)."),
+    Field(
+        "RTP_SEGMENT_SYNC_S",
+        "segment_sync_s",
+        _positive_float,
+        "Seconds between merges of a worker's statistics into the shared model.",
+    ),
+    Field(
+        "RTP_SEGMENT_MARGIN",
+        "segment_margin",
+        _non_negative_float,
+        "Hysteresis: move a user only if the new centre is this much closer.",
+    ),
+    Field(
+        "RTP_SEGMENT_SEED_USERS",
+        "segment_seed_users",
+        _positive_int,
+        "Users seen before the first centres are seeded (k-means++).",
+    ),
+    Field("RTP_SEGMENT_TOPIC", "segment_topic", _topic, "Output: `segment_changed` events."),
 )
 
 
@@ -183,6 +204,12 @@ class Settings:
     short_half_life_min: float = 30.0
     interests: int = 5
     vector_cache: int = 200_000
+    segments: bool = True
+    segments_k: int = 8
+    segment_sync_s: float = 5.0
+    segment_margin: float = 0.1
+    segment_seed_users: int = 1000
+    segment_topic: str = "segment-changed"
     profile: ProfileConfig = field(default_factory=ProfileConfig)
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ def profile_view(profile: Profile, settings: Settings) -> dict[str, Any]:
         "items_bought": profile.items_bought,
         "top_tags": profile.top_tags(TOP_TAGS_OUT * 2, settings.profile.half_life_ms),
         "embedding": _embedding_view(profile),
+        "segment": profile.segment,
     }
 
 
@@ -53,12 +54,21 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
 
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:
-        return web.json({**runtime.stats.as_dict(), "encoder": runtime.encoder_stats()})
+        return web.json({**runtime.stats.as_dict(), "encoder": runtime.encoder_stats(),
+                         "segments": runtime.segment_stats()})
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
         """Prometheus exposition format."""
         return web.bytes(runtime.metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/segments")
+    async def segments(web: View, request: Request) -> Response:
+        """Segment summaries: size, top tags, mean RFM, representative users."""
+        from profiles.segments.report import segment_report
+
+        report = await segment_report(runtime.store, settings.profile.half_life_ms)
+        return web.json(report)
 
     @app.page("/users/{user_id}")
     async def user(web: View, request: Request, user_id: str) -> Response:
