@@ -221,7 +221,7 @@ async def test_the_store_works_as_the_worker_user(
         ("MODULE", "LIST"),
         ("EVAL", "return 1", "0"),
         ("SET", "other:key", "1"),  # outside rtp:*
-        ("GET", "rtp:p:{u-keep}"),  # a command the worker never sends, even on its own keys
+        ("LRANGE", "rtp:p:{u-keep}", "0", "-1"),  # never sent by the worker, even on its keys
         ("HSET", "rtp-not-ours", "f", "1"),
     ],
     ids=lambda c: " ".join(c),
