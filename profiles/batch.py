@@ -18,11 +18,13 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.config import ProfileConfig
 from profiles.embedder import Embedder
 from profiles.embedding_profile import EmbeddingProfile
 from profiles.event_tags import TextTagger, event_tags, needs_catalog
 from profiles.event_text import combine, event_texts
+from profiles.ownership import owner
 from profiles.profile import Outcome, Profile, Record, apply
 from profiles.segments.segmenter import SegmentChange, Segmenter
 from profiles.store import Commit, Erasure, ProfileStore
@@ -55,6 +57,7 @@ class BatchResult:
     model_changes: int = 0  # profiles whose vectors came from another model (discarded)
     store_seconds: float = 0.0  # time spent in store loads and commits
     segment_changes: list[SegmentChange] = field(default_factory=list)
+    churn_changes: list[ChurnChange] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -64,6 +67,8 @@ class _UserResult:
     outcome: Outcome = field(default_factory=Outcome)
     moves: list[tuple[str, int | None, int | None]] = field(default_factory=list)
     segment_change: SegmentChange | None = None
+    churn_change: ChurnChange | None = None
+    due: list[tuple[str, int, int | None]] = field(default_factory=list)
 
     @property
     def write(self) -> bool:
@@ -112,6 +117,8 @@ class BatchUpdater:
         clock: Callable[[], float] = time.time,
         embedder: Embedder | None = None,
         segmenter: Segmenter | None = None,
+        churn: ChurnTracker | None = None,
+        partitions: int = 1,
     ) -> None:
         self.store = store
         self.config = config
@@ -122,6 +129,8 @@ class BatchUpdater:
         self.item_ttl_s = item_ttl_s
         self.embedder = embedder
         self.segmenter = segmenter
+        self.churn = churn
+        self.partitions = partitions
 
     def forget(self) -> None:
         """Drop cached profiles (on rebalance: another worker may own them now)."""
@@ -149,7 +158,14 @@ class BatchUpdater:
             commit.profiles = [r.profile for r in computed.values() if r.write]
             commit.erasures = [e for r in computed.values() for e in r.erasures]
             self._segment(computed, records)
+            self._score_churn(computed)
             commit.moves = [m for r in computed.values() for m in r.moves]
+            commit.due = [d for r in computed.values() for d in r.due]
+            commit.customers = [
+                (r.profile.user_id, owner(r.profile.user_id, self.partitions))
+                for r in computed.values()
+                if r.write and r.profile.orders > 0
+            ]
             try:
                 started = time.perf_counter()
                 outcome = await self.store.commit(commit) if commit else None
@@ -212,6 +228,20 @@ class BatchUpdater:
             res = computed[change.profile.user_id]
             res.segment_change = change
             res.moves.append((change.profile.user_id, change.previous, change.segment))
+
+    def _score_churn(self, computed: dict[str, _UserResult]) -> None:
+        """Churn risk of each written user as of its latest event; plan its next check."""
+        if self.churn is None:
+            return
+        for res in computed.values():
+            user = res.profile.user_id
+            if res.erasures and not res.write:
+                res.due.append((user, owner(user, self.partitions), None))
+            if not res.write:
+                continue
+            res.churn_change = self.churn.update(res.profile, res.profile.last_ts or 0)
+            next_ms = (res.profile.churn or {}).get("next_check_ms")
+            res.due.append((user, owner(user, self.partitions), next_ms))
 
     async def _vectors(
         self, records: Sequence[Record], items: dict[str, dict[str, Any]]
@@ -312,6 +342,8 @@ class BatchUpdater:
             result.erased.append(user_id)
         if res.segment_change is not None:
             result.segment_changes.append(res.segment_change)
+        if res.churn_change is not None:
+            result.churn_changes.append(res.churn_change)
         announce = res.write or (res.outcome.fenced > 0 and res.profile.last_ts is not None)
         if announce:
             result.updated.append(res.profile)

@@ -8,6 +8,9 @@
 | ``rtp:erasures`` | stream | erasure receipts (who, when, what was deleted) |
 | ``rtp:seg:model`` / ``rtp:seg:standardizer`` | hash / string | the shared segmentation model |
 | ``rtp:seg:members:<id>`` | set | user ids currently in segment ``<id>`` |
+| ``rtp:churn:due:<partition>`` | sorted set | users by the time their churn level may change |
+| ``rtp:churn:customers:<partition>`` | set | users with a purchase (the BG/NBD population) |
+| ``rtp:churn:params`` | string | the fitted population parameters (JSON) |
 """
 
 from __future__ import annotations
@@ -37,3 +40,15 @@ ERASURE_RECEIPTS = f"{PREFIX}erasures"
 
 def segment_members(segment: int) -> str:
     return f"{PREFIX}seg:members:{segment}"
+
+
+def churn_due(partition: int) -> str:
+    return f"{PREFIX}churn:due:{partition}"
+
+
+def churn_customers(partition: int) -> str:
+    return f"{PREFIX}churn:customers:{partition}"
+
+
+CHURN_PARAMS = f"{PREFIX}churn:params"
+CHURN_FIT_LOCK = f"{PREFIX}churn:fit-lock"

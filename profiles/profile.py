@@ -83,6 +83,8 @@ class Profile:
     embedding_blob: bytes | None = field(default=None, compare=False, repr=False)
     # Depends on the shared clustering model, not only on the user's events: stored apart.
     segment: int | None = field(default=None, compare=False, repr=False)
+    # Churn state (level, next check): depends on the clock of the sweep, so stored apart.
+    churn: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def top_tags(self, n: int, half_life_ms: int, as_of: int | None = None) -> list[Tag]:
         """The ``n`` strongest tags with scores decayed to ``as_of`` (default: last event)."""

@@ -56,6 +56,14 @@ return 1
 """
 
 
+# KEYS: profile. ARGV: version the churn state was computed from, churn JSON.
+_WRITE_CHURN = """
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'c', ARGV[2])
+return 1
+"""
+
+
 class _Script:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -67,8 +75,9 @@ class RedisStore:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
-        self._scripts = [_Script(s) for s in (_WRITE_PROFILE, _ERASE_USER, _UPSERT_ITEM)]
-        self._write, self._erase, self._upsert = self._scripts
+        sources = (_WRITE_PROFILE, _ERASE_USER, _UPSERT_ITEM, _WRITE_CHURN)
+        self._scripts = [_Script(s) for s in sources]
+        self._write, self._erase, self._upsert, self._churn = self._scripts
         self.round_trips = 0
 
     @classmethod
@@ -85,7 +94,7 @@ class RedisStore:
         users, products = list(user_ids), list(item_ids)
         pipe = self.client.pipeline(transaction=False)
         for uid in users:
-            pipe.hmget(keys.profile(uid), "v", "d", "e", "s")
+            pipe.hmget(keys.profile(uid), "v", "d", "e", "s", "c")
             pipe.hmget(keys.erased(uid), "v", "f")
         for pid in products:
             pipe.hget(keys.item(pid), "d")
@@ -121,6 +130,8 @@ class RedisStore:
                 argv += ["e", p.embedding.to_bytes()]
             if p.segment is not None:
                 argv += ["s", p.segment]
+            if p.churn is not None:
+                argv += ["c", orjson.dumps(p.churn)]
             calls.append(
                 (self._write, [keys.profile(p.user_id), keys.erased(p.user_id)], argv, p.user_id)
             )
@@ -128,7 +139,7 @@ class RedisStore:
             argv = [item["ts"], item["event_id"], orjson.dumps(item)]
             calls.append((self._upsert, [keys.item(item["product_id"])], argv, ""))
         receipts = [e.receipt for e in commit.erasures]
-        replies = await self._run(calls, receipts, commit.moves)
+        replies = await self._run(calls, receipts, commit)
         result = CommitResult()
         for (script, _, _, uid), reply in zip(calls, replies, strict=False):
             if script is self._write and reply == 0:
@@ -144,7 +155,7 @@ class RedisStore:
         self,
         calls: Sequence[tuple[_Script, list[str], list[Any], str]],
         receipts: Sequence[dict[str, Any]],
-        moves: Sequence[tuple[str, int | None, int | None]] = (),
+        commit: Commit | None = None,
     ) -> list[Any]:
         """One pipeline; reload scripts and retry once if Redis lost them (restart)."""
         for attempt in (1, 2):
@@ -153,11 +164,7 @@ class RedisStore:
                 pipe.evalsha(script.sha, len(script_keys), *script_keys, *argv)
             for receipt in receipts:
                 pipe.xadd(keys.ERASURE_RECEIPTS, {"r": orjson.dumps(receipt)}, maxlen=100_000)
-            for user, previous, segment in moves:  # idempotent: SREM/SADD replay safely
-                if previous is not None:
-                    pipe.srem(keys.segment_members(previous), user)
-                if segment is not None:
-                    pipe.sadd(keys.segment_members(segment), user)
+            _indexes(pipe, commit)
             replies = await pipe.execute(raise_on_error=False)
             self.round_trips += 1
             if not any(isinstance(r, NoScriptError) for r in replies):
@@ -170,10 +177,47 @@ class RedisStore:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return list(replies)
+        return list(replies[: len(calls)])
+
+    async def due(self, partition: int, until_ms: int, limit: int = 1000) -> list[str]:
+        """Users of ``partition`` whose churn level may have changed by ``until_ms``."""
+        found = await self.client.zrangebyscore(
+            keys.churn_due(partition), "-inf", until_ms, start=0, num=limit
+        )
+        return [u.decode() if isinstance(u, bytes) else str(u) for u in found]
+
+    async def save_churn(self, updates: Sequence[tuple[Profile, int]]) -> set[str]:
+        """Store swept churn states (if the profile did not change meanwhile) and their next
+        checks, in one pipeline; returns the users skipped because their version moved."""
+        pipe = self.client.pipeline(transaction=False)
+        for profile, _ in updates:
+            pipe.evalsha(
+                self._churn.sha,
+                1,
+                keys.profile(profile.user_id),
+                profile.version,
+                orjson.dumps(profile.churn),
+            )
+        for profile, partition in updates:
+            next_ms = (profile.churn or {}).get("next_check_ms")
+            if next_ms is None:
+                pipe.zrem(keys.churn_due(partition), profile.user_id)
+            else:
+                pipe.zadd(keys.churn_due(partition), {profile.user_id: next_ms})
+        replies = await pipe.execute(raise_on_error=False)
+        if any(isinstance(r, NoScriptError) for r in replies):
+            await self.load_scripts()
+            return await self.save_churn(updates)
+        return {p.user_id for (p, _), r in zip(updates, replies, strict=False) if r == 0}
+
+    async def sample_customers(self, partitions: int, per_partition: int) -> list[str]:
+        pipe = self.client.pipeline(transaction=False)
+        for partition in range(partitions):
+            pipe.srandmember(keys.churn_customers(partition), per_partition)
+        return sorted({u.decode() for reply in await pipe.execute() for u in reply})
 
     async def get(self, user_id: str) -> Profile | None:
-        reply = await self.client.hmget(keys.profile(user_id), "v", "d", "e", "s")
+        reply = await self.client.hmget(keys.profile(user_id), "v", "d", "e", "s", "c")
         return _profile_from(user_id, reply, [None, None]) if reply[1] is not None else None
 
     async def get_item(self, product_id: str) -> dict[str, Any] | None:
@@ -184,12 +228,31 @@ class RedisStore:
         await self.client.aclose()
 
 
+def _indexes(pipe: Any, commit: Commit | None) -> None:
+    """Index updates that follow the profiles; all idempotent, so a replay is harmless."""
+    if commit is None:
+        return
+    for user, previous, segment in commit.moves:
+        if previous is not None:
+            pipe.srem(keys.segment_members(previous), user)
+        if segment is not None:
+            pipe.sadd(keys.segment_members(segment), user)
+    for user, partition, next_ms in commit.due:
+        if next_ms is None:
+            pipe.zrem(keys.churn_due(partition), user)
+        else:
+            pipe.zadd(keys.churn_due(partition), {user: next_ms})
+    for user, partition in commit.customers:
+        pipe.sadd(keys.churn_customers(partition), user)
+
+
 def _profile_from(user_id: str, current: list[Any], erased: list[Any]) -> Profile:
-    version, blob, vectors, segment = current
+    version, blob, vectors, segment, churn = current
     if blob is not None:
         profile = Profile.from_bytes(user_id, int(version), blob)
         profile.embedding_blob = vectors
         profile.segment = None if segment is None else int(segment)
+        profile.churn = None if churn is None else orjson.loads(churn)
         return profile
     erased_version, fences = erased
     if erased_version is not None:

@@ -41,6 +41,9 @@ class Commit:
     items: list[dict[str, Any]] = field(default_factory=list)  # ``product`` events
     # (user, previous segment, new segment): membership sets follow the profiles.
     moves: list[tuple[str, int | None, int | None]] = field(default_factory=list)
+    # (user, owner partition, next churn check ms or None to drop from the due index)
+    due: list[tuple[str, int, int | None]] = field(default_factory=list)
+    customers: list[tuple[str, int]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.profiles or self.erasures or self.items)
@@ -83,6 +86,8 @@ class MemoryStore:
         self.erased: dict[str, tuple[int, dict[str, int], dict[str, Any]]] = {}
         self.items: dict[str, dict[str, Any]] = {}
         self.segments: dict[str, int] = {}
+        self.churn: dict[str, dict[str, Any]] = {}
+        self.due: dict[int, dict[str, int]] = {}
         self.members: dict[int, set[str]] = {}
         self.commits = 0
 
@@ -99,6 +104,7 @@ class MemoryStore:
             profile = Profile.from_bytes(user_id, version, blob)
             profile.embedding_blob = vectors
             profile.segment = self.segments.get(user_id)
+            profile.churn = self.churn.get(user_id)
             return profile
         if user_id in self.erased:
             version, fences, _ = self.erased[user_id]
@@ -138,11 +144,19 @@ class MemoryStore:
             self.profiles[profile.user_id] = (profile.version, profile.to_bytes(), vectors)
             if profile.segment is not None:
                 self.segments[profile.user_id] = profile.segment
+            if profile.churn is not None:
+                self.churn[profile.user_id] = dict(profile.churn)
         for user, previous, segment in commit.moves:
             if previous is not None:
                 self.members.get(previous, set()).discard(user)
             if segment is not None:
                 self.members.setdefault(segment, set()).add(user)
+        for user, partition, next_ms in commit.due:
+            index = self.due.setdefault(partition, {})
+            if next_ms is None:
+                index.pop(user, None)
+            else:
+                index[user] = next_ms
         for item in commit.items:
             if item_wins(item, self.items.get(item["product_id"])):
                 self.items[item["product_id"]] = orjson.loads(orjson.dumps(item))

@@ -22,6 +22,7 @@ import faust
 import orjson
 from faust.types import EventT, StreamT, TopicT
 
+from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.downstream import profile_updated, segment_changed
 from profiles.profile import Record
 from stream import dead_letters
@@ -41,6 +42,7 @@ class Topics:
     profiles: TopicT
     dlq: TopicT
     segments: TopicT
+    churn: TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -53,6 +55,7 @@ class Topics:
             profiles=app.topic(settings.profile_topic, partitions=settings.partitions, **raw),
             dlq=app.topic(settings.dlq_topic, partitions=1, **raw),
             segments=app.topic(settings.segment_topic, partitions=settings.partitions, **raw),
+            churn=app.topic(settings.churn_topic, partitions=settings.partitions, **raw),
         )
 
 
@@ -140,6 +143,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 sends.append(
                     topics.segments.send(key=change.profile.user_id.encode(), value=payload)
                 )
+            for churn in result.churn_changes:
+                sends.append(_churn_send(topics, churn, now_ms))
             for dead in result.dead:
                 source_topic, _, partition = dead.record.source.rpartition(":")
                 sends.append(
@@ -177,6 +182,28 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
     async def merge_segments() -> None:
         await runtime.sync_segments()
 
+    @app.timer(interval=settings.churn_sweep_s)  # type: ignore[untyped-decorator]
+    async def sweep_churn() -> None:
+        """Users whose risk level changed with time alone (churn is the absence of events)."""
+        owned = {
+            tp.partition for tp in app.consumer.assignment() if tp.topic == settings.routed_topic
+        }
+        try:
+            changes = await runtime.sweep_churn(owned)
+        except Exception:  # the next tick retries: the due index still holds them
+            log.exception("churn sweep failed")
+            return
+        now_ms = int(time.time() * 1000)
+        await _confirm([_churn_send(topics, c, now_ms) for c in changes])
+        runtime.metrics.emitted.labels("churn_risk").inc(len(changes))
+
+    @app.timer(interval=settings.churn_fit_s)  # type: ignore[untyped-decorator]
+    async def fit_churn() -> None:
+        try:
+            await runtime.fit_churn()
+        except Exception:
+            log.exception("churn model fit failed; keeping the previous one")
+
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:
         """Lag per owned partition: the fetcher's end offset minus our position."""
@@ -184,6 +211,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         runtime.update_lag(
             {(tp.topic, tp.partition): consumer.highwater(tp) for tp in consumer.assignment()}
         )
+
+
+def _churn_send(topics: Topics, change: ChurnChange, now_ms: int) -> Awaitable[Any]:
+    payload = orjson.dumps(churn_event(change, now_ms))
+    return topics.churn.send(key=change.profile.user_id.encode(), value=payload)
 
 
 def _dead_bundle(topics: Topics, event: EventT[Any], exc: Exception) -> Awaitable[Any]:

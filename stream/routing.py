@@ -12,13 +12,13 @@ per-message cost once per bundle instead of once per event.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from profiles.ownership import owner
 from profiles.profile import Record
 from schemas.validate import Limits, Rejected, decode
 
@@ -55,15 +55,6 @@ class Routed:
     dead: list[DeadInbound] = field(default_factory=list)
     events: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
-
-
-def owner(key: str, partitions: int) -> int:
-    """Owner partition of a user (or product); stable across processes and restarts.
-
-    >>> owner("u1", 4) == owner("u1", 4)
-    True
-    """
-    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
 
 
 def route(messages: Sequence[Inbound], limits: Limits, partitions: int, now_ms: int) -> Routed:

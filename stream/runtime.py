@@ -13,9 +13,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from mode import Service
 
+from profiles import keys
 from profiles.batch import BatchUpdater
+from profiles.churn.bgnbd import BGNBDParams
+from profiles.churn.population import fit_population
+from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.embed_cache import EmbeddingCache
 from profiles.embedder import Embedder
 from profiles.embedding_profile import EmbeddingConfig
@@ -60,6 +65,7 @@ class Stats:
     rebalances: int = 0
     assigned: int = 0  # partitions this worker owns now
     model_changes: int = 0
+    churn_swept: int = 0
     lag: dict[str, int] = field(default_factory=dict)  # topic -> messages behind (last measure)
     kinds: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
@@ -91,9 +97,16 @@ class Runtime(Service):
         self._cache_seen = (0, 0, 0)
         self.store = RedisStore.from_url(settings.redis_url)
         self.tagger = TagExtractor()
+        self.churn = ChurnTracker() if settings.churn else None
         self.updater = BatchUpdater(
-            self.store, settings.profile, self.tagger, cache_users=settings.cache_users
+            self.store,
+            settings.profile,
+            self.tagger,
+            cache_users=settings.cache_users,
+            churn=self.churn,
+            partitions=settings.partitions,
         )
+        self.watermark_ms = 0  # latest event time seen by this worker
         self.embedder: Embedder | None = None
         self.segmenter: Segmenter | None = None
         self._tier: RedisVectorTier | None = None
@@ -192,6 +205,9 @@ class Runtime(Service):
         m.emitted.labels("profile_updated").inc(len(result.updated))
         m.emitted.labels("tombstone").inc(len(result.erased))
         m.emitted.labels("segment_changed").inc(len(result.segment_changes))
+        m.emitted.labels("churn_risk").inc(len(result.churn_changes))
+        for r in records:
+            self.watermark_ms = max(self.watermark_ms, int(r.event["ts"]))
         m.observe_latency((r.produced_ms for r in records), (int(r.event["ts"]) for r in records))
         self._observe_encoder()
         self._advance(bundles)
@@ -264,12 +280,90 @@ class Runtime(Service):
             seed_after_users=s.segment_seed_users,
         )
 
+    def churn_now(self) -> int:
+        """``as_of`` of sweeps: the wall clock live, the event-time watermark for replays."""
+        if self.settings.churn_clock == "event":
+            return self.watermark_ms
+        return int(time.time() * 1000)
+
+    async def sweep_churn(self, owned: set[int]) -> list[ChurnChange]:
+        """Re-score the owned users whose level may have changed; store and return changes."""
+        if self.churn is None:
+            return []
+        await self._refresh_churn_params()
+        as_of = self.churn_now()
+        changes: list[ChurnChange] = []
+        for partition in sorted(owned):
+            users = await self.store.due(partition, as_of)
+            if not users:
+                continue
+            profiles, _ = await self.store.load(users, ())
+            updates = []
+            found = []
+            for profile in profiles.values():
+                if profile.last_ts is None:  # erased meanwhile
+                    continue
+                change = self.churn.update(profile, as_of)
+                updates.append((profile, partition))
+                if change is not None:
+                    found.append(change)
+            skipped = await self.store.save_churn(updates)
+            for profile, _ in updates:
+                cached = self.updater.profiles.get(profile.user_id)
+                if cached is not None and cached.version == profile.version:
+                    cached.churn = profile.churn
+            changes += [c for c in found if c.profile.user_id not in skipped]
+        self.stats.churn_swept += len(changes)
+        return changes
+
+    async def _refresh_churn_params(self) -> None:
+        raw = await self.store.client.get(keys.CHURN_PARAMS)
+        if raw is not None and self.churn is not None:
+            state = orjson.loads(raw)
+            self.churn.params = BGNBDParams(
+                state["r"], state["alpha"], state["a"], state["b"], state["variant"]
+            )
+
+    async def fit_churn(self) -> BGNBDParams | None:
+        """Refit the population (one worker per interval, under a Redis lock)."""
+        if self.churn is None:
+            return None
+        ttl = max(1, int(self.settings.churn_fit_s * 0.9))
+        client = self.store.client
+        if not await client.set(keys.CHURN_FIT_LOCK, b"1", nx=True, ex=ttl):
+            return None
+        users = await self.store.sample_customers(self.settings.partitions, 1000)
+        profiles, _ = await self.store.load(users, ())
+        as_of = self.churn_now()
+        params = await asyncio.to_thread(
+            fit_population, list(profiles.values()), as_of, 50, init=self.churn.params
+        )
+        if params is not None:
+            state = {
+                "r": params.r,
+                "alpha": params.alpha,
+                "a": params.a,
+                "b": params.b,
+                "variant": params.variant,
+                "as_of": as_of,
+                "customers": len(profiles),
+            }
+            await client.set(keys.CHURN_PARAMS, orjson.dumps(state))
+            self.churn.params = params
+            log.info("churn model refit on %d customers: %s", len(profiles), params)
+        return params
+
     def segment_stats(self) -> dict[str, Any]:
         if self.segmenter is None:
             return {"enabled": False}
         model = self.segmenter.model
-        return {"enabled": True, "model_version": model.version, "seeded": model.seeded,
-                "ids": list(model.ids), "merges": self.segmenter.merges}
+        return {
+            "enabled": True,
+            "model_version": model.version,
+            "seeded": model.seeded,
+            "ids": list(model.ids),
+            "merges": self.segmenter.merges,
+        }
 
     async def sync_segments(self) -> None:
         """Timer body: merge this worker's statistics; a failure waits for the next tick."""

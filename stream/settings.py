@@ -80,6 +80,12 @@ def _date_ms(raw: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _clock(raw: str) -> str:
+    if raw not in {"wall", "event"}:
+        raise ValueError("must be wall or event")
+    return raw
+
+
 def _device(raw: str) -> str:
     if raw not in {"auto", "cpu"} and not raw.startswith("cuda"):
         raise ValueError("must be auto, cpu, cuda or cuda:N")
@@ -165,6 +171,21 @@ FIELDS: tuple[Field, ...] = (
         "Users seen before the first centres are seeded (k-means++).",
     ),
     Field("RTP_SEGMENT_TOPIC", "segment_topic", _topic, "Output: `segment_changed` events."),
+    Field("RTP_CHURN", "churn", _bool, "Churn risk: scores, sweep and `churn_risk` events."),
+    Field(
+        "RTP_CHURN_CLOCK",
+        "churn_clock",
+        _clock,
+        "Sweep time: `wall` (live) or `event` (latest event time seen: replays, back-tests).",
+    ),
+    Field("RTP_CHURN_SWEEP_S", "churn_sweep_s", _positive_float, "Seconds between sweeps."),
+    Field(
+        "RTP_CHURN_FIT_S",
+        "churn_fit_s",
+        _positive_float,
+        "Seconds between refits of the population model (one worker fits, under a lock).",
+    ),
+    Field("RTP_CHURN_TOPIC", "churn_topic", _topic, "Output: `churn_risk` events."),
 )
 
 
@@ -210,6 +231,11 @@ class Settings:
     segment_margin: float = 0.1
     segment_seed_users: int = 1000
     segment_topic: str = "segment-changed"
+    churn: bool = True
+    churn_clock: str = "wall"
+    churn_sweep_s: float = 10.0
+    churn_fit_s: float = 600.0
+    churn_topic: str = "churn-risk"
     profile: ProfileConfig = field(default_factory=ProfileConfig)
 
     def __post_init__(self) -> None:

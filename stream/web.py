@@ -27,6 +27,7 @@ def profile_view(profile: Profile, settings: Settings) -> dict[str, Any]:
         "top_tags": profile.top_tags(TOP_TAGS_OUT * 2, settings.profile.half_life_ms),
         "embedding": _embedding_view(profile),
         "segment": profile.segment,
+        "churn": profile.churn,
     }
 
 
@@ -54,8 +55,13 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
 
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:
-        return web.json({**runtime.stats.as_dict(), "encoder": runtime.encoder_stats(),
-                         "segments": runtime.segment_stats()})
+        return web.json(
+            {
+                **runtime.stats.as_dict(),
+                "encoder": runtime.encoder_stats(),
+                "segments": runtime.segment_stats(),
+            }
+        )
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
@@ -75,4 +81,19 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
         profile = await runtime.store.get(user_id)
         if profile is None:
             return web.json({"error": "unknown user", "user_id": user_id}, status=404)
-        return web.json(profile_view(profile, settings))
+        view = profile_view(profile, settings)
+        as_of = request.query.get("as_of")
+        if as_of is not None and runtime.churn is not None:
+            if not as_of.isdigit():
+                return web.json({"error": "as_of must be epoch milliseconds"}, status=400)
+            from profiles.churn.risk import score
+
+            previous = profile.churn["level"] if profile.churn else None
+            view["churn"] = score(
+                profile,
+                max(int(as_of), profile.last_ts or 0),
+                runtime.churn.params,
+                runtime.churn.config,
+                previous_level=previous,
+            ).to_dict()
+        return web.json(view)
