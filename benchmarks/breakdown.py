@@ -45,6 +45,7 @@ from aiokafka import AIOKafkaProducer
 from rich.console import Console
 
 from benchmarks.common import (
+    BENCHMARKS_MD,
     DataSpec,
     facts_lines,
     generate_events,
@@ -541,6 +542,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write", action="store_true", help="update the issue-2 section of BENCHMARKS.md"
     )
+    parser.add_argument(
+        "--md",
+        type=Path,
+        default=BENCHMARKS_MD,
+        help="the file --write updates (default: BENCHMARKS.md of this checkout)",
+    )
     args = parser.parse_args(argv)
     if args.write and args.cprofile:
         parser.error("--cprofile figures include the profiler's overhead; do not --write them")
@@ -562,8 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(body)
     if args.write:
-        write_subsection(SUBSECTION, body)
-        console.log("updated BENCHMARKS.md")
+        write_subsection(SUBSECTION, body, args.md)
+        console.log(f"updated {args.md}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py                 # N=40k, 3 repetitions, print a table
     python benchmarks/throughput.py --write         # ... and update BENCHMARKS.md
-    python benchmarks/throughput.py --pipeline no-embeddings --events 100000 --iter
+    python benchmarks/throughput.py --pipeline core --events 100000 --iter
 
 Consumers, each run ``--repeats`` times, interleaved (a, b, [b'], c0, c, a, b, ...):
 
@@ -14,8 +14,9 @@ Consumers, each run ``--repeats`` times, interleaved (a, b, [b'], c0, c, a, b, .
 (c)  the real worker, ``python -m stream worker``, at its defaults (embedding profiles on,
      so the text encoder runs in the worker), with a fresh app id, fresh internal and output
      topics, and a flushed Redis for every repetition;
-(c0) the same worker with ``RTP_EMBEDDINGS=false``: the Kafka, validation, tag and Redis
-     path without the encoder (``--pipeline`` picks which of c and c0 run).
+(c0) the same worker with the optional model features off (``RTP_EMBEDDINGS``,
+     ``RTP_SEGMENTS``, ``RTP_CHURN`` = false): the Kafka, validation, tag and Redis path
+     (``--pipeline core|default`` picks which of c0 and c run; both by default).
 
 (b) and (c) are measured the same way from outside: ``/stats`` is polled every ``--poll-ms``
 and the clock runs from the last poll that saw nothing consumed to the first poll that saw
@@ -55,6 +56,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.console import Console
 
 from benchmarks.common import (
+    BENCHMARKS_MD,
     ROOT,
     DataSpec,
     encode,
@@ -86,11 +88,20 @@ class Variant:
     env: dict[str, str]
 
 
+#: The optional model features, all off in the core variant. Older checkouts ignore the names
+#: they do not know, so the same script measures any commit.
+_FEATURES_OFF = {"RTP_EMBEDDINGS": "false", "RTP_SEGMENTS": "false", "RTP_CHURN": "false"}
+
 VARIANTS: dict[str, Variant] = {
-    "no-embeddings": Variant(
-        "pipeline-noemb", "(c0)", "pipeline, `RTP_EMBEDDINGS=false`", {"RTP_EMBEDDINGS": "false"}
+    "core": Variant(
+        "pipeline-core",
+        "(c0)",
+        "pipeline core (`RTP_EMBEDDINGS`, `RTP_SEGMENTS`, `RTP_CHURN` = false)",
+        _FEATURES_OFF,
     ),
-    "default": Variant("pipeline", "(c)", "pipeline, defaults (embeddings on)", {}),
+    "default": Variant(
+        "pipeline", "(c)", "pipeline, defaults (embeddings, segments, churn on)", {}
+    ),
 }
 
 console = Console(stderr=True, highlight=False)
@@ -579,6 +590,8 @@ def worker_child(
         "RTP_ROUTED_TOPIC": f"routed-{tag}",
         "RTP_PROFILE_TOPIC": f"profiles-{tag}",
         "RTP_DLQ_TOPIC": f"dlq-{tag}",
+        "RTP_SEGMENT_TOPIC": f"segments-{tag}",
+        "RTP_CHURN_TOPIC": f"churn-{tag}",
         "RTP_DATA_DIR": str(base / "faust"),
         "RTP_WEB_PORT": str(port),
         "RTP_PARTITIONS": str(PARTITIONS),
@@ -839,7 +852,7 @@ def _pipeline_notes(results: dict[str, list[Sample]], n: int) -> list[str]:
     return lines
 
 
-def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
+def parse_args(argv: list[str] | None) -> tuple[Options, Path | None]:
     parser = argparse.ArgumentParser(
         description="Events/s of raw aiokafka, a Faust no-op agent and the pipeline, "
         "measured on the same pre-filled topic.",
@@ -886,6 +899,12 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     parser.add_argument(
         "--write", action="store_true", help="update the issue-2 section of BENCHMARKS.md"
     )
+    parser.add_argument(
+        "--md",
+        type=Path,
+        default=BENCHMARKS_MD,
+        help="the file --write updates (default: BENCHMARKS.md of this checkout)",
+    )
     args = parser.parse_args(argv)
     if args.write and args.py_spy is not None:
         parser.error("--py-spy runs are slowed by the sampler; do not --write their figures")
@@ -902,11 +921,11 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         pipelines=tuple(args.pipeline or VARIANTS),
         py_spy=args.py_spy,
     )
-    return opts, bool(args.write)
+    return opts, (args.md if args.write else None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts, write = parse_args(argv)
+    opts, md = parse_args(argv)
     started = time.monotonic()
     results, context = asyncio.run(run(opts))
     table, medians = render(results, opts)
@@ -923,9 +942,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(body)
     console.log(f"total {time.monotonic() - started:.0f}s")
-    if write:
-        write_subsection(SUBSECTION, body)
-        console.log(f"updated {ROOT / 'BENCHMARKS.md'}")
+    if md is not None:
+        write_subsection(SUBSECTION, body, md)
+        console.log(f"updated {md}")
     return 0
 
 

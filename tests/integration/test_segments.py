@@ -49,6 +49,14 @@ async def test_users_get_stable_segments_and_changes_go_downstream(
         return sum(v is not None for v in await pipe.execute()) >= 0.9 * len(active)
 
     await eventually(assigned, timeout=120)
+    total = len(gen.catalog()) + len(history)
+
+    async def settled() -> bool:  # every event applied: segments stop moving
+        st = await worker.stats()
+        done = st["applied"] + st["items"] + st["duplicates"] + st["fenced"]
+        return bool(st["routed"] == total and done + sum(st["dead"].values()) >= total)
+
+    await eventually(settled, timeout=120)
     stats = await worker.stats()
     ids = set(stats["segments"]["ids"])
     assert len(ids) == 4
