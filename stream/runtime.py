@@ -271,7 +271,10 @@ class Runtime(Service):
 
     def _segmenter(self, dim: int) -> Segmenter:
         s = self.settings
-        kmeans = MiniBatchKMeans(s.segments_k, dim + len(BEHAVIOUR_FEATURES), forgetting=0.01)
+        # A small reservoir: the model blob (rewritten at every merge) stays ~1 MiB.
+        kmeans = MiniBatchKMeans(
+            s.segments_k, dim + len(BEHAVIOUR_FEATURES), forgetting=0.01, reservoir=500
+        )
         return Segmenter(
             kmeans,
             CentroidStore(self.store.client),
