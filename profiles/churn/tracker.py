@@ -9,11 +9,13 @@ users that changed, not all users.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from profiles.churn.bgnbd import BGNBDParams
-from profiles.churn.risk import Risk, RiskConfig, assess
+from profiles.churn.features import DAY_MS
+from profiles.churn.risk import Risk, RiskConfig, assess, model_version
 from profiles.profile import Profile
 
 
@@ -41,12 +43,38 @@ class ChurnTracker:
         self.config = config or RiskConfig()
         self.params: BGNBDParams | None = None
 
+    def quiet_ms(self) -> int | None:
+        """How long after an event the level surely stays "low" (None: no such bound).
+
+        risk = model^w · engagement^(1−w) ≤ engagement^(1−w) (and = engagement without a
+        model), and engagement = 1 − 2^(−days/h) is 0 at the event: so the risk stays below
+        the first boundary until engagement^(1−w) reaches it. The sweep computes the exact
+        crossing then. This keeps the per-write cost to a few arithmetic operations.
+        """
+        cfg = self.config
+        if cfg.model_weight >= 1.0:
+            return None
+        need = cfg.levels[0] ** (1.0 / (1.0 - cfg.model_weight))
+        days = -cfg.engagement_half_life_days * math.log2(1.0 - need)
+        return int(days * DAY_MS)
+
     def update(self, profile: Profile, as_of_ms: int) -> ChurnChange | None:
         """Re-score ``profile`` as of ``as_of_ms``; set its churn state; the change to announce."""
         if profile.last_ts is None:
             return None
         previous = profile.churn["level"] if profile.churn else None
         when = max(as_of_ms, profile.last_ts)
+        quiet = self.quiet_ms()
+        if when == profile.last_ts and previous in (None, "low") and quiet is not None:
+            # At an event the risk is 0 (engagement 0): low, nothing to announce, no model call.
+            profile.churn = {
+                "level": "low",
+                "risk": 0.0,
+                "as_of": when,
+                "model_version": model_version(self.params),
+                "next_check_ms": when + quiet,
+            }
+            return None
         found = assess(profile, when, self.params, self.config, previous)
         profile.churn = state_of(found.risk, found.next_check_ms)
         # A new user starts at "low" silently: announcing every newcomer would be a flood.
