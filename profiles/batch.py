@@ -162,9 +162,9 @@ class BatchUpdater:
             commit.moves = [m for r in computed.values() for m in r.moves]
             commit.due = [d for r in computed.values() for d in r.due]
             commit.customers = [
-                (r.profile.user_id, owner(r.profile.user_id, self.partitions))
-                for r in computed.values()
-                if r.write and r.profile.orders > 0
+                (uid, owner(uid, self.partitions), r.write and r.profile.orders > 0)
+                for uid, r in computed.items()
+                if (r.write and r.profile.orders > 0) or r.erasures
             ]
             try:
                 started = time.perf_counter()

@@ -242,8 +242,11 @@ def _indexes(pipe: Any, commit: Commit | None) -> None:
             pipe.zrem(keys.churn_due(partition), user)
         else:
             pipe.zadd(keys.churn_due(partition), {user: next_ms})
-    for user, partition in commit.customers:
-        pipe.sadd(keys.churn_customers(partition), user)
+    for user, partition, add in commit.customers:
+        if add:
+            pipe.sadd(keys.churn_customers(partition), user)
+        else:
+            pipe.srem(keys.churn_customers(partition), user)
 
 
 def _profile_from(user_id: str, current: list[Any], erased: list[Any]) -> Profile:

@@ -43,7 +43,7 @@ class Commit:
     moves: list[tuple[str, int | None, int | None]] = field(default_factory=list)
     # (user, owner partition, next churn check ms or None to drop from the due index)
     due: list[tuple[str, int, int | None]] = field(default_factory=list)
-    customers: list[tuple[str, int]] = field(default_factory=list)
+    customers: list[tuple[str, int, bool]] = field(default_factory=list)  # add (True) / remove
 
     def __bool__(self) -> bool:
         return bool(self.profiles or self.erasures or self.items)
