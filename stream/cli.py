@@ -28,6 +28,29 @@ def local_services(settings: Settings, state_dir: str | None = None) -> Any:
     return LocalServices(directory, broker_port=broker_port, redis_port=redis_port)
 
 
+def start_local(services: Any, redis_url: str) -> bool:
+    """Start the embedded services; if the broker is new, clear the Redis it pairs with.
+
+    Tansu keeps topics in memory, so a new broker restarts every offset at 0, while Redis
+    (AOF) still holds profiles fenced at the old offsets: new events would look applied.
+    Returns whether Redis was cleared.
+    """
+    import redis
+
+    broker_was_running = bool(services.status()["broker"]["running"])
+    services.up()
+    if broker_was_running:
+        return False
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stale = next(iter(client.scan_iter(match="rtp:*", count=100)), None) is not None
+        if stale:
+            client.flushdb()
+        return stale
+    finally:
+        client.close()
+
+
 def _env(name: str, default: str) -> str:
     import os
 
@@ -49,7 +72,8 @@ def register(app: faust.App, settings: Settings) -> None:
         services = local_services(settings, state_dir)
         try:
             if action == "up":
-                services.up()
+                if start_local(services, settings.redis_url):
+                    self.say("new in-memory broker: cleared the previous session's Redis state")
                 self.say(f"broker {services.broker_url}  redis {services.redis_url}")
             elif action == "down":
                 services.down()

@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from profiles.redis_store import RedisStore
-from stream.cli import local_services
+from stream.cli import local_services, start_local
 from stream.inspect import dlq_counts
 from stream.settings import Settings
 
@@ -59,6 +59,13 @@ async def _stats(session: aiohttp.ClientSession, port: int) -> dict[str, Any]:
         return {}
 
 
+async def _segment_sizes(store: RedisStore, stats: dict[str, Any]) -> list[tuple[int, int]]:
+    from profiles import keys
+
+    ids = stats.get("segments", {}).get("ids", [])
+    return [(sid, int(await store.client.scard(keys.segment_members(sid)))) for sid in ids]
+
+
 async def _sample_users(store: RedisStore, n: int) -> list[str]:
     found: list[str] = []
     async for key in store.client.scan_iter(match="rtp:p:*", count=500):
@@ -75,6 +82,7 @@ def _view(
     users: list[Any],
     produced: int,
     settings: Settings,
+    segment_sizes: list[tuple[int, int]],
 ) -> Group:
     pipeline = Table(title="pipeline", show_header=False, min_width=50)
     pipeline.add_row("generated events sent", f"{produced}")
@@ -92,14 +100,26 @@ def _view(
     for reason, n in sorted(dead.items(), key=lambda kv: -kv[1]):
         pipeline.add_row(f"  {reason}", f"{n}")
     people = Table(title="sample users (event time)")
-    for col in ("user", "events", "orders", "spend", "top tags"):
+    for col in ("user", "events", "orders", "spend", "segment", "churn", "top tags"):
         people.add_column(col)
     half_life = settings.profile.half_life_ms
     for p in users:
         spend = ", ".join(f"{c / 100:.0f} {cur}" for cur, c in p.spend_cents.items())
         tags = ", ".join(t for t, _ in p.top_tags(5, half_life))
-        people.add_row(p.user_id, str(sum(p.counts.values())), str(p.orders), spend, tags)
-    return Group(pipeline, people)
+        churn = f"{p.churn['level']} {p.churn['risk']:.2f}" if p.churn else "-"
+        segment = "-" if p.segment is None else f"S{p.segment}"
+        people.add_row(
+            p.user_id, str(sum(p.counts.values())), str(p.orders), spend, segment, churn, tags
+        )
+    seg = stats.get("segments", {})
+    sizes = Table(title="segments (shared model v{})".format(seg.get("model_version", "-")))
+    for col in ("segment", "users"):
+        sizes.add_column(col)
+    for sid, n in segment_sizes:
+        sizes.add_row(f"S{sid}", str(n))
+    if not segment_sizes:
+        sizes.add_row("-", "seeding: waiting for enough users" if seg.get("enabled") else "off")
+    return Group(pipeline, sizes, people)
 
 
 async def run_demo(
@@ -109,7 +129,7 @@ async def run_demo(
     from stream.produce import Plan, send_events
 
     services = local_services(settings)
-    await asyncio.to_thread(services.up)
+    await asyncio.to_thread(start_local, services, settings.redis_url)
     state = Path(os.environ.get("RTP_DEV_DIR", ".dev"))
     worker = start_worker(settings, state / "worker.log")
     store = RedisStore.from_url(settings.redis_url)
@@ -149,7 +169,8 @@ async def run_demo(
                         users = await _sample_users(store, 4)
                     profiles = [p for p in [await store.get(u) for u in users] if p]
                     dead = dict(await dlq_counts(settings, timeout=0.5))
-                    live.update(_view(stats, rate_now, dead, profiles, produced, settings))
+                    sizes = await _segment_sizes(store, stats)
+                    live.update(_view(stats, rate_now, dead, profiles, produced, settings, sizes))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
     finally:
