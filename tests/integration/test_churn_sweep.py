@@ -1,0 +1,62 @@
+"""The churn sweep reads only due users, and a restarted worker does not announce again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from profiles.profile import Record
+from stream.runtime import Runtime
+from stream.settings import Settings
+
+pytestmark = pytest.mark.integration
+DAY = 86_400_000
+START = 1_767_225_600_000
+
+
+def click(n: int, user: str, day: float) -> dict[str, Any]:
+    return {
+        "event_id": f"{user}-{n}",
+        "type": "click",
+        "schema_version": 1,
+        "user_id": user,
+        "ts": START + int(day * DAY),
+        "product_id": "p1",
+        "title": "Tea",
+    }
+
+
+def runtime(redis_url: str) -> Runtime:
+    settings = Settings(
+        redis_url=redis_url, embeddings=False, segments=False, partitions=2, churn_clock="event"
+    )
+    return Runtime(settings)
+
+
+async def test_sweep_cost_follows_due_users_and_restart_does_not_repeat(redis_url: str) -> None:
+    first = runtime(redis_url)
+    await first.store.load_scripts()
+    quiet = [click(1, f"q{i}", 29) for i in range(97)]  # active lately: not due at day 30
+    silent = [click(1, f"s{i}", 0) for i in range(3)]  # silent for 30 days: due
+    await first.updater.process([Record("in:0", i, e) for i, e in enumerate(quiet + silent)])
+
+    loaded: list[str] = []
+    original = first.store.load
+
+    async def counting_load(users: Any, items: Any) -> Any:
+        loaded.extend(users)
+        return await original(users, items)
+
+    first.store.load = counting_load  # type: ignore[method-assign]
+    first.watermark_ms = START + 30 * DAY
+    changes = await first.sweep_churn({0, 1})
+    assert sorted(loaded) == ["s0", "s1", "s2"]  # the sweep never touched the 97 others
+    assert sorted(c.profile.user_id for c in changes) == ["s0", "s1", "s2"]
+    assert {c.risk.level for c in changes} == {"high"}
+    await first.store.close()
+
+    again = runtime(redis_url)  # a restarted worker on the same Redis
+    again.watermark_ms = START + 31 * DAY
+    assert await again.sweep_churn({0, 1}) == []
+    await again.store.close()
