@@ -47,7 +47,7 @@ async def stored_profiles(client: aioredis.Redis, users: list[str]) -> dict[str,
     return dict(zip(users, await pipe.execute(), strict=True))
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await check():

@@ -57,7 +57,10 @@ async def test_metrics_appear_and_move(worker: Worker, brokers: str, names: Name
         now = await scrape(worker)
         return value(now, "rtp_events_applied_total", outcome="applied") >= 40
 
-    await eventually(moved)
+    try:
+        await eventually(moved)
+    except AssertionError:
+        pytest.fail(f"worker did not apply 40 events: {await worker.stats()}\n{worker.tail()}")
     await asyncio.sleep(5.5)  # one lag measurement
     after = await scrape(worker)
     assert value(after, "rtp_events_total", kind="search") == 40
