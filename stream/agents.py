@@ -47,15 +47,16 @@ class Topics:
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        # internal=True: Faust creates the topics the worker writes when it starts, so the
+        # first send never waits on a broker's auto-creation (or fails where it is off).
+        owned: dict[str, Any] = {**raw, "internal": True, "partitions": settings.partitions}
         return cls(
             input=app.topic(settings.input_topic, **raw),
-            routed=app.topic(
-                settings.routed_topic, partitions=settings.partitions, internal=True, **raw
-            ),
-            profiles=app.topic(settings.profile_topic, partitions=settings.partitions, **raw),
-            dlq=app.topic(settings.dlq_topic, partitions=1, **raw),
-            segments=app.topic(settings.segment_topic, partitions=settings.partitions, **raw),
-            churn=app.topic(settings.churn_topic, partitions=settings.partitions, **raw),
+            routed=app.topic(settings.routed_topic, **owned),
+            profiles=app.topic(settings.profile_topic, **owned),
+            dlq=app.topic(settings.dlq_topic, **{**owned, "partitions": 1}),
+            segments=app.topic(settings.segment_topic, **owned),
+            churn=app.topic(settings.churn_topic, **owned),
         )
 
 

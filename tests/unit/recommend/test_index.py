@@ -63,12 +63,15 @@ def test_upsert_normalises_and_validates_vectors() -> None:
 
 
 def test_title_change_brings_a_new_vector_and_new_neighbours() -> None:
-    idx = index_of([item("a", axis(0)), item("b", axis(1)), item("c", axis(2))])
-    assert ids(idx.top_k(axis(0), k=1)[0]) == ["a"]
-    idx.upsert(item("a", axis(2)))  # the listing was retitled into another product
+    idx = index_of([item("a", axis(0)), item("b", near(0, 1, 0.5)), item("c", axis(2))])
+    assert ids(idx.top_k(axis(0), k=2)[0]) == ["a", "b"]
+    assert ids(idx.top_k(axis(2), k=1)[0]) == ["c"]
+    # The listing was retitled into another product: same id, same row, new vector.
+    idx.upsert(item("a", near(2, 1, 0.1)))
     assert len(idx) == 3
-    assert ids(idx.top_k(axis(0), k=1)[0]) != ["a"]
-    assert ids(idx.top_k(axis(2), k=2)[0]) == ["a", "c"]
+    assert ids(idx.top_k(axis(0), k=1)[0]) == ["b"]
+    assert ids(idx.top_k(axis(2), k=2)[0]) == ["c", "a"]
+    assert ids(idx.top_k(near(2, 1, 0.1), k=1)[0]) == ["a"]
 
 
 def test_discontinued_upsert_removes_the_item_everywhere() -> None:

@@ -11,7 +11,7 @@ from profiles.recommend.index import Item, ItemIndex
 DIM = 8
 
 
-def unit(values: Sequence[float]) -> np.ndarray:
+def unit(values: np.ndarray | Sequence[float]) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
     return (v / np.linalg.norm(v)).astype(np.float32)
 
