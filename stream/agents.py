@@ -47,8 +47,7 @@ class Topics:
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-        # internal=True: Faust creates the topics the worker writes when it starts, so the
-        # first send never waits on a broker's auto-creation (or fails where it is off).
+        # Partitions of the topics the worker writes; `declare_outputs` creates them.
         owned: dict[str, Any] = {**raw, "internal": True, "partitions": settings.partitions}
         return cls(
             input=app.topic(settings.input_topic, **raw),
@@ -58,6 +57,12 @@ class Topics:
             segments=app.topic(settings.segment_topic, **owned),
             churn=app.topic(settings.churn_topic, **owned),
         )
+
+    async def declare_outputs(self) -> None:
+        """Create the output topics at start-up (idempotent), so the first send never waits
+        on a broker's auto-creation, or fails where that is off (Apache Kafka in production)."""
+        for topic in (self.routed, self.profiles, self.dlq, self.segments, self.churn):
+            await topic.declare()
 
 
 def _inbound(event: EventT[Any]) -> Inbound:
@@ -81,10 +86,19 @@ async def _confirm(sends: Sequence[Awaitable[Any]]) -> None:
 def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topics) -> None:
     """Attach the agents to ``app``."""
     stats = runtime.stats
+    declared = asyncio.Lock()
+    done: list[bool] = []
+
+    async def start() -> None:
+        await runtime.ensure_ready()
+        async with declared:
+            if not done:
+                await topics.declare_outputs()
+                done.append(True)
 
     @app.agent(topics.input, name="ingest")
     async def ingest(stream: StreamT[Any]) -> None:
-        await runtime.ensure_ready()
+        await start()
         async for events in cast(faust.Stream[Any], stream).take_events(
             settings.batch_max, settings.batch_within_s
         ):
@@ -116,7 +130,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
 
     @app.agent(topics.routed, name="update")
     async def update(stream: StreamT[Any]) -> None:
-        await runtime.ensure_ready()
+        await start()
         async for events in cast(faust.Stream[Any], stream).take_events(
             settings.bundle_max, settings.batch_within_s
         ):
