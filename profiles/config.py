@@ -21,7 +21,9 @@ class ProfileConfig:
     half_life_ms: int = 30 * 86_400_000
     lateness_ms: int = 7 * 86_400_000
     top_tags: int = 50
-    recent_ids: int = 256
+    # Producer retries resend within seconds: 64 ids per user catch them, and keep each
+    # profile write small (the whole profile is rewritten on every change).
+    recent_ids: int = 64
     purchased_items: int = 200
     kind_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KIND_WEIGHTS))
 

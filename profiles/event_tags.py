@@ -6,6 +6,7 @@ not, the catalog entry (from ``product`` events) fills in.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -13,6 +14,8 @@ Tag = tuple[str, float]
 
 
 class TextTagger(Protocol):
+    def __hash__(self) -> int: ...  # item tags are cached per tagger
+
     def text(self, text: str) -> tuple[Tag, ...]: ...
 
     def category(self, path: Sequence[str]) -> tuple[Tag, ...]: ...
@@ -59,10 +62,15 @@ def _item_parts(
     known = items.get(fields.get("product_id", ""), {})
     title = fields.get("title") or known.get("title") or ""
     category = fields.get("category") or known.get("category") or ()
-    return [
-        (tagger.text(title), share * TITLE_SHARE),
-        (tagger.category(category), share * CATEGORY_SHARE),
-    ]
+    return [(_item_tags(tagger, title, tuple(category)), share)]
+
+
+@functools.lru_cache(maxsize=100_000)
+def _item_tags(tagger: TextTagger, title: str, category: tuple[str, ...]) -> tuple[Tag, ...]:
+    """An item's merged title and category tags: computed once per item, not per click."""
+    return tuple(
+        merge([(tagger.text(title), TITLE_SHARE), (tagger.category(category), CATEGORY_SHARE)])
+    )
 
 
 def merge(parts: Sequence[tuple[Sequence[Tag], float]]) -> list[Tag]:

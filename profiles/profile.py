@@ -13,6 +13,7 @@ gives the same profile as live traffic. Redis and Kafka never appear here.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ class Profile:
         if not self.tags or self.tag_anchor is None or self.last_ts is None:
             return []
         when = self.last_ts if as_of is None else as_of
-        ranked = sorted(self.tags.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        ranked = heapq.nsmallest(n, self.tags.items(), key=lambda kv: (-kv[1], kv[0]))
         return [
             (tag, round(decayed(score, self.tag_anchor, when, half_life_ms), 6))
             for tag, score in ranked

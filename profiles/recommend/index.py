@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DAY_MS", "Item", "ItemIndex"]
+__all__ = ["DAY_MS", "POPULARITY_DECADES", "Item", "ItemIndex"]
 
 DAY_MS = 86_400_000
 FloatArray = npt.NDArray[np.floating[Any]]
@@ -60,6 +60,8 @@ _REBASE_HALF_LIVES = 400.0
 #: Popularity recorded for products the index does not hold yet (events can arrive before the
 #: catalog upsert); beyond this many the oldest-recorded are dropped, so bad ids cannot grow it.
 _MAX_PENDING = 100_000
+#: Decades of popularity below the top item that :meth:`ItemIndex.popularity` tells apart.
+POPULARITY_DECADES = 3.0
 #: Below this share of candidate postings vs. rows, ``np.unique`` beats a full ``bincount``.
 _SPARSE_SHARE = 0.125
 
@@ -355,7 +357,8 @@ class ItemIndex:
             if masked:
                 scores[:, masked] = -np.inf
             if m < hw:
-                rows = np.argpartition(-scores, m - 1, axis=1)[:, :m]
+                # Partition for the m largest in place of negating: no (q, N) copy.
+                rows = np.argpartition(scores, hw - m, axis=1)[:, hw - m :]
             else:
                 rows = np.broadcast_to(np.arange(hw), (q.shape[0], hw))
             values = np.take_along_axis(scores, rows, axis=1)
@@ -444,13 +447,26 @@ class ItemIndex:
         return self._pop_max
 
     def popularity(self, product_ids: Sequence[str]) -> npt.NDArray[np.float64]:
-        """Popularity of held items in [0, 1]: decayed count / the most popular item's.
+        """Popularity of held items in [0, 1], on a log scale relative to the top item.
 
-        Every count shares one anchor, so the ratio is the same at any read time.
+        ``log(1 + 10**D * c / top) / log(1 + 10**D)`` with ``D = POPULARITY_DECADES``: counts
+        are heavy-tailed (a few items take most interactions), so a linear ratio would call
+        almost everything 0; the log spreads the scale over ``D`` decades below the top item.
+        Every count shares one anchor, so the value is the same at any read time.
+
+        >>> idx = ItemIndex(dim=1)
+        >>> for pid in "abc":
+        ...     idx.upsert(Item(pid, np.ones(1, np.float32), frozenset(), (), 1.0))
+        >>> idx.record("a", 1000.0, ts=0); idx.record("b", 1.0, ts=0)
+        >>> [round(float(x), 3) for x in idx.popularity(["a", "b", "c"])]
+        [1.0, 0.1, 0.0]
         """
         top = self._max_pop()
+        if top <= 0:
+            return np.zeros(len(product_ids))
         pops = self._pop[[self._rows[p] for p in product_ids]]
-        return pops / top if top > 0 else np.zeros(len(product_ids))
+        scale = 10.0**POPULARITY_DECADES
+        return np.asarray(np.log1p(pops / top * scale) / math.log1p(scale), dtype=np.float64)
 
     def popular(
         self,
