@@ -108,6 +108,46 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------- CPU counters
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of a live process, from /proc (0 when it cannot be read)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def service_pid(services: LocalServices, name: str) -> int | None:
+    """Pid of one of ``services`` (from its pid file), or None."""
+    path = services.state_dir / f"{name}.pid"
+    text = path.read_text().strip() if path.exists() else ""
+    return int(text) if text.isdigit() else None
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+def others_cores(
+    machine_before: float, machine_after: float, ours_seconds: float, wall: float
+) -> float:
+    """Cores used by processes that are not ours over ``wall`` seconds (the machine is shared:
+    a figure measured while someone else's job ran says little about ours)."""
+    return max(0.0, (machine_after - machine_before) - ours_seconds) / wall
+
+
 # ------------------------------------------------------------------------- machine facts
 
 
@@ -214,7 +254,7 @@ def _block_span(
 
 def _is_heading_up_to(line: str, level: int) -> bool:
     match = re.match(r"(#+) ", line)
-    return bool(match) and len(match.group(1)) <= level
+    return match is not None and len(match.group(1)) <= level
 
 
 def write_subsection(subheading: str, body: str, path: Path = BENCHMARKS_MD) -> None:

@@ -15,10 +15,12 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import faust
+from faust.types import StreamT
 from faust.web import Request, Response, View
 
 
@@ -50,13 +52,14 @@ def build_app(args: argparse.Namespace) -> faust.App:
     if args.mode == "take":
         # The pipeline's ingest agent iterates exactly like this.
         @app.agent(topic, name="noop")
-        async def noop_take(stream: faust.Stream) -> None:
-            async for events in stream.take_events(args.batch_max, args.batch_within):
+        async def noop_take(stream: StreamT[Any]) -> None:
+            batches = cast(faust.Stream[Any], stream).take_events(args.batch_max, args.batch_within)
+            async for events in batches:
                 consumed[0] += len(events)
     else:
         # Plain per-event iteration: Faust's per-message overhead with no batching at all.
         @app.agent(topic, name="noop")
-        async def noop_iter(stream: faust.Stream) -> None:
+        async def noop_iter(stream: StreamT[Any]) -> None:
             async for _value in stream:
                 consumed[0] += 1
 

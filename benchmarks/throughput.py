@@ -59,13 +59,17 @@ from benchmarks.common import (
     BENCHMARKS_MD,
     ROOT,
     DataSpec,
+    cpu_seconds,
     encode,
     facts_lines,
     generate_events,
+    machine_busy,
     machine_facts,
     markdown_table,
     median,
+    others_cores,
     scratch_services,
+    service_pid,
     write_subsection,
 )
 from stream.dev import BROKER, REDIS, LocalServices, free_port
@@ -77,7 +81,6 @@ TARGET = 0.6  # pipeline / Faust no-op
 BUSY_CORES = 0.25
 QUIET_CORES = 0.1
 PARTITIONS = 4
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,8 @@ class Options:
     session_timeout: float
     run_timeout: float
     pipelines: tuple[str, ...] = tuple(VARIANTS)
-    redo: int = 2
-    quiet_wait: float = 60.0
+    redo: int = 1
+    quiet_wait: float = 30.0
     py_spy: Path | None = None
 
 
@@ -140,32 +143,6 @@ class Sample:
 
 
 # ------------------------------------------------------------------------- processes
-
-
-def _cpu_seconds(pid: int | None) -> float:
-    """User + system CPU of a live process, from /proc (0 when it cannot be read)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    # After the command name: state is field 3, utime 14 and stime 15 (1-based).
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def _service_pid(services: LocalServices, name: str) -> int | None:
-    path = services.state_dir / f"{name}.pid"
-    text = path.read_text().strip() if path.exists() else ""
-    return int(text) if text.isdigit() else None
-
-
-def _machine_busy() -> float:
-    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
-    with open("/proc/stat") as stat:
-        fields = [int(x) for x in stat.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / _TICKS
 
 
 @dataclass(frozen=True)
@@ -186,15 +163,15 @@ class Meter:
     redis_pid: int | None
 
     def snapshot(self, child_pid: int | None) -> Snapshot:
-        child = _cpu_seconds(child_pid) if child_pid else time.process_time()
-        broker = _cpu_seconds(self.broker_pid)
+        child = cpu_seconds(child_pid) if child_pid else time.process_time()
+        broker = cpu_seconds(self.broker_pid)
         own = time.process_time() if child_pid else 0.0  # this process: poller or consumer
-        ours = child + broker + _cpu_seconds(self.redis_pid) + own
-        return Snapshot(child, broker, ours, _machine_busy())
+        ours = child + broker + cpu_seconds(self.redis_pid) + own
+        return Snapshot(child, broker, ours, machine_busy())
 
     @staticmethod
     def sample(rate: float, wall: float, a: Snapshot, b: Snapshot) -> Sample:
-        others = max(0.0, (b.machine - a.machine) - (b.ours - a.ours)) / wall
+        others = others_cores(a.machine, b.machine, b.ours - a.ours, wall)
         return Sample(rate, wall, (b.child - a.child) / wall, (b.broker - a.broker) / wall, others)
 
 
@@ -474,7 +451,7 @@ async def run_raw(brokers: str, topic: str, n: int, meter: Meter, timeout: float
             batch = await consumer.getmany(timeout_ms=100)
             for records in batch.values():
                 for record in records:
-                    orjson.loads(record.value)  # type: ignore[arg-type]
+                    orjson.loads(record.value)
                 count += len(records)
         wall = time.perf_counter() - t0
         return Meter.sample(total / wall, wall, first, meter.snapshot(None))
@@ -654,7 +631,7 @@ async def run(opts: Options) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
     context: dict[str, Any] = {"load": " / ".join(f"{x:.2f}" for x in os.getloadavg())}
     with scratch_services() as (services, base):
         brokers = services.broker_url.removeprefix("kafka://")
-        meter = Meter(_service_pid(services, BROKER), _service_pid(services, REDIS))
+        meter = Meter(service_pid(services, BROKER), service_pid(services, REDIS))
         (base / "faust").mkdir()  # Faust creates its data dir, not the parents
         topic = f"bench-in-{uuid.uuid4().hex[:8]}"
         console.log(f"pre-filling {topic} ({PARTITIONS} partitions)")
@@ -778,10 +755,14 @@ def render(results: dict[str, list[Sample]], opts: Options) -> tuple[str, dict[s
         rates = _rates(samples, key)
         if not rates:
             continue
-        med = median(rates)
+        # A run slowed by someone else's job says nothing about ours: leave it out of the
+        # median whenever a clean run of the same consumer exists.
+        clean = [r for r, s in zip(rates, samples, strict=True) if s.others <= BUSY_CORES]
+        med = median(clean or rates)
         medians[kind if key is None else f"{kind}:{key}"] = med
-        cpu = "" if key else f"{median([s.cpu for s in samples]):.0%}"
-        broker = "" if key else f"{median([s.broker_cpu for s in samples]):.0%}"
+        kept = [s for s in samples if s.others <= BUSY_CORES] or samples
+        cpu = "" if key else f"{median([s.cpu for s in kept]):.0%}"
+        broker = "" if key else f"{median([s.broker_cpu for s in kept]):.0%}"
         others = "" if key else f"{max(s.others for s in samples):.2f}"
         runs = ", ".join(
             f"{r:,.0f}" + ("†" if s.others > BUSY_CORES else "")
@@ -791,7 +772,7 @@ def render(results: dict[str, list[Sample]], opts: Options) -> tuple[str, dict[s
     table = markdown_table(
         [
             "consumer",
-            "median events/s",
+            "median events/s (unmarked runs)",
             "runs (events/s)",
             "consumer CPU",
             "broker CPU",
@@ -847,7 +828,8 @@ def conditions(
         "- CPU columns: CPU seconds / wall seconds during the window (100% = one core); "
         "*others* = machine busy time (/proc/stat) minus the consumer, broker, Redis and "
         f"this script, in cores; † marks a run where others used more than {BUSY_CORES} "
-        "cores (the machine is shared, so such a run is slowed by someone else); each "
+        "cores (the machine is shared, so such a run is slowed by someone else) and left "
+        "out of the medians when the same consumer has unmarked runs; each "
         f"repetition waits up to {opts.quiet_wait:.0f} s for quiet and is redone (up to "
         f"{opts.redo} times) when a run was marked; {context['redone']} redone in this run",
         f"- Load average (1/5/15 min) before the run: {context['load']}",
@@ -917,13 +899,13 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path | None]:
     parser.add_argument(
         "--redo",
         type=int,
-        default=2,
+        default=1,
         help="redo a repetition up to this many times when other processes were busy (†)",
     )
     parser.add_argument(
         "--quiet-wait",
         type=float,
-        default=60.0,
+        default=30.0,
         help="seconds to wait for the machine to be quiet before each repetition",
     )
     parser.add_argument(

@@ -40,6 +40,7 @@ mirror of the matrix on it and searches there; everything else stays on the host
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from collections.abc import Collection, Iterable, Sequence
@@ -80,6 +81,10 @@ class Item:
     category: tuple[str, ...]
     price: float
     discontinued: bool = False
+
+
+#: What stored items hold in place of their vector (the matrix row is the vector).
+_NO_VECTOR = np.zeros(0, dtype=np.float32)
 
 
 def _prefixes(category: Sequence[str]) -> list[tuple[str, ...]]:
@@ -210,7 +215,12 @@ class ItemIndex:
 
     def get(self, product_id: str) -> Item | None:
         row = self._rows.get(product_id)
-        return None if row is None else self._items[row]
+        if row is None:
+            return None
+        stored = self._items[row]
+        assert stored is not None
+        # The vector lives only in the matrix (one copy of 1.5 GB at 1M items, not two).
+        return dataclasses.replace(stored, vector=self._vecs[row].copy())
 
     def tags_of(self, product_id: str) -> frozenset[str]:
         item = self.get(product_id)
@@ -227,7 +237,11 @@ class ItemIndex:
             return
         vector = _unit_row(item.vector, self.dim)
         stored = Item(
-            item.product_id, vector, frozenset(item.tags), tuple(item.category), float(item.price)
+            item.product_id,
+            _NO_VECTOR,
+            frozenset(item.tags),
+            tuple(item.category),
+            float(item.price),
         )
         row = self._rows.get(item.product_id)
         if row is None:
@@ -353,15 +367,18 @@ class ItemIndex:
         if self._mirror is not None:
             values, rows = self._mirror.top(q, hw, masked, m)
         else:
-            scores = q @ self._vecs[:hw].T
+            # (N, d) @ (d, q), not (q, d) @ (d, N): OpenBLAS runs the skinny product 1.5-3x
+            # faster with the item matrix as the left operand (measured on 100k x 384).
+            scores = self._vecs[:hw] @ q.T
             if masked:
-                scores[:, masked] = -np.inf
+                scores[masked] = -np.inf
             if m < hw:
-                # Partition for the m largest in place of negating: no (q, N) copy.
-                rows = np.argpartition(scores, hw - m, axis=1)[:, hw - m :]
+                # Partition for the m largest in place of negating: no (N, q) copy.
+                cols = np.argpartition(scores, hw - m, axis=0)[hw - m :]
             else:
-                rows = np.broadcast_to(np.arange(hw), (q.shape[0], hw))
-            values = np.take_along_axis(scores, rows, axis=1)
+                cols = np.broadcast_to(np.arange(hw)[:, None], (hw, q.shape[0]))
+            values = np.take_along_axis(scores, cols, axis=0).T
+            rows = cols.T
         out = []
         for vals, rws in zip(values.tolist(), rows.tolist(), strict=True):
             hits = []
@@ -482,18 +499,24 @@ class ItemIndex:
         hw = len(self._items)
         if k <= 0 or self._pop_anchor is None or self._pop_ts is None or hw == 0:
             return []
+        excluded = np.array(sorted({self._rows[p] for p in exclude if p in self._rows}), np.intp)
         if category_prefix is None:
-            rows = np.arange(hw)
+            rows = None  # every row: positions are rows
+            pops = self._pop[:hw]  # a view: the common case copies nothing
+            if excluded.shape[0]:
+                pops = pops.copy()
+                pops[excluded] = 0.0
         else:
             key = (category_prefix,) if isinstance(category_prefix, str) else tuple(category_prefix)
             rows = self._array(self._by_cat, self._cat_arrays, key)
-        pops = self._pop[rows]
-        excluded = [self._rows[p] for p in exclude if p in self._rows]
-        if excluded:
-            pops = np.where(np.isin(rows, excluded), 0.0, pops)
+            pops = self._pop[rows]  # a copy
+            if excluded.shape[0] and rows.shape[0]:
+                pos = np.minimum(np.searchsorted(rows, excluded), rows.shape[0] - 1)
+                pops[pos[rows[pos] == excluded]] = 0.0
         # Removed rows hold 0, so the positive filter drops them along with unrecorded items.
         live = np.flatnonzero(pops > 0)
         top = rank_rows(pops[live], np.zeros(live.shape[0]), k)
+        chosen = live[top] if rows is None else rows[live[top]]
         age = (self._pop_ts - self._pop_anchor) / self.popularity_half_life_ms
         scale = math.pow(2.0, max(-age, -1074.0))
-        return [(self._id(int(rows[live[i]])), float(pops[live[i]]) * scale) for i in top]
+        return [(self._id(int(r)), float(self._pop[r]) * scale) for r in chosen.tolist()]
