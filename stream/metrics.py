@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -98,12 +98,17 @@ class Metrics:
             "rtp_assigned_partitions", "Partitions of the routed topic owned", registry=r
         )
 
-    def observe_latency(self, produced_ms: Iterable[int], event_ms: Iterable[int]) -> None:
+    def observe_latency(self, produced_ms: Sequence[int], event_ms: Sequence[int]) -> None:
+        """Latency and freshness of (at most ``SAMPLE`` evenly spaced) records of a batch.
+
+        A Python histogram observation costs ~1 µs; sampling keeps metrics off the per-event
+        budget. Quantiles are unaffected; ``_count`` counts observations, not events.
+        """
         now = time.time()
-        for ms in produced_ms:
+        for ms in _spread(produced_ms):
             if ms > 0:
                 self.latency.observe(max(0.0, now - ms / 1000))
-        for ms in event_ms:
+        for ms in _spread(event_ms):
             self.freshness.observe(max(0.0, now - ms / 1000))
 
     def set_lag(self, topic: str, partition: int, messages: int, seconds: float) -> None:
@@ -117,6 +122,16 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+SAMPLE = 64
+
+
+def _spread(values: Sequence[int]) -> Sequence[int]:
+    if len(values) <= SAMPLE:
+        return values
+    step = len(values) / SAMPLE
+    return [values[int(i * step)] for i in range(SAMPLE)]
 
 
 #: Every metric family the worker exports (what the dashboard may name).

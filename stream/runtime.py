@@ -208,7 +208,7 @@ class Runtime(Service):
         m.emitted.labels("churn_risk").inc(len(result.churn_changes))
         for r in records:
             self.watermark_ms = max(self.watermark_ms, int(r.event["ts"]))
-        m.observe_latency((r.produced_ms for r in records), (int(r.event["ts"]) for r in records))
+        m.observe_latency([r.produced_ms for r in records], [int(r.event["ts"]) for r in records])
         self._observe_encoder()
         self._advance(bundles)
 
