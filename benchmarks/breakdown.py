@@ -547,6 +547,9 @@ def conditions(spec: DataSpec, runs: int, batch: int, facts: dict[str, str]) -> 
         "`appendfsync always`",
         "- Per event = piece time / all N input events; every run starts with empty profile "
         "and tag caches and a flushed Redis",
+        "- Not measured here: segmentation (`RTP_SEGMENTS`) and churn risk (`RTP_CHURN`), "
+        "which the default worker also runs (throughput row (c) includes them); nor "
+        "Faust's own per-message cost (throughput row (b))",
     ]
 
 
