@@ -9,11 +9,11 @@ recommendation maths sees from all-MiniLM-L6-v2, without encoding a million titl
 tags shaped like ``TagExtractor``'s output (a category path of three levels over 12 top
 categories, plus four title words drawn Zipf-like from 20,000). Each user has 5 interest
 vectors and a long-term vector (each the mean of a few items' vectors plus noise, so the
-neighbours are real neighbours), their 20 strongest tags and 20 purchased items. One call
-is :func:`profiles.recommend.blend.recommend` with ``BlendConfig()`` (k = 10, 50 candidates
-per vector and from tags); p50/p99 are over the users of one pass, and the figures are the
-median over ``--repeats`` passes. ``top_k`` and ``by_tags`` are timed alone too, to show
-where the time goes.
+neighbours are real neighbours), 40 tags (``BlendConfig().user_tags``) and 20 purchased
+items. One call is :func:`profiles.recommend.blend.recommend` with ``BlendConfig()`` (k = 10,
+50 candidates per vector and from tags); p50/p99 are over the users of one pass, and the
+figures are the median over ``--repeats`` passes. ``top_k`` and ``by_tags`` are timed alone
+too, to show where the time goes.
 
 Upserts: a new item (amortised, doubling included), a replacement with a new vector (a title
 change: same row, tag postings diffed) and a removal (discontinued), each timed over 10,000
@@ -48,6 +48,7 @@ TOPS, LEAVES, SUBLEAVES = 12, 8, 6
 VOCAB = 20_000
 TITLE_WORDS = 4
 UPSERTS = 10_000
+USER_TAGS = 40  # BlendConfig().user_tags
 BATCH = 32  # users whose vectors share one matrix pass in the batched top_k figure
 
 
@@ -139,8 +140,9 @@ def make_users(
         long_term = np.mean([v for v, _, _ in interests], axis=0)
         long_term /= np.linalg.norm(long_term)
         tag_pool = sorted({t for _, _, ts in interests for t in ts})
-        tag_pool += [f"w{int(w)}" for w in rng.integers(VOCAB, size=20)]
-        user_tags = [(t, float(rng.random())) for t in tag_pool[:20]]
+        words = rng.choice(VOCAB, size=USER_TAGS, p=Catalog(rng).word_p)
+        tag_pool += [f"w{int(w)}" for w in words]
+        user_tags = [(t, float(rng.random())) for t in tag_pool[:USER_TAGS]]
         purchased = {f"p{int(r):07d}" for r in rng.integers(n, size=20)}
         users.append(User(long_term.astype(np.float32), interests, user_tags, purchased))
     return users
@@ -293,11 +295,14 @@ def render(rows: list[Row], n_users: int, repeats: int, facts: dict[str, str]) -
         f"- Batching users amortises the matrix pass: `top_k` takes the vectors of {BATCH} "
         "users at once (one (192 × 384) · (384 × N) product) for the per-user cost in the "
         "batched column. The worker recommends for the users a batch touched, so computing "
-        "their neighbours in one `top_k` call and blending per user is where latency goes "
-        "at 1M items; `recommend` takes one user today.",
+        "their neighbours in one `top_k` call and blending per user is the way to cut "
+        "the cost at 1M items; `recommend` takes one user today.",
         "- Upserts are O(dim) plus the tag and category postings that change; a new item "
         "includes its share of the doublings (amortised); a removal zeroes and masks the row "
         "and puts it on the free list.",
+        "- Peak RSS is the benchmark process: the index (matrix grown to 2^20 rows = 1.6 GB, "
+        "the old matrix alive during the last doubling, per-item tags and postings) plus the "
+        "benchmark's own copy of the random vectors (1.5 GB at 1M).",
         "",
         "Conditions:",
         "",
@@ -309,7 +314,8 @@ def render(rows: list[Row], n_users: int, repeats: int, facts: dict[str, str]) -
         f"- Data: synthetic (latency only): random unit vectors, dim {DIM}; tags = 3 category "
         f"levels ({TOPS} × {LEAVES} × {SUBLEAVES}) + {TITLE_WORDS} title words Zipf over "
         f"{VOCAB:,}; popularity recorded on 10% of items. {n_users} users per pass, each with "
-        "5 interests (mean of 4 random items + noise), 20 tags, 20 purchased items; p50/p99 "
+        f"5 interests (mean of 4 random items + noise), {USER_TAGS} tags (their interests' "
+        "tags, then Zipf title words), 20 purchased items; p50/p99 "
         f"over the users of a pass, median over {repeats} passes after a warm-up.",
         f"- Load average when written: {facts['load']}",
     ]
