@@ -86,6 +86,13 @@ def _clock(raw: str) -> str:
     return raw
 
 
+def _unit_interval(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be a number from 0 to 1")
+    return value
+
+
 def _device(raw: str) -> str:
     if raw not in {"auto", "cpu"} and not raw.startswith("cuda"):
         raise ValueError("must be auto, cpu, cuda or cuda:N")
@@ -186,6 +193,52 @@ FIELDS: tuple[Field, ...] = (
         "Seconds between refits of the population model (one worker fits, under a lock).",
     ),
     Field("RTP_CHURN_TOPIC", "churn_topic", _topic, "Output: `churn_risk` events."),
+    Field(
+        "RTP_RECOMMEND",
+        "recommend",
+        _bool,
+        "Recommendations: item index, `recommendation` events, pull API (needs RTP_EMBEDDINGS).",
+    ),
+    Field("RTP_RECS_K", "recs_k", _positive_int, "Items per recommendation list."),
+    Field(
+        "RTP_RECS_INTERVAL_S",
+        "recs_interval_s",
+        _non_negative_float,
+        "At most one list per user per this many seconds of event time.",
+    ),
+    Field(
+        "RTP_RECS_SHIFT",
+        "recs_shift",
+        _non_negative_float,
+        "Recompute when the long-term vector moved this far (cosine distance) since the last.",
+    ),
+    Field("RTP_RECS_W_VECTOR", "recs_w_vector", _non_negative_float, "Blend weight: cosine."),
+    Field("RTP_RECS_W_TAGS", "recs_w_tags", _non_negative_float, "Blend weight: tag Jaccard."),
+    Field(
+        "RTP_RECS_W_POPULARITY",
+        "recs_w_popularity",
+        _non_negative_float,
+        "Blend weight: popularity.",
+    ),
+    Field(
+        "RTP_RECS_DIVERSITY",
+        "recs_diversity",
+        _unit_interval,
+        "0 = plain top k by score; 1 = spread evenly over the user's interests.",
+    ),
+    Field(
+        "RTP_POPULARITY_HALF_LIFE_DAYS",
+        "popularity_half_life_days",
+        _positive_float,
+        "Half-life of item popularity (event time).",
+    ),
+    Field(
+        "RTP_CATALOG_POLL_S",
+        "catalog_poll_s",
+        _positive_float,
+        "Seconds between reads of catalog changes and popularity into the worker's index.",
+    ),
+    Field("RTP_RECS_TOPIC", "recs_topic", _topic, "Output: `recommendation` events."),
 )
 
 
@@ -236,6 +289,17 @@ class Settings:
     churn_sweep_s: float = 10.0
     churn_fit_s: float = 600.0
     churn_topic: str = "churn-risk"
+    recommend: bool = True
+    recs_k: int = 10
+    recs_interval_s: float = 600.0
+    recs_shift: float = 0.1
+    recs_w_vector: float = 0.6
+    recs_w_tags: float = 0.3
+    recs_w_popularity: float = 0.1
+    recs_diversity: float = 0.3
+    popularity_half_life_days: float = 7.0
+    catalog_poll_s: float = 1.0
+    recs_topic: str = "recommendations"
     profile: ProfileConfig = field(default_factory=ProfileConfig)
 
     def __post_init__(self) -> None:

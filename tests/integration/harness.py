@@ -36,6 +36,7 @@ class Names:
             "RTP_ROUTED_TOPIC": f"routed-{self.tag}",
             "RTP_PROFILE_TOPIC": f"profiles-{self.tag}",
             "RTP_DLQ_TOPIC": f"dlq-{self.tag}",
+            "RTP_RECS_TOPIC": f"recs-{self.tag}",
             "RTP_DATA_DIR": f"/tmp/rtp-test-faust/{self.tag}",
         }
 
@@ -50,6 +51,10 @@ class Names:
     @property
     def dlq(self) -> str:
         return f"dlq-{self.tag}"
+
+    @property
+    def recs(self) -> str:
+        return f"recs-{self.tag}"
 
 
 class Worker:
