@@ -26,6 +26,8 @@ from profiles.event_tags import TextTagger, event_tags, needs_catalog
 from profiles.event_text import combine, event_texts
 from profiles.ownership import owner
 from profiles.profile import Outcome, Profile, Record, apply
+from profiles.recommend.popularity import Contribution, interactions
+from profiles.recommend.recommender import Recommender, RecsChange
 from profiles.segments.segmenter import SegmentChange, Segmenter
 from profiles.store import Commit, Erasure, ProfileStore
 
@@ -58,6 +60,8 @@ class BatchResult:
     store_seconds: float = 0.0  # time spent in store loads and commits
     segment_changes: list[SegmentChange] = field(default_factory=list)
     churn_changes: list[ChurnChange] = field(default_factory=list)
+    recommendations: list[RecsChange] = field(default_factory=list)
+    recs_seconds: float = 0.0  # time spent computing recommendation lists
 
 
 @dataclass(slots=True)
@@ -69,6 +73,7 @@ class _UserResult:
     segment_change: SegmentChange | None = None
     churn_change: ChurnChange | None = None
     due: list[tuple[str, int, int | None]] = field(default_factory=list)
+    recs: RecsChange | None = None
 
     @property
     def write(self) -> bool:
@@ -119,6 +124,8 @@ class BatchUpdater:
         segmenter: Segmenter | None = None,
         churn: ChurnTracker | None = None,
         partitions: int = 1,
+        recommender: Recommender | None = None,
+        popularity_half_life_ms: int = 7 * 86_400_000,
     ) -> None:
         self.store = store
         self.config = config
@@ -131,6 +138,8 @@ class BatchUpdater:
         self.segmenter = segmenter
         self.churn = churn
         self.partitions = partitions
+        self.recommender = recommender
+        self.popularity_half_life_ms = popularity_half_life_ms
 
     def forget(self) -> None:
         """Drop cached profiles (on rebalance: another worker may own them now)."""
@@ -159,6 +168,10 @@ class BatchUpdater:
             commit.erasures = [e for r in computed.values() for e in r.erasures]
             self._segment(computed, records)
             self._score_churn(computed)
+            if attempt == 1:
+                commit.popularity = self._popularity(computed)
+                commit.popularity_half_life_ms = self.popularity_half_life_ms
+            result.recs_seconds += await self._recommend(computed, commit)
             commit.moves = [m for r in computed.values() for m in r.moves]
             commit.due = [d for r in computed.values() for d in r.due]
             commit.customers = [
@@ -242,6 +255,46 @@ class BatchUpdater:
             res.churn_change = self.churn.update(res.profile, res.profile.last_ts or 0)
             next_ms = (res.profile.churn or {}).get("next_check_ms")
             res.due.append((user, owner(user, self.partitions), next_ms))
+
+    def _popularity(self, computed: dict[str, _UserResult]) -> dict[int, list[Contribution]]:
+        """Item interactions of the batch, per owner partition, for the shared popularity.
+
+        Taken once per batch (first attempt) from the records applied now or before, whatever
+        the commit's conflicts: the store's per-source fences decide what is new.
+        """
+        if self.recommender is None:
+            return {}
+        weights = self.config.kind_weights
+        out: dict[int, list[Contribution]] = defaultdict(list)
+        for uid, res in computed.items():
+            entries = out[owner(uid, self.partitions)]
+            for r in res.outcome.counted:
+                ts = int(r.event["ts"])
+                entries.extend(
+                    (r.source, r.offset, ts, pid, w) for pid, w in interactions(r.event, weights)
+                )
+        return {p: e for p, e in out.items() if e}
+
+    async def _recommend(self, computed: dict[str, _UserResult], commit: Commit) -> float:
+        """Fresh lists for written users whose change matters (throttled by event time)."""
+        rec = self.recommender
+        if rec is None:
+            return 0.0
+        due = [
+            (res, why)
+            for res in computed.values()
+            if res.write and (why := rec.trigger(res.profile))
+        ]
+        if not due:
+            return 0.0
+        started = time.perf_counter()
+        lists = await rec.compute_many([res.profile for res, _ in due])
+        for (res, why), items in zip(due, lists, strict=True):
+            rec.remember(res.profile, items, why)
+            assert res.profile.recs is not None and res.profile.recs_vector is not None
+            commit.recs[res.profile.user_id] = (res.profile.recs, res.profile.recs_vector)
+            res.recs = RecsChange(res.profile, tuple(items), why)
+        return time.perf_counter() - started
 
     async def _vectors(
         self, records: Sequence[Record], items: dict[str, dict[str, Any]]
@@ -344,6 +397,8 @@ class BatchUpdater:
             result.segment_changes.append(res.segment_change)
         if res.churn_change is not None:
             result.churn_changes.append(res.churn_change)
+        if res.recs is not None:
+            result.recommendations.append(res.recs)
         announce = res.write or (res.outcome.fenced > 0 and res.profile.last_ts is not None)
         if announce:
             result.updated.append(res.profile)
@@ -354,6 +409,7 @@ def _merge(total: Outcome, part: Outcome) -> None:
     total.fenced += part.fenced
     total.duplicates += part.duplicates
     total.late.extend(part.late)
+    total.counted.extend(part.counted)
 
 
 def _receipt(record: Record, now: float) -> dict[str, Any]:

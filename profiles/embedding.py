@@ -67,9 +67,13 @@ def _decode_vec(s: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(s), dtype="<f4").astype(np.float64)
 
 
+#: Below this a decayed sum has gone subnormal (its direction is rounding noise): vanished.
+_VANISHED = 1e-290
+
+
 def _unit32(s: np.ndarray) -> np.ndarray | None:
     norm = _norm(s)
-    if not norm > 0.0:
+    if not norm > _VANISHED:
         return None
     return (s / norm).astype(np.float32)
 

@@ -62,11 +62,11 @@ def _item_parts(
     known = items.get(fields.get("product_id", ""), {})
     title = fields.get("title") or known.get("title") or ""
     category = fields.get("category") or known.get("category") or ()
-    return [(_item_tags(tagger, title, tuple(category)), share)]
+    return [(item_tags(tagger, title, tuple(category)), share)]
 
 
 @functools.lru_cache(maxsize=100_000)
-def _item_tags(tagger: TextTagger, title: str, category: tuple[str, ...]) -> tuple[Tag, ...]:
+def item_tags(tagger: TextTagger, title: str, category: tuple[str, ...]) -> tuple[Tag, ...]:
     """An item's merged title and category tags: computed once per item, not per click."""
     return tuple(
         merge([(tagger.text(title), TITLE_SHARE), (tagger.category(category), CATEGORY_SHARE)])

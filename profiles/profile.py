@@ -54,6 +54,8 @@ class Outcome:
     fenced: int = 0  # already applied: same source offset seen before (redelivery)
     duplicates: int = 0  # same event_id seen recently at another offset
     late: list[Record] = field(default_factory=list)  # beyond the allowed lateness
+    # Applied now or before (fenced): the records item popularity counts (not duplicates).
+    counted: list[Record] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -86,6 +88,10 @@ class Profile:
     segment: int | None = field(default=None, compare=False, repr=False)
     # Churn state (level, next check): depends on the clock of the sweep, so stored apart.
     churn: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    # Recommendation throttle state (last list: time, trigger, items) and the long-term vector
+    # (float16 bytes) it was computed from; written with the profile, erased with it.
+    recs: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    recs_vector: bytes | None = field(default=None, compare=False, repr=False)
 
     def top_tags(self, n: int, half_life_ms: int, as_of: int | None = None) -> list[Tag]:
         """The ``n`` strongest tags with scores decayed to ``as_of`` (default: last event)."""
@@ -153,6 +159,7 @@ def apply(
         fence = profile.fences.get(record.source, -1)
         if record.offset <= fence:
             outcome.fenced += 1
+            outcome.counted.append(record)
             continue
         profile.fences[record.source] = record.offset
         event = record.event
@@ -164,6 +171,7 @@ def apply(
             outcome.late.append(record)
             continue
         _remember(profile, recent, event["event_id"], config.recent_ids)
+        outcome.counted.append(record)
         weight, tags = _learn(profile, event, ts, config, tagger)
         if embed is not None and profile.embedding is not None and weight > 0:
             vector = embed(event)

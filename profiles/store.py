@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from profiles.profile import Profile
+from profiles.recommend.popularity import Contribution, FencedCounts
 
 
 @dataclass(slots=True)
@@ -44,9 +45,14 @@ class Commit:
     # (user, owner partition, next churn check ms or None to drop from the due index)
     due: list[tuple[str, int, int | None]] = field(default_factory=list)
     customers: list[tuple[str, int, bool]] = field(default_factory=list)  # add (True) / remove
+    # user -> (last recommendation state, its long-term vector): written with the profile.
+    recs: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
+    # owner partition -> item popularity contributions (fenced by source offset in the store)
+    popularity: dict[int, list[Contribution]] = field(default_factory=dict)
+    popularity_half_life_ms: int = 7 * 86_400_000
 
     def __bool__(self) -> bool:
-        return bool(self.profiles or self.erasures or self.items)
+        return bool(self.profiles or self.erasures or self.items or self.popularity)
 
 
 @dataclass(slots=True)
@@ -89,6 +95,8 @@ class MemoryStore:
         self.churn: dict[str, dict[str, Any]] = {}
         self.due: dict[int, dict[str, int]] = {}
         self.members: dict[int, set[str]] = {}
+        self.recs: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self.popularity: dict[int, FencedCounts] = {}
         self.commits = 0
 
     async def load(
@@ -105,6 +113,8 @@ class MemoryStore:
             profile.embedding_blob = vectors
             profile.segment = self.segments.get(user_id)
             profile.churn = self.churn.get(user_id)
+            if user_id in self.recs:
+                profile.recs, profile.recs_vector = self.recs[user_id]
             return profile
         if user_id in self.erased:
             version, fences, _ = self.erased[user_id]
@@ -127,6 +137,7 @@ class MemoryStore:
                 result.conflicts.add(erasure.user_id)
                 continue
             existed = self.profiles.pop(erasure.user_id, None) is not None
+            self.recs.pop(erasure.user_id, None)
             old_segment = self.segments.pop(erasure.user_id, None)
             if old_segment is not None:
                 self.members.get(old_segment, set()).discard(erasure.user_id)
@@ -146,6 +157,9 @@ class MemoryStore:
                 self.segments[profile.user_id] = profile.segment
             if profile.churn is not None:
                 self.churn[profile.user_id] = dict(profile.churn)
+            if profile.user_id in commit.recs:
+                state, vector = commit.recs[profile.user_id]
+                self.recs[profile.user_id] = (dict(state), vector)
         for user, previous, segment in commit.moves:
             if previous is not None:
                 self.members.get(previous, set()).discard(user)
@@ -157,6 +171,11 @@ class MemoryStore:
                 index.pop(user, None)
             else:
                 index[user] = next_ms
+        for partition, entries in commit.popularity.items():
+            counts = self.popularity.setdefault(
+                partition, FencedCounts(commit.popularity_half_life_ms)
+            )
+            counts.add(entries)
         for item in commit.items:
             if item_wins(item, self.items.get(item["product_id"])):
                 self.items[item["product_id"]] = orjson.loads(orjson.dumps(item))

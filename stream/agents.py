@@ -25,6 +25,7 @@ from faust.types import EventT, StreamT, TopicT
 from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.downstream import profile_updated, segment_changed
 from profiles.profile import Record
+from profiles.recommend.recommender import recommendation_event
 from stream import dead_letters
 from stream.routing import Inbound, route, unpack
 from stream.runtime import Runtime
@@ -43,6 +44,7 @@ class Topics:
     dlq: TopicT
     segments: TopicT
     churn: TopicT
+    recs: TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -56,12 +58,14 @@ class Topics:
             dlq=app.topic(settings.dlq_topic, **{**owned, "partitions": 1}),
             segments=app.topic(settings.segment_topic, **owned),
             churn=app.topic(settings.churn_topic, **owned),
+            recs=app.topic(settings.recs_topic, **owned),
         )
 
     async def declare_outputs(self) -> None:
         """Create the output topics at start-up (idempotent), so the first send never waits
         on a broker's auto-creation, or fails where that is off (Apache Kafka in production)."""
-        for topic in (self.routed, self.profiles, self.dlq, self.segments, self.churn):
+        outputs = (self.routed, self.profiles, self.dlq, self.segments, self.churn, self.recs)
+        for topic in outputs:
             await topic.declare()
 
 
@@ -103,7 +107,13 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             settings.batch_max, settings.batch_within_s
         ):
             messages = [_inbound(e) for e in events]
-            routed = route(messages, runtime.limits, settings.partitions, int(time.time() * 1000))
+            routed = route(
+                messages,
+                runtime.limits,
+                settings.partitions,
+                int(time.time() * 1000),
+                runtime.pseudonyms,
+            )
             sends = [
                 topics.routed.send(key=str(p).encode(), value=bundle, partition=p)
                 for p, bundles in routed.bundles.items()
@@ -160,6 +170,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 )
             for churn in result.churn_changes:
                 sends.append(_churn_send(topics, churn, now_ms))
+            model = runtime.embedder.config.model_id if runtime.embedder else ""
+            for recs in result.recommendations:
+                payload = orjson.dumps(recommendation_event(recs, model, now_ms))
+                sends.append(topics.recs.send(key=recs.profile.user_id.encode(), value=payload))
             for dead in result.dead:
                 source_topic, _, partition = dead.record.source.rpartition(":")
                 sends.append(
@@ -218,6 +232,11 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             await runtime.fit_churn()
         except Exception:
             log.exception("churn model fit failed; keeping the previous one")
+
+    @app.timer(interval=settings.catalog_poll_s)  # type: ignore[untyped-decorator]
+    async def follow_catalog() -> None:
+        """Catalog changes and popularity into this worker's item index."""
+        await runtime.poll_catalog()
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:

@@ -94,13 +94,17 @@ def _view(
     )
     pipeline.add_row("applied to profiles", f"{stats.get('applied', 0)}")
     pipeline.add_row("profile_updated sent", f"{stats.get('profiles_emitted', 0)}")
+    recs = stats.get("recommendations", {})
+    if recs.get("enabled"):
+        pipeline.add_row("recommendation lists sent", f"{recs.get('recommendations', 0)}")
+        pipeline.add_row("items in the index", f"{recs.get('items', 0)}")
     pipeline.add_row("update batch (encode + commit)", f"{stats.get('last_commit_ms', 0):.1f} ms")
     dead_total = sum(dead.values())
     pipeline.add_row("dead-lettered", f"{dead_total}")
     for reason, n in sorted(dead.items(), key=lambda kv: -kv[1]):
         pipeline.add_row(f"  {reason}", f"{n}")
     people = Table(title="sample users (event time)")
-    for col in ("user", "events", "orders", "spend", "segment", "churn", "top tags"):
+    for col in ("user", "events", "orders", "spend", "segment", "churn", "top tags", "recommended"):
         people.add_column(col)
     half_life = settings.profile.half_life_ms
     for p in users:
@@ -108,8 +112,16 @@ def _view(
         tags = ", ".join(t for t, _ in p.top_tags(5, half_life))
         churn = f"{p.churn['level']} {p.churn['risk']:.2f}" if p.churn else "-"
         segment = "-" if p.segment is None else f"S{p.segment}"
+        pushed = ", ".join((p.recs or {}).get("items", [])[:3]) or "-"
         people.add_row(
-            p.user_id, str(sum(p.counts.values())), str(p.orders), spend, segment, churn, tags
+            p.user_id,
+            str(sum(p.counts.values())),
+            str(p.orders),
+            spend,
+            segment,
+            churn,
+            tags,
+            pushed,
         )
     seg = stats.get("segments", {})
     sizes = Table(title="segments (shared model v{})".format(seg.get("model_version", "-")))
@@ -132,7 +144,7 @@ async def run_demo(
     await asyncio.to_thread(start_local, services, settings.redis_url)
     state = Path(os.environ.get("RTP_DEV_DIR", ".dev"))
     worker = start_worker(settings, state / "worker.log")
-    store = RedisStore.from_url(settings.redis_url)
+    store = RedisStore.from_url(settings.redis_url, tls=settings.redis_tls)
     gen = TrafficGenerator(TrafficConfig())
     produced = 0
 

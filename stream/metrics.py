@@ -97,6 +97,17 @@ class Metrics:
         self.assigned = Gauge(
             "rtp_assigned_partitions", "Partitions of the routed topic owned", registry=r
         )
+        self.recommend_seconds = Histogram(
+            "rtp_recommend_seconds",
+            "Recommendation lists computed in one update batch (all users together)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.index_items = Gauge(
+            "rtp_item_index_items",
+            "Catalog items in this worker's recommendation index",
+            registry=r,
+        )
 
     def observe_latency(self, produced_ms: Sequence[int], event_ms: Sequence[int]) -> None:
         """Latency and freshness of (at most ``SAMPLE`` evenly spaced) records of a batch.
@@ -152,4 +163,6 @@ NAMES: tuple[str, ...] = (
     "rtp_consumer_lag_messages",
     "rtp_consumer_lag_seconds",
     "rtp_assigned_partitions",
+    "rtp_recommend_seconds",
+    "rtp_item_index_items",
 )

@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -454,6 +454,33 @@ class ItemIndex:
             return
         self._pop[row] += add
         self._bump_max(self._pop[row])
+
+    def load_popularity(
+        self, counts: Mapping[str, float], anchor: int | None, latest: int | None
+    ) -> None:
+        """Replace every count with ``counts`` (anchored at ``anchor``, as :meth:`record` keeps
+        them): the shared counts read from Redis, which every worker's events feed.
+
+        >>> idx = ItemIndex(dim=1)
+        >>> idx.upsert(Item("a", np.ones(1, np.float32), frozenset(), (), 1.0))
+        >>> idx.record("a", 9.0, ts=0)
+        >>> idx.load_popularity({"a": 1.0, "b": 4.0}, anchor=0, latest=0)
+        >>> idx.popular(5)
+        [('a', 1.0)]
+        >>> idx.upsert(Item("b", np.ones(1, np.float32), frozenset(), (), 1.0))
+        >>> [pid for pid, _ in idx.popular(5)]
+        ['b', 'a']
+        """
+        self._pop[:] = 0.0
+        self._pending = {}
+        self._pop_anchor, self._pop_ts = anchor, latest
+        for pid, value in counts.items():
+            row = self._rows.get(pid)
+            if row is not None:
+                self._pop[row] = value
+            elif len(self._pending) < _MAX_PENDING:
+                self._pending[pid] = value
+        self._pop_max = None
 
     def _bump_max(self, value: float) -> None:
         if self._pop_max is not None and value > self._pop_max:

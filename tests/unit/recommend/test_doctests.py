@@ -14,6 +14,8 @@ import pytest
         "profiles.recommend.index",
         "profiles.recommend.blend",
         "profiles.recommend.throttle",
+        "profiles.recommend.popularity",
+        "profiles.recommend.recommender",
         "stream.evaluate_recs",
     ],
 )

@@ -1,0 +1,138 @@
+"""Item popularity shared by all workers: decayed counts, fenced by input offset.
+
+Every worker counts the interactions of the users it owns into one Redis hash per owner
+partition (``rtp:pop:{<partition>}``); every worker reads all of them into its index. A count
+is stored anchored (``w * 2**((ts - anchor) / h)``, like the profile's tag scores), so adding
+is one ``HINCRBYFLOAT``, order does not matter and late events are exact.
+
+Redelivery must not count twice: the hash keeps, per input partition, the highest offset
+already counted (``@f:<source>``), and a contribution at or below it is skipped. The events of
+one input partition reach an owner partition in offset order (the same order the per-user
+fences rely on), so one number per source suffices. :class:`FencedCounts` is that logic in
+Python: the in-memory store uses it, and the Lua script in
+:mod:`profiles.recommend.redis_catalog` does the same.
+
+>>> c = FencedCounts(half_life_ms=1000)
+>>> c.add([("in:0", 5, 0, "tea", 1.0), ("in:0", 6, 1000, "tea", 1.0)])
+2
+>>> c.add([("in:0", 6, 1000, "tea", 1.0)])  # redelivered: fenced
+0
+>>> round(c.decayed("tea", as_of=1000), 3)  # 1 halved once + 1
+1.5
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Contribution", "FencedCounts", "PartitionCounts", "interactions", "merge_partitions"]
+
+#: (source "<topic>:<partition>", offset, event ts ms, product id, weight)
+Contribution = tuple[str, int, int, str, float]
+
+#: Rebase the anchor after this many half-lives so 2**x stays finite (as in the profile).
+REBASE_HALF_LIVES = 400.0
+
+
+def interactions(
+    event: Mapping[str, Any], kind_weights: Mapping[str, float]
+) -> list[tuple[str, float]]:
+    """``(product, weight)`` pairs an event adds to popularity: the profile's kind weights.
+
+    >>> w = {"purchase": 5.0, "click": 1.0, "review": 2.0}
+    >>> interactions({"type": "purchase", "items": [{"product_id": "a"}, {"product_id": "b"}]}, w)
+    [('a', 5.0), ('b', 5.0)]
+    >>> interactions({"type": "review", "product_id": "a", "rating": 4}, w)
+    [('a', 1.6)]
+    >>> interactions({"type": "search", "query": "tea"}, w)
+    []
+    """
+    kind = event["type"]
+    weight = float(kind_weights.get(kind, 0.0))
+    if weight <= 0:
+        return []
+    if kind == "purchase":
+        return [(line["product_id"], weight) for line in event["items"]]
+    if kind in ("click", "add_to_cart"):
+        return [(event["product_id"], weight)]
+    if kind == "review":
+        return [(event["product_id"], weight * event["rating"] / 5.0)]
+    return []
+
+
+@dataclass
+class PartitionCounts:
+    """One partition's stored counts: anchored values, their anchor and the latest event time."""
+
+    anchor: int | None = None
+    latest: int | None = None
+    counts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FencedCounts:
+    """Anchored decayed counts with per-source offset fences (one owner partition)."""
+
+    half_life_ms: int
+    state: PartitionCounts = field(default_factory=PartitionCounts)
+    fences: dict[str, int] = field(default_factory=dict)
+
+    def add(self, entries: Sequence[Contribution]) -> int:
+        """Count the entries above their source's fence; returns how many were counted.
+
+        Entries of one event share its offset, so the fence is compared with its value
+        *before* this call and raised once at the end.
+        """
+        before = dict(self.fences)
+        counted = 0
+        s, h = self.state, self.half_life_ms
+        for source, offset, ts, pid, weight in entries:
+            if offset <= before.get(source, -1):
+                continue
+            if s.anchor is None:
+                s.anchor = ts
+            elif (ts - s.anchor) / h > REBASE_HALF_LIVES:
+                shrink = 2.0 ** (-(ts - s.anchor) / h)
+                s.counts = {p: v * shrink for p, v in s.counts.items()}
+                s.anchor = ts
+            s.latest = ts if s.latest is None else max(s.latest, ts)
+            growth = math.pow(2.0, max((ts - s.anchor) / h, -1074.0))
+            s.counts[pid] = s.counts.get(pid, 0.0) + weight * growth
+            self.fences[source] = max(self.fences.get(source, -1), offset)
+            counted += 1
+        return counted
+
+    def decayed(self, pid: str, as_of: int) -> float:
+        s = self.state
+        if s.anchor is None:
+            return 0.0
+        return s.counts.get(pid, 0.0) * math.pow(
+            2.0, max(-(as_of - s.anchor) / self.half_life_ms, -1074.0)
+        )
+
+
+def merge_partitions(
+    parts: Iterable[PartitionCounts], half_life_ms: int
+) -> tuple[dict[str, float], int | None, int | None]:
+    """All partitions' counts on one anchor (the latest of theirs): (counts, anchor, latest).
+
+    >>> a = PartitionCounts(anchor=0, latest=0, counts={"x": 1.0})
+    >>> b = PartitionCounts(anchor=1000, latest=1000, counts={"x": 1.0, "y": 2.0})
+    >>> merge_partitions([a, b], half_life_ms=1000)
+    ({'x': 1.5, 'y': 2.0}, 1000, 1000)
+    """
+    parts = [p for p in parts if p.anchor is not None]
+    if not parts:
+        return {}, None, None
+    anchor = max(int(p.anchor) for p in parts if p.anchor is not None)
+    latest = max(int(p.latest if p.latest is not None else p.anchor or 0) for p in parts)
+    out: dict[str, float] = {}
+    for p in parts:
+        assert p.anchor is not None
+        scale = math.pow(2.0, max((p.anchor - anchor) / half_life_ms, -1074.0))
+        for pid, value in p.counts.items():
+            out[pid] = out.get(pid, 0.0) + value * scale
+    return out, anchor, latest

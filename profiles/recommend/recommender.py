@@ -1,0 +1,169 @@
+"""A user's recommendations from a profile: when to recompute, what to recommend, what to keep.
+
+Glue between the profile and the pure parts (:func:`~profiles.recommend.blend.recommend`,
+:func:`~profiles.recommend.throttle.should_recommend`). The throttle state lives in the
+profile (``recs``: time, trigger, items, version; ``recs_vector``: the long-term vector the
+list was computed from, float16), so it is written, fenced and erased with the profile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
+from profiles.profile import Profile
+from profiles.recommend.blend import BlendConfig, Recommendation, recommend
+from profiles.recommend.index import ItemIndex
+from profiles.recommend.throttle import interest_shift, should_recommend
+
+__all__ = ["Recommender", "RecsChange", "RecsConfig", "recommendation_event"]
+
+
+@dataclass(frozen=True)
+class RecsConfig:
+    """Blend knobs plus the throttle: at most one list per ``interval_ms`` of event time, and
+    only after a purchase or a long-term shift beyond ``shift`` (cosine distance)."""
+
+    blend: BlendConfig = dataclasses.field(default_factory=BlendConfig)
+    interval_ms: int = 600_000
+    shift: float = 0.1
+
+
+@dataclass(frozen=True)
+class RecsChange:
+    """A fresh list for one user, to announce downstream."""
+
+    profile: Profile
+    items: tuple[Recommendation, ...]
+    trigger: str  # "first", "purchase" or "interest_shift"
+
+
+class Recommender:
+    """Recommends over one :class:`ItemIndex`; searches run in a thread under ``lock``."""
+
+    def __init__(
+        self,
+        index: ItemIndex,
+        config: RecsConfig,
+        half_life_ms: int,
+        embedding: EmbeddingConfig,
+        lock: asyncio.Lock | None = None,
+    ) -> None:
+        self.index = index
+        self.config = config
+        self.half_life_ms = half_life_ms
+        self.embedding = embedding
+        self.lock = lock or asyncio.Lock()
+
+    def trigger(self, profile: Profile) -> str | None:
+        """Why ``profile`` needs a new list now (None: it does not)."""
+        if profile.last_ts is None:
+            return None
+        state = profile.recs
+        last = None if state is None else int(state["ts"])
+        bought = profile.last_purchase_ts is not None and (
+            last is None or profile.last_purchase_ts > last
+        )
+        shift = interest_shift(_vector(profile.recs_vector), _long_term(profile))
+        cfg = self.config
+        if not should_recommend(last, profile.last_ts, cfg.interval_ms, bought, shift, cfg.shift):
+            return None
+        if last is None:
+            return "first"
+        return "purchase" if bought else "interest_shift"
+
+    def compute(self, profile: Profile, k: int | None = None) -> list[Recommendation]:
+        """The blended list (call under :attr:`lock` when the index may change meanwhile)."""
+        emb = self._embedding(profile)
+        cfg = self.config.blend
+        if k is not None and k != cfg.k:
+            cfg = dataclasses.replace(cfg, k=k)
+        interests = (
+            [(i.vector, i.weight, [t for t, _ in i.tags]) for i in emb.interest_list()]
+            if emb is not None
+            else []
+        )
+        return recommend(
+            self.index,
+            emb.long_term() if emb is not None else None,
+            interests,
+            profile.top_tags(cfg.user_tags, self.half_life_ms),
+            profile.purchased,
+            cfg,
+            events=sum(profile.counts.values()),
+        )
+
+    async def compute_many(
+        self, profiles: Sequence[Profile], k: int | None = None
+    ) -> list[list[Recommendation]]:
+        """Lists for several users in one worker thread (the searches are numpy/torch work)."""
+        if not profiles:
+            return []
+        async with self.lock:
+            return await asyncio.to_thread(lambda: [self.compute(p, k) for p in profiles])
+
+    def remember(self, profile: Profile, items: Sequence[Recommendation], trigger: str) -> None:
+        """Record the list in the profile: the throttle's state, stored with the profile."""
+        vector = _long_term(profile)
+        profile.recs = {
+            "ts": profile.last_ts,
+            "version": profile.version,
+            "trigger": trigger,
+            "items": [r.product_id for r in items],
+        }
+        profile.recs_vector = b"" if vector is None else vector.astype(np.float16).tobytes()
+
+    def _embedding(self, profile: Profile) -> EmbeddingProfile | None:
+        if profile.embedding is None and profile.embedding_blob:
+            emb, _ = EmbeddingProfile.load(profile.embedding_blob, self.embedding)
+            return emb
+        return profile.embedding
+
+
+def _long_term(profile: Profile) -> np.ndarray | None:
+    return None if profile.embedding is None else profile.embedding.long_term()
+
+
+def _vector(blob: bytes | None) -> np.ndarray | None:
+    if not blob:
+        return None
+    return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+
+
+def recommendation_event(change: RecsChange, model: str, now_ms: int) -> dict[str, Any]:
+    """The ``recommendation`` output event (contract: ``schemas/outputs``); its id names the
+    profile version, so a redelivered batch's repeat is recognisable downstream.
+
+    >>> p = Profile("u1", version=4, last_ts=7)
+    >>> r = Recommendation("tea", 0.9, {"source": "popularity", "scope": "global"})
+    >>> e = recommendation_event(RecsChange(p, (r,), "first"), "m", now_ms=9)
+    >>> e["event_id"], e["items"][0]["rank"], e["items"][0]["product_id"]
+    ('u1:4:recs', 1, 'tea')
+    """
+    profile = change.profile
+    return {
+        "type": "recommendation",
+        "schema_version": 1,
+        "event_id": f"{profile.user_id}:{profile.version}:recs",
+        "user_id": profile.user_id,
+        "profile_version": profile.version,
+        "model": model,
+        "trigger": change.trigger,
+        "ts": profile.last_ts,
+        "processed_at": now_ms,
+        "items": [
+            {
+                "product_id": r.product_id,
+                "rank": rank,
+                "score": round(float(r.score), 6),
+                "reason": r.reason,
+            }
+            for rank, r in enumerate(change.items, start=1)
+        ],
+    }

@@ -1,0 +1,128 @@
+"""The Redis side of recommendations on a real Redis: popularity script, catalog log, mirror."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from profiles import keys
+from profiles.recommend.index import ItemIndex
+from profiles.recommend.mirror import ItemMirror
+from profiles.recommend.popularity import Contribution, FencedCounts
+from profiles.recommend.redis_catalog import RedisCatalog
+from profiles.redis_store import RedisStore
+from profiles.store import Commit
+from tests.unit.test_batch import Words
+from tests.unit.test_batch_embeddings import HashEncoder, embedder
+
+pytestmark = pytest.mark.integration
+H = 1000  # popularity half-life (ms): small, so a rebase (400 half-lives) happens in the test
+
+
+def product(pid: str, ts: int, title: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"{pid}-{ts}",
+        "type": "product",
+        "schema_version": 1,
+        "user_id": "catalog",
+        "ts": ts,
+        "product_id": pid,
+        "title": title,
+        "category": ["Shop", title.split()[-1]],
+        "price": 1.0,
+        "currency": "CNY",
+        **extra,
+    }
+
+
+async def test_popularity_script_matches_the_python_fences(redis_client: aioredis.Redis) -> None:
+    store = RedisStore(redis_client)
+    await store.load_scripts()
+    rng = random.Random(7)
+    expected = FencedCounts(H)
+    offsets = {"in:0": 0, "in:1": 0}
+    sent: list[list[Contribution]] = []
+    for step in range(40):
+        batch: list[Contribution] = []
+        for _ in range(rng.randint(1, 6)):
+            source = rng.choice(list(offsets))
+            offsets[source] += 1
+            ts = step * 30 * H + rng.randint(-5 * H, 5 * H)  # out of order; > 400 h in all
+            for pid in rng.sample(["a", "b", "c", "d"], rng.randint(1, 2)):  # lines of one event
+                batch.append((source, offsets[source], ts, pid, rng.choice([1.0, 3.0, 5.0])))
+        sent.append(batch)
+    for i, batch in enumerate(sent):
+        replay = sent[max(0, i - 2)]  # redelivery of an earlier batch: fenced everywhere
+        for entries in (batch, replay):
+            expected.add(entries)
+            await store.commit(Commit(popularity={3: entries}, popularity_half_life_ms=H))
+    stored = (await RedisCatalog(redis_client).popularity(4))[3]
+    assert stored.anchor == expected.state.anchor and stored.latest == expected.state.latest
+    assert stored.counts.keys() == expected.state.counts.keys()
+    for pid, value in expected.state.counts.items():
+        assert stored.counts[pid] == pytest.approx(value, rel=1e-9)
+    fences = await redis_client.hgetall(keys.popularity(3))
+    assert {k: int(v) for k, v in fences.items() if k.startswith(b"@f:")} == {
+        f"@f:{s}".encode(): o for s, o in offsets.items()
+    }
+
+
+async def test_mirror_follows_upserts_title_changes_and_discontinued_items(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = RedisStore(redis_client)
+    await store.load_scripts()
+    emb = embedder(HashEncoder())
+    await store.commit(Commit(items=[product("tea", 1, "Green Tea"), product("pen", 1, "Ink Pen")]))
+    mirror = ItemMirror(
+        ItemIndex(16), RedisCatalog(redis_client), emb, Words(), partitions=4, popularity_every=1
+    )
+    assert await mirror.load() == 2
+    assert mirror.index.ids() == ["pen", "tea"]
+    before = mirror.index.get("tea")
+    assert before is not None and before.tags == frozenset({"green", "tea"})
+
+    await store.commit(
+        Commit(
+            items=[
+                product("tea", 2, "Black Tea"),  # new title: new vector and tags
+                product("pen", 2, "Ink Pen", discontinued=True),
+                product("cup", 2, "Tea Cup"),
+                product("tea", 0, "Stale Title"),  # older than what is stored: ignored
+            ]
+        )
+    )
+    assert await mirror.poll() == 3  # distinct ids read from the log
+    assert mirror.index.ids() == ["cup", "tea"]
+    after = mirror.index.get("tea")
+    assert after is not None and after.tags == frozenset({"black", "tea"})
+    assert float(after.vector @ before.vector) < 0.99
+    assert await mirror.poll() == 0  # nothing new
+
+    # Popularity written by commits is read back on the next poll.
+    await store.commit(
+        Commit(
+            popularity={0: [("in:0", 1, 5, "cup", 5.0)], 1: [("in:1", 1, 5, "tea", 1.0)]},
+            popularity_half_life_ms=H,
+        )
+    )
+    await mirror.poll()
+    assert [pid for pid, _ in mirror.index.popular(5)] == ["cup", "tea"]
+
+
+async def test_a_mirror_behind_the_trimmed_log_reloads_everything(
+    redis_client: aioredis.Redis,
+) -> None:
+    store = RedisStore(redis_client)
+    await store.load_scripts()
+    emb = embedder(HashEncoder())
+    await store.commit(Commit(items=[product("tea", 1, "Green Tea")]))
+    mirror = ItemMirror(ItemIndex(16), RedisCatalog(redis_client), emb, Words(), partitions=1)
+    await mirror.load()
+    await store.commit(Commit(items=[product("cup", 2, "Tea Cup"), product("pot", 2, "Tea Pot")]))
+    await redis_client.xtrim(keys.CATALOG_LOG, maxlen=1, approximate=False)
+    await mirror.poll()
+    assert mirror.index.ids() == ["cup", "pot", "tea"]

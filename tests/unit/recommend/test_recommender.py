@@ -1,0 +1,155 @@
+"""Recommendations through the batch updater: when lists are made, what they hold, what is kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from profiles.batch import BatchUpdater
+from profiles.config import ProfileConfig
+from profiles.embedding_profile import EmbeddingProfile
+from profiles.event_text import item_text
+from profiles.profile import Profile, Record
+from profiles.recommend.blend import BlendConfig
+from profiles.recommend.index import Item, ItemIndex
+from profiles.recommend.popularity import FencedCounts
+from profiles.recommend.recommender import Recommender, RecsConfig, recommendation_event
+from profiles.store import MemoryStore
+from schemas.validate import validate_output
+from tests.unit.test_batch import Words, click, erase
+from tests.unit.test_batch_embeddings import HashEncoder, embedder
+
+CFG = ProfileConfig()
+MIN = 60_000
+CATALOG = {
+    "tea": ("Green Tea", ["Food", "Tea"]),
+    "pot": ("Tea Pot", ["Home", "Tea"]),
+    "cup": ("Tea Cup", ["Home", "Tea"]),
+    "pen": ("Ink Pen", ["Office"]),
+    "pad": ("Note Pad", ["Office"]),
+}
+
+
+def build(interval_ms: int = 10 * MIN) -> tuple[BatchUpdater, MemoryStore, Recommender]:
+    enc, store = HashEncoder(), MemoryStore()
+    emb = embedder(enc)
+    index = ItemIndex(enc.dim)
+    vectors = enc.encode([item_text(t, c) for t, c in CATALOG.values()])
+    for (pid, (title, cat)), vec in zip(CATALOG.items(), vectors, strict=True):
+        tags = frozenset(w for w, _ in Words().text(title)) | {cat[-1].lower()}
+        index.upsert(Item(pid, vec, tags, tuple(cat), 1.0))
+    rec = Recommender(
+        index, RecsConfig(BlendConfig(k=3), interval_ms, 0.1), CFG.half_life_ms, emb.config
+    )
+    up = BatchUpdater(
+        store, CFG, Words(), clock=lambda: 1.0, embedder=emb, recommender=rec, partitions=2
+    )
+    return up, store, rec
+
+
+def see(n: int, user: str, pid: str, ts: int) -> dict[str, Any]:
+    title, cat = CATALOG[pid]
+    return click(n, user, ts=ts, product_id=pid, title=title, category=cat)
+
+
+def buy(n: int, user: str, pid: str, ts: int) -> dict[str, Any]:
+    title, cat = CATALOG[pid]
+    line = {"product_id": pid, "quantity": 1, "price": 5.0, "title": title, "category": cat}
+    return {
+        "event_id": f"e{n}",
+        "type": "purchase",
+        "schema_version": 1,
+        "user_id": user,
+        "ts": ts,
+        "order_id": f"o{n}",
+        "currency": "CNY",
+        "amount": 5.0,
+        "items": [line],
+    }
+
+
+def recs(*events: dict[str, Any], start: int = 0) -> list[Record]:
+    return [Record("in:0", start + i, e) for i, e in enumerate(events)]
+
+
+async def test_first_event_gets_a_cold_start_list_from_popularity() -> None:
+    up, _, rec = build()
+    rec.index.record("pen", 5.0, ts=0)
+    rec.index.record("pad", 1.0, ts=0)
+    result = await up.process(recs(see(1, "u", "tea", MIN)))
+    (change,) = result.recommendations
+    assert change.trigger == "first"
+    assert [r.product_id for r in change.items][:2] == ["pen", "pad"]
+    assert {r.reason["source"] for r in change.items} == {"popularity"}
+    event = recommendation_event(change, "hash-a", now_ms=2 * MIN)
+    validate_output("recommendation", event)
+    assert event["event_id"] == "u:1:recs"
+
+
+async def test_lists_are_throttled_and_a_purchase_leaves_the_list() -> None:
+    up, store, _ = build(interval_ms=10 * MIN)
+    first = await up.process(recs(*(see(i, "u", "tea", i * MIN) for i in range(1, 4))))
+    assert [c.trigger for c in first.recommendations] == ["first"]
+    # Same interest, inside the interval: nothing new.
+    quiet = await up.process(recs(see(4, "u", "tea", 5 * MIN), start=3))
+    assert quiet.recommendations == []
+    # A purchase inside the interval waits; the next event after the interval serves it.
+    waiting = await up.process(recs(buy(5, "u", "pot", 6 * MIN), start=4))
+    assert waiting.recommendations == []
+    later = await up.process(recs(see(6, "u", "tea", 20 * MIN), start=5))
+    (change,) = later.recommendations
+    assert change.trigger == "purchase"
+    listed = [r.product_id for r in change.items]
+    assert "pot" not in listed and len(listed) == 3
+    assert {"tea", "cup"} <= set(listed)  # the user's interest: tea things first
+    state, vector = store.recs["u"]
+    assert state["items"] == listed and state["ts"] == 20 * MIN and state["trigger"] == "purchase"
+    assert len(vector) == 2 * 16  # float16 long-term vector
+
+
+async def test_interest_shift_beyond_the_threshold_triggers_after_the_interval() -> None:
+    up, _, _ = build(interval_ms=MIN)
+    await up.process(recs(*(see(i, "u", "tea", i * MIN) for i in range(1, 4))))
+    office = [see(10 + i, "u", p, (10 + i) * MIN) for i, p in enumerate(["pen", "pad"] * 6)]
+    result = await up.process(recs(*office, start=10))
+    (change,) = result.recommendations
+    assert change.trigger == "interest_shift"
+    assert {"pen", "pad"} <= {r.product_id for r in change.items}
+
+
+async def test_popularity_is_counted_once_per_input_offset() -> None:
+    up, store, _ = build()
+    batch = recs(buy(1, "a", "tea", MIN), see(2, "b", "tea", MIN), see(3, "a", "pen", MIN))
+    await up.process(batch)
+    await up.process(batch)  # redelivered: profile fences and popularity fences both hold
+    up.forget()
+    await up.process(batch)  # and again from a cold cache (another worker, a restart)
+    total = FencedCounts(CFG.half_life_ms)
+    for counts in store.popularity.values():
+        total.state.counts = {
+            k: total.state.counts.get(k, 0.0) + v for k, v in counts.state.counts.items()
+        }
+    assert total.state.counts == pytest.approx({"tea": 5.0 + 1.0, "pen": 1.0})
+
+
+async def test_erasure_removes_the_recommendation_state() -> None:
+    up, store, _ = build()
+    await up.process(recs(see(1, "u", "tea", MIN)))
+    assert "u" in store.recs
+    await up.process(recs(erase(2, "u"), start=1))
+    assert "u" not in store.recs
+
+
+def test_pull_with_another_k_and_purchased_items_excluded() -> None:
+    _, _, rec = build()
+    profile = Profile("u", last_ts=MIN, counts={"click": 5}, purchased=["tea"])
+    profile.embedding = EmbeddingProfile(rec.embedding)
+    vec = rec.index.get("cup")
+    assert vec is not None
+    profile.embedding.learn_one(vec.vector, 1.0, MIN, [("cup", 1.0)])
+    items = rec.compute(profile, k=4)
+    assert len(items) == 4 and "tea" not in [r.product_id for r in items]
+    assert items[0].product_id == "cup"
+    assert np.isclose(items[0].reason["cosine"], 1.0, atol=1e-3)
