@@ -159,6 +159,7 @@ class BatchUpdater:
         items = await self._catalog_and_profiles(by_user, commit.items)
         result.store_seconds += time.perf_counter() - started
         vectors = await self._vectors(records, items)
+        commit.seen_items = self._seen_items(by_user, items)
         todo = dict(by_user)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             computed = {
@@ -255,6 +256,26 @@ class BatchUpdater:
             res.churn_change = self.churn.update(res.profile, res.profile.last_ts or 0)
             next_ms = (res.profile.churn or {}).get("next_check_ms")
             res.due.append((user, owner(user, self.partitions), next_ms))
+
+    def _seen_items(
+        self, by_user: dict[str, list[Record]], items: dict[str, dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Products the index lacks but a tracking event names with title and category: they
+        join the catalog as *seen* items (a later ``product`` event replaces them)."""
+        if self.recommender is None:
+            return []
+        index = self.recommender.index
+        seen: dict[str, dict[str, Any]] = {}
+        for recs in by_user.values():
+            for record in recs:
+                event = record.event
+                for line in product_lines(event):
+                    pid = line["product_id"]
+                    if pid in index or pid in items or pid in seen:
+                        continue
+                    if line.get("title") and line.get("category"):
+                        seen[pid] = seen_item(line, event)
+        return list(seen.values())
 
     def _popularity(self, computed: dict[str, _UserResult]) -> dict[int, list[Contribution]]:
         """Item interactions of the batch, per owner partition, for the shared popularity.
@@ -402,6 +423,32 @@ class BatchUpdater:
         announce = res.write or (res.outcome.fenced > 0 and res.profile.last_ts is not None)
         if announce:
             result.updated.append(res.profile)
+
+
+def product_lines(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parts of a tracking event that name a product (purchase lines, or the event)."""
+    kind = event["type"]
+    if kind == "purchase":
+        return list(event["items"])
+    if kind in ("click", "add_to_cart", "review"):
+        return [event]
+    return []
+
+
+def seen_item(line: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """A catalog entry made from a tracking event's product fields (``seen_in`` says so)."""
+    item = {
+        "type": "product",
+        "product_id": line["product_id"],
+        "title": line["title"],
+        "category": list(line["category"]),
+        "ts": event["ts"],
+        "event_id": event["event_id"],
+        "seen_in": event["type"],
+    }
+    if "price" in line:
+        item["price"] = float(line["price"])
+    return item
 
 
 def _merge(total: Outcome, part: Outcome) -> None:

@@ -6,16 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-import redis
-
 from profiles import keys
+from profiles.redis_client import RedisTLS, sync_client
 
 
 class RedisVectorTier:
     """``VectorTier`` over Redis strings: one MGET per lookup, one pipeline per store."""
 
-    def __init__(self, url: str, ttl_s: int = 30 * 86_400) -> None:
-        self.client = redis.Redis.from_url(url)
+    def __init__(self, url: str, ttl_s: int = 30 * 86_400, tls: RedisTLS | None = None) -> None:
+        self.client = sync_client(url, tls)
         self.ttl_s = ttl_s
 
     def mget(self, names: Sequence[str]) -> list[bytes | None]:

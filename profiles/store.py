@@ -40,6 +40,8 @@ class Commit:
     profiles: list[Profile] = field(default_factory=list)  # version already bumped by one
     erasures: list[Erasure] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)  # ``product`` events
+    # Items known only from tracking events (title + category): stored unless catalogued.
+    seen_items: list[dict[str, Any]] = field(default_factory=list)
     # (user, previous segment, new segment): membership sets follow the profiles.
     moves: list[tuple[str, int | None, int | None]] = field(default_factory=list)
     # (user, owner partition, next churn check ms or None to drop from the due index)
@@ -52,7 +54,9 @@ class Commit:
     popularity_half_life_ms: int = 7 * 86_400_000
 
     def __bool__(self) -> bool:
-        return bool(self.profiles or self.erasures or self.items or self.popularity)
+        return bool(
+            self.profiles or self.erasures or self.items or self.seen_items or self.popularity
+        )
 
 
 @dataclass(slots=True)
@@ -177,7 +181,11 @@ class MemoryStore:
             )
             counts.add(entries)
         for item in commit.items:
-            if item_wins(item, self.items.get(item["product_id"])):
+            old = self.items.get(item["product_id"])
+            if old is None or "seen_in" in old or item_wins(item, old):
+                self.items[item["product_id"]] = orjson.loads(orjson.dumps(item))
+        for item in commit.seen_items:
+            if item["product_id"] not in self.items:
                 self.items[item["product_id"]] = orjson.loads(orjson.dumps(item))
         return result
 

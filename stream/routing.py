@@ -8,6 +8,11 @@ A bundle carries each event with its input coordinates (topic, partition,
 offset): the update stage fences on those, so a bundle re-sent after a crash
 applies nothing twice. Bundling also means the update stage pays Faust's
 per-message cost once per bundle instead of once per event.
+
+With pseudonymisation on (``RTP_PSEUDONYMIZE``), the user id of every user event
+(``user_erasure`` included, so it finds the profile; not ``product`` events, whose
+``user_id`` is the catalog publisher) is replaced by its keyed hash right after
+validation, before ownership: Redis, the outputs and the logs only see pseudonyms.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import orjson
 
 from profiles.ownership import owner
+from profiles.privacy import Pseudonymizer
 from profiles.profile import Record
 from schemas.validate import Limits, Rejected, decode
 
@@ -57,8 +63,14 @@ class Routed:
     kinds: dict[str, int] = field(default_factory=dict)
 
 
-def route(messages: Sequence[Inbound], limits: Limits, partitions: int, now_ms: int) -> Routed:
-    """Decode, validate and bundle one batch of input messages."""
+def route(
+    messages: Sequence[Inbound],
+    limits: Limits,
+    partitions: int,
+    now_ms: int,
+    pseudonyms: Pseudonymizer | None = None,
+) -> Routed:
+    """Decode, validate, pseudonymise (if ``pseudonyms``) and bundle one batch of messages."""
     routed = Routed()
     per_partition: dict[int, list[list[Any]]] = {}
     for message in messages:
@@ -67,6 +79,8 @@ def route(messages: Sequence[Inbound], limits: Limits, partitions: int, now_ms: 
             routed.dead.append(DeadInbound(message, decoded.reason, decoded.detail))
             continue
         kind = decoded["type"]
+        if pseudonyms is not None and kind != "product":
+            pseudonyms.event(decoded)
         routed.kinds[kind] = routed.kinds.get(kind, 0) + 1
         key = decoded["product_id"] if kind == "product" else decoded["user_id"]
         source = f"{message.topic}:{message.partition}"

@@ -25,6 +25,13 @@ from profiles.embed_cache import EmbeddingCache
 from profiles.embedder import Embedder
 from profiles.embedding_profile import EmbeddingConfig
 from profiles.encoder import Encoder, EncoderConfig
+from profiles.privacy import pseudonymizer
+from profiles.profile import Profile
+from profiles.recommend.blend import BlendConfig, Recommendation
+from profiles.recommend.index import DAY_MS, ItemIndex
+from profiles.recommend.mirror import ItemMirror
+from profiles.recommend.recommender import Recommender, RecsConfig
+from profiles.recommend.redis_catalog import RedisCatalog
 from profiles.redis_store import RedisStore
 from profiles.redis_tier import RedisVectorTier
 from profiles.segments.features import BEHAVIOUR_FEATURES, FeatureConfig
@@ -35,6 +42,7 @@ from profiles.tags import TagExtractor
 from schemas.validate import Limits
 from stream.metrics import Metrics
 from stream.routing import Inbound, Routed
+from stream.security import redact_url
 from stream.settings import Settings
 
 if TYPE_CHECKING:
@@ -66,6 +74,7 @@ class Stats:
     assigned: int = 0  # partitions this worker owns now
     model_changes: int = 0
     churn_swept: int = 0
+    recommendations: int = 0
     lag: dict[str, int] = field(default_factory=dict)  # topic -> messages behind (last measure)
     kinds: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
@@ -95,7 +104,11 @@ class Runtime(Service):
         # (topic, partition) -> (next offset to process, broker timestamp ms of the last one)
         self.positions: dict[tuple[str, int], tuple[int, int]] = {}
         self._cache_seen = (0, 0, 0)
-        self.store = RedisStore.from_url(settings.redis_url)
+        self.store = RedisStore.from_url(
+            settings.redis_url, settings.pseudonym_key, tls=settings.redis_tls
+        )
+        # User ids -> pseudonyms at ingestion (RTP_PSEUDONYMIZE), and for lookups by clear id.
+        self.pseudonyms = pseudonymizer(settings.pseudonymize, settings.pseudonym_key)
         self.tagger = TagExtractor()
         self.churn = ChurnTracker() if settings.churn else None
         self.updater = BatchUpdater(
@@ -109,6 +122,8 @@ class Runtime(Service):
         self.watermark_ms = 0  # latest event time seen by this worker
         self.embedder: Embedder | None = None
         self.segmenter: Segmenter | None = None
+        self.recommender: Recommender | None = None
+        self.mirror: ItemMirror | None = None
         self._tier: RedisVectorTier | None = None
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -130,8 +145,10 @@ class Runtime(Service):
                     self.segmenter = self._segmenter(self.embedder.config.dim)
                     await self.segmenter.start()
                     self.updater.segmenter = self.segmenter
+                if self.settings.recommend:
+                    await self._start_recommendations(self.embedder)
             self._ready.set()
-            log.info("runtime ready: redis %s", _redact(self.settings.redis_url))
+            log.info("runtime ready: redis %s", redact_url(self.settings.redis_url))
 
     def _load_embedder(self) -> Embedder:
         """Load the model (seconds; in a thread) and wire the two-tier vector cache."""
@@ -141,7 +158,7 @@ class Runtime(Service):
                 model=s.model, device=s.device, max_length=s.max_tokens, batch_size=s.encode_batch
             )
         )
-        self._tier = RedisVectorTier(s.redis_url)
+        self._tier = RedisVectorTier(s.redis_url, tls=s.redis_tls)
         cache = EmbeddingCache(encoder, capacity=s.vector_cache, tier=self._tier)
         config = EmbeddingConfig(
             model_id=encoder.model_id,
@@ -159,6 +176,75 @@ class Runtime(Service):
             encoder.pooling,
         )
         return Embedder(cache, config)
+
+    async def _start_recommendations(self, embedder: Embedder) -> None:
+        """Build the item index from the stored catalog; the update stage then recommends."""
+        s = self.settings
+        device = str(getattr(embedder.cache.encoder, "device", "cpu"))
+        index = ItemIndex(
+            embedder.config.dim,
+            device=device,
+            popularity_half_life_ms=int(s.popularity_half_life_days * DAY_MS),
+        )
+        self.mirror = ItemMirror(
+            index,
+            RedisCatalog(self.store.client),
+            embedder,
+            self.tagger,
+            s.partitions,
+            popularity_every=max(1, round(10.0 / s.catalog_poll_s)),
+        )
+        blend = BlendConfig(
+            k=s.recs_k,
+            w_vector=s.recs_w_vector,
+            w_tags=s.recs_w_tags,
+            w_popularity=s.recs_w_popularity,
+            diversity=s.recs_diversity,
+        )
+        self.recommender = Recommender(
+            index,
+            RecsConfig(blend, int(s.recs_interval_s * 1000), s.recs_shift),
+            s.profile.half_life_ms,
+            embedder.config,
+            lock=self.mirror.lock,
+        )
+        self.updater.recommender = self.recommender
+        self.updater.popularity_half_life_ms = index.popularity_half_life_ms
+        await self.mirror.load()
+        self.metrics.index_items.set(len(index))
+
+    async def poll_catalog(self) -> None:
+        """Timer body: follow catalog changes and popularity; a failure waits for the next."""
+        if self.mirror is None or not self.mirror.loaded:
+            return
+        try:
+            await self.mirror.poll()
+        except Exception:  # the log position is kept: the next tick resumes from it
+            log.exception("catalog poll failed; retrying at the next tick")
+        self.metrics.index_items.set(len(self.mirror.index))
+
+    async def recommend_for(
+        self, user_id: str, k: int
+    ) -> tuple[Profile, list[Recommendation]] | None:
+        """A fresh list for one user from the stored profile (None: unknown user)."""
+        if self.recommender is None:
+            raise LookupError("recommendations are off (RTP_RECOMMEND / RTP_EMBEDDINGS)")
+        profile = await self.store.get(user_id)
+        if profile is None:
+            return None
+        (items,) = await self.recommender.compute_many([profile], k)
+        return profile, items
+
+    def recs_stats(self) -> dict[str, Any]:
+        if self.mirror is None:
+            return {"enabled": False}
+        return {
+            "enabled": True,
+            "items": len(self.mirror.index),
+            "index_device": self.mirror.index.device,
+            "catalog_updates": self.mirror.updates,
+            "recommendations": self.stats.recommendations,
+        }
 
     def observe_ingest(self, messages: list[Inbound], routed: Routed) -> None:
         s, m = self.stats, self.metrics
@@ -206,6 +292,10 @@ class Runtime(Service):
         m.emitted.labels("tombstone").inc(len(result.erased))
         m.emitted.labels("segment_changed").inc(len(result.segment_changes))
         m.emitted.labels("churn_risk").inc(len(result.churn_changes))
+        m.emitted.labels("recommendation").inc(len(result.recommendations))
+        s.recommendations += len(result.recommendations)
+        if result.recs_seconds:
+            m.recommend_seconds.observe(result.recs_seconds)
         for r in records:
             self.watermark_ms = max(self.watermark_ms, int(r.event["ts"]))
         m.observe_latency([r.produced_ms for r in records], [int(r.event["ts"]) for r in records])
@@ -303,8 +393,13 @@ class Runtime(Service):
             profiles, _ = await self.store.load(users, ())
             updates = []
             found = []
+            # Erased meanwhile (or a sweep raced an erasure and re-indexed them): drop them, or
+            # the index would name an erased user for ever.
+            gone = [p.user_id for p in profiles.values() if p.last_ts is None]
+            if gone:
+                await self.store.forget_due(partition, gone)
             for profile in profiles.values():
-                if profile.last_ts is None:  # erased meanwhile
+                if profile.last_ts is None:
                     continue
                 change = self.churn.update(profile, as_of)
                 updates.append((profile, partition))
@@ -385,11 +480,3 @@ class Runtime(Service):
         await self.store.close()
         if self._tier is not None:
             self._tier.close()
-
-
-def _redact(url: str) -> str:
-    """Never log a password: keep scheme, host and db only."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"

@@ -10,6 +10,7 @@ from faust.web import Request, Response, View
 
 from profiles.downstream import TOP_TAGS_OUT
 from profiles.profile import Profile
+from profiles.recommend.blend import Recommendation
 from stream.runtime import Runtime
 from stream.settings import Settings
 
@@ -44,6 +45,9 @@ def _embedding_view(profile: Profile) -> dict[str, Any] | None:
 
 
 def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
+    def stored_id(user_id: str) -> str:
+        return runtime.pseudonyms(user_id) if runtime.pseudonyms else user_id
+
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
         """Ready once Redis answered and this worker owns partitions."""
@@ -60,6 +64,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 **runtime.stats.as_dict(),
                 "encoder": runtime.encoder_stats(),
                 "segments": runtime.segment_stats(),
+                "recommendations": runtime.recs_stats(),
             }
         )
 
@@ -78,7 +83,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
 
     @app.page("/users/{user_id}")
     async def user(web: View, request: Request, user_id: str) -> Response:
-        profile = await runtime.store.get(user_id)
+        # The clear id is accepted; with RTP_PSEUDONYMIZE the profile is stored by pseudonym.
+        profile = await runtime.store.get(stored_id(user_id))
         if profile is None:
             return web.json({"error": "unknown user", "user_id": user_id}, status=404)
         view = profile_view(profile, settings)
@@ -97,3 +103,37 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 previous_level=previous,
             ).to_dict()
         return web.json(view)
+
+    @app.page("/users/{user_id}/recommendations")
+    async def recommendations(web: View, request: Request, user_id: str) -> Response:
+        """A fresh list from the stored profile and this worker's item index (``?k=``), with
+        the last list pushed downstream."""
+        raw_k = request.query.get("k", str(settings.recs_k))
+        if not raw_k.isdigit() or not 1 <= int(raw_k) <= MAX_K:
+            return web.json({"error": f"k must be an integer from 1 to {MAX_K}"}, status=400)
+        try:
+            found = await runtime.recommend_for(stored_id(user_id), int(raw_k))
+        except LookupError as exc:
+            return web.json({"error": str(exc)}, status=503)
+        if found is None:
+            return web.json({"error": "unknown user", "user_id": user_id}, status=404)
+        profile, items = found
+        return web.json(recommendations_view(profile, items))
+
+
+#: Most items one pull may ask for.
+MAX_K = 200
+
+
+def recommendations_view(profile: Profile, items: list[Recommendation]) -> dict[str, Any]:
+    """The public JSON shape of a pull: ranked items with reasons, and the last pushed list."""
+    return {
+        "user_id": profile.user_id,
+        "profile_version": profile.version,
+        "ts": profile.last_ts,
+        "items": [
+            {"product_id": r.product_id, "rank": i, "score": round(r.score, 6), "reason": r.reason}
+            for i, r in enumerate(items, start=1)
+        ],
+        "last_pushed": profile.recs,
+    }

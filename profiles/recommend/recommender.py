@@ -18,9 +18,26 @@ import numpy as np
 
 from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
 from profiles.profile import Profile
-from profiles.recommend.blend import BlendConfig, Recommendation, recommend
+from profiles.recommend.blend import (
+    BlendConfig,
+    InterestInput,
+    Recommendation,
+    nearest_for_many,
+    recommend,
+)
 from profiles.recommend.index import ItemIndex
 from profiles.recommend.throttle import interest_shift, should_recommend
+
+#: What the blend needs of one profile: long-term vector, interests, top tags, bought items,
+#: event count, and the query vectors (interests then long-term) in search order.
+_Inputs = tuple[
+    "np.ndarray | None",
+    list[InterestInput],
+    list[tuple[str, float]],
+    set[str],
+    int,
+    list[np.ndarray],
+]
 
 __all__ = ["Recommender", "RecsChange", "RecsConfig", "recommendation_event"]
 
@@ -62,8 +79,15 @@ class Recommender:
         self.lock = lock or asyncio.Lock()
 
     def trigger(self, profile: Profile) -> str | None:
-        """Why ``profile`` needs a new list now (None: it does not)."""
+        """Why ``profile`` needs a new list now (None: it does not).
+
+        Cold users (fewer events than ``min_events_for_personal``) get no pushed list: theirs
+        would be the global popularity, the same for everyone (the pull API still answers
+        with it). The first list is pushed when the user becomes personal.
+        """
         if profile.last_ts is None:
+            return None
+        if sum(profile.counts.values()) < self.config.blend.min_events_for_personal:
             return None
         state = profile.recs
         last = None if state is None else int(state["ts"])
@@ -80,24 +104,52 @@ class Recommender:
 
     def compute(self, profile: Profile, k: int | None = None) -> list[Recommendation]:
         """The blended list (call under :attr:`lock` when the index may change meanwhile)."""
+        return self.compute_batch([profile], k)[0]
+
+    def compute_batch(
+        self, profiles: Sequence[Profile], k: int | None = None
+    ) -> list[list[Recommendation]]:
+        """Lists for several users; their vector searches share matrix products."""
+        cfg = self.config.blend if k is None else dataclasses.replace(self.config.blend, k=k)
+        inputs = [self._inputs(p, cfg) for p in profiles]
+        personal = [
+            i
+            for i, (_, _, _, _, events, vectors) in enumerate(inputs)
+            if vectors and events >= cfg.min_events_for_personal and cfg.w_vector > 0
+        ]
+        hits = nearest_for_many(
+            self.index,
+            [inputs[i][5] for i in personal],
+            [inputs[i][3] for i in personal],
+            cfg.per_interest,
+        )
+        found: dict[int, list[list[tuple[str, float]]]] = dict(zip(personal, hits, strict=True))
+        return [
+            recommend(
+                self.index,
+                long_term,
+                interests,
+                tags,
+                purchased,
+                cfg,
+                events=events,
+                vector_hits=found.get(i),
+            )
+            for i, (long_term, interests, tags, purchased, events, _) in enumerate(inputs)
+        ]
+
+    def _inputs(self, profile: Profile, cfg: BlendConfig) -> _Inputs:
         emb = self._embedding(profile)
-        cfg = self.config.blend
-        if k is not None and k != cfg.k:
-            cfg = dataclasses.replace(cfg, k=k)
-        interests = (
+        long_term = emb.long_term() if emb is not None else None
+        interests: list[InterestInput] = (
             [(i.vector, i.weight, [t for t, _ in i.tags]) for i in emb.interest_list()]
             if emb is not None
             else []
         )
-        return recommend(
-            self.index,
-            emb.long_term() if emb is not None else None,
-            interests,
-            profile.top_tags(cfg.user_tags, self.half_life_ms),
-            profile.purchased,
-            cfg,
-            events=sum(profile.counts.values()),
-        )
+        vectors = [v for v, _, _ in interests] + ([] if long_term is None else [long_term])
+        tags = profile.top_tags(cfg.user_tags, self.half_life_ms)
+        events = sum(profile.counts.values())
+        return long_term, interests, tags, set(profile.purchased), events, vectors
 
     async def compute_many(
         self, profiles: Sequence[Profile], k: int | None = None
@@ -106,7 +158,7 @@ class Recommender:
         if not profiles:
             return []
         async with self.lock:
-            return await asyncio.to_thread(lambda: [self.compute(p, k) for p in profiles])
+            return await asyncio.to_thread(self.compute_batch, profiles, k)
 
     def remember(self, profile: Profile, items: Sequence[Recommendation], trigger: str) -> None:
         """Record the list in the profile: the throttle's state, stored with the profile."""

@@ -60,3 +60,32 @@ async def test_sweep_cost_follows_due_users_and_restart_does_not_repeat(redis_ur
     again.watermark_ms = START + 31 * DAY
     assert await again.sweep_churn({0, 1}) == []
     await again.store.close()
+
+
+async def test_an_erased_user_left_in_the_due_index_is_dropped_by_the_sweep(
+    redis_url: str,
+) -> None:
+    """A sweep that raced an erasure re-adds the user to the due index; the next one cleans up."""
+    from profiles import keys
+    from profiles.ownership import owner
+
+    rt = runtime(redis_url)
+    await rt.store.load_scripts()
+    erase = {
+        "event_id": "gone-2",
+        "type": "user_erasure",
+        "schema_version": 1,
+        "user_id": "gone",
+        "ts": START + DAY,
+        "requested_by": "privacy-desk",
+    }
+    records = [Record("in:0", 0, click(1, "gone", 0)), Record("in:0", 1, erase)]
+    await rt.updater.process(records)
+    partition = owner("gone", 2)
+    due = keys.churn_due(partition)
+    assert await rt.store.client.zscore(due, "gone") is None  # the erasure cleaned it
+    await rt.store.client.zadd(due, {"gone": START})  # what the racing sweep left behind
+    rt.watermark_ms = START + 30 * DAY
+    assert await rt.sweep_churn({0, 1}) == []
+    assert await rt.store.client.zscore(due, "gone") is None
+    await rt.store.close()

@@ -167,8 +167,17 @@ async def test_recommendations_pushed_and_pulled(
     assert status == 200
     assert {i["product_id"] for i in body["items"]} == set(CATALOG) - {"tea-1", "tea-2"}
 
+    # A product named (title + category) only by a tracking event joins the index too.
+    kettle = {
+        **click("cat", 1, "kettle-1", START + 7 * SEC),
+        "title": "Electric Glass Kettle",
+        "category": ["Home", "Tea"],
+    }
+    await produce(brokers, names.input, [kettle])
+    await eventually(lambda: has_items(len(CATALOG)))
+
     metrics = await scrape(worker)
     sent = metrics[("rtp_emitted_total", (("type", "recommendation"),))]
     assert sent >= len(_recs_of(log, "ann")) + 8  # ann's lists and each fan's first
-    assert metrics[("rtp_item_index_items", ())] == len(CATALOG) - 1
+    assert metrics[("rtp_item_index_items", ())] == len(CATALOG)
     assert metrics[("rtp_recommend_seconds_count", ())] >= 1

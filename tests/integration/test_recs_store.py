@@ -126,3 +126,19 @@ async def test_a_mirror_behind_the_trimmed_log_reloads_everything(
     await redis_client.xtrim(keys.CATALOG_LOG, maxlen=1, approximate=False)
     await mirror.poll()
     assert mirror.index.ids() == ["cup", "pot", "tea"]
+
+
+async def test_seen_items_yield_to_catalog_entries(redis_client: aioredis.Redis) -> None:
+    store = RedisStore(redis_client)
+    await store.load_scripts()
+    seen = {**product("mug", 5, "Clay Mug"), "seen_in": "click"}
+    await store.commit(Commit(seen_items=[seen]))
+    catalog = RedisCatalog(redis_client)
+    assert (await catalog.items(["mug"]))["mug"]["seen_in"] == "click"
+    await store.commit(Commit(items=[product("mug", 1, "Handmade Clay Mug")]))  # older, wins
+    assert (await catalog.items(["mug"]))["mug"]["title"] == "Handmade Clay Mug"
+    await store.commit(Commit(seen_items=[{**seen, "ts": 9}]))  # catalogued now: ignored
+    assert (await catalog.items(["mug"]))["mug"]["title"] == "Handmade Clay Mug"
+    await store.commit(Commit(items=[product("mug", 0, "Older Mug")]))  # older than catalog: no
+    assert (await catalog.items(["mug"]))["mug"]["title"] == "Handmade Clay Mug"
+    assert await catalog.all_ids() == ["mug"]

@@ -9,10 +9,10 @@ import pytest
 
 from profiles.batch import BatchUpdater
 from profiles.config import ProfileConfig
-from profiles.embedding_profile import EmbeddingProfile
+from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
 from profiles.event_text import item_text
 from profiles.profile import Profile, Record
-from profiles.recommend.blend import BlendConfig
+from profiles.recommend.blend import BlendConfig, recommend
 from profiles.recommend.index import Item, ItemIndex
 from profiles.recommend.popularity import FencedCounts
 from profiles.recommend.recommender import Recommender, RecsConfig, recommendation_event
@@ -74,18 +74,24 @@ def recs(*events: dict[str, Any], start: int = 0) -> list[Record]:
     return [Record("in:0", start + i, e) for i, e in enumerate(events)]
 
 
-async def test_first_event_gets_a_cold_start_list_from_popularity() -> None:
-    up, _, rec = build()
+async def test_cold_users_get_popularity_on_pull_and_a_first_push_once_personal() -> None:
+    up, store, rec = build()
     rec.index.record("pen", 5.0, ts=0)
     rec.index.record("pad", 1.0, ts=0)
-    result = await up.process(recs(see(1, "u", "tea", MIN)))
-    (change,) = result.recommendations
+    cold = await up.process(recs(see(1, "u", "tea", MIN), see(2, "u", "tea", MIN + 1)))
+    assert cold.recommendations == []  # cold: nothing pushed
+    profile = await store.get("u")
+    assert profile is not None
+    pulled = rec.compute(profile)
+    assert [r.product_id for r in pulled][:2] == ["pen", "pad"]
+    assert {r.reason["source"] for r in pulled} == {"popularity"}
+    third = await up.process(recs(see(3, "u", "tea", MIN + 2), start=2))
+    (change,) = third.recommendations
     assert change.trigger == "first"
-    assert [r.product_id for r in change.items][:2] == ["pen", "pad"]
-    assert {r.reason["source"] for r in change.items} == {"popularity"}
+    assert change.items[0].reason["source"] != "popularity"
     event = recommendation_event(change, "hash-a", now_ms=2 * MIN)
     validate_output("recommendation", event)
-    assert event["event_id"] == "u:1:recs"
+    assert event["event_id"] == "u:2:recs"
 
 
 async def test_lists_are_throttled_and_a_purchase_leaves_the_list() -> None:
@@ -136,9 +142,9 @@ async def test_popularity_is_counted_once_per_input_offset() -> None:
 
 async def test_erasure_removes_the_recommendation_state() -> None:
     up, store, _ = build()
-    await up.process(recs(see(1, "u", "tea", MIN)))
+    await up.process(recs(*(see(i, "u", "tea", i * MIN) for i in range(1, 4))))
     assert "u" in store.recs
-    await up.process(recs(erase(2, "u"), start=1))
+    await up.process(recs(erase(4, "u"), start=3))
     assert "u" not in store.recs
 
 
@@ -153,3 +159,68 @@ def test_pull_with_another_k_and_purchased_items_excluded() -> None:
     assert len(items) == 4 and "tea" not in [r.product_id for r in items]
     assert items[0].product_id == "cup"
     assert np.isclose(items[0].reason["cosine"], 1.0, atol=1e-3)
+
+
+def test_batched_searches_give_the_same_lists_as_one_search_per_user() -> None:
+    rng = np.random.default_rng(3)
+    dim = 16
+    index = ItemIndex(dim)
+    words = [f"w{i}" for i in range(30)]
+    for i in range(300):
+        tags = frozenset(rng.choice(words, 3).tolist())
+        index.upsert(Item(f"p{i}", rng.standard_normal(dim), tags, (f"c{i % 7}",), 1.0))
+        index.record(f"p{i}", float(rng.integers(1, 5)), ts=0)
+    config = EmbeddingConfig("hash-a", dim)
+    rec = Recommender(index, RecsConfig(BlendConfig(k=8)), CFG.half_life_ms, config)
+    profiles = []
+    for u in range(12):
+        profile = Profile(f"u{u}", last_ts=MIN, counts={"click": int(rng.integers(1, 9))})
+        profile.purchased = [f"p{j}" for j in rng.choice(300, int(rng.integers(0, 20)))]
+        profile.tags = {w: float(rng.random()) for w in rng.choice(words, 5).tolist()}
+        profile.tag_anchor = MIN
+        profile.embedding = EmbeddingProfile(config)
+        for t in range(int(rng.integers(1, 6))):
+            profile.embedding.learn_one(rng.standard_normal(dim), 1.0, MIN + t, [("w1", 1.0)])
+        profiles.append(profile)
+    batched = rec.compute_batch(profiles)
+    for profile, got in zip(profiles, batched, strict=True):
+        emb = profile.embedding
+        assert emb is not None
+        one = recommend(
+            index,
+            emb.long_term(),
+            [(i.vector, i.weight, [t for t, _ in i.tags]) for i in emb.interest_list()],
+            profile.top_tags(40, CFG.half_life_ms),
+            profile.purchased,
+            BlendConfig(k=8),
+            events=sum(profile.counts.values()),
+        )
+        assert [(r.product_id, round(r.score, 6)) for r in got] == [
+            (r.product_id, round(r.score, 6)) for r in one
+        ]
+        assert not set(profile.purchased) & {r.product_id for r in got}
+
+
+async def test_items_seen_in_tracking_events_join_the_catalog_until_catalogued() -> None:
+    up, store, _ = build()
+    mug = click(1, "u", ts=MIN, product_id="mug", title="Clay Mug", category=["Home", "Tea"])
+    known = see(2, "u", "tea", MIN)  # in the index already: not re-announced
+    await up.process(recs(mug, known))
+    assert store.items["mug"]["seen_in"] == "click"
+    assert store.items["mug"]["title"] == "Clay Mug"
+    assert "tea" not in store.items
+    product = {
+        "event_id": "cat-mug",
+        "type": "product",
+        "schema_version": 1,
+        "user_id": "catalog",
+        "ts": 0,  # older than the click: a catalog entry still replaces a seen one
+        "product_id": "mug",
+        "title": "Handmade Clay Mug",
+        "category": ["Home", "Tea"],
+        "price": 9.0,
+        "currency": "CNY",
+    }
+    await up.process(recs(product, start=2))
+    assert store.items["mug"]["title"] == "Handmade Clay Mug"
+    assert "seen_in" not in store.items["mug"]
