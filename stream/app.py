@@ -8,6 +8,7 @@ import faust
 
 from stream import agents, web
 from stream.runtime import Runtime
+from stream.security import broker_credentials
 from stream.settings import Settings
 
 
@@ -18,6 +19,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
+        broker_credentials=broker_credentials(settings),  # SASL and/or TLS, or None
         store="memory://",
         datadir=f"{settings.data_dir}/{{conf.name}}-data",
         # State lives in Redis; Faust only consumes, routes and produces.

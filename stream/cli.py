@@ -35,13 +35,13 @@ def start_local(services: Any, redis_url: str) -> bool:
     (AOF) still holds profiles fenced at the old offsets: new events would look applied.
     Returns whether Redis was cleared.
     """
-    import redis
+    from profiles.redis_client import sync_client
 
     broker_was_running = bool(services.status()["broker"]["running"])
     services.up()
     if broker_was_running:
         return False
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)  # the local Redis: plain, no TLS
     try:
         stale = next(iter(client.scan_iter(match="rtp:*", count=100)), None) is not None
         if stale:
@@ -164,18 +164,41 @@ def register(app: faust.App, settings: Settings) -> None:
     @app.command(argument("user_id", type=str))
     async def profile(self: AppCommand, user_id: str) -> None:
         """Print a user's profile from Redis as JSON."""
+        from profiles.privacy import pseudonymizer
         from profiles.redis_store import RedisStore
         from stream.web import profile_view
 
-        store = RedisStore.from_url(settings.redis_url)
+        pseudonyms = pseudonymizer(settings.pseudonymize, settings.pseudonym_key)
+        store = RedisStore.from_url(settings.redis_url, tls=settings.redis_tls)
         try:
-            found = await store.get(user_id)
+            found = await store.get(pseudonyms(user_id) if pseudonyms else user_id)
         finally:
             await store.close()
         if found is None:
             raise SystemExit(f"no profile for user {user_id!r}")
         opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
         sys.stdout.write(orjson.dumps(profile_view(found, settings), option=opts).decode() + "\n")
+
+    @app.command(
+        argument("user_id", type=str),
+        option("--k", "k", type=int, default=10, help="How many items."),
+        option(
+            "--url",
+            type=str,
+            default=None,
+            help="A running worker's web address (default: RTP_WEB_HOST:RTP_WEB_PORT).",
+        ),
+    )
+    async def recommend(self: AppCommand, user_id: str, k: int, url: str | None) -> None:
+        """Print a user's recommendations (asked of a running worker, which holds the index)."""
+        from stream.web_client import fetch_recommendations
+
+        base = url or f"http://{settings.web_host}:{settings.web_port}"
+        status, body = await fetch_recommendations(base, user_id, k)
+        if status != 200:
+            raise SystemExit(f"{base}: {status} {body.get('error', body)}")
+        opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        sys.stdout.write(orjson.dumps(body, option=opts).decode() + "\n")
 
     @app.command(
         option("--timeout", type=float, default=3.0, help="Seconds to read for."),
@@ -210,7 +233,11 @@ def register(app: faust.App, settings: Settings) -> None:
         from profiles.redis_store import RedisStore
         from profiles.segments.report import segment_report
 
-        store = RedisStore.from_url(settings.redis_url)
+        # The secret names erasure markers (read by load); without it the store would
+        # create rtp:secret, which a deployment with RTP_PSEUDONYM_KEY never has.
+        store = RedisStore.from_url(
+            settings.redis_url, settings.pseudonym_key, tls=settings.redis_tls
+        )
         try:
             report = await segment_report(
                 store, settings.profile.half_life_ms, sample, plot=Path(plot) if plot else None

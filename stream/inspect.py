@@ -8,13 +8,17 @@ from collections import Counter
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream import dead_letters
+from stream.security import kafka_client_kwargs
 from stream.settings import Settings
 
 
 async def dlq_counts(settings: Settings, timeout: float = 3.0) -> Counter[str]:
     """Count every dead letter on the DLQ topic by its ``dlq.reason`` header."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker_hosts, enable_auto_commit=False, group_id=None
+        bootstrap_servers=settings.broker_hosts,
+        **kafka_client_kwargs(settings),
+        enable_auto_commit=False,
+        group_id=None,
     )
     await consumer.start()
     counts: Counter[str] = Counter()
@@ -55,9 +59,14 @@ async def replay_dead(
     from aiokafka import AIOKafkaProducer
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker_hosts, enable_auto_commit=False, group_id=None
+        bootstrap_servers=settings.broker_hosts,
+        **kafka_client_kwargs(settings),
+        enable_auto_commit=False,
+        group_id=None,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_hosts, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.broker_hosts, **kafka_client_kwargs(settings), acks="all"
+    )
     await consumer.start()
     await producer.start()
     sent = 0

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream.security import kafka_client_kwargs
 from stream.settings import Settings
 
 
@@ -27,10 +28,16 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
     # only asks the coordinator for committed offsets (OffsetFetch). Tansu answers that,
     # but not the admin client's ListConsumerGroupOffsets request.
     group = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker_hosts, group_id=settings.app_id, enable_auto_commit=False
+        bootstrap_servers=settings.broker_hosts,
+        **kafka_client_kwargs(settings),
+        group_id=settings.app_id,
+        enable_auto_commit=False,
     )
     reader = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker_hosts, group_id=None, enable_auto_commit=False
+        bootstrap_servers=settings.broker_hosts,
+        **kafka_client_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
     )
     await group.start()
     await reader.start()

@@ -14,6 +14,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from stream.security import kafka_client_kwargs
 from stream.settings import Settings
 
 #: Malformed messages the demo mixes in, so the dead-letter path is visible.
@@ -55,12 +56,17 @@ async def send_events(
     """Send events with a progress bar; returns how many messages were sent."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.broker_hosts,
+        **kafka_client_kwargs(settings),
         acks="all",
         linger_ms=5,
         max_batch_size=256 * 1024,
         enable_idempotence=False,
     )
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:  # e.g. refused credentials: release what start() opened
+        await producer.stop()
+        raise
     messages = _encode(events, plan)
     if plan.count is not None:
         messages = itertools.islice(messages, plan.count)

@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from profiles.config import ProfileConfig
+from profiles.privacy import MIN_SECRET_CHARS
+from profiles.redis_client import RedisTLS
+from stream.security import MECHANISMS, PROTOCOLS, redact_url, redact_value, settings_problems
 
 
 class SettingsError(ValueError):
@@ -99,6 +102,28 @@ def _device(raw: str) -> str:
     return raw
 
 
+def _secret(raw: str) -> str:
+    if raw and len(raw) < MIN_SECRET_CHARS:
+        raise ValueError(
+            f"must be empty or at least {MIN_SECRET_CHARS} characters (`openssl rand -hex 32`)"
+        )
+    return raw
+
+
+def _kafka_protocol(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in PROTOCOLS:
+        raise ValueError(f"must be one of {', '.join(PROTOCOLS)}")
+    return value
+
+
+def _sasl_mechanism(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in MECHANISMS:
+        raise ValueError(f"must be one of {', '.join(MECHANISMS)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Field:
     """How one setting is read from the environment and documented."""
@@ -107,6 +132,7 @@ class Field:
     attr: str
     parse: Callable[[str], Any]
     help: str
+    secret: bool = False  # never echoed in error messages
 
 
 FIELDS: tuple[Field, ...] = (
@@ -239,6 +265,85 @@ FIELDS: tuple[Field, ...] = (
         "Seconds between reads of catalog changes and popularity into the worker's index.",
     ),
     Field("RTP_RECS_TOPIC", "recs_topic", _topic, "Output: `recommendation` events."),
+    Field(
+        "RTP_PSEUDONYMIZE",
+        "pseudonymize",
+        _bool,
+        "Replace user ids by keyed hashes (HMAC-SHA256) at ingestion; needs RTP_PSEUDONYM_KEY.",
+    ),
+    Field(
+        "RTP_PSEUDONYM_KEY",
+        "pseudonym_key",
+        _secret,
+        "Secret of the keyed hashes (pseudonyms, erasure markers, receipts); empty: markers use "
+        "a random secret kept in Redis. Same on every worker; never change it once data exists.",
+        secret=True,
+    ),
+    Field(
+        "RTP_KAFKA_SECURITY_PROTOCOL",
+        "kafka_security_protocol",
+        _kafka_protocol,
+        "Kafka security: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS).",
+    ),
+    Field(
+        "RTP_KAFKA_SASL_MECHANISM",
+        "kafka_sasl_mechanism",
+        _sasl_mechanism,
+        "SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+    ),
+    Field("RTP_KAFKA_USERNAME", "kafka_username", str, "SASL user (SASL_* protocols)."),
+    Field(
+        "RTP_KAFKA_PASSWORD",
+        "kafka_password",
+        str,
+        "SASL password (SASL_* protocols); never logged.",
+        secret=True,
+    ),
+    Field(
+        "RTP_KAFKA_CA_FILE",
+        "kafka_ca_file",
+        str,
+        "PEM CA bundle that signed the brokers' certificates (SSL, SASL_SSL); empty: the "
+        "system's trust store.",
+    ),
+    Field(
+        "RTP_KAFKA_CERT_FILE",
+        "kafka_cert_file",
+        str,
+        "Client certificate (PEM) for brokers that require mutual TLS.",
+    ),
+    Field(
+        "RTP_KAFKA_KEY_FILE",
+        "kafka_key_file",
+        str,
+        "Private key (PEM) of RTP_KAFKA_CERT_FILE; empty: inside the certificate file.",
+    ),
+    Field(
+        "RTP_KAFKA_KEY_PASSWORD",
+        "kafka_key_password",
+        str,
+        "Password of an encrypted RTP_KAFKA_KEY_FILE; never logged.",
+        secret=True,
+    ),
+    Field(
+        "RTP_REDIS_CA_FILE",
+        "redis_ca_file",
+        str,
+        "PEM CA bundle that signed Redis's certificate (rediss:// URLs); empty: the system's "
+        "trust store.",
+    ),
+    Field(
+        "RTP_REDIS_CERT_FILE",
+        "redis_cert_file",
+        str,
+        "Client certificate (PEM) for a Redis that requires mutual TLS (`tls-auth-clients`).",
+    ),
+    Field(
+        "RTP_REDIS_KEY_FILE",
+        "redis_key_file",
+        str,
+        "Private key (PEM, unencrypted) of RTP_REDIS_CERT_FILE; empty: inside the certificate.",
+    ),
 )
 
 
@@ -300,9 +405,27 @@ class Settings:
     popularity_half_life_days: float = 7.0
     catalog_poll_s: float = 1.0
     recs_topic: str = "recommendations"
+    pseudonymize: bool = False
+    pseudonym_key: str = field(default="", repr=False)
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_username: str = ""
+    kafka_password: str = field(default="", repr=False)
+    kafka_ca_file: str = ""
+    kafka_cert_file: str = ""
+    kafka_key_file: str = ""
+    kafka_key_password: str = field(default="", repr=False)
+    redis_ca_file: str = ""
+    redis_cert_file: str = ""
+    redis_key_file: str = ""
     profile: ProfileConfig = field(default_factory=ProfileConfig)
 
     def __post_init__(self) -> None:
+        if self.pseudonymize and not self.pseudonym_key:
+            raise SettingsError(
+                "invalid settings:\n  RTP_PSEUDONYMIZE=true needs RTP_PSEUDONYM_KEY, the secret "
+                f"of the pseudonyms (at least {MIN_SECRET_CHARS} characters)"
+            )
         # The profile math settings derive from the flat ones, so they can't drift.
         derived = ProfileConfig(
             half_life_ms=int(self.half_life_days * 86_400_000),
@@ -325,10 +448,29 @@ class Settings:
             try:
                 values[spec.attr] = spec.parse(raw)
             except ValueError as exc:
-                problems.append(f"{spec.env}={raw!r}: {exc}")
+                shown = "<secret>" if spec.secret else repr(redact_url(raw))
+                problems.append(f"{spec.env}={shown}: {exc}")
         if problems:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
-        return replace(cls(), **{**values, **overrides})
+        settings = replace(cls(), **{**values, **overrides})
+        problems = settings_problems(settings)  # combinations: SASL without a password, ...
+        if problems:
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+        return settings
+
+    def __repr__(self) -> str:
+        """All settings, but no secret: passwords and keys as ``***``, URLs without them."""
+        shown = ", ".join(
+            f"{f.name}={redact_value(f.name, getattr(self, f.name))!r}"
+            for f in fields(self)
+            if f.repr
+        )
+        return f"{type(self).__name__}({shown})"
+
+    @property
+    def redis_tls(self) -> RedisTLS:
+        """The TLS files for ``rediss://`` clients (:mod:`profiles.redis_client`)."""
+        return RedisTLS(self.redis_ca_file, self.redis_cert_file, self.redis_key_file)
 
     @property
     def broker_hosts(self) -> list[str]:

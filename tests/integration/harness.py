@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -197,3 +199,83 @@ async def read_topic(
         raise AssertionError(f"condition not met on {topic} in {timeout}s; read {len(out)}")
     finally:
         await consumer.stop()
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a live process in KiB (``VmRSS`` of /proc/<pid>/status); 0 if gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Feed:
+    """A producer in the background: ``events`` at about ``rate`` per second (acks=all), until
+    :meth:`finish` says how many to send in all, so a fault can be injected mid-stream however
+    long it takes. ``sent`` holds what was confirmed, in order.
+    """
+
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        events: Iterable[dict[str, Any]],
+        rate: float,
+        key: Callable[[dict[str, Any]], bytes | None] | None = None,
+    ) -> None:
+        self.brokers, self.topic, self.rate, self.key = brokers, topic, rate, key
+        self._events = iter(events)
+        self.sent: list[dict[str, Any]] = []
+        self._total: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> Feed:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.brokers, acks="all", linger_ms=2)
+        await producer.start()
+        try:
+            started, base = time.monotonic(), 0
+            while self._total is None or len(self.sent) < self._total:
+                want = min(2000, max(1, round(self.rate / 20)))
+                if self._total is not None:
+                    want = min(want, self._total - len(self.sent))
+                chunk = list(itertools.islice(self._events, want))
+                if not chunk:
+                    return
+                futures = []
+                for m in chunk:
+                    k = self.key(m) if self.key else None
+                    futures.append(await producer.send(self.topic, orjson.dumps(m), key=k))
+                await asyncio.gather(*futures)
+                self.sent += chunk
+                ahead = started + (len(self.sent) - base) / self.rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                if self._total is not None and base == 0:  # finishing: re-base the pace
+                    started, base = time.monotonic(), len(self.sent)
+        finally:
+            await producer.stop()
+
+    async def finish(self, total: int, tail: int = 0, rate: float | None = None) -> int:
+        """Send ``max(total, sent so far + tail)`` events in all (at ``rate`` from now) and
+        return that number once the broker confirmed them."""
+        assert self._task is not None
+        if rate is not None:
+            self.rate = rate
+        self._total = max(total, len(self.sent) + tail)
+        await self._task
+        return len(self.sent)
+
+    async def cancel(self) -> None:
+        """Stop sending now (a test that failed midway); no-op once finished."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -282,6 +282,33 @@ async def test_a_worker_process_runs_as_the_acl_user(
         }
         for i in range(12)
     ]
+    # Catalog, clicks and a purchase: the item index, its log and popularity go through too.
+    events.append(
+        {
+            "event_id": "acl-p",
+            "type": "product",
+            "schema_version": 1,
+            "user_id": "catalog",
+            "ts": START,
+            "product_id": "p-acl",
+            "title": "Trail Running Shoes",
+            "category": ["Sports", "Shoes"],
+            "price": 50.0,
+            "currency": "CNY",
+        }
+    )
+    events += [
+        {
+            "event_id": f"acl-c{i}",
+            "type": "click",
+            "schema_version": 1,
+            "user_id": users[i],
+            "ts": START + 100 + i,
+            "product_id": "p-acl",
+        }
+        for i in range(len(users))
+    ]
+    env["RTP_CATALOG_POLL_S"] = "0.2"
     process = Worker(env, tmp_path / "worker.log").start()
     try:
         await process.wait_ready()
@@ -290,7 +317,8 @@ async def test_a_worker_process_runs_as_the_acl_user(
 
         async def all_written() -> bool:
             stored = [admin_db1.hget(keys.profile(u), "d") for u in users]
-            return all(blob is not None for blob in stored)
+            blobs = [orjson.loads(b) for b in stored if isinstance(b, bytes)]
+            return len(blobs) == len(users) and all("click" in b["counts"] for b in blobs)
 
         try:
             await eventually(all_written, timeout=60)
@@ -298,7 +326,13 @@ async def test_a_worker_process_runs_as_the_acl_user(
             pytest.fail(f"no profiles written as user worker; worker log:\n{process.tail()}")
         blobs = [admin_db1.hget(keys.profile(u), "d") for u in users]
         counts = [orjson.loads(blob)["counts"] for blob in blobs if isinstance(blob, bytes)]
-        assert counts == [{"search": 4}] * 3
+        assert counts == [{"click": 1, "search": 4}] * 3
+
+        async def indexed() -> bool:
+            status, body = await process.get(f"/users/{users[0]}/recommendations?k=1")
+            return status == 200 and [i["product_id"] for i in body["items"]] == ["p-acl"]
+
+        await eventually(indexed, timeout=60)
         # The vector tier wrote through the ACL too (embeddings are on by default).
         assert any(admin_db1.scan_iter(match=keys.PREFIX + "emb:*", count=100))
     finally:
