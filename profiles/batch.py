@@ -311,6 +311,8 @@ class BatchUpdater:
         started = time.perf_counter()
         lists = await rec.compute_many([res.profile for res, _ in due])
         for (res, why), items in zip(due, lists, strict=True):
+            if not items:  # nothing to recommend yet (an empty catalog): ask again next time
+                continue
             rec.remember(res.profile, items, why)
             assert res.profile.recs is not None and res.profile.recs_vector is not None
             commit.recs[res.profile.user_id] = (res.profile.recs, res.profile.recs_vector)

@@ -224,3 +224,17 @@ async def test_items_seen_in_tracking_events_join_the_catalog_until_catalogued()
     await up.process(recs(product, start=2))
     assert store.items["mug"]["title"] == "Handmade Clay Mug"
     assert "seen_in" not in store.items["mug"]
+
+
+async def test_an_empty_catalog_pushes_nothing_and_asks_again_later() -> None:
+    up, store, rec = build()
+    for pid in list(CATALOG):
+        rec.index.remove(pid)
+    first = await up.process(recs(*(see(i, "u", "tea", i * MIN) for i in range(1, 4))))
+    assert first.recommendations == [] and "u" not in store.recs
+    title, cat = CATALOG["pot"]
+    vector = HashEncoder().encode([item_text(title, cat)])[0]
+    rec.index.upsert(Item("pot", vector, frozenset(), tuple(cat), 1.0))
+    later = await up.process(recs(see(4, "u", "tea", 4 * MIN), start=3))
+    (change,) = later.recommendations
+    assert change.trigger == "first" and [r.product_id for r in change.items] == ["pot"]
