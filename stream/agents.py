@@ -157,7 +157,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             now_ms = int(time.time() * 1000)
             half_life = settings.profile.half_life_ms
             for user_id in result.erased:
-                sends.append(topics.profiles.send(key=user_id.encode(), value=None))
+                # A tombstone on every user-keyed output: compacted topics forget the user too.
+                for topic in (topics.profiles, topics.segments, topics.churn, topics.recs):
+                    sends.append(topic.send(key=user_id.encode(), value=None))
             for profile in result.updated:
                 payload = orjson.dumps(
                     profile_updated(profile, half_life, now_ms, settings.emit_vector)

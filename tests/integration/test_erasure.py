@@ -132,6 +132,7 @@ async def test_erasure_leaves_no_key_or_value_of_the_user(
         return any(m.key == user.encode() and m.value is None for m in got)
 
     await read_topic(brokers, names.profiles, tombstone, timeout=30)
+    await read_topic(brokers, names.recs, tombstone, timeout=30)  # every user-keyed output
     assert (await worker.get(f"/users/{user}"))[0] == 404
     worker.stop()
 
