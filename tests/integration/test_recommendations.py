@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,27 @@ async def test_recommendations_pushed_and_pulled(
     assert "tea-1" not in [i["product_id"] for i in body["items"]]
     assert body["last_pushed"]["trigger"] == "purchase"
     assert body["last_pushed"]["items"] == listed
+    # The CLI asks the worker: the same list.
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *(
+            "-m",
+            "stream",
+            "recommend",
+            "ann",
+            "--k",
+            "3",
+            "--url",
+            f"http://127.0.0.1:{worker.port}",
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=worker.env,
+    )
+    out, err = await cli.communicate()
+    assert cli.returncode == 0, err.decode()
+    printed = orjson.loads(out)
+    assert [i["product_id"] for i in printed["items"]] == [i["product_id"] for i in body["items"]]
     assert (await worker.get("/users/ann/recommendations?k=zero"))[0] == 400
     assert (await worker.get("/users/nobody/recommendations"))[0] == 404
 
