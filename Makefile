@@ -45,6 +45,13 @@ test: setup ## Run the whole test suite (unit + integration on a real broker and
 test-unit: setup ## Unit tests only (no broker, no Redis)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
+.PHONY: soak
+soak: setup ## Fault-injection and burst tests at soak size (60k events per fault, 150k burst)
+	RTP_SOAK_EVENTS=$${RTP_SOAK_EVENTS:-60000} RTP_SOAK_RATE=$${RTP_SOAK_RATE:-1000} \
+	  RTP_BURST_EVENTS=$${RTP_BURST_EVENTS:-150000} \
+	  $(BIN)/python -m pytest -m faults -s --timeout 1800 \
+	  tests/integration/test_faults.py tests/integration/test_burst.py $(PYTEST_ARGS)
+
 .PHONY: lint
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -62,6 +62,15 @@ class BatchResult:
     churn_changes: list[ChurnChange] = field(default_factory=list)
     recommendations: list[RecsChange] = field(default_factory=list)
     recs_seconds: float = 0.0  # time spent computing recommendation lists
+
+    def absorb(self, other: BatchResult) -> None:
+        """Add ``other`` (a part of the same batch) to this result."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, list):
+                mine.extend(theirs)
+            else:
+                setattr(self, f.name, mine + theirs)
 
 
 @dataclass(slots=True)
@@ -146,6 +155,18 @@ class BatchUpdater:
         self.profiles.clear()
 
     async def process(self, records: Sequence[Record]) -> BatchResult:
+        """Apply ``records``; on any error nothing cached is trusted (the caller retries)."""
+        try:
+            return await self._process(records)
+        except BaseException:
+            # Cached profiles may hold changes that never reached the store (apply works in
+            # place): forget them, so a retry starts from what Redis holds.
+            for record in records:
+                if record.event["type"] != "product":
+                    self.profiles.pop(record.event["user_id"])
+            raise
+
+    async def _process(self, records: Sequence[Record]) -> BatchResult:
         result = BatchResult()
         by_user: dict[str, list[Record]] = defaultdict(list)
         commit = Commit()
@@ -180,14 +201,9 @@ class BatchUpdater:
                 for uid, r in computed.items()
                 if (r.write and r.profile.orders > 0) or r.erasures
             ]
-            try:
-                started = time.perf_counter()
-                outcome = await self.store.commit(commit) if commit else None
-                result.store_seconds += time.perf_counter() - started
-            except BaseException:
-                for uid in todo:  # their cached copies may be ahead of the store now
-                    self.profiles.pop(uid)
-                raise
+            started = time.perf_counter()
+            outcome = await self.store.commit(commit) if commit else None
+            result.store_seconds += time.perf_counter() - started
             conflicts = outcome.conflicts if outcome else set()
             for uid, res in computed.items():
                 if uid not in conflicts:

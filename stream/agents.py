@@ -12,9 +12,10 @@ and its Redis commit returned, so a crash redelivers instead of losing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,12 +23,14 @@ import faust
 import orjson
 from faust.types import EventT, StreamT, TopicT
 
+from profiles.batch import BatchResult
 from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.downstream import profile_updated, segment_changed
 from profiles.profile import Record
 from profiles.recommend.recommender import recommendation_event
 from stream import dead_letters
-from stream.routing import Inbound, route, unpack
+from stream.retry import apply_batch, until_done
+from stream.routing import Inbound, Routed, route, unpack
 from stream.runtime import Runtime
 from stream.settings import Settings
 
@@ -114,28 +117,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 int(time.time() * 1000),
                 runtime.pseudonyms,
             )
-            sends = [
-                topics.routed.send(key=str(p).encode(), value=bundle, partition=p)
-                for p, bundles in routed.bundles.items()
-                for bundle in bundles
-            ]
-            sends += [
-                topics.dlq.send(
-                    key=d.message.key,
-                    value=d.message.value,
-                    headers=dead_letters.headers(
-                        d.reason,
-                        d.detail,
-                        d.message.topic,
-                        d.message.partition,
-                        d.message.offset,
-                        "ingest",
-                        d.message.headers,
-                    ),
-                )
-                for d in routed.dead
-            ]
-            await _confirm(sends)
+            sends = functools.partial(_ingest_sends, topics, routed)
+            await until_done(functools.partial(_send, sends), "routing sends", runtime.note_retry)
             runtime.observe_ingest(messages, routed)
 
     @app.agent(topics.routed, name="update")
@@ -145,54 +128,20 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             settings.bundle_max, settings.batch_within_s
         ):
             records: list[Record] = []
-            sends: list[Awaitable[Any]] = []
+            bad: list[tuple[EventT[Any], Exception]] = []
             for event in events:
                 try:
                     records.extend(unpack(event.message.value or b""))
                 except (ValueError, KeyError, TypeError) as exc:
-                    sends.append(_dead_bundle(topics, event, exc))
+                    bad.append((event, exc))
             started = time.perf_counter()
-            result = await runtime.updater.process(records)
+            result = await apply_batch(runtime.updater, records, runtime.note_retry)
             elapsed = time.perf_counter() - started
             now_ms = int(time.time() * 1000)
-            half_life = settings.profile.half_life_ms
-            for user_id in result.erased:
-                # A tombstone on every user-keyed output: compacted topics forget the user too.
-                for topic in (topics.profiles, topics.segments, topics.churn, topics.recs):
-                    sends.append(topic.send(key=user_id.encode(), value=None))
-            for profile in result.updated:
-                payload = orjson.dumps(
-                    profile_updated(profile, half_life, now_ms, settings.emit_vector)
-                )
-                sends.append(topics.profiles.send(key=profile.user_id.encode(), value=payload))
-            for change in result.segment_changes:
-                payload = orjson.dumps(segment_changed(change, now_ms))
-                sends.append(
-                    topics.segments.send(key=change.profile.user_id.encode(), value=payload)
-                )
-            for churn in result.churn_changes:
-                sends.append(_churn_send(topics, churn, now_ms))
-            model = runtime.embedder.config.model_id if runtime.embedder else ""
-            for recs in result.recommendations:
-                payload = orjson.dumps(recommendation_event(recs, model, now_ms))
-                sends.append(topics.recs.send(key=recs.profile.user_id.encode(), value=payload))
-            for dead in result.dead:
-                source_topic, _, partition = dead.record.source.rpartition(":")
-                sends.append(
-                    topics.dlq.send(
-                        key=dead.record.event["user_id"].encode(),
-                        value=orjson.dumps(dead.record.event),
-                        headers=dead_letters.headers(
-                            dead.reason,
-                            dead.detail,
-                            source_topic,
-                            int(partition),
-                            dead.record.offset,
-                            "update",
-                        ),
-                    )
-                )
-            await _confirm(sends)
+            outputs = functools.partial(
+                _update_sends, topics, settings, runtime, result, bad, now_ms
+            )
+            await until_done(functools.partial(_send, outputs), "output sends", runtime.note_retry)
             runtime.observe_update([_inbound(e) for e in events], records, result, elapsed)
 
     @app.on_partitions_revoked.connect
@@ -247,6 +196,83 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         runtime.update_lag(
             {(tp.topic, tp.partition): consumer.highwater(tp) for tp in consumer.assignment()}
         )
+
+
+async def _send(build: Callable[[], list[Awaitable[Any]]]) -> None:
+    """Build the sends (anew on each try: a send coroutine runs once) and confirm them."""
+    await _confirm(build())
+
+
+def _ingest_sends(topics: Topics, routed: Routed) -> list[Awaitable[Any]]:
+    """Bundles to the owner partitions, dead letters with their reason (built anew per try)."""
+    sends: list[Awaitable[Any]] = [
+        topics.routed.send(key=str(p).encode(), value=bundle, partition=p)
+        for p, bundles in routed.bundles.items()
+        for bundle in bundles
+    ]
+    sends += [
+        topics.dlq.send(
+            key=d.message.key,
+            value=d.message.value,
+            headers=dead_letters.headers(
+                d.reason,
+                d.detail,
+                d.message.topic,
+                d.message.partition,
+                d.message.offset,
+                "ingest",
+                d.message.headers,
+            ),
+        )
+        for d in routed.dead
+    ]
+    return sends
+
+
+def _update_sends(
+    topics: Topics,
+    settings: Settings,
+    runtime: Runtime,
+    result: BatchResult,
+    bad: Sequence[tuple[EventT[Any], Exception]],
+    now_ms: int,
+) -> list[Awaitable[Any]]:
+    """Everything one update batch announces (built anew per try; ids are deterministic)."""
+    sends: list[Awaitable[Any]] = [_dead_bundle(topics, event, exc) for event, exc in bad]
+    for user_id in result.erased:
+        # A tombstone on every user-keyed output: compacted topics forget the user too.
+        for topic in (topics.profiles, topics.segments, topics.churn, topics.recs):
+            sends.append(topic.send(key=user_id.encode(), value=None))
+    half_life = settings.profile.half_life_ms
+    for profile in result.updated:
+        payload = orjson.dumps(profile_updated(profile, half_life, now_ms, settings.emit_vector))
+        sends.append(topics.profiles.send(key=profile.user_id.encode(), value=payload))
+    for change in result.segment_changes:
+        payload = orjson.dumps(segment_changed(change, now_ms))
+        sends.append(topics.segments.send(key=change.profile.user_id.encode(), value=payload))
+    for churn in result.churn_changes:
+        sends.append(_churn_send(topics, churn, now_ms))
+    model = runtime.embedder.config.model_id if runtime.embedder else ""
+    for recs in result.recommendations:
+        payload = orjson.dumps(recommendation_event(recs, model, now_ms))
+        sends.append(topics.recs.send(key=recs.profile.user_id.encode(), value=payload))
+    for dead in result.dead:
+        source_topic, _, partition = dead.record.source.rpartition(":")
+        sends.append(
+            topics.dlq.send(
+                key=dead.record.event["user_id"].encode(),
+                value=orjson.dumps(dead.record.event),
+                headers=dead_letters.headers(
+                    dead.reason,
+                    dead.detail,
+                    source_topic,
+                    int(partition),
+                    dead.record.offset,
+                    "update",
+                ),
+            )
+        )
+    return sends
 
 
 def _churn_send(topics: Topics, change: ChurnChange, now_ms: int) -> Awaitable[Any]:

@@ -103,6 +103,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.retries = Counter(
+            "rtp_retries_total",
+            "Batches (or sends) retried after an outage, by error",
+            ["error"],
+            registry=r,
+        )
         self.index_items = Gauge(
             "rtp_item_index_items",
             "Catalog items in this worker's recommendation index",
@@ -165,4 +171,5 @@ NAMES: tuple[str, ...] = (
     "rtp_assigned_partitions",
     "rtp_recommend_seconds",
     "rtp_item_index_items",
+    "rtp_retries_total",
 )

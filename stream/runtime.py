@@ -75,6 +75,7 @@ class Stats:
     model_changes: int = 0
     churn_swept: int = 0
     recommendations: int = 0
+    retries: int = 0
     lag: dict[str, int] = field(default_factory=dict)  # topic -> messages behind (last measure)
     kinds: Counter[str] = field(default_factory=Counter)
     dead: Counter[str] = field(default_factory=Counter)
@@ -245,6 +246,11 @@ class Runtime(Service):
             "catalog_updates": self.mirror.updates,
             "recommendations": self.stats.recommendations,
         }
+
+    def note_retry(self, exc: BaseException) -> None:
+        """An outage made an agent retry (see :mod:`stream.retry`)."""
+        self.stats.retries += 1
+        self.metrics.retries.labels(type(exc).__name__).inc()
 
     def observe_ingest(self, messages: list[Inbound], routed: Routed) -> None:
         s, m = self.stats, self.metrics

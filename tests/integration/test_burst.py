@@ -96,7 +96,7 @@ async def test_burst_keeps_memory_bounded_drains_the_lag_and_causes_no_rebalance
     try:
         total = warm_sent + await burst.finish(BURST)
         produced_s = time.monotonic() - started
-        await eventually(lambda: _reached(worker, total), timeout=300)
+        await eventually(lambda: _reached(worker, total), timeout=max(300.0, BURST / 200))
         drained_s = time.monotonic() - started - produced_s
     finally:
         await burst.cancel()
