@@ -452,7 +452,9 @@ async def test_redis_sigkilled_and_restarted_midstream_loses_nothing(
     finally:
         await client.aclose()
     assert worker.proc.poll() is None, f"the worker died:\n{worker.tail(80)}"
-    run.report(users=len(users), equal_after_s=round(caught_up, 1), **out)
+    retries = int((await worker.stats())["retries"])
+    assert retries > 0, "the outage should show as retried batches"
+    run.report(users=len(users), equal_after_s=round(caught_up, 1), retries=retries, **out)
 
 
 async def test_second_worker_joins_and_leaves_midstream_without_loss_or_double_apply(
