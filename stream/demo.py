@@ -75,6 +75,22 @@ async def _sample_users(store: RedisStore, n: int) -> list[str]:
     return sorted(found)[:n]
 
 
+def _pushed(profile: Any, n: int = 2) -> list[str]:
+    """The first items of the user's last pushed recommendation list."""
+    return list((profile.recs or {}).get("items", [])[:n])
+
+
+async def _titles(store: RedisStore, product_ids: list[str]) -> dict[str, str]:
+    """Short titles to show instead of product ids."""
+    out = {}
+    for pid in dict.fromkeys(product_ids):
+        item = await store.get_item(pid)
+        if item is not None:
+            title = str(item.get("title", pid))
+            out[pid] = title if len(title) <= 18 else title[:17] + "…"
+    return out
+
+
 def _view(
     stats: dict[str, Any],
     rate: float,
@@ -83,6 +99,7 @@ def _view(
     produced: int,
     settings: Settings,
     segment_sizes: list[tuple[int, int]],
+    titles: dict[str, str],
 ) -> Group:
     pipeline = Table(title="pipeline", show_header=False, min_width=50)
     pipeline.add_row("generated events sent", f"{produced}")
@@ -112,7 +129,7 @@ def _view(
         tags = ", ".join(t for t, _ in p.top_tags(5, half_life))
         churn = f"{p.churn['level']} {p.churn['risk']:.2f}" if p.churn else "-"
         segment = "-" if p.segment is None else f"S{p.segment}"
-        pushed = ", ".join((p.recs or {}).get("items", [])[:3]) or "-"
+        pushed = "; ".join(titles.get(pid, pid) for pid in _pushed(p)) or "-"
         people.add_row(
             p.user_id,
             str(sum(p.counts.values())),
@@ -182,7 +199,10 @@ async def run_demo(
                     profiles = [p for p in [await store.get(u) for u in users] if p]
                     dead = dict(await dlq_counts(settings, timeout=0.5))
                     sizes = await _segment_sizes(store, stats)
-                    live.update(_view(stats, rate_now, dead, profiles, produced, settings, sizes))
+                    titles = await _titles(store, [pid for p in profiles for pid in _pushed(p)])
+                    live.update(
+                        _view(stats, rate_now, dead, profiles, produced, settings, sizes, titles)
+                    )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
     finally:
