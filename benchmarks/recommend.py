@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import resource
 import sys
 import time
@@ -41,6 +40,7 @@ import numpy as np
 from benchmarks.common import BENCHMARKS_MD, machine_facts, markdown_table, median
 from profiles.recommend.blend import BlendConfig, recommend
 from profiles.recommend.index import Item, ItemIndex
+from stream.markdown import write_section
 
 SECTION = "## Recommendation latency (issue 6)"
 DIM = 384
@@ -322,28 +322,6 @@ def render(rows: list[Row], n_users: int, repeats: int, facts: dict[str, str]) -
     return "\n".join(lines) + "\n"
 
 
-def write_section(body: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace (or append) our ``##`` section; every other byte of the file stays as it was.
-
-    Re-read right before writing: another benchmark may have rewritten its section meanwhile.
-    """
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.rstrip("\n").split("\n")
-    try:
-        begin = next(i for i, line in enumerate(lines) if line.rstrip() == SECTION)
-    except StopIteration:
-        new = [*lines, "", *body.rstrip("\n").split("\n")]
-    else:
-        end = begin + 1
-        while end < len(lines) and not re.match(r"#{1,2} ", lines[end]):
-            end += 1
-        tail = lines[end:]
-        new = [*lines[:begin], *body.rstrip("\n").split("\n"), *([""] if tail else []), *tail]
-    tmp = path.with_suffix(".md.tmp-recommend")
-    tmp.write_text("\n".join(new).rstrip("\n") + "\n")
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -360,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     body = render(rows, args.users, args.repeats, machine_facts())
     print(body)
     if args.write:
-        write_section(body)
+        write_section(BENCHMARKS_MD, SECTION, body, title="Benchmarks")
         print(f"wrote {SECTION!r} in {BENCHMARKS_MD}", file=sys.stderr)
     return 0
 

@@ -47,6 +47,7 @@ from profiles.segments.features import (
 from profiles.segments.hysteresis import choose_many
 from profiles.segments.kmeans import MiniBatchKMeans, Model
 from profiles.segments.store import CentroidStore
+from stream.markdown import write_section
 
 SECTION = "## Segmentation update cost (issue 4)"
 EMBED_DIM = 384
@@ -276,29 +277,6 @@ def render(rows: list[Row], batch: int, repeats: int, facts: dict[str, str]) -> 
     return "\n".join(lines) + "\n"
 
 
-def write_section(body: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace (or append) our ``##`` section; every other byte of the file stays as it was.
-
-    Re-read right before writing: another benchmark may have rewritten its own section while
-    we were measuring.
-    """
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.rstrip("\n").split("\n")
-    try:
-        begin = next(i for i, line in enumerate(lines) if line.rstrip() == SECTION)
-    except StopIteration:
-        new = [*lines, "", *body.rstrip("\n").split("\n")]
-    else:
-        end = begin + 1
-        while end < len(lines) and not re.match(r"#{1,2} ", lines[end]):
-            end += 1
-        tail = lines[end:]
-        new = [*lines[:begin], *body.rstrip("\n").split("\n"), *([""] if tail else []), *tail]
-    tmp = path.with_suffix(".md.tmp-segments")
-    tmp.write_text("\n".join(new).rstrip("\n") + "\n")
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--k", type=int, nargs="+", default=[16, 64, 256])
@@ -322,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     body = render(rows, args.batch, args.repeats, machine_facts())
     print(body)
     if args.write:
-        write_section(body)
+        write_section(BENCHMARKS_MD, SECTION, body, title="Benchmarks")
         print(f"wrote {SECTION!r} in {BENCHMARKS_MD}")
     return 0
 

@@ -36,6 +36,7 @@ from profiles.churn.risk import LEVELS, RiskConfig, level_of, next_crossing_ms, 
 from profiles.config import ProfileConfig
 from profiles.profile import Profile, Record, apply
 from stream.generator import CATALOG_USER_ID, TrafficConfig, TrafficGenerator
+from stream.markdown import write_section
 
 SECTION = "## Churn risk (issue 5)"
 FloatArray = npt.NDArray[np.float64]
@@ -314,27 +315,6 @@ def evaluate(args: argparse.Namespace) -> str:
     return "\n".join(out)
 
 
-def replace_section(text: str, section: str) -> str:
-    """``text`` with its ``SECTION`` (up to the next ``## `` heading) replaced by ``section``.
-
-    >>> doc = "# E\\n\\n## A\\na\\n## Churn risk (issue 5)\\nold\\n## B\\nb\\n"
-    >>> replace_section(doc, "NEW\\n")
-    '# E\\n\\n## A\\na\\nNEW\\n\\n## B\\nb\\n'
-    >>> replace_section("", "NEW\\n")
-    '# Evaluation\\n\\nNEW\\n'
-    """
-    body = section.rstrip("\n") + "\n"
-    if not text.strip():
-        return "# Evaluation\n\n" + body
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        return text.rstrip("\n") + "\n\n" + body
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    return "".join(lines[:start]) + body + ("\n" + tail if tail else "")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stream.evaluate_churn", description=__doc__.split("\n")[0]
@@ -364,9 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report)
     if args.write:
         path: Path = args.evaluation_file
-        # Re-read just before writing: another section may have changed meanwhile.
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        path.write_text(replace_section(current, report), encoding="utf-8")
+        write_section(path, SECTION, report, title="Evaluation")
         print(f"wrote {SECTION!r} to {path}", file=sys.stderr)
     return 0
 

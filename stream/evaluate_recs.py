@@ -59,6 +59,7 @@ from profiles.recommend.blend import BlendConfig, recommend
 from profiles.recommend.index import Item, ItemIndex
 from profiles.tags import TagExtractor
 from stream.generator import TrafficConfig, TrafficGenerator
+from stream.markdown import write_section
 
 SECTION = "## Recommendations (issue 6)"
 K = 10
@@ -446,27 +447,6 @@ def report(run: Run) -> str:
     return "\n".join(parts)
 
 
-def replace_section(text: str, section: str) -> str:
-    """``text`` with its ``SECTION`` (up to the next ``## `` heading) replaced by ``section``.
-
-    >>> doc = "# E\\n\\n## A\\na\\n## Recommendations (issue 6)\\nold\\n## B\\nb\\n"
-    >>> replace_section(doc, "NEW\\n")
-    '# E\\n\\n## A\\na\\nNEW\\n\\n## B\\nb\\n'
-    >>> replace_section("# E\\n\\n## A\\na\\n", "NEW\\n")
-    '# E\\n\\n## A\\na\\n\\nNEW\\n'
-    """
-    body = section.rstrip("\n") + "\n"
-    if not text.strip():
-        return "# Evaluation\n\n" + body
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        return text.rstrip("\n") + "\n\n" + body
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    return "".join(lines[:start]) + body + ("\n" + tail if tail else "")
-
-
 def evaluate(args: argparse.Namespace) -> Run:
     started = time.perf_counter()
     gen = TrafficGenerator(TrafficConfig(seed=args.seed, users=args.users, products=args.products))
@@ -559,9 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.write:
         path: Path = args.evaluation_file
-        # Re-read just before writing: another section may have changed meanwhile.
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        path.write_text(replace_section(current, text), encoding="utf-8")
+        write_section(path, SECTION, text, title="Evaluation")
         print(f"wrote {SECTION!r} to {path}", file=sys.stderr)
     return 0
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.evaluate_churn import SECTION, auc, main, replace_section
+from stream.evaluate_churn import SECTION, auc, main
+from stream.markdown import replace_section
 
 
 def brute_force_auc(scores: list[float], labels: list[bool]) -> float:
@@ -42,10 +43,10 @@ def test_auc_agrees_with_sklearn() -> None:
 
 def test_replace_section_keeps_the_other_sections() -> None:
     doc = f"# Evaluation\n\n## Segments\nkeep me\n\n{SECTION}\nold\nold\n\n## Later\nalso\n"
-    out = replace_section(doc, f"{SECTION}\n\nnew\n")
+    out = replace_section(doc, SECTION, f"{SECTION}\n\nnew\n")
     assert out == f"# Evaluation\n\n## Segments\nkeep me\n\n{SECTION}\n\nnew\n\n## Later\nalso\n"
-    assert replace_section(out, f"{SECTION}\n\nnew\n") == out
-    appended = replace_section("# Evaluation\n\n## Segments\nkeep me\n", f"{SECTION}\nx\n")
+    assert replace_section(out, SECTION, f"{SECTION}\n\nnew\n") == out
+    appended = replace_section("# Evaluation\n\n## Segments\nkeep me\n", SECTION, f"{SECTION}\nx\n")
     assert appended == f"# Evaluation\n\n## Segments\nkeep me\n\n{SECTION}\nx\n"
 
 

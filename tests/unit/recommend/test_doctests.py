@@ -17,6 +17,7 @@ import pytest
         "profiles.recommend.popularity",
         "profiles.recommend.recommender",
         "stream.evaluate_recs",
+        "stream.markdown",
     ],
 )
 def test_doctests(name: str) -> None:
