@@ -25,9 +25,8 @@ from faust.types import EventT, StreamT, TopicT
 
 from profiles.batch import BatchResult
 from profiles.churn.tracker import ChurnChange, churn_event
-from profiles.downstream import profile_updated, segment_changed
+from profiles.downstream import profile_updated, recommendation_event, segment_changed
 from profiles.profile import Record
-from profiles.recommend.recommender import recommendation_event
 from stream import dead_letters
 from stream.retry import apply_batch, until_done
 from stream.routing import Inbound, Routed, route, unpack

@@ -41,7 +41,7 @@ _Inputs = tuple[
     list[np.ndarray],
 ]
 
-__all__ = ["Recommender", "RecsChange", "RecsConfig", "recommendation_event"]
+__all__ = ["Recommender", "RecsChange", "RecsConfig"]
 
 
 @dataclass(frozen=True)
@@ -211,36 +211,3 @@ def _vector(blob: bytes | None) -> np.ndarray | None:
     if not blob:
         return None
     return np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-
-
-def recommendation_event(change: RecsChange, model: str, now_ms: int) -> dict[str, Any]:
-    """The ``recommendation`` output event (contract: ``schemas/outputs``); its id names the
-    profile version, so a redelivered batch's repeat is recognisable downstream.
-
-    >>> p = Profile("u1", version=4, last_ts=7)
-    >>> r = Recommendation("tea", 0.9, {"source": "popularity", "scope": "global"})
-    >>> e = recommendation_event(RecsChange(p, (r,), "first"), "m", now_ms=9)
-    >>> e["event_id"], e["items"][0]["rank"], e["items"][0]["product_id"]
-    ('u1:4:recs', 1, 'tea')
-    """
-    profile = change.profile
-    return {
-        "type": "recommendation",
-        "schema_version": 1,
-        "event_id": f"{profile.user_id}:{profile.version}:recs",
-        "user_id": profile.user_id,
-        "profile_version": profile.version,
-        "model": model,
-        "trigger": change.trigger,
-        "ts": profile.last_ts,
-        "processed_at": now_ms,
-        "items": [
-            {
-                "product_id": r.product_id,
-                "rank": rank,
-                "score": round(float(r.score), 6),
-                "reason": r.reason,
-            }
-            for rank, r in enumerate(change.items, start=1)
-        ],
-    }

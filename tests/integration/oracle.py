@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -19,10 +20,11 @@ from schemas.validate import Limits, Rejected, decode
 from tests.integration.harness import Consumed
 
 
-def expected_profiles(topic: str, log: list[Consumed], config: ProfileConfig) -> dict[str, bytes]:
-    """Profile blobs as the worker must have stored them (producer keyed by user)."""
-    tagger = TagExtractor()
-    items: dict[str, dict[str, object]] = {}
+def replay_log(
+    topic: str, log: list[Consumed]
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[Record]]]:
+    """The input log decoded as the worker sees it: (catalog by product, records by user)."""
+    items: dict[str, dict[str, Any]] = {}
     by_user: dict[str, list[Record]] = defaultdict(list)
     for msg in sorted(log, key=lambda m: (m.partition, m.offset)):
         event = decode(msg.value, Limits(), now_ms=int(time.time() * 1000))
@@ -32,6 +34,13 @@ def expected_profiles(topic: str, log: list[Consumed], config: ProfileConfig) ->
             items[event["product_id"]] = event
             continue
         by_user[event["user_id"]].append(Record(f"{topic}:{msg.partition}", msg.offset, event))
+    return items, by_user
+
+
+def expected_profiles(topic: str, log: list[Consumed], config: ProfileConfig) -> dict[str, bytes]:
+    """Profile blobs as the worker must have stored them (producer keyed by user)."""
+    tagger = TagExtractor()
+    items, by_user = replay_log(topic, log)
     out = {}
     for user, records in by_user.items():
         profile = Profile(user)

@@ -17,7 +17,6 @@ import functools
 import itertools
 import os
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +32,21 @@ from profiles.embed_cache import EmbeddingCache
 from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
 from profiles.event_tags import event_tags
 from profiles.event_text import combine, event_texts
-from profiles.profile import Profile, Record, apply
+from profiles.profile import Profile, apply
 from profiles.redis_tier import RedisVectorTier
 from profiles.tags import TagExtractor
-from schemas.validate import Limits, Rejected, decode, validate_output
+from schemas.validate import validate_output
 from stream.dev import BROKER, REDIS, LocalServices, free_port
 from stream.generator import TrafficConfig, TrafficGenerator
 from stream.settings import Settings
 from tests.integration.harness import Consumed, Feed, Names, Worker, read_topic
-from tests.integration.oracle import diff, eventually, expected_profiles, stored_profiles
+from tests.integration.oracle import (
+    diff,
+    eventually,
+    expected_profiles,
+    replay_log,
+    stored_profiles,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -169,16 +174,7 @@ def expected_embeddings(
 ) -> dict[str, EmbeddingProfile]:
     """Every user's embedding profile recomputed from the log with the worker's text vectors."""
     tagger = TagExtractor()
-    items: dict[str, dict[str, Any]] = {}
-    by_user: dict[str, list[Record]] = defaultdict(list)
-    for msg in sorted(log, key=lambda m: (m.partition, m.offset)):
-        event = decode(msg.value, Limits(), now_ms=int(time.time() * 1000))
-        if isinstance(event, Rejected):
-            continue
-        if event["type"] == "product":
-            items[event["product_id"]] = event
-            continue
-        by_user[event["user_id"]].append(Record(f"{topic}:{msg.partition}", msg.offset, event))
+    items, by_user = replay_log(topic, log)
     tier = _ReadOnlyTier(redis_url)
     cache = EmbeddingCache(_LazyEncoder(config.model_id, config.dim), tier=tier)
     texts = [t for recs in by_user.values() for r in recs for t, _ in event_texts(r.event, items)]

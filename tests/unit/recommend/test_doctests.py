@@ -15,7 +15,7 @@ import pytest
         "profiles.recommend.blend",
         "profiles.recommend.throttle",
         "profiles.recommend.popularity",
-        "profiles.recommend.recommender",
+        "profiles.downstream",
         "stream.evaluate_recs",
         "stream.markdown",
     ],

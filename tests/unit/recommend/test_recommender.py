@@ -9,13 +9,14 @@ import pytest
 
 from profiles.batch import BatchUpdater
 from profiles.config import ProfileConfig
+from profiles.downstream import recommendation_event
 from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
 from profiles.event_text import item_text
 from profiles.profile import Profile, Record
 from profiles.recommend.blend import BlendConfig, recommend
 from profiles.recommend.index import Item, ItemIndex
 from profiles.recommend.popularity import FencedCounts
-from profiles.recommend.recommender import Recommender, RecsConfig, recommendation_event
+from profiles.recommend.recommender import Recommender, RecsConfig
 from profiles.store import MemoryStore
 from schemas.validate import validate_output
 from tests.unit.test_batch import Words, click, erase
