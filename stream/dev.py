@@ -71,12 +71,23 @@ class ServiceError(RuntimeError):
     """A local service could not be started, stopped or found; the message says what to do."""
 
 
-def free_port() -> int:
-    """Return a loopback TCP port that is unused right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# A Redis Cluster node also listens on its port + 10000 (the cluster bus).
+REDIS_CLUSTER_HIGHEST_PORT = 55535
+
+
+def free_port(highest: int = 65535) -> int:
+    """Return a loopback TCP port that is unused right now (the OS picks it).
+
+    ``highest`` bounds the answer: a Redis Cluster node also listens on its port + 10000, so it
+    needs a port of 55535 or less, while the OS hands out ports up to 60999 on Linux.
+    """
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port <= highest:
+            return port
+    raise OSError(f"no free loopback port at or below {highest}")
 
 
 def _port_is_free(port: int) -> bool:

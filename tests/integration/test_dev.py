@@ -311,3 +311,12 @@ def test_cli_env_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     args = build_parser().parse_args(["status"])
     assert args.state_dir == tmp_path / "env-dev"
     assert (args.broker_port, args.redis_port) == (19999, 16999)
+
+
+def test_free_port_respects_an_upper_bound() -> None:
+    # The OS hands out ports up to 60999; a Redis Cluster node needs one at or below 55535.
+    ports = [free_port(highest=40_000) for _ in range(50)]
+    assert max(ports) <= 40_000
+    for port in ports[:5]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))  # really free

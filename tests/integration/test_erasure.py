@@ -19,7 +19,7 @@ from profiles.privacy import HEX_CHARS, KeyedHash, Pseudonymizer
 from profiles.profile import Profile
 from profiles.redis_store import _ERASE_USER, RedisStore
 from profiles.store import Commit, Erasure
-from stream.dev import REDIS, LocalServices, free_port
+from stream.dev import REDIS, REDIS_CLUSTER_HIGHEST_PORT, LocalServices, free_port
 from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
 from tests.integration.oracle import eventually
 
@@ -240,7 +240,7 @@ def cluster_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServ
     local = LocalServices(
         state,
         broker_port=free_port(),
-        redis_port=free_port(),
+        redis_port=free_port(highest=REDIS_CLUSTER_HIGHEST_PORT),
         redis_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
     )
     local.start(REDIS)
