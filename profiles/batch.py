@@ -26,7 +26,7 @@ from profiles.event_tags import TextTagger, event_tags, needs_catalog
 from profiles.event_text import combine, event_texts
 from profiles.ownership import owner
 from profiles.profile import Outcome, Profile, Record, apply
-from profiles.recommend.popularity import Contribution, interactions
+from profiles.recommend.popularity import Contribution, count_field, interactions
 from profiles.recommend.recommender import Recommender, RecsChange
 from profiles.segments.segmenter import SegmentChange, Segmenter
 from profiles.store import Commit, Erasure, ProfileStore
@@ -297,7 +297,8 @@ class BatchUpdater:
         """Item interactions of the batch, per owner partition, for the shared popularity.
 
         Taken once per batch (first attempt) from the records applied now or before, whatever
-        the commit's conflicts: the store's per-source fences decide what is new.
+        the commit's conflicts: the store's per-source fences decide what is new. Each
+        interaction counts for everyone and, when the user has a segment, for that segment.
         """
         if self.recommender is None:
             return {}
@@ -305,11 +306,14 @@ class BatchUpdater:
         out: dict[int, list[Contribution]] = defaultdict(list)
         for uid, res in computed.items():
             entries = out[owner(uid, self.partitions)]
+            # The segment the user is in after this batch: counts follow people as they move.
+            segment = res.profile.segment
             for r in res.outcome.counted:
                 ts = int(r.event["ts"])
-                entries.extend(
-                    (r.source, r.offset, ts, pid, w) for pid, w in interactions(r.event, weights)
-                )
+                for pid, w in interactions(r.event, weights):
+                    entries.append((r.source, r.offset, ts, count_field(pid), w))
+                    if segment is not None:
+                        entries.append((r.source, r.offset, ts, count_field(pid, segment), w))
         return {p: e for p, e in out.items() if e}
 
     async def _recommend(self, computed: dict[str, _UserResult], commit: Commit) -> float:

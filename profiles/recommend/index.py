@@ -61,6 +61,15 @@ _REBASE_HALF_LIVES = 400.0
 #: Popularity recorded for products the index does not hold yet (events can arrive before the
 #: catalog upsert); beyond this many the oldest-recorded are dropped, so bad ids cannot grow it.
 _MAX_PENDING = 100_000
+#: Products kept per segment by :meth:`ItemIndex.load_segment_popularity` (the pull API's
+#: largest k).
+SEGMENT_TOP = 200
+
+
+def _by_count(entry: tuple[str, float]) -> tuple[float, str]:
+    return -entry[1], entry[0]
+
+
 #: Decades of popularity below the top item that :meth:`ItemIndex.popularity` tells apart.
 POPULARITY_DECADES = 3.0
 #: Below this share of candidate postings vs. rows, ``np.unique`` beats a full ``bincount``.
@@ -191,6 +200,7 @@ class ItemIndex:
         self.popularity_half_life_ms = popularity_half_life_ms
         self._vecs = np.zeros((capacity, dim), dtype=np.float32)
         self._pop = np.zeros(capacity, dtype=np.float64)  # anchored popularity per row
+        self._segment_top: dict[int, list[str]] = {}  # segment -> its most popular products
         self._ntags = np.zeros(capacity, dtype=np.int64)
         self._items: list[Item | None] = []  # per row below the high-water mark
         self._rows: dict[str, int] = {}
@@ -481,6 +491,27 @@ class ItemIndex:
             elif len(self._pending) < _MAX_PENDING:
                 self._pending[pid] = value
         self._pop_max = None
+
+    def load_segment_popularity(
+        self, segments: Mapping[int, Mapping[str, float]], keep: int = SEGMENT_TOP
+    ) -> None:
+        """Replace each segment's ranking with its ``keep`` most counted products (counts on
+        one anchor, as merged from Redis), for the cold-start lists of that segment's users.
+
+        >>> idx = ItemIndex(dim=1)
+        >>> idx.load_segment_popularity({0: {"a": 1.0, "b": 3.0, "c": 3.0}, 2: {}}, keep=2)
+        >>> idx.segment_popular(0), idx.segment_popular(1), idx.segment_popular(None)
+        (['b', 'c'], [], [])
+        """
+        self._segment_top = {
+            segment: [pid for pid, v in sorted(counts.items(), key=_by_count)[:keep] if v > 0]
+            for segment, counts in segments.items()
+        }
+
+    def segment_popular(self, segment: int | None) -> list[str]:
+        """Products most popular among ``segment``'s users, best first (may name items the
+        index no longer holds; callers skip those)."""
+        return [] if segment is None else self._segment_top.get(segment, [])
 
     def _bump_max(self, value: float) -> None:
         if self._pop_max is not None and value > self._pop_max:

@@ -3,10 +3,10 @@
 Catalog events are applied by whichever worker owns them, but every worker recommends over
 the whole catalog, so the index is a mirror: loaded from ``rtp:catalog:ids`` at start, then
 tailed from the ``rtp:catalog:log`` stream (ids only; the item itself is re-read, so a
-repeated or reordered log entry can never install a stale item). Popularity is re-read from
-the per-partition hashes every few polls. Item vectors go through the embedding cache: the
-worker that applied the catalog event already encoded the title, so a mirror normally finds
-the vector in Redis and encodes nothing.
+repeated or reordered log entry can never install a stale item). Popularity, everyone's and
+each segment's, is re-read from the per-partition hashes every few polls. Item vectors go
+through the embedding cache: the worker that applied the catalog event already encoded the
+title, so a mirror normally finds the vector in Redis and encodes nothing.
 
 Mutations and searches take :attr:`lock`, so a search running in a thread never sees an item
 half-written.
@@ -24,7 +24,7 @@ from profiles.embedder import Embedder
 from profiles.event_tags import TextTagger, item_tags
 from profiles.event_text import item_text
 from profiles.recommend.index import Item, ItemIndex
-from profiles.recommend.popularity import merge_partitions
+from profiles.recommend.popularity import merge_partitions, split_fields
 from profiles.recommend.redis_catalog import RedisCatalog
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,10 @@ class ItemMirror:
     async def refresh_popularity(self) -> None:
         parts = await self.catalog.popularity(self.partitions)
         counts, anchor, latest = merge_partitions(parts, self.index.popularity_half_life_ms)
+        everyone, segments = split_fields(counts)
         async with self.lock:
-            self.index.load_popularity(counts, anchor, latest)
+            self.index.load_popularity(everyone, anchor, latest)
+            self.index.load_segment_popularity(segments)
 
     async def _apply(self, product_ids: Sequence[str]) -> None:
         entries = await self.catalog.items(product_ids)

@@ -31,7 +31,8 @@ from profiles.recommend.index import ItemIndex
 from profiles.recommend.throttle import interest_shift, should_recommend
 
 #: What the blend needs of one profile: long-term vector, interests, top tags, bought items,
-#: event count, and the query vectors (interests then long-term) in search order.
+#: event count, the query vectors (interests then long-term) in search order, and the user's
+#: segment's popular products (cold start).
 _Inputs = tuple[
     "np.ndarray | None",
     list[InterestInput],
@@ -39,6 +40,7 @@ _Inputs = tuple[
     set[str],
     int,
     list[np.ndarray],
+    list[str],
 ]
 
 __all__ = ["Recommender", "RecsChange", "RecsConfig"]
@@ -116,7 +118,7 @@ class Recommender:
         inputs = [self._inputs(p, cfg) for p in profiles]
         personal = [
             i
-            for i, (_, _, _, _, events, vectors) in enumerate(inputs)
+            for i, (_, _, _, _, events, vectors, _) in enumerate(inputs)
             if vectors and events >= cfg.min_events_for_personal and cfg.w_vector > 0
         ]
         # BLAS threads pay off only for the search of a large catalog; for everything smaller
@@ -147,10 +149,13 @@ class Recommender:
                 tags,
                 purchased,
                 cfg,
+                segment_popular,
                 events=events,
                 vector_hits=found.get(i),
             )
-            for i, (long_term, interests, tags, purchased, events, _) in enumerate(inputs)
+            for i, (long_term, interests, tags, purchased, events, _, segment_popular) in (
+                enumerate(inputs)
+            )
         ]
 
     def _inputs(self, profile: Profile, cfg: BlendConfig) -> _Inputs:
@@ -164,7 +169,8 @@ class Recommender:
         vectors = [v for v, _, _ in interests] + ([] if long_term is None else [long_term])
         tags = profile.top_tags(cfg.user_tags, self.half_life_ms)
         events = sum(profile.counts.values())
-        return long_term, interests, tags, set(profile.purchased), events, vectors
+        segment = self.index.segment_popular(profile.segment)
+        return long_term, interests, tags, set(profile.purchased), events, vectors, segment
 
     async def compute_many(
         self, profiles: Sequence[Profile], k: int | None = None

@@ -18,9 +18,9 @@ from profiles.recommend.popularity import Contribution, PartitionCounts
 
 #: Catalog change-log length kept (approximate trim): a worker further behind bootstraps again.
 LOG_MAXLEN = 1_000_000
-_FIELD = "p:"  # popularity fields are "p:<product id>"; meta fields start with "@"
+_META = "@"  # meta fields start with "@"; counts are "p:<product>" or "s<segment>:<product>"
 
-# KEYS: the partition's popularity hash. ARGV: half-life ms, then (source, offset, ts, product,
+# KEYS: the partition's popularity hash. ARGV: half-life ms, then (source, offset, ts, field,
 # weight) per contribution. Mirrors profiles.recommend.popularity.FencedCounts.add.
 POPULARITY_SCRIPT = """
 local h = tonumber(ARGV[1])
@@ -41,7 +41,7 @@ for i = 2, #ARGV, 5 do
       local shrink = 2 ^ (-(ts - anchor) / h)
       local all = redis.call('HGETALL', key)
       for j = 1, #all, 2 do
-        if string.sub(all[j], 1, 2) == 'p:' then
+        if string.sub(all[j], 1, 1) ~= '@' then
           redis.call('HSET', key, all[j], string.format('%.17g', tonumber(all[j + 1]) * shrink))
         end
       end
@@ -51,7 +51,7 @@ for i = 2, #ARGV, 5 do
     local e = (ts - anchor) / h
     if e < -1074 then e = -1074 end
     local add = string.format('%.17g', tonumber(ARGV[i + 4]) * 2 ^ e)
-    redis.call('HINCRBYFLOAT', key, 'p:' .. ARGV[i + 3], add)
+    redis.call('HINCRBYFLOAT', key, ARGV[i + 3], add)
     if after[src] == nil or off > after[src] then after[src] = off end
     counted = counted + 1
   end
@@ -84,8 +84,8 @@ def queue_writes(
         if not entries:
             continue
         argv: list[Any] = [half_life_ms]
-        for source, offset, ts, pid, weight in entries:
-            argv += [source, offset, ts, pid, repr(float(weight))]
+        for source, offset, ts, name, weight in entries:
+            argv += [source, offset, ts, name, repr(float(weight))]
         pipe.evalsha(POPULARITY_SHA, 1, keys.popularity(partition), *argv)
 
 
@@ -149,8 +149,8 @@ def _counts(reply: Mapping[bytes, bytes]) -> PartitionCounts:
     out = PartitionCounts()
     for raw_field, raw_value in reply.items():
         name = _text(raw_field)
-        if name.startswith(_FIELD):
-            out.counts[name[len(_FIELD) :]] = float(raw_value)
+        if not name.startswith(_META):
+            out.counts[name] = float(raw_value)
         elif name == "@a":
             out.anchor = int(raw_value)
         elif name == "@t":

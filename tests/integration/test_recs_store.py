@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from profiles import keys
 from profiles.recommend.index import ItemIndex
 from profiles.recommend.mirror import ItemMirror
-from profiles.recommend.popularity import Contribution, FencedCounts
+from profiles.recommend.popularity import Contribution, FencedCounts, count_field
 from profiles.recommend.redis_catalog import RedisCatalog
 from profiles.redis_store import RedisStore
 from profiles.store import Commit
@@ -52,7 +52,11 @@ async def test_popularity_script_matches_the_python_fences(redis_client: aioredi
             offsets[source] += 1
             ts = step * 30 * H + rng.randint(-5 * H, 5 * H)  # out of order; > 400 h in all
             for pid in rng.sample(["a", "b", "c", "d"], rng.randint(1, 2)):  # lines of one event
-                batch.append((source, offsets[source], ts, pid, rng.choice([1.0, 3.0, 5.0])))
+                weight = rng.choice([1.0, 3.0, 5.0])
+                batch.append((source, offsets[source], ts, count_field(pid), weight))
+                segment = rng.choice([None, 0, 3])
+                if segment is not None:  # the user's segment counts it too
+                    batch.append((source, offsets[source], ts, count_field(pid, segment), weight))
         sent.append(batch)
     for i, batch in enumerate(sent):
         replay = sent[max(0, i - 2)]  # redelivery of an earlier batch: fenced everywhere
@@ -62,6 +66,7 @@ async def test_popularity_script_matches_the_python_fences(redis_client: aioredi
     stored = (await RedisCatalog(redis_client).popularity(4))[3]
     assert stored.anchor == expected.state.anchor and stored.latest == expected.state.latest
     assert stored.counts.keys() == expected.state.counts.keys()
+    assert {"p:a", "s0:a", "s3:a"} <= stored.counts.keys()  # and the rebases scaled them all
     for pid, value in expected.state.counts.items():
         assert stored.counts[pid] == pytest.approx(value, rel=1e-9)
     fences = await redis_client.hgetall(keys.popularity(3))
@@ -105,12 +110,16 @@ async def test_mirror_follows_upserts_title_changes_and_discontinued_items(
     # Popularity written by commits is read back on the next poll.
     await store.commit(
         Commit(
-            popularity={0: [("in:0", 1, 5, "cup", 5.0)], 1: [("in:1", 1, 5, "tea", 1.0)]},
+            popularity={
+                0: [("in:0", 1, 5, "p:cup", 5.0), ("in:0", 1, 5, "s1:tea", 2.0)],
+                1: [("in:1", 1, 5, "p:tea", 1.0), ("in:1", 1, 5, "s1:cup", 1.0)],
+            },
             popularity_half_life_ms=H,
         )
     )
     await mirror.poll()
     assert [pid for pid, _ in mirror.index.popular(5)] == ["cup", "tea"]
+    assert mirror.index.segment_popular(1) == ["tea", "cup"]  # segment 1 likes tea better
 
 
 async def test_a_mirror_behind_the_trimmed_log_reloads_everything(

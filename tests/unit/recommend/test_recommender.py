@@ -15,7 +15,7 @@ from profiles.event_text import item_text
 from profiles.profile import Profile, Record
 from profiles.recommend.blend import BlendConfig, recommend
 from profiles.recommend.index import Item, ItemIndex
-from profiles.recommend.popularity import FencedCounts
+from profiles.recommend.popularity import FencedCounts, split_fields
 from profiles.recommend.recommender import Recommender, RecsConfig
 from profiles.store import MemoryStore
 from schemas.validate import validate_output
@@ -138,7 +138,46 @@ async def test_popularity_is_counted_once_per_input_offset() -> None:
         total.state.counts = {
             k: total.state.counts.get(k, 0.0) + v for k, v in counts.state.counts.items()
         }
-    assert total.state.counts == pytest.approx({"tea": 5.0 + 1.0, "pen": 1.0})
+    assert total.state.counts == pytest.approx({"p:tea": 5.0 + 1.0, "p:pen": 1.0})
+
+
+async def test_interactions_count_for_the_users_segment_too() -> None:
+    up, store, rec = build()
+    searches = [
+        {"event_id": f"q{u}", "type": "search", "schema_version": 1, "user_id": u, "ts": 0}
+        | {"query": "ink"}
+        for u in "abc"
+    ]
+    await up.process(recs(*searches))  # profiles exist, nothing counted (no item)
+    up.forget()
+    store.segments.update({"a": 2, "b": 2})  # as if the segmenter had placed them; "c": none
+    batch = [buy(1, "a", "pen", MIN), see(2, "b", "pad", MIN), see(3, "c", "tea", MIN)]
+    await up.process(recs(*batch, see(4, "c", "tea", MIN), start=3))
+    counts: dict[str, float] = {}
+    for part in store.popularity.values():
+        for name, value in part.state.counts.items():
+            counts[name] = counts.get(name, 0.0) + value
+    assert counts == pytest.approx(
+        {"p:pen": 5.0, "s2:pen": 5.0, "p:pad": 1.0, "s2:pad": 1.0, "p:tea": 2.0}
+    )
+
+    # A cold user of segment 2 gets segment 2's favourites first, then everyone's.
+    everyone, segments = split_fields(counts)
+    rec.index.load_popularity(everyone, anchor=MIN, latest=MIN)
+    rec.index.load_segment_popularity(segments)
+    newcomer = Profile("n", last_ts=MIN, counts={"click": 1})
+    newcomer.segment = 2
+    pulled = rec.compute(newcomer)
+    assert [(r.product_id, r.reason["scope"]) for r in pulled] == [
+        ("pen", "segment"),
+        ("pad", "segment"),
+        ("tea", "global"),
+    ]
+    # Without a segment (or in one nobody counted yet): everyone's list.
+    for segment in (None, 5):
+        newcomer.segment = segment
+        assert [r.product_id for r in rec.compute(newcomer)] == ["pen", "tea", "pad"]
+        assert {r.reason["scope"] for r in rec.compute(newcomer)} == {"global"}
 
 
 async def test_erasure_removes_the_recommendation_state() -> None:
