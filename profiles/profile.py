@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 
 from profiles.config import ProfileConfig
+from profiles.decay import rebase
 
 if TYPE_CHECKING:
     from profiles.embedding_profile import EmbeddingProfile
@@ -31,9 +32,6 @@ Tag = tuple[str, float]
 EventTagger = Callable[[dict[str, Any]], Sequence[Tag]]
 #: The event's vector (unit, model space of the profile's embedding), or None.
 EventEmbedder = Callable[[dict[str, Any]], "np.ndarray | None"]
-
-#: Rebase the tag anchor after this many half-lives so 2**x never overflows.
-_REBASE_HALF_LIVES = 400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,18 +232,15 @@ def _add_tags(
 ) -> None:
     """Add ``weight``-scaled tags decayed by event time.
 
-    Scores are stored as ``sum(w * 2**((t - anchor)/h))``: adding an event never
-    touches other tags, and the result does not depend on arrival order, so
-    late events are exact. Reading multiplies by ``2**(-(T - anchor)/h)``.
+    Scores are stored anchored at ``profile.tag_anchor`` (:mod:`profiles.decay`): adding an
+    event never touches other tags, and the result does not depend on arrival order, so late
+    events are exact.
     """
     if not tags or weight <= 0:
         return
-    if profile.tag_anchor is None:
-        profile.tag_anchor = ts
-    elif (ts - profile.tag_anchor) / half_life > _REBASE_HALF_LIVES:
-        shrink = 2.0 ** (-(ts - profile.tag_anchor) / half_life)
+    profile.tag_anchor, shrink = rebase(profile.tag_anchor, ts, half_life)
+    if shrink != 1.0:
         profile.tags = {tag: score * shrink for tag, score in profile.tags.items()}
-        profile.tag_anchor = ts
     growth = 2.0 ** ((ts - profile.tag_anchor) / half_life)
     for tag, share in tags:
         profile.tags[tag] = profile.tags.get(tag, 0.0) + weight * share * growth

@@ -50,14 +50,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from profiles.decay import rebase
+
 __all__ = ["DAY_MS", "POPULARITY_DECADES", "Item", "ItemIndex"]
 
 DAY_MS = 86_400_000
 FloatArray = npt.NDArray[np.floating[Any]]
 IntArray = npt.NDArray[np.intp]
 
-#: Rebase the popularity anchor after this many half-lives so 2**x never overflows.
-_REBASE_HALF_LIVES = 400.0
 #: Popularity recorded for products the index does not hold yet (events can arrive before the
 #: catalog upsert); beyond this many the oldest-recorded are dropped, so bad ids cannot grow it.
 _MAX_PENDING = 100_000
@@ -446,14 +446,11 @@ class ItemIndex:
         if not (math.isfinite(w) and w >= 0.0):
             raise ValueError(f"weight must be finite and >= 0, got {weight!r}")
         h = self.popularity_half_life_ms
-        if self._pop_anchor is None:
-            self._pop_anchor = ts
-        elif (ts - self._pop_anchor) / h > _REBASE_HALF_LIVES:
-            shrink = math.pow(2.0, -(ts - self._pop_anchor) / h)
+        self._pop_anchor, shrink = rebase(self._pop_anchor, ts, h)
+        if shrink != 1.0:
             self._pop *= shrink
             self._pending = {p: s * shrink for p, s in self._pending.items()}
             self._pop_max = None
-            self._pop_anchor = ts
         self._pop_ts = ts if self._pop_ts is None else max(self._pop_ts, ts)
         add = w * math.pow(2.0, max((ts - self._pop_anchor) / h, -1074.0))
         row = self._rows.get(product_id)

@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from profiles.decay import rebase
+
 __all__ = [
     "Contribution",
     "FencedCounts",
@@ -44,9 +46,6 @@ __all__ = [
 
 #: (source "<topic>:<partition>", offset, event ts ms, counted field (:func:`count_field`), weight)
 Contribution = tuple[str, int, int, str, float]
-
-#: Rebase the anchor after this many half-lives so 2**x stays finite (as in the profile).
-REBASE_HALF_LIVES = 400.0
 
 
 def interactions(
@@ -134,12 +133,9 @@ class FencedCounts:
         for source, offset, ts, name, weight in entries:
             if offset <= before.get(source, -1):
                 continue
-            if s.anchor is None:
-                s.anchor = ts
-            elif (ts - s.anchor) / h > REBASE_HALF_LIVES:
-                shrink = 2.0 ** (-(ts - s.anchor) / h)
+            s.anchor, shrink = rebase(s.anchor, ts, h)
+            if shrink != 1.0:
                 s.counts = {p: v * shrink for p, v in s.counts.items()}
-                s.anchor = ts
             s.latest = ts if s.latest is None else max(s.latest, ts)
             growth = math.pow(2.0, max((ts - s.anchor) / h, -1074.0))
             s.counts[name] = s.counts.get(name, 0.0) + weight * growth

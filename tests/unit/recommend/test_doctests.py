@@ -15,6 +15,7 @@ import pytest
         "profiles.recommend.blend",
         "profiles.recommend.throttle",
         "profiles.recommend.popularity",
+        "profiles.decay",
         "profiles.downstream",
         "stream.evaluate_recs",
         "stream.markdown",
