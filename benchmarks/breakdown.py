@@ -60,23 +60,23 @@ from benchmarks.common import (
     service_pid,
     write_subsection,
 )
-from profiles.batch import BatchUpdater
-from profiles.config import ProfileConfig
-from profiles.downstream import profile_updated
-from profiles.embed_cache import EmbeddingCache
-from profiles.embedder import Embedder
-from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
-from profiles.encoder import Encoder, EncoderConfig
-from profiles.event_tags import event_tags
-from profiles.event_text import combine, event_texts
-from profiles.profile import Profile, Record, apply
-from profiles.redis_store import RedisStore
-from profiles.store import Commit
-from profiles.tags import Tag, TagExtractor
+from profiles.core.config import ProfileConfig
+from profiles.core.profile import Profile, Record, apply
+from profiles.embedding.cache import EmbeddingCache
+from profiles.embedding.embedder import Embedder
+from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
+from profiles.embedding.text import combine, event_texts
+from profiles.encoder.encoder import Encoder, EncoderConfig
+from profiles.pipeline.downstream import profile_updated
+from profiles.pipeline.store import Commit
+from profiles.pipeline.updater import BatchUpdater
+from profiles.redis.store import RedisStore
+from profiles.tags.event_tags import event_tags
+from profiles.tags.extractor import Tag, TagExtractor
 from schemas.validate import Limits, decode
-from stream.dev import BROKER, REDIS
-from stream.routing import Inbound, route, unpack
+from stream.devtools.services import BROKER, REDIS
 from stream.settings import Settings
+from stream.worker.ingest import Inbound, route, unpack
 
 SUBSECTION = "### Per-event cost breakdown (`benchmarks/breakdown.py`)"
 #: The core variant gets its own subsection, so both can stand side by side.
@@ -92,11 +92,11 @@ console = Console(stderr=True, highlight=False)
 #: Row order and wording of the table; the keys are what :class:`Timings` accumulates.
 PIECES: tuple[tuple[str, str], ...] = (
     ("decode", "decode + validate (`schemas.validate.decode`)"),
-    ("bundle", "routing + bundling (`stream.routing.route` minus its decode)"),
-    ("unpack", "bundle decode in the update stage (`stream.routing.unpack`)"),
+    ("bundle", "routing + bundling (`stream.worker.ingest.route` minus its decode)"),
+    ("unpack", "bundle decode in the update stage (`stream.worker.ingest.unpack`)"),
     ("tags_cold", "tag extraction, cold cache (`event_tags`, fresh `TagExtractor`)"),
     ("tags_warm", "tag extraction, warm cache (same events again)"),
-    ("apply", "profile apply (`profiles.profile.apply`, tags and vectors precomputed)"),
+    ("apply", "profile apply (`profiles.core.profile.apply`, tags and vectors precomputed)"),
     ("encode", "text encoder, cold: every distinct text once (`EmbeddingCache` → `Encoder`)"),
     ("vectors", "vector lookup, warm cache (`event_texts` + `EmbeddingCache.get_many`)"),
     ("embed_combine", "event vector (`event_texts` + `combine`)"),

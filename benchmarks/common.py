@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from stream.dev import REDIS, LocalServices, free_port
-from stream.generator import TrafficConfig, TrafficGenerator
+from stream.devtools.services import REDIS, LocalServices, free_port
+from stream.simulation.generator import TrafficConfig, TrafficGenerator
 
 # The scripts put this on sys.path before importing us, so `stream` etc. resolve.
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-import profiles.encoder as encoder_mod
-from profiles.encoder import Encoder, EncoderConfig, Int8QualityError
+import profiles.encoder.encoder as encoder_mod
+from profiles.encoder.encoder import Encoder, EncoderConfig, Int8QualityError
 
 _VOCAB = (
     "red blue black white green running shoes women men kids leather wallet phone case "

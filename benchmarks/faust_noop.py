@@ -2,7 +2,7 @@
 
 Started by ``throughput.py`` as a child process, exactly like the real worker, and measured
 the same way: it serves ``/stats`` (``{"consumed": n}``) on its web port and is polled from
-outside, then stopped with SIGTERM. The app is configured like :func:`stream.app.create_app`
+outside, then stopped with SIGTERM. The app is configured like :func:`stream.worker.app.create_app`
 (same consumer, commit and session settings), so the gap to the pipeline is the pipeline's.
 
     python benchmarks/faust_noop.py --broker kafka://127.0.0.1:9092 --topic site-events \\
@@ -25,7 +25,7 @@ from faust.web import Request, Response, View
 
 
 def build_app(args: argparse.Namespace) -> faust.App:
-    """The no-op app; keep its settings in step with ``stream/app.py``."""
+    """The no-op app; keep its settings in step with ``stream/worker/app.py``."""
     session = args.session_timeout
     app = faust.App(
         args.app_id,

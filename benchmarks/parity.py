@@ -17,9 +17,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
-from profiles.encoder import Encoder, EncoderConfig
-from profiles.event_text import event_texts
-from stream.generator import TrafficConfig, TrafficGenerator
+from profiles.embedding.text import event_texts
+from profiles.encoder.encoder import Encoder, EncoderConfig
+from stream.simulation.generator import TrafficConfig, TrafficGenerator
 
 
 def sample_texts(n: int) -> list[str]:

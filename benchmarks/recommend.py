@@ -40,7 +40,7 @@ import numpy as np
 from benchmarks.common import BENCHMARKS_MD, machine_facts, markdown_table, median
 from profiles.recommend.blend import BlendConfig, recommend
 from profiles.recommend.index import Item, ItemIndex
-from stream.markdown import write_section
+from stream.evaluation.markdown import write_section
 
 SECTION = "## Recommendation latency (issue 6)"
 DIM = 384

@@ -31,18 +31,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from benchmarks.common import DataSpec, generate_events, machine_facts
-from profiles.batch import BatchUpdater
-from profiles.config import ProfileConfig
-from profiles.embed_cache import EmbeddingCache
-from profiles.embedder import Embedder
-from profiles.embedding_profile import EmbeddingConfig
-from profiles.event_text import item_text
-from profiles.profile import Record
+from profiles.core.config import ProfileConfig
+from profiles.core.profile import Record
+from profiles.embedding.cache import EmbeddingCache
+from profiles.embedding.embedder import Embedder
+from profiles.embedding.profile import EmbeddingConfig
+from profiles.embedding.text import item_text
+from profiles.pipeline.store import MemoryStore
+from profiles.pipeline.updater import BatchUpdater
 from profiles.recommend.index import Item, ItemIndex
 from profiles.recommend.mirror import to_item
 from profiles.recommend.recommender import Recommender, RecsConfig
-from profiles.store import MemoryStore
-from profiles.tags import TagExtractor
+from profiles.tags.extractor import TagExtractor
 
 DIM = 384
 
@@ -114,7 +114,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     records = [Record("bench:0", i, e) for i, e in enumerate(events)]
     # Encode every text once, before timing (both variants then hit the same warm cache).
-    from profiles.event_text import event_texts
+    from profiles.embedding.text import event_texts
 
     items = {e["product_id"]: e for e in catalog}
     texts = [t for e in events for t, _ in event_texts(e, items)]

@@ -37,6 +37,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from benchmarks.common import BENCHMARKS_MD, machine_facts, markdown_table, median
+from profiles.redis.segments import CentroidStore
 from profiles.segments.features import (
     BEHAVIOUR_FEATURES,
     FeatureConfig,
@@ -46,8 +47,7 @@ from profiles.segments.features import (
 )
 from profiles.segments.hysteresis import choose_many
 from profiles.segments.kmeans import MiniBatchKMeans, Model
-from profiles.segments.store import CentroidStore
-from stream.markdown import write_section
+from stream.evaluation.markdown import write_section
 
 SECTION = "## Segmentation update cost (issue 4)"
 EMBED_DIM = 384

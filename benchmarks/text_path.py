@@ -30,17 +30,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from profiles.batch import BatchUpdater
-from profiles.config import ProfileConfig
-from profiles.embed_cache import EmbeddingCache
-from profiles.embedder import Embedder
-from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
-from profiles.encoder import Encoder, EncoderConfig
-from profiles.event_tags import event_tags
-from profiles.event_text import combine, event_texts
-from profiles.profile import Profile, Record, apply
-from profiles.store import MemoryStore
-from stream.generator import TrafficConfig, TrafficGenerator
+from profiles.core.config import ProfileConfig
+from profiles.core.profile import Profile, Record, apply
+from profiles.embedding.cache import EmbeddingCache
+from profiles.embedding.embedder import Embedder
+from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
+from profiles.embedding.text import combine, event_texts
+from profiles.encoder.encoder import Encoder, EncoderConfig
+from profiles.pipeline.store import MemoryStore
+from profiles.pipeline.updater import BatchUpdater
+from profiles.tags.event_tags import event_tags
+from stream.simulation.generator import TrafficConfig, TrafficGenerator
 
 TEXT_KINDS = {"click", "add_to_cart", "purchase", "review", "search"}
 
@@ -58,11 +58,11 @@ class SpaceTagger:
 
 def tagger() -> tuple[Any, str]:
     try:
-        from profiles.tags import TagExtractor
+        from profiles.tags.extractor import TagExtractor
 
         t = TagExtractor()
         t.warm_up()
-        return t, "jieba + English (profiles.tags)"
+        return t, "jieba + English (profiles.tags.extractor)"
     except ImportError:
         return SpaceTagger(), "whitespace (jieba not installed here)"
 
@@ -125,7 +125,7 @@ class GpuSampler:
 def make_store(redis_url: str | None) -> Any:
     if not redis_url:
         return MemoryStore()
-    from profiles.redis_store import RedisStore
+    from profiles.redis.store import RedisStore
 
     return RedisStore.from_url(redis_url)
 

@@ -72,7 +72,7 @@ from benchmarks.common import (
     service_pid,
     write_subsection,
 )
-from stream.dev import BROKER, REDIS, LocalServices, free_port
+from stream.devtools.services import BROKER, REDIS, LocalServices, free_port
 
 SUBSECTION = "### End-to-end events/s (`benchmarks/throughput.py`)"
 TARGET = 0.6  # pipeline / Faust no-op
@@ -352,13 +352,13 @@ _STAGE_MARKERS: tuple[tuple[str, str], ...] = (
     ("update: Redis commit", "RedisStore.commit ("),
     ("update: Redis load", "RedisStore.load ("),
     ("update: BatchUpdater other", "BatchUpdater.process ("),
-    ("update: unpack bundles", "unpack (stream/routing.py)"),
+    ("update: unpack bundles", "unpack (stream/worker/ingest.py)"),
     ("update: profile_updated payload", "profile_updated ("),
-    ("ingest: route (decode, validate, bundle)", "route (stream/routing.py)"),
+    ("ingest: route (decode, validate, bundle)", "route (stream/worker/ingest.py)"),
     ("ingest: _inbound", "_inbound ("),
     ("Kafka sends (Topic.send, _confirm)", "_confirm ("),
     ("Kafka sends (Topic.send, _confirm)", "Topic.send ("),
-    ("web: /stats", "stream/web.py"),
+    ("web: /stats", "stream/worker/web.py"),
 )
 _LIBRARY_MARKERS: tuple[tuple[str, str], ...] = (
     ("Kafka sends (aiokafka producer)", "aiokafka/producer"),

@@ -10,7 +10,7 @@
   error messages and ``repr(settings)``.
 
 Redis needs no translation here: the URL carries user, password and ``rediss://``, and
-:class:`profiles.redis_client.RedisTLS` the CA and client certificate files.
+:class:`profiles.redis.client.RedisTLS` the CA and client certificate files.
 """
 
 from __future__ import annotations

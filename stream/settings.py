@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from profiles.config import ProfileConfig
-from profiles.privacy import MIN_SECRET_CHARS
-from profiles.redis_client import RedisTLS
+from profiles.core.config import ProfileConfig
+from profiles.core.privacy import MIN_SECRET_CHARS
+from profiles.redis.client import RedisTLS
 from stream.security import MECHANISMS, PROTOCOLS, redact_url, redact_value, settings_problems
 
 
@@ -469,7 +469,7 @@ class Settings:
 
     @property
     def redis_tls(self) -> RedisTLS:
-        """The TLS files for ``rediss://`` clients (:mod:`profiles.redis_client`)."""
+        """The TLS files for ``rediss://`` clients (:mod:`profiles.redis.client`)."""
         return RedisTLS(self.redis_ca_file, self.redis_cert_file, self.redis_key_file)
 
     @property

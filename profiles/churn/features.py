@@ -1,6 +1,6 @@
 """What churn scoring reads from a stored profile, and the BG/NBD summary ``(x, t_x, T)`` in days.
 
-Only five fields of :class:`profiles.profile.Profile` are read, all in epoch milliseconds of event
+Only five fields of :class:`profiles.core.profile.Profile` are read, all in epoch ms of event
 time: ``first_ts``, ``last_ts`` (any event), ``orders``, ``first_purchase_ts`` and
 ``last_purchase_ts``. A plain mapping with those keys (e.g. the decoded profile JSON) works too.
 
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from profiles.profile import Profile
+from profiles.core.profile import Profile
 
 __all__ = ["DAY_MS", "Behaviour", "Stats", "customer_summary"]
 

@@ -19,7 +19,7 @@ no model has been fitted, get ``risk = e``. With plain BG/NBD parameters a one-t
 ``p_alive == 1`` whatever their silence (see :mod:`profiles.churn.bgnbd`), so such users are
 scored by engagement alone too; the MBG/NBD, which the population fit uses, has no such gap.
 On generated traffic the blend ranks who will not buy in the next 30 days better than either
-signal alone (``EVALUATION.md``, ``python -m stream.evaluate_churn``).
+signal alone (``EVALUATION.md``, ``python -m stream.evaluation.churn``).
 
 Users seen for less than :attr:`RiskConfig.min_history_days` are capped below "high": a few
 days of data say too little to call someone lost.

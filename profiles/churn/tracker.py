@@ -16,7 +16,7 @@ from typing import Any
 from profiles.churn.bgnbd import BGNBDParams
 from profiles.churn.features import DAY_MS
 from profiles.churn.risk import Risk, RiskConfig, assess, model_version
-from profiles.profile import Profile
+from profiles.core.profile import Profile
 
 
 @dataclass(frozen=True, slots=True)

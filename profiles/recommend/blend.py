@@ -13,7 +13,7 @@ Each candidate gets one score ``w_vector * cosine + w_tags * jaccard + w_popular
 popularity``, where cosine is the best over the user's vectors and popularity is the item's
 decayed count relative to the most popular item's, on a log scale
 (:meth:`ItemIndex.popularity`: counts are heavy-tailed, and a linear ratio put nearly every
-candidate at 0; in ``stream.evaluate_recs`` the linear ratio cost about 15% of the blend's
+candidate at 0; in ``stream.evaluation.recs`` the linear ratio cost about 15% of the blend's
 hit rate). A signal
 with weight 0 also brings no candidates, so the same function gives the vector-only and
 tags-only baselines.
@@ -51,7 +51,7 @@ class BlendConfig:
     """Knobs of :func:`recommend`.
 
     ``user_tags`` is how many of the user's strongest tags form the set compared with item
-    tags (and searched for tag candidates); 40 did best in ``stream.evaluate_recs`` (20: a
+    tags (and searched for tag candidates); 40 did best in ``stream.evaluation.recs`` (20: a
     few points lower, 50: no better), so hand the blend at least that many.
     """
 

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from profiles.decay import rebase
+from profiles.core.decay import rebase
 
 __all__ = ["DAY_MS", "POPULARITY_DECADES", "Item", "ItemIndex"]
 
@@ -81,7 +81,7 @@ class Item:
     """One catalog item as the index holds it.
 
     ``vector`` is the item's unit embedding (title + category through the encoder, see
-    :func:`profiles.event_text.item_text`); it takes no part in equality or hashing.
+    :func:`profiles.embedding.text.item_text`); it takes no part in equality or hashing.
     """
 
     product_id: str

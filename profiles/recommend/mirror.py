@@ -20,12 +20,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from profiles.embedder import Embedder
-from profiles.event_tags import TextTagger, item_tags
-from profiles.event_text import item_text
+from profiles.embedding.embedder import Embedder
+from profiles.embedding.text import item_text
 from profiles.recommend.index import Item, ItemIndex
 from profiles.recommend.popularity import merge_partitions, split_fields
-from profiles.recommend.redis_catalog import RedisCatalog
+from profiles.redis.catalog import RedisCatalog
+from profiles.tags.event_tags import TextTagger, item_tags
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ already counted (``@f:<source>``), and a contribution at or below it is skipped.
 one input partition reach an owner partition in offset order (the same order the per-user
 fences rely on), so one number per source suffices. :class:`FencedCounts` is that logic in
 Python: the in-memory store uses it, and the Lua script in
-:mod:`profiles.recommend.redis_catalog` does the same.
+:mod:`profiles.redis.catalog` does the same.
 
 Each interaction is counted twice: for everyone (field ``p:<product>``) and for the user's
 segment when it has one (``s<segment>:<product>``), so a cold-start user gets what people like
@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from profiles.decay import rebase
+from profiles.core.decay import rebase
 
 __all__ = [
     "Contribution",

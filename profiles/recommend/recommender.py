@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
-from profiles.profile import Profile
+from profiles.core.profile import Profile
+from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.recommend.blend import (
     BlendConfig,
     InterestInput,

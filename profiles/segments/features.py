@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from profiles.profile import Profile
+    from profiles.core.profile import Profile
 
 __all__ = [
     "BEHAVIOUR_FEATURES",
@@ -62,7 +62,7 @@ BEHAVIOUR_FEATURES: tuple[str, ...] = (
     "log1p_events",
 )
 
-#: The fields of :class:`profiles.profile.Profile` (and of its stored JSON) that are read here.
+#: The fields of :class:`profiles.core.profile.Profile` (and of its stored JSON) that are read here.
 _STATS_FIELDS = ("counts", "orders", "spend_cents", "last_ts", "last_purchase_ts")
 
 
@@ -114,7 +114,7 @@ def behaviour_vector(stats: Mapping[str, Any], as_of_ms: int) -> np.ndarray:
     """The :data:`BEHAVIOUR_FEATURES` of one user, unstandardised (float64).
 
     ``stats`` is the behaviour profile as stored (the decoded ``d`` JSON of ``rtp:p:{user}``,
-    or :func:`profile_stats` of a :class:`~profiles.profile.Profile`); only ``counts``,
+    or :func:`profile_stats` of a :class:`~profiles.core.profile.Profile`); only ``counts``,
     ``orders``, ``spend_cents`` and ``last_ts`` are read, missing ones count as empty.
     Recency is the age of the last event of any kind at ``as_of_ms``.
 
@@ -143,7 +143,7 @@ def profile_stats(profile: Profile) -> dict[str, Any]:
 
 
 def behaviour_vector_of(profile: Profile, as_of_ms: int) -> np.ndarray:
-    """:func:`behaviour_vector` of a :class:`~profiles.profile.Profile` dataclass."""
+    """:func:`behaviour_vector` of a :class:`~profiles.core.profile.Profile` dataclass."""
     return behaviour_vector(profile_stats(profile), as_of_ms)
 
 

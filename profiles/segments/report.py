@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from profiles import keys
-from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
-from profiles.profile import Profile
-from profiles.redis_store import RedisStore
+from profiles.core.profile import Profile
+from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
+from profiles.redis import keys
+from profiles.redis.segments import CentroidStore
+from profiles.redis.store import RedisStore
 from profiles.segments.features import (
     FeatureConfig,
     Standardizer,
@@ -21,7 +22,6 @@ from profiles.segments.features import (
     rfm_values,
 )
 from profiles.segments.kmeans import MiniBatchKMeans
-from profiles.segments.store import CentroidStore
 from profiles.segments.summary import plot_segments, summarize
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from profiles.profile import Profile
+from profiles.core.profile import Profile
+from profiles.redis.segments import CentroidStore
 from profiles.segments.features import (
     BEHAVIOUR_FEATURES,
     FeatureConfig,
@@ -25,7 +26,6 @@ from profiles.segments.features import (
 )
 from profiles.segments.hysteresis import choose_many
 from profiles.segments.kmeans import Delta, MiniBatchKMeans, Model
-from profiles.segments.store import CentroidStore
 
 log = logging.getLogger(__name__)
 

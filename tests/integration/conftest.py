@@ -10,7 +10,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from stream.dev import LocalServices, free_port
+from stream.devtools.services import LocalServices, free_port
 from tests.integration.harness import Names, Worker
 
 

@@ -20,7 +20,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream.dev import free_port
+from stream.devtools.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stream.dev import free_port, kafka_metadata_ok
+from stream.devtools.services import free_port, kafka_metadata_ok
 
 API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 17, 36
 UNSUPPORTED_SASL_MECHANISM, SASL_AUTHENTICATION_FAILED = 33, 58

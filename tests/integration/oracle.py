@@ -11,11 +11,11 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from profiles import keys
-from profiles.config import ProfileConfig
-from profiles.event_tags import event_tags
-from profiles.profile import Profile, Record, apply
-from profiles.tags import TagExtractor
+from profiles.core.config import ProfileConfig
+from profiles.core.profile import Profile, Record, apply
+from profiles.redis import keys
+from profiles.tags.event_tags import event_tags
+from profiles.tags.extractor import TagExtractor
 from schemas.validate import Limits, Rejected, decode
 from tests.integration.harness import Consumed
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from stream.generator import TrafficConfig, TrafficGenerator
+from stream.simulation.generator import TrafficConfig, TrafficGenerator
 from tests.integration.harness import Feed, Names, Worker, rss_kib
 from tests.integration.oracle import eventually
 from tests.integration.test_faults import check_downstream, check_state, key

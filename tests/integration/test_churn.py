@@ -6,7 +6,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from profiles import keys
+from profiles.redis import keys
 from schemas.validate import validate_output
 from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
 from tests.integration.oracle import eventually

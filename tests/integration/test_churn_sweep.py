@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from profiles.profile import Record
-from stream.runtime import Runtime
+from profiles.core.profile import Record
 from stream.settings import Settings
+from stream.worker.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000
@@ -66,8 +66,8 @@ async def test_an_erased_user_left_in_the_due_index_is_dropped_by_the_sweep(
     redis_url: str,
 ) -> None:
     """A sweep that raced an erasure re-adds the user to the due index; the next one cleans up."""
-    from profiles import keys
-    from profiles.ownership import owner
+    from profiles.core.ownership import owner
+    from profiles.redis import keys
 
     rt = runtime(redis_url)
     await rt.store.load_scripts()

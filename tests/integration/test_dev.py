@@ -1,4 +1,4 @@
-"""Real Tansu and redis-server processes managed by stream.dev, on free ports in a tmp dir."""
+"""Real Tansu and redis-server processes managed by stream.devtools.services, on free ports."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream.dev import BROKER, REDIS, SERVICES, LocalServices, ServiceError, free_port, main
+from stream.devtools.services import (
+    BROKER,
+    REDIS,
+    SERVICES,
+    LocalServices,
+    ServiceError,
+    free_port,
+    main,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -306,7 +314,7 @@ def test_cli_env_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("RTP_DEV_DIR", str(tmp_path / "env-dev"))
     monkeypatch.setenv("RTP_BROKER_PORT", "19999")
     monkeypatch.setenv("RTP_REDIS_PORT", "16999")
-    from stream.dev import build_parser
+    from stream.devtools.services import build_parser
 
     args = build_parser().parse_args(["status"])
     assert args.state_dir == tmp_path / "env-dev"

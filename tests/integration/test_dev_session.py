@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from stream.cli import start_local
-from stream.dev import LocalServices, free_port
+from stream.cli.main import start_local
+from stream.devtools.services import LocalServices, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from profiles import keys
-from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
-from profiles.encoder import Encoder, EncoderConfig
-from profiles.event_text import item_text
+from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
+from profiles.embedding.text import item_text
+from profiles.encoder.encoder import Encoder, EncoderConfig
+from profiles.redis import keys
 from tests.integration.harness import Names, Worker, produce, read_topic
 from tests.integration.oracle import eventually
 

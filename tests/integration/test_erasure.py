@@ -13,13 +13,13 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from profiles import keys
-from profiles.ownership import owner
-from profiles.privacy import HEX_CHARS, KeyedHash, Pseudonymizer
-from profiles.profile import Profile
-from profiles.redis_store import _ERASE_USER, RedisStore
-from profiles.store import Commit, Erasure
-from stream.dev import REDIS, REDIS_CLUSTER_HIGHEST_PORT, LocalServices, free_port
+from profiles.core.ownership import owner
+from profiles.core.privacy import HEX_CHARS, KeyedHash, Pseudonymizer
+from profiles.core.profile import Profile
+from profiles.pipeline.store import Commit, Erasure
+from profiles.redis import keys
+from profiles.redis.store import _ERASE_USER, RedisStore
+from stream.devtools.services import REDIS, REDIS_CLUSTER_HIGHEST_PORT, LocalServices, free_port
 from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
 from tests.integration.oracle import eventually
 

@@ -27,18 +27,18 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from profiles import keys
-from profiles.embed_cache import EmbeddingCache
-from profiles.embedding_profile import EmbeddingConfig, EmbeddingProfile
-from profiles.event_tags import event_tags
-from profiles.event_text import combine, event_texts
-from profiles.profile import Profile, apply
-from profiles.redis_tier import RedisVectorTier
-from profiles.tags import TagExtractor
+from profiles.core.profile import Profile, apply
+from profiles.embedding.cache import EmbeddingCache
+from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
+from profiles.embedding.text import combine, event_texts
+from profiles.redis import keys
+from profiles.redis.tier import RedisVectorTier
+from profiles.tags.event_tags import event_tags
+from profiles.tags.extractor import TagExtractor
 from schemas.validate import validate_output
-from stream.dev import BROKER, REDIS, LocalServices, free_port
-from stream.generator import TrafficConfig, TrafficGenerator
+from stream.devtools.services import BROKER, REDIS, LocalServices, free_port
 from stream.settings import Settings
+from stream.simulation.generator import TrafficConfig, TrafficGenerator
 from tests.integration.harness import Consumed, Feed, Names, Worker, read_topic
 from tests.integration.oracle import (
     diff,
@@ -152,7 +152,7 @@ class _LazyEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if self._encoder is None:
-            from profiles.encoder import Encoder, EncoderConfig
+            from profiles.encoder.encoder import Encoder, EncoderConfig
 
             self._encoder = Encoder(EncoderConfig())
             assert self._encoder.model_id == self.model_id

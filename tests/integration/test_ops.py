@@ -9,7 +9,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.metrics import NAMES
+from stream.worker.metrics import NAMES
 from tests.integration.harness import Names, Worker, produce, read_topic
 from tests.integration.oracle import eventually
 
@@ -118,7 +118,7 @@ async def test_health_and_profile_api(worker: Worker, brokers: str, names: Names
 async def test_lag_command_matches_the_broker(
     worker: Worker, worker_env: dict[str, str], brokers: str, names: Names
 ) -> None:
-    from stream.lag import group_lag
+    from stream.cli.lag import group_lag
     from stream.settings import Settings
 
     first = [
@@ -155,9 +155,9 @@ async def test_dead_letters_replay_to_the_input_topic_by_reason(
 ) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from stream import dead_letters
-    from stream.inspect import replay_dead
+    from stream.cli.dlq import replay_dead
     from stream.settings import Settings
+    from stream.worker import dead_letters
 
     producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all")
     await producer.start()

@@ -6,10 +6,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from profiles import keys
+from profiles.redis import keys
 from schemas.validate import example_message, example_paths, validate_output
-from stream.generator import TrafficConfig, TrafficGenerator
 from stream.settings import Settings
+from stream.simulation.generator import TrafficConfig, TrafficGenerator
 from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
 from tests.integration.oracle import diff, eventually, expected_profiles, stored_profiles
 

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from profiles import keys
+from profiles.pipeline.store import Commit
 from profiles.recommend.index import ItemIndex
 from profiles.recommend.mirror import ItemMirror
 from profiles.recommend.popularity import Contribution, FencedCounts, count_field
-from profiles.recommend.redis_catalog import RedisCatalog
-from profiles.redis_store import RedisStore
-from profiles.store import Commit
-from tests.unit.test_batch import Words
-from tests.unit.test_batch_embeddings import HashEncoder, embedder
+from profiles.redis import keys
+from profiles.redis.catalog import RedisCatalog
+from profiles.redis.store import RedisStore
+from tests.unit.profiles.pipeline.test_updater import Words
+from tests.unit.profiles.pipeline.test_updater_embeddings import HashEncoder, embedder
 
 pytestmark = pytest.mark.integration
 H = 1000  # popularity half-life (ms): small, so a rebase (400 half-lives) happens in the test

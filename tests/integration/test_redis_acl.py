@@ -22,13 +22,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 from redis.retry import Retry
 
-from profiles import keys
-from profiles.embed_cache import redis_key
-from profiles.profile import Profile
-from profiles.redis_store import RedisStore
-from profiles.redis_tier import RedisVectorTier
-from profiles.store import Commit, Erasure
-from stream.dev import REDIS, LocalServices, free_port
+from profiles.core.profile import Profile
+from profiles.embedding.cache import redis_key
+from profiles.pipeline.store import Commit, Erasure
+from profiles.redis import keys
+from profiles.redis.store import RedisStore
+from profiles.redis.tier import RedisVectorTier
+from stream.devtools.services import REDIS, LocalServices, free_port
 from tests.integration.harness import Names, Worker, produce
 from tests.integration.oracle import eventually
 

@@ -28,12 +28,12 @@ from aiokafka.errors import KafkaConnectionError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from profiles import keys
-from profiles.redis_client import RedisTLS, sync_client
-from stream.dev import free_port
-from stream.inspect import dlq_counts, replay_dead
-from stream.lag import group_lag
-from stream.produce import Plan, send_events
+from profiles.redis import keys
+from profiles.redis.client import RedisTLS, sync_client
+from stream.cli.dlq import dlq_counts, replay_dead
+from stream.cli.lag import group_lag
+from stream.devtools.produce import Plan, send_events
+from stream.devtools.services import free_port
 from stream.settings import Settings
 from tests.certs import Certs, make_certs
 from tests.integration.harness import Names, Worker

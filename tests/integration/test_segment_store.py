@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
+from profiles.redis.segments import MODEL_KEY, STANDARDIZER_KEY, CentroidStore
 from profiles.segments.features import Standardizer
 from profiles.segments.kmeans import Delta, MiniBatchKMeans, Model
-from profiles.segments.store import MODEL_KEY, STANDARDIZER_KEY, CentroidStore
-from stream.dev import REDIS, LocalServices, free_port
+from stream.devtools.services import REDIS, LocalServices, free_port
 
 pytestmark = pytest.mark.integration
 

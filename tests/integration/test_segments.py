@@ -6,9 +6,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from profiles import keys
+from profiles.redis import keys
 from schemas.validate import validate_output
-from stream.generator import TrafficConfig, TrafficGenerator
+from stream.simulation.generator import TrafficConfig, TrafficGenerator
 from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
 from tests.integration.oracle import eventually
 

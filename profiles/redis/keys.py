@@ -1,0 +1,88 @@
+"""Redis key layout. All of one user's keys are in the Redis Cluster hash slot of ``{<user>}``.
+
+``<user>`` is the user id as the worker sees it: its pseudonym with ``RTP_PSEUDONYMIZE=true``.
+
+| key | type | holds |
+| --- | --- | --- |
+| ``rtp:p:{<user>}`` | hash | ``v`` version, ``d`` stats+tags+fences, ``e`` vectors, ``s`` segment |
+| | | ``c`` churn, ``r`` / ``rv`` the last recommendation list and its vector |
+| ``rtp:x:{<t>}:<h>`` | hash | erasure marker: ``v`` version, ``f`` offset fences; ``<h>`` is |
+| | | the user's keyed hash, ``<t>`` a short tag in the profile's slot |
+| ``rtp:i:<product>`` | hash | catalog item: ``ts``, ``eid`` (event id), ``d`` item JSON |
+| ``rtp:erasures`` | stream | erasure receipts (who, when, which request; the user as ``<h>``) |
+| ``rtp:secret`` | string | the marker secret when ``RTP_PSEUDONYM_KEY`` is not set |
+| ``rtp:seg:model`` / ``rtp:seg:standardizer`` | hash / string | the shared segmentation model |
+| ``rtp:seg:members:<id>`` | set | user ids currently in segment ``<id>`` |
+| ``rtp:churn:due:<partition>`` | sorted set | users by the time their churn level may change |
+| ``rtp:churn:customers:<partition>`` | set | users with a purchase (the BG/NBD population) |
+| ``rtp:churn:params`` | string | the fitted population parameters (JSON) |
+| ``rtp:catalog:ids`` | set | every product id ever upserted (an index bootstraps from it) |
+| ``rtp:catalog:log`` | stream | product ids in upsert order (indexes tail it; MAXLEN ~1M) |
+| ``rtp:pop:{<partition>}`` | hash | item popularity counted by that owner partition's users |
+"""
+
+from __future__ import annotations
+
+from profiles.redis.slots import slot_of, tag_for_slot
+
+PREFIX = "rtp:"
+
+
+def profile(user_id: str) -> str:
+    return f"{PREFIX}p:{{{user_id}}}"
+
+
+def erased(user_id: str, user_hash: str) -> str:
+    """The user's erasure marker: in the slot of :func:`profile` (so one script may touch
+    both, on Redis Cluster too) but named by ``user_hash``, the keyed hash of the id, so no
+    key of an erased user names the user (``profiles/redis/slots.py``,
+    ``profiles/core/privacy.py``)."""
+    return f"{PREFIX}x:{{{tag_for_slot(slot_of(profile(user_id)))}}}:{user_hash}"
+
+
+def legacy_erased(user_id: str) -> str:
+    """Where markers were kept before they were named by a keyed hash; erasure deletes it."""
+    return f"{PREFIX}x:{{{user_id}}}"
+
+
+def user_keys(user_id: str) -> list[str]:
+    """Every key that may hold the user's personal data (erasure deletes them all in one
+    script, so all are in the profile's slot: a legacy marker is not when the id starts
+    with ``}``, as ``{}`` is no hash tag; a cluster never held such a marker)."""
+    found = [profile(user_id)]
+    legacy = legacy_erased(user_id)
+    if slot_of(legacy) == slot_of(found[0]):
+        found.append(legacy)
+    return found
+
+
+def item(product_id: str) -> str:
+    return f"{PREFIX}i:{product_id}"
+
+
+ERASURE_RECEIPTS = f"{PREFIX}erasures"
+SECRET = f"{PREFIX}secret"
+
+
+def segment_members(segment: int) -> str:
+    return f"{PREFIX}seg:members:{segment}"
+
+
+def churn_due(partition: int) -> str:
+    return f"{PREFIX}churn:due:{partition}"
+
+
+def churn_customers(partition: int) -> str:
+    return f"{PREFIX}churn:customers:{partition}"
+
+
+CHURN_PARAMS = f"{PREFIX}churn:params"
+CHURN_FIT_LOCK = f"{PREFIX}churn:fit-lock"
+
+
+CATALOG_IDS = f"{PREFIX}catalog:ids"
+CATALOG_LOG = f"{PREFIX}catalog:log"
+
+
+def popularity(partition: int) -> str:
+    return f"{PREFIX}pop:{{{partition}}}"

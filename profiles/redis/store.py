@@ -1,0 +1,328 @@
+"""Redis implementation of :class:`profiles.pipeline.store.ProfileStore`.
+
+Every write is a Lua script that checks the version the change was computed
+from and writes the new state in one atomic step, so the offset fences inside
+the profile are always stored with the state they protect. A batch is one
+pipeline: one network round trip for any number of users. One script call per
+user keeps every call inside one hash slot, so the same code runs on Redis
+Cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from profiles.core.privacy import KeyedHash, stored_receipt
+from profiles.core.profile import Profile
+from profiles.pipeline.store import Commit, CommitResult
+from profiles.redis import keys
+from profiles.redis.catalog import POPULARITY_SCRIPT, queue_writes
+from profiles.redis.client import RedisTLS, async_client
+from profiles.redis.slots import tag_for_slot
+
+# KEYS: profile, erasure marker. ARGV: base version, new version, then field/value pairs.
+_WRITE_PROFILE = """
+local cur = redis.call('HGET', KEYS[1], 'v')
+if not cur then cur = redis.call('HGET', KEYS[2], 'v') or '0' end
+if cur ~= ARGV[1] then return 0 end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'v', ARGV[2])
+return 1
+"""
+
+# KEYS: profile, erasure marker, other keys of the user. ARGV: base, new, fences.
+# The marker keeps only the version and the fences: no user id, no receipt.
+_ERASE_USER = """
+local cur = redis.call('HGET', KEYS[1], 'v')
+if not cur then cur = redis.call('HGET', KEYS[2], 'v') or '0' end
+if cur ~= ARGV[1] then return -1 end
+local deleted = 0
+for i = 3, #KEYS do deleted = deleted + redis.call('DEL', KEYS[i]) end
+deleted = deleted + redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[2], 'v', ARGV[2], 'f', ARGV[3])
+return deleted
+"""
+
+# KEYS: item. ARGV: ts, event id, item JSON. Later event time wins; ties by event id.
+_UPSERT_ITEM = """
+local cur = redis.call('HMGET', KEYS[1], 'ts', 'eid', 'seen')
+if cur[1] and cur[3] ~= '1' then
+  local ts, new = tonumber(cur[1]), tonumber(ARGV[1])
+  if new < ts or (new == ts and ARGV[2] < cur[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'eid', ARGV[2], 'd', ARGV[3], 'seen', '0')
+return 1
+"""
+
+# KEYS: item. ARGV: ts, event id, item JSON. An item only *seen* in a tracking event (title and
+# category, no catalog entry): kept until the first `product` event, which always replaces it.
+_INSERT_SEEN = """
+if redis.call('HGET', KEYS[1], 'ts') then return 0 end
+redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'eid', ARGV[2], 'd', ARGV[3], 'seen', '1')
+return 1
+"""
+
+
+# KEYS: profile. ARGV: version the churn state was computed from, churn JSON.
+_WRITE_CHURN = """
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'c', ARGV[2])
+return 1
+"""
+
+
+class _Script:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+class RedisStore:
+    """Profiles and catalog items in Redis; one pipeline per load and per commit.
+
+    ``secret`` names erasure markers and receipts (``RTP_PSEUDONYM_KEY``); without it the
+    store uses the deployment's random secret in Redis (``rtp:secret``), created once by the
+    first worker and read by every other one, so all workers name markers alike.
+    """
+
+    def __init__(self, client: aioredis.Redis, secret: str | None = None) -> None:
+        self.client = client
+        self._secret = secret or None
+        self._marker_hash: KeyedHash | None = None
+        sources = (_WRITE_PROFILE, _ERASE_USER, _UPSERT_ITEM, _WRITE_CHURN, _INSERT_SEEN)
+        self._scripts = [_Script(s) for s in sources]
+        self._write, self._erase, self._upsert, self._churn, self._seen = self._scripts
+        self.round_trips = 0
+
+    @classmethod
+    def from_url(
+        cls, url: str, secret: str | None = None, tls: RedisTLS | None = None
+    ) -> RedisStore:
+        return cls(async_client(url, tls, decode_responses=False), secret)
+
+    async def load_scripts(self) -> None:
+        for script in self._scripts:
+            await self.client.script_load(script.source)
+        await self.client.script_load(POPULARITY_SCRIPT)
+        # At start-up rather than in the first batch: the secret, and the slot tags (~0.1 s).
+        await self.marker_hash()
+        tag_for_slot(0)
+
+    async def marker_hash(self) -> KeyedHash:
+        """The keyed hash that names erasure markers and receipts (read once, then kept)."""
+        if self._marker_hash is None:
+            secret: str | bytes | None = self._secret
+            if secret is None:
+                # Two workers starting at once: SET NX lets one win, and both read the winner.
+                await self.client.set(keys.SECRET, secrets.token_hex(32), nx=True)
+                secret = await self.client.get(keys.SECRET)
+                if not secret:
+                    raise RuntimeError(f"Redis lost {keys.SECRET} right after setting it")
+            self._marker_hash = KeyedHash(secret, "erasure-marker")
+        return self._marker_hash
+
+    async def marker_key(self, user_id: str) -> str:
+        """The Redis key of the user's erasure marker."""
+        return keys.erased(user_id, (await self.marker_hash())(user_id))
+
+    async def load(
+        self, user_ids: Collection[str], item_ids: Collection[str]
+    ) -> tuple[dict[str, Profile], dict[str, dict[str, Any]]]:
+        users, products = list(user_ids), list(item_ids)
+        marker = await self.marker_hash()
+        pipe = self.client.pipeline(transaction=False)
+        for uid in users:
+            pipe.hmget(keys.profile(uid), *_FIELDS)
+            pipe.hmget(keys.erased(uid, marker(uid)), "v", "f")
+        for pid in products:
+            pipe.hget(keys.item(pid), "d")
+        replies = await pipe.execute()
+        self.round_trips += 1
+        profiles = {
+            uid: _profile_from(uid, replies[2 * i], replies[2 * i + 1])
+            for i, uid in enumerate(users)
+        }
+        items = {
+            pid: orjson.loads(blob)
+            for pid, blob in zip(products, replies[2 * len(users) :], strict=True)
+            if blob is not None
+        }
+        return profiles, items
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        calls: list[tuple[_Script, list[str], list[Any], str]] = []
+        marker = await self.marker_hash()
+        # Erasures first: a user erased and active again in one batch is written after.
+        for e in commit.erasures:
+            user_keys = [keys.profile(e.user_id), keys.erased(e.user_id, marker(e.user_id))]
+            user_keys += [k for k in keys.user_keys(e.user_id) if k not in user_keys]
+            argv: list[Any] = [e.expected_version, e.new_version, orjson.dumps(e.fences)]
+            calls.append((self._erase, user_keys, argv, e.user_id))
+        for p in commit.profiles:
+            argv = [p.version - 1, p.version, "d", p.to_bytes()]
+            if p.embedding is not None:
+                argv += ["e", p.embedding.to_bytes()]
+            if p.segment is not None:
+                argv += ["s", p.segment]
+            if p.churn is not None:
+                argv += ["c", orjson.dumps(p.churn)]
+            if p.user_id in commit.recs:
+                state, vector = commit.recs[p.user_id]
+                argv += ["r", orjson.dumps(state), "rv", vector]
+            user_keys = [keys.profile(p.user_id), keys.erased(p.user_id, marker(p.user_id))]
+            calls.append((self._write, user_keys, argv, p.user_id))
+        for item in commit.items:
+            argv = [item["ts"], item["event_id"], orjson.dumps(item)]
+            calls.append((self._upsert, [keys.item(item["product_id"])], argv, ""))
+        for item in commit.seen_items:
+            argv = [item["ts"], item["event_id"], orjson.dumps(item)]
+            calls.append((self._seen, [keys.item(item["product_id"])], argv, ""))
+        receipts = [
+            stored_receipt(e.receipt, e.user_id, marker(e.user_id)) for e in commit.erasures
+        ]
+        replies = await self._run(calls, receipts, commit)
+        result = CommitResult()
+        for (script, _, _, uid), reply in zip(calls, replies, strict=False):
+            if script is self._write and reply == 0:
+                result.conflicts.add(uid)
+            elif script is self._erase:
+                if reply == -1:
+                    result.conflicts.add(uid)
+                else:
+                    result.erased_keys[uid] = int(reply)
+        return result
+
+    async def _run(
+        self,
+        calls: Sequence[tuple[_Script, list[str], list[Any], str]],
+        receipts: Sequence[dict[str, Any]],
+        commit: Commit | None = None,
+    ) -> list[Any]:
+        """One pipeline; reload scripts and retry once if Redis lost them (restart)."""
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for script, script_keys, argv, _ in calls:
+                pipe.evalsha(script.sha, len(script_keys), *script_keys, *argv)
+            for receipt in receipts:
+                pipe.xadd(keys.ERASURE_RECEIPTS, {"r": orjson.dumps(receipt)}, maxlen=100_000)
+            _indexes(pipe, commit)
+            if commit is not None:
+                queue_writes(
+                    pipe,
+                    [*commit.items, *commit.seen_items],
+                    commit.popularity,
+                    commit.popularity_half_life_ms,
+                )
+            replies = await pipe.execute(raise_on_error=False)
+            self.round_trips += 1
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                break
+            if attempt == 2:
+                raise RuntimeError("Redis keeps losing the profile scripts")
+            # Scripts are idempotent under the version check: replaying the pipeline
+            # turns the writes that did land into conflicts, which the caller reloads.
+            await self.load_scripts()
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies[: len(calls)])
+
+    async def due(self, partition: int, until_ms: int, limit: int = 1000) -> list[str]:
+        """Users of ``partition`` whose churn level may have changed by ``until_ms``."""
+        found = await self.client.zrangebyscore(
+            keys.churn_due(partition), "-inf", until_ms, start=0, num=limit
+        )
+        return [u.decode() if isinstance(u, bytes) else str(u) for u in found]
+
+    async def forget_due(self, partition: int, user_ids: Sequence[str]) -> None:
+        """Drop users (erased ones) from the churn due index of ``partition``."""
+        await self.client.zrem(keys.churn_due(partition), *user_ids)
+
+    async def save_churn(self, updates: Sequence[tuple[Profile, int]]) -> set[str]:
+        """Store swept churn states (if the profile did not change meanwhile) and their next
+        checks, in one pipeline; returns the users skipped because their version moved."""
+        pipe = self.client.pipeline(transaction=False)
+        for profile, _ in updates:
+            pipe.evalsha(
+                self._churn.sha,
+                1,
+                keys.profile(profile.user_id),
+                profile.version,
+                orjson.dumps(profile.churn),
+            )
+        for profile, partition in updates:
+            next_ms = (profile.churn or {}).get("next_check_ms")
+            if next_ms is None:
+                pipe.zrem(keys.churn_due(partition), profile.user_id)
+            else:
+                pipe.zadd(keys.churn_due(partition), {profile.user_id: next_ms})
+        replies = await pipe.execute(raise_on_error=False)
+        if any(isinstance(r, NoScriptError) for r in replies):
+            await self.load_scripts()
+            return await self.save_churn(updates)
+        return {p.user_id for (p, _), r in zip(updates, replies, strict=False) if r == 0}
+
+    async def sample_customers(self, partitions: int, per_partition: int) -> list[str]:
+        pipe = self.client.pipeline(transaction=False)
+        for partition in range(partitions):
+            pipe.srandmember(keys.churn_customers(partition), per_partition)
+        return sorted({u.decode() for reply in await pipe.execute() for u in reply})
+
+    async def get(self, user_id: str) -> Profile | None:
+        reply = await self.client.hmget(keys.profile(user_id), *_FIELDS)
+        return _profile_from(user_id, reply, [None, None]) if reply[1] is not None else None
+
+    async def get_item(self, product_id: str) -> dict[str, Any] | None:
+        blob = await self.client.hget(keys.item(product_id), "d")
+        return None if blob is None else dict(orjson.loads(blob))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _indexes(pipe: Any, commit: Commit | None) -> None:
+    """Index updates that follow the profiles; all idempotent, so a replay is harmless."""
+    if commit is None:
+        return
+    for user, previous, segment in commit.moves:
+        if previous is not None:
+            pipe.srem(keys.segment_members(previous), user)
+        if segment is not None:
+            pipe.sadd(keys.segment_members(segment), user)
+    for user, partition, next_ms in commit.due:
+        if next_ms is None:
+            pipe.zrem(keys.churn_due(partition), user)
+        else:
+            pipe.zadd(keys.churn_due(partition), {user: next_ms})
+    for user, partition, add in commit.customers:
+        if add:
+            pipe.sadd(keys.churn_customers(partition), user)
+        else:
+            pipe.srem(keys.churn_customers(partition), user)
+
+
+#: Profile hash fields, in the order loads read them.
+_FIELDS = ("v", "d", "e", "s", "c", "r", "rv")
+
+
+def _profile_from(user_id: str, current: list[Any], erased: list[Any]) -> Profile:
+    version, blob, vectors, segment, churn, recs, recs_vector = current
+    if blob is not None:
+        profile = Profile.from_bytes(user_id, int(version), blob)
+        profile.embedding_blob = vectors
+        profile.segment = None if segment is None else int(segment)
+        profile.churn = None if churn is None else orjson.loads(churn)
+        profile.recs = None if recs is None else orjson.loads(recs)
+        profile.recs_vector = recs_vector
+        return profile
+    erased_version, fences = erased
+    if erased_version is not None:
+        return Profile(user_id, version=int(erased_version), fences=orjson.loads(fences))
+    return Profile(user_id)

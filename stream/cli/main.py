@@ -1,0 +1,300 @@
+"""The project's commands, added to the Faust app's own command line.
+
+``python -m stream --help`` lists them next to Faust's (``worker``, ...).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import faust
+import orjson
+from faust.cli import AppCommand, argument, option
+
+from stream.settings import Settings
+
+
+def local_services(settings: Settings, state_dir: str | None = None) -> Any:
+    """Embedded broker and Redis on the ports named by ``RTP_BROKER``/``RTP_REDIS_URL``."""
+    from stream.devtools.services import LocalServices
+
+    broker_port = int(settings.broker_hosts[0].rsplit(":", 1)[1])
+    redis_port = urlparse(settings.redis_url).port or 6379
+    directory = Path(state_dir or _env("RTP_DEV_DIR", ".dev"))
+    return LocalServices(directory, broker_port=broker_port, redis_port=redis_port)
+
+
+def start_local(services: Any, redis_url: str) -> bool:
+    """Start the embedded services; if the broker is new, clear the Redis it pairs with.
+
+    Tansu keeps topics in memory, so a new broker restarts every offset at 0, while Redis
+    (AOF) still holds profiles fenced at the old offsets: new events would look applied.
+    Returns whether Redis was cleared.
+    """
+    from profiles.redis.client import sync_client
+
+    broker_was_running = bool(services.status()["broker"]["running"])
+    services.up()
+    if broker_was_running:
+        return False
+    client = sync_client(redis_url)  # the local Redis: plain, no TLS
+    try:
+        stale = next(iter(client.scan_iter(match="rtp:*", count=100)), None) is not None
+        if stale:
+            client.flushdb()
+        return stale
+    finally:
+        client.close()
+
+
+def _env(name: str, default: str) -> str:
+    import os
+
+    return os.environ.get(name, default)
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    """Attach the project's commands to ``app``'s command line."""
+
+    @app.command(
+        argument("action", type=str),
+        argument("name", type=str, required=False),
+        option("--state-dir", type=str, default=None, help="Where pids, logs and AOF go."),
+    )
+    async def dev(self: AppCommand, action: str, name: str | None, state_dir: str | None) -> None:
+        """Local broker (Tansu) and Redis: up | down | status | kill NAME | start NAME."""
+        from stream.devtools.services import ServiceError
+
+        services = local_services(settings, state_dir)
+        try:
+            if action == "up":
+                if start_local(services, settings.redis_url):
+                    self.say("new in-memory broker: cleared the previous session's Redis state")
+                self.say(f"broker {services.broker_url}  redis {services.redis_url}")
+            elif action == "down":
+                services.down()
+            elif action == "status":
+                for svc, info in services.status().items():
+                    self.say(f"{svc:8} {orjson.dumps(info).decode()}")
+            elif action in ("kill", "start") and name:
+                getattr(services, action)(name)
+            else:
+                raise SystemExit(
+                    f"unknown action {action!r}: use up, down, status, kill N, start N"
+                )
+        except ServiceError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+
+    @app.command(
+        option(
+            "--rate", type=float, default=500.0, help="Events per second (0: as fast as possible)."
+        ),
+        option("--duration", type=float, default=None, help="Stop after this many seconds."),
+        option("--count", type=int, default=None, help="Stop after this many events."),
+        option("--users", type=int, default=1000, help="Synthetic users."),
+        option("--products", type=int, default=2000, help="Synthetic catalog size."),
+        option("--seed", type=int, default=7, help="Random seed (same seed, same traffic)."),
+        option(
+            "--history-days",
+            type=float,
+            default=None,
+            help="Generate a past log over this many days (event time) instead of live traffic.",
+        ),
+        option("--replay", type=str, default=None, help="Replay events from this JSONL file."),
+        option("--out", type=str, default=None, help="Write events to this JSONL file, not Kafka."),
+        option("--no-key", is_flag=True, default=False, help="Send unkeyed (worker repartitions)."),
+        option(
+            "--bad-share", type=float, default=0.0, help="Share of malformed messages to mix in."
+        ),
+        option("--no-catalog", is_flag=True, default=False, help="Skip the catalog events."),
+    )
+    async def produce(
+        self: AppCommand,
+        rate: float,
+        duration: float | None,
+        count: int | None,
+        users: int,
+        products: int,
+        seed: int,
+        history_days: float | None,
+        replay: str | None,
+        out: str | None,
+        no_key: bool,
+        bad_share: float,
+        no_catalog: bool,
+    ) -> None:
+        """Generate realistic traffic (or replay a JSONL log) into the input topic."""
+        from stream.devtools.produce import Plan, send_events
+        from stream.simulation.generator import (
+            TrafficConfig,
+            TrafficGenerator,
+            read_jsonl,
+            to_jsonl,
+        )
+
+        if not 0.0 <= bad_share < 1.0:
+            raise SystemExit("--bad-share must be in [0, 1)")
+        events: Any
+        if replay:
+            events = read_jsonl(Path(replay))
+        else:
+            gen = TrafficGenerator(TrafficConfig(seed=seed, users=users, products=products))
+            body = (
+                gen.history(history_days)
+                if history_days
+                else gen.live(lambda: int(time.time() * 1000))
+            )
+            events = body if no_catalog else _chain(gen.catalog(), body)
+        if out:
+            if count is None and not history_days and not replay:
+                raise SystemExit("--out with live traffic needs --count")
+            written = to_jsonl(_limit(events, count), Path(out))
+            self.say(f"wrote {written} events to {out}")
+            return
+        plan = Plan(
+            rate=rate,
+            count=count,
+            duration_s=duration,
+            keyed=not no_key,
+            bad_share=bad_share,
+            seed=seed,
+        )
+        sent = await send_events(settings, events, plan)
+        self.say(f"sent {sent} messages to {settings.input_topic}")
+
+    @app.command(argument("user_id", type=str))
+    async def profile(self: AppCommand, user_id: str) -> None:
+        """Print a user's profile from Redis as JSON."""
+        from profiles.core.privacy import pseudonymizer
+        from profiles.redis.store import RedisStore
+        from stream.worker.web import profile_view
+
+        pseudonyms = pseudonymizer(settings.pseudonymize, settings.pseudonym_key)
+        store = RedisStore.from_url(settings.redis_url, tls=settings.redis_tls)
+        try:
+            found = await store.get(pseudonyms(user_id) if pseudonyms else user_id)
+        finally:
+            await store.close()
+        if found is None:
+            raise SystemExit(f"no profile for user {user_id!r}")
+        opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        sys.stdout.write(orjson.dumps(profile_view(found, settings), option=opts).decode() + "\n")
+
+    @app.command(
+        argument("user_id", type=str),
+        option("--k", "k", type=int, default=10, help="How many items."),
+        option(
+            "--url",
+            type=str,
+            default=None,
+            help="A running worker's web address (default: RTP_WEB_HOST:RTP_WEB_PORT).",
+        ),
+    )
+    async def recommend(self: AppCommand, user_id: str, k: int, url: str | None) -> None:
+        """Print a user's recommendations (asked of a running worker, which holds the index)."""
+        from stream.cli.web_client import fetch_recommendations
+
+        base = url or f"http://{settings.web_host}:{settings.web_port}"
+        status, body = await fetch_recommendations(base, user_id, k)
+        if status != 200:
+            raise SystemExit(f"{base}: {status} {body.get('error', body)}")
+        opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        sys.stdout.write(orjson.dumps(body, option=opts).decode() + "\n")
+
+    @app.command(
+        option("--timeout", type=float, default=3.0, help="Seconds to read for."),
+        option(
+            "--replay",
+            is_flag=True,
+            default=False,
+            help="Send the dead letters back to the input topic (after a fix).",
+        ),
+        option("--reason", "reasons", multiple=True, help="With --replay: only this reason."),
+    )
+    async def dlq(self: AppCommand, timeout: float, replay: bool, reasons: tuple[str, ...]) -> None:
+        """Count dead-lettered messages by reason, or replay them into the input topic."""
+        from stream.cli.dlq import dlq_counts, replay_dead
+
+        if replay:
+            sent = await replay_dead(settings, set(reasons) or None, timeout)
+            self.say(f"replayed {sent} dead letters to {settings.input_topic}")
+            return
+        counts = await dlq_counts(settings, timeout)
+        if not counts:
+            self.say("no dead letters")
+        for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+            self.say(f"{n:8d}  {reason}")
+
+    @app.command(
+        option("--plot", type=str, default=None, help="Also write a PNG scatter to this path."),
+        option("--sample", type=int, default=300, help="Users sampled per segment."),
+    )
+    async def segments(self: AppCommand, plot: str | None, sample: int) -> None:
+        """Segment summaries for marketers (and a 2-D picture with --plot)."""
+        from profiles.redis.store import RedisStore
+        from profiles.segments.report import segment_report
+
+        # The secret names erasure markers (read by load); without it the store would
+        # create rtp:secret, which a deployment with RTP_PSEUDONYM_KEY never has.
+        store = RedisStore.from_url(
+            settings.redis_url, settings.pseudonym_key, tls=settings.redis_tls
+        )
+        try:
+            report = await segment_report(
+                store, settings.profile.half_life_ms, sample, plot=Path(plot) if plot else None
+            )
+        finally:
+            await store.close()
+        opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+        sys.stdout.write(orjson.dumps(report, option=opts).decode() + "\n")
+        if plot:
+            self.say(f"wrote {plot}")
+
+    @app.command(option("--topic", "topics", multiple=True, help="Topic (repeatable)."))
+    async def lag(self: AppCommand, topics: tuple[str, ...]) -> None:
+        """Committed offset, end offset, lag and lag age per partition of the worker group."""
+        from stream.cli.lag import group_lag, table
+
+        self.say(table(await group_lag(settings, list(topics) or None)))
+
+    @app.command(
+        option("--rate", type=float, default=300.0, help="Events per second of demo traffic."),
+        option("--bad-share", type=float, default=0.02, help="Share of malformed messages."),
+        option("--duration", type=float, default=None, help="Stop by itself after N seconds."),
+    )
+    async def demo(self: AppCommand, rate: float, bad_share: float, duration: float | None) -> None:
+        """Start broker, Redis, a worker and traffic, and show a live view. Ctrl-C stops all."""
+        from stream.devtools.demo import run_demo
+
+        await run_demo(settings, rate=rate, bad_share=bad_share, duration=duration)
+
+
+def _chain(first: Any, rest: Any) -> Any:
+    yield from first
+    yield from rest
+
+
+def _limit(events: Any, count: int | None) -> Any:
+    for n, event in enumerate(events):
+        if count is not None and n >= count:
+            return
+        yield event
+
+
+def main() -> None:
+    """Entry point of ``python -m stream``."""
+    from stream.settings import SettingsError
+    from stream.worker.app import create_app
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(2) from exc
+    app, _ = create_app(settings)
+    register(app, settings)
+    app.main()

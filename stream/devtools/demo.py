@@ -1,0 +1,215 @@
+"""``python -m stream demo``: everything on loopback, and a live view of it working."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+
+from profiles.redis.store import RedisStore
+from stream.cli.dlq import dlq_counts
+from stream.cli.main import local_services, start_local
+from stream.settings import Settings
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """The real worker, as its own process (as in production), logging to a file."""
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream", "worker", "-l", settings.log_level],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "RTP_WEB_PORT": str(settings.web_port)},
+        start_new_session=True,  # Ctrl-C reaches us; we stop the worker in order
+    )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM lets Faust leave the consumer group cleanly (no session-timeout wait)."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def _stats(session: aiohttp.ClientSession, port: int) -> dict[str, Any]:
+    try:
+        async with session.get(
+            f"http://127.0.0.1:{port}/stats", timeout=aiohttp.ClientTimeout(total=1)
+        ) as resp:
+            return dict(await resp.json())
+    except (aiohttp.ClientError, TimeoutError):
+        return {}
+
+
+async def _segment_sizes(store: RedisStore, stats: dict[str, Any]) -> list[tuple[int, int]]:
+    from profiles.redis import keys
+
+    ids = stats.get("segments", {}).get("ids", [])
+    return [(sid, int(await store.client.scard(keys.segment_members(sid)))) for sid in ids]
+
+
+async def _sample_users(store: RedisStore, n: int) -> list[str]:
+    found: list[str] = []
+    async for key in store.client.scan_iter(match="rtp:p:*", count=500):
+        found.append(key.decode().split("{", 1)[1].rstrip("}"))
+        if len(found) >= 50:
+            break
+    return sorted(found)[:n]
+
+
+def _pushed(profile: Any, n: int = 2) -> list[str]:
+    """The first items of the user's last pushed recommendation list."""
+    return list((profile.recs or {}).get("items", [])[:n])
+
+
+async def _titles(store: RedisStore, product_ids: list[str]) -> dict[str, str]:
+    """Short titles to show instead of product ids."""
+    out = {}
+    for pid in dict.fromkeys(product_ids):
+        item = await store.get_item(pid)
+        if item is not None:
+            title = str(item.get("title", pid))
+            out[pid] = title if len(title) <= 18 else title[:17] + "…"
+    return out
+
+
+def _view(
+    stats: dict[str, Any],
+    rate: float,
+    dead: dict[str, int],
+    users: list[Any],
+    produced: int,
+    settings: Settings,
+    segment_sizes: list[tuple[int, int]],
+    titles: dict[str, str],
+) -> Group:
+    pipeline = Table(title="pipeline", show_header=False, min_width=50)
+    pipeline.add_row("generated events sent", f"{produced}")
+    pipeline.add_row("consumed by worker", f"{stats.get('consumed', 0)}")
+    pipeline.add_row("events/s", f"{rate:,.0f}")
+    lag = stats.get("lag", {})
+    pipeline.add_row(
+        "consumer lag (messages)", " ".join(f"{t}: {n}" for t, n in lag.items()) or "-"
+    )
+    pipeline.add_row("applied to profiles", f"{stats.get('applied', 0)}")
+    pipeline.add_row("profile_updated sent", f"{stats.get('profiles_emitted', 0)}")
+    recs = stats.get("recommendations", {})
+    if recs.get("enabled"):
+        pipeline.add_row("recommendation lists sent", f"{recs.get('recommendations', 0)}")
+        pipeline.add_row("items in the index", f"{recs.get('items', 0)}")
+    pipeline.add_row("update batch (encode + commit)", f"{stats.get('last_commit_ms', 0):.1f} ms")
+    dead_total = sum(dead.values())
+    pipeline.add_row("dead-lettered", f"{dead_total}")
+    for reason, n in sorted(dead.items(), key=lambda kv: -kv[1]):
+        pipeline.add_row(f"  {reason}", f"{n}")
+    people = Table(title="sample users (event time)")
+    for col in ("user", "events", "orders", "spend", "segment", "churn", "top tags", "recommended"):
+        people.add_column(col)
+    half_life = settings.profile.half_life_ms
+    for p in users:
+        spend = ", ".join(f"{c / 100:.0f} {cur}" for cur, c in p.spend_cents.items())
+        tags = ", ".join(t for t, _ in p.top_tags(5, half_life))
+        churn = f"{p.churn['level']} {p.churn['risk']:.2f}" if p.churn else "-"
+        segment = "-" if p.segment is None else f"S{p.segment}"
+        pushed = "; ".join(titles.get(pid, pid) for pid in _pushed(p)) or "-"
+        people.add_row(
+            p.user_id,
+            str(sum(p.counts.values())),
+            str(p.orders),
+            spend,
+            segment,
+            churn,
+            tags,
+            pushed,
+        )
+    seg = stats.get("segments", {})
+    sizes = Table(title="segments (shared model v{})".format(seg.get("model_version", "-")))
+    for col in ("segment", "users"):
+        sizes.add_column(col)
+    for sid, n in segment_sizes:
+        sizes.add_row(f"S{sid}", str(n))
+    if not segment_sizes:
+        sizes.add_row("-", "seeding: waiting for enough users" if seg.get("enabled") else "off")
+    return Group(pipeline, sizes, people)
+
+
+async def run_demo(
+    settings: Settings, rate: float, bad_share: float, duration: float | None
+) -> None:
+    from stream.devtools.produce import Plan, send_events
+    from stream.simulation.generator import TrafficConfig, TrafficGenerator
+
+    services = local_services(settings)
+    await asyncio.to_thread(start_local, services, settings.redis_url)
+    state = Path(os.environ.get("RTP_DEV_DIR", ".dev"))
+    worker = start_worker(settings, state / "worker.log")
+    store = RedisStore.from_url(settings.redis_url, tls=settings.redis_tls)
+    gen = TrafficGenerator(TrafficConfig())
+    produced = 0
+
+    def events() -> Iterator[dict[str, Any]]:
+        nonlocal produced
+        for event in itertools.chain(gen.catalog(), gen.live(lambda: int(time.time() * 1000))):
+            produced += 1
+            yield event
+
+    async def produce() -> None:
+        await send_events(settings, events(), Plan(rate=rate, bad_share=bad_share), quiet=True)
+
+    producer = asyncio.create_task(produce())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    ended_at = None if duration is None else time.monotonic() + duration
+    last = (time.monotonic(), 0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            with Live(refresh_per_second=2) as live:
+                users: list[str] = []
+                while not stop.is_set() and (ended_at is None or time.monotonic() < ended_at):
+                    if worker.poll() is not None:
+                        raise SystemExit(
+                            f"worker exited ({worker.returncode}); see {state}/worker.log"
+                        )
+                    stats = await _stats(http, settings.web_port)
+                    now, consumed = time.monotonic(), int(stats.get("consumed", 0))
+                    rate_now = (consumed - last[1]) / max(now - last[0], 1e-6)
+                    last = (now, consumed)
+                    if len(users) < 4:
+                        users = await _sample_users(store, 4)
+                    profiles = [p for p in [await store.get(u) for u in users] if p]
+                    dead = dict(await dlq_counts(settings, timeout=0.5))
+                    sizes = await _segment_sizes(store, stats)
+                    titles = await _titles(store, [pid for p in profiles for pid in _pushed(p)])
+                    live.update(
+                        _view(stats, rate_now, dead, profiles, produced, settings, sizes, titles)
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await producer
+        await asyncio.to_thread(stop_worker, worker)
+        await store.close()
+        await asyncio.to_thread(services.down)
+        print("demo stopped: worker, broker and Redis are down.")

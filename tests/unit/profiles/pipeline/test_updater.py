@@ -1,0 +1,168 @@
+"""BatchUpdater over the in-memory store: idempotence, erasure, conflicts, catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from profiles.core.config import ProfileConfig
+from profiles.core.profile import Record
+from profiles.pipeline.store import MemoryStore
+from profiles.pipeline.updater import BatchUpdater
+
+DAY = 86_400_000
+CFG = ProfileConfig(half_life_ms=10 * DAY, lateness_ms=DAY)
+
+
+class Words:
+    """A predictable tagger: every word is a tag."""
+
+    def text(self, text: str) -> tuple[tuple[str, float], ...]:
+        words = text.lower().split()
+        return tuple((w, 1 / len(words)) for w in words)
+
+    def category(self, path: Sequence[str]) -> tuple[tuple[str, float], ...]:
+        return ((path[-1].lower(), 1.0),) if path else ()
+
+
+def click(n: int, user: str, ts: int = DAY, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"e{n}",
+        "type": "click",
+        "schema_version": 1,
+        "user_id": user,
+        "ts": ts,
+        "product_id": extra.pop("product_id", "p1"),
+        **extra,
+    }
+
+
+def erase(n: int, user: str) -> dict[str, Any]:
+    return {
+        "event_id": f"e{n}",
+        "type": "user_erasure",
+        "schema_version": 1,
+        "user_id": user,
+        "ts": DAY,
+        "requested_by": "privacy-desk",
+    }
+
+
+def recs(*events: dict[str, Any], start: int = 0) -> list[Record]:
+    return [Record("site-events:0", start + i, e) for i, e in enumerate(events)]
+
+
+def updater(store: MemoryStore) -> BatchUpdater:
+    return BatchUpdater(store, CFG, Words(), clock=lambda: 1000.0)
+
+
+async def test_one_commit_per_batch_and_announcements() -> None:
+    store = MemoryStore()
+    result = await updater(store).process(
+        recs(
+            click(1, "a", title="red shoes"),
+            click(2, "b", title="blue hat"),
+            click(3, "a", title="red scarf"),
+        )
+    )
+    assert store.commits == 1
+    assert sorted(p.user_id for p in result.updated) == ["a", "b"]
+    assert result.applied == 3
+    a = await store.get("a")
+    assert a is not None and a.version == 1 and a.counts == {"click": 2}
+    assert {t for t, _ in a.top_tags(3, CFG.half_life_ms)} >= {"red"}
+
+
+async def test_redelivered_batch_changes_nothing_but_is_reannounced() -> None:
+    store = MemoryStore()
+    batch = recs(click(1, "a", title="x"), click(2, "a", title="y"))
+    await updater(store).process(batch)
+    before = store.profiles["a"]
+    # A fresh worker (empty cache) after a crash that lost the emission.
+    again = await updater(store).process(batch)
+    assert store.profiles["a"] == before
+    assert (again.applied, again.fenced) == (0, 2)
+    assert [p.version for p in again.updated] == [1]
+
+
+async def test_erasure_deletes_and_redelivery_does_not_resurrect() -> None:
+    store = MemoryStore()
+    worker = updater(store)
+    await worker.process(recs(click(1, "a", title="x")))
+    batch = recs(
+        click(1, "a", title="x"),
+        click(2, "a", title="y"),
+        erase(3, "a"),
+        click(4, "a", title="after"),
+        start=0,
+    )
+    result = await worker.process(batch)
+    assert result.erased == ["a"]
+    fresh = await store.get("a")
+    assert fresh is not None and fresh.counts == {"click": 1}
+    assert {t for t, _ in fresh.top_tags(5, CFG.half_life_ms)} == {"after", "p1"} - {"p1"}
+    assert store.erased["a"][2]["requested_by"] == "privacy-desk"
+    # Everything again, from a fresh worker: nothing before the erasure comes back.
+    again = await updater(store).process(batch)
+    assert again.applied == 0 and again.erased == []
+    assert (await store.get("a")) == fresh
+
+
+async def test_version_conflict_reloads_and_applies_once() -> None:
+    store = MemoryStore()
+    first, second = updater(store), updater(store)
+    await first.process(recs(click(1, "a", title="x")))
+    # Another worker takes the user over for a while (rebalance) and writes it.
+    await second.process(recs(click(2, "a", title="y"), start=1))
+    result = await first.process(recs(click(3, "a", title="z"), start=2))
+    assert result.conflicts == 1
+    final = await store.get("a")
+    assert final is not None and final.counts == {"click": 3} and final.version == 3
+
+
+async def test_late_events_become_dead_letters() -> None:
+    store = MemoryStore()
+    result = await updater(store).process(
+        recs(click(1, "a", ts=10 * DAY, title="x"), click(2, "a", ts=10 * DAY - 2 * DAY, title="y"))
+    )
+    assert [(d.reason, d.record.offset) for d in result.dead] == [("too_late", 1)]
+
+
+async def test_catalog_fills_in_missing_titles() -> None:
+    store = MemoryStore()
+    product = {
+        "event_id": "c1",
+        "type": "product",
+        "schema_version": 1,
+        "user_id": "catalog",
+        "ts": 1,
+        "product_id": "p9",
+        "title": "Espresso Machine",
+        "category": ["Home", "Coffee"],
+        "price": 99.0,
+        "currency": "USD",
+    }
+    await updater(store).process(recs(product))
+    assert store.items["p9"]["title"] == "Espresso Machine"
+    result = await updater(store).process(recs(click(2, "a", product_id="p9"), start=1))
+    tags = {t for t, _ in result.updated[0].top_tags(5, CFG.half_life_ms)}
+    assert tags == {"espresso", "machine", "coffee"}
+
+
+async def test_older_catalog_update_loses() -> None:
+    store = MemoryStore()
+    new = {
+        "event_id": "c2",
+        "type": "product",
+        "schema_version": 1,
+        "user_id": "catalog",
+        "ts": 5,
+        "product_id": "p",
+        "title": "New",
+        "category": ["A"],
+        "price": 1.0,
+        "currency": "USD",
+    }
+    old = {**new, "event_id": "c1", "ts": 4, "title": "Old"}
+    await updater(store).process(recs(new, old))
+    assert store.items["p"]["title"] == "New"

@@ -1,0 +1,124 @@
+"""Embedding profiles through the batch updater: one encode per batch, model changes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from profiles.core.config import ProfileConfig
+from profiles.core.profile import Record
+from profiles.embedding.cache import EmbeddingCache
+from profiles.embedding.embedder import Embedder
+from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
+from profiles.embedding.text import combine, event_texts, item_text
+from profiles.pipeline.store import MemoryStore
+from profiles.pipeline.updater import BatchUpdater
+from tests.unit.profiles.pipeline.test_updater import Words, click
+
+CFG = ProfileConfig()
+
+
+class HashEncoder:
+    """Deterministic stand-in for a model: a text's vector comes from its hash."""
+
+    def __init__(self, model_id: str = "hash-a", dim: int = 16) -> None:
+        self.model_id, self.dim = model_id, dim
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.sha1(text.encode()).digest()[:4], "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim)
+            rows.append(v / np.linalg.norm(v))
+        return np.asarray(rows, dtype=np.float32)
+
+
+def embedder(encoder: HashEncoder) -> Embedder:
+    return Embedder(EmbeddingCache(encoder), EmbeddingConfig(encoder.model_id, encoder.dim))
+
+
+def updater(store: MemoryStore, enc: HashEncoder) -> BatchUpdater:
+    return BatchUpdater(store, CFG, Words(), clock=lambda: 1.0, embedder=embedder(enc))
+
+
+def recs(*events: dict[str, Any], start: int = 0) -> list[Record]:
+    return [Record("in:0", start + i, e) for i, e in enumerate(events)]
+
+
+async def test_one_encoder_call_per_batch_with_deduplicated_texts() -> None:
+    enc, store = HashEncoder(), MemoryStore()
+    batch = recs(
+        *(click(i, f"u{i % 3}", title="red shoes", category=["Shoes"]) for i in range(9)),
+        {
+            "event_id": "s",
+            "type": "search",
+            "schema_version": 1,
+            "user_id": "u0",
+            "ts": 5,
+            "query": "boots",
+        },
+    )
+    await updater(store, enc).process(batch)
+    assert len(enc.calls) == 1
+    assert sorted(enc.calls[0]) == sorted(["boots", item_text("red shoes", ["Shoes"])])
+
+
+async def test_single_event_user_long_term_vector_is_the_text_vector() -> None:
+    enc, store = HashEncoder(), MemoryStore()
+    await updater(store, enc).process(recs(click(1, "a", title="tea", category=["Food"])))
+    _, _, blob = store.profiles["a"]
+    profile, changed = EmbeddingProfile.load(blob, EmbeddingConfig("hash-a", 16))
+    expected = HashEncoder().encode([item_text("tea", ["Food"])])[0]
+    long_term = profile.long_term()
+    assert not changed and long_term is not None
+    assert float(long_term @ expected) > 0.9999
+    assert len(profile.interest_list()) == 1
+
+
+async def test_cache_means_a_title_is_encoded_once_across_batches() -> None:
+    enc, store = HashEncoder(), MemoryStore()
+    worker = updater(store, enc)
+    await worker.process(recs(click(1, "a", title="tea", category=["Food"])))
+    await worker.process(recs(click(2, "b", title="tea", category=["Food"]), start=1))
+    assert sum(len(c) for c in enc.calls) == 1
+
+
+async def test_model_change_discards_old_vectors_never_mixes_them() -> None:
+    store = MemoryStore()
+    await updater(store, HashEncoder("hash-a")).process(recs(click(1, "a", title="x")))
+    other = HashEncoder("hash-b")
+    result = await updater(store, other).process(recs(click(2, "a", title="y"), start=1))
+    assert result.model_changes == 1
+    _, _, blob = store.profiles["a"]
+    profile, changed = EmbeddingProfile.load(blob, EmbeddingConfig("hash-b", 16))
+    assert not changed
+    assert profile.long.total == CFG.kind_weights["click"]  # only the new model's event
+    assert store.profiles["a"][0] == 2  # the behaviour profile kept its history
+
+
+def test_event_vector_combines_texts_by_share() -> None:
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    review = {
+        "type": "review",
+        "text": "great",
+        "product_id": "p",
+        "title": "Tea",
+        "category": ["Food"],
+        "rating": 5,
+    }
+    parts = event_texts(review, {})
+    assert parts == [("great", 0.5), ("Tea | Food", 0.5)]
+    vec = combine(parts, {"great": a, "Tea | Food": b})
+    assert vec is not None and np.allclose(vec, [2**-0.5, 2**-0.5])
+    assert combine([("missing", 1.0)], {}) is None
+
+
+def test_catalog_fills_event_text() -> None:
+    items = {"p": {"title": "Kettle", "category": ["Home"]}}
+    assert event_texts({"type": "click", "product_id": "p"}, items) == [("Kettle | Home", 1.0)]
+    assert event_texts({"type": "click", "product_id": "q"}, items) == []
