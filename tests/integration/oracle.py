@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import orjson
 import redis.asyncio as aioredis
 
@@ -56,13 +57,22 @@ async def stored_profiles(client: aioredis.Redis, users: list[str]) -> dict[str,
     return dict(zip(users, await pipe.execute(), strict=True))
 
 
+#: What a check may raise while the worker (or this test's own loop) is too busy to answer
+#: in time: "not yet", not a failure; the deadline still bounds the wait.
+TRANSIENT = (TimeoutError, aiohttp.ClientError)
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
+    last: BaseException | None = None
     while time.monotonic() < deadline:
-        if await check():
-            return
+        try:
+            if await check():
+                return
+        except TRANSIENT as exc:
+            last = exc
         await asyncio.sleep(0.3)
-    raise AssertionError(f"not reached within {timeout}s")
+    raise AssertionError(f"not reached within {timeout}s (last transient error: {last!r})")
 
 
 def diff(expected: dict[str, bytes], stored: dict[str, bytes | None]) -> list[str]:

@@ -58,7 +58,8 @@ async def sample(worker: Worker, out: Samples, stop: asyncio.Event) -> None:
         out.rss_kib.append(rss_kib(pid))
         if tick % 5 == 0:
             try:
-                out.rebalances.add(int((await worker.stats())["rebalances"]))
+                _, body = await worker.get("/stats", timeout=2.0)  # short: RSS sampling goes on
+                out.rebalances.add(int(body["rebalances"]))
             except Exception:  # a busy event loop may miss a 2 s deadline; RSS still counts
                 out.dead_worker = worker.proc.poll() is not None
         tick += 1
