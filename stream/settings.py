@@ -148,6 +148,30 @@ FIELDS: tuple[Field, ...] = (
     Field("RTP_PROFILE_TOPIC", "profile_topic", _topic, "Output: `profile_updated` events."),
     Field("RTP_DLQ_TOPIC", "dlq_topic", _topic, "Output: dead letters with reason headers."),
     Field("RTP_PARTITIONS", "partitions", _positive_int, "Partitions of the internal topics."),
+    Field(
+        "RTP_INPUT_PARTITIONS",
+        "input_partitions",
+        _positive_int,
+        "Partitions of the input topic when `stream topics create` makes it.",
+    ),
+    Field(
+        "RTP_TOPIC_REPLICATION",
+        "topic_replication",
+        _positive_int,
+        "Replication factor of every topic the project creates (3 in production).",
+    ),
+    Field(
+        "RTP_TOPIC_MIN_INSYNC",
+        "topic_min_insync",
+        _positive_int,
+        "`min.insync.replicas` of those topics (2 with replication 3).",
+    ),
+    Field(
+        "RTP_TOPIC_RETENTION_HOURS",
+        "topic_retention_hours",
+        _positive_float,
+        "Retention of the input, routed and dead-letter topics (user-keyed outputs compact).",
+    ),
     Field("RTP_BATCH_MAX", "batch_max", _positive_int, "Most input messages per batch."),
     Field(
         "RTP_BATCH_WITHIN", "batch_within_s", _positive_float, "Seconds to wait to fill a batch."
@@ -359,6 +383,10 @@ class Settings:
     profile_topic: str = "profile-updated"
     dlq_topic: str = "site-events-dlq"
     partitions: int = 4
+    input_partitions: int = 4
+    topic_replication: int = 1
+    topic_min_insync: int = 1
+    topic_retention_hours: float = 168.0
     batch_max: int = 2000
     batch_within_s: float = 0.05
     bundle_max: int = 64
@@ -454,6 +482,11 @@ class Settings:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
         settings = replace(cls(), **{**values, **overrides})
         problems = settings_problems(settings)  # combinations: SASL without a password, ...
+        if settings.topic_min_insync > settings.topic_replication:
+            problems.append(
+                f"RTP_TOPIC_MIN_INSYNC={settings.topic_min_insync} exceeds RTP_TOPIC_REPLICATION="
+                f"{settings.topic_replication}: the broker would refuse every write"
+            )
         if problems:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
         return settings

@@ -166,6 +166,18 @@ def register(app: faust.App, settings: Settings) -> None:
         sent = await send_events(settings, events, plan)
         self.say(f"sent {sent} messages to {settings.input_topic}")
 
+    @app.command(argument("action", type=str))
+    async def topics(self: AppCommand, action: str) -> None:
+        """Every topic the worker reads or writes: create (missing ones) | check (drift)."""
+        from stream.cli.topics import reconcile, report
+
+        if action not in ("create", "check"):
+            raise SystemExit(f"unknown action {action!r}: use create or check")
+        rows = await reconcile(settings, create=action == "create")
+        self.say(report(rows))
+        if not all(row.ok for row in rows):
+            raise SystemExit(1)
+
     @app.command(argument("user_id", type=str))
     async def profile(self: AppCommand, user_id: str) -> None:
         """Print a user's profile from Redis as JSON."""

@@ -28,7 +28,7 @@ from profiles.core.profile import Record
 from profiles.pipeline.downstream import profile_updated, recommendation_event, segment_changed
 from profiles.pipeline.updater import BatchResult
 from stream.settings import Settings
-from stream.worker import dead_letters
+from stream.worker import dead_letters, topics
 from stream.worker.ingest import Inbound, Routed, route, unpack
 from stream.worker.retry import apply_batch, until_done
 from stream.worker.runtime import Runtime
@@ -51,16 +51,28 @@ class Topics:
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-        # Partitions of the topics the worker writes; `declare_outputs` creates them.
-        owned: dict[str, Any] = {**raw, "internal": True, "partitions": settings.partitions}
+        specs = {spec.role: spec for spec in topics.layout(settings)}
+
+        def output(role: str) -> TopicT:
+            # The worker creates its outputs with the same layout as `stream topics create`.
+            spec = specs[role]
+            return app.topic(
+                spec.name,
+                **raw,
+                internal=True,
+                partitions=spec.partitions,
+                replicas=spec.replication,
+                config=dict(spec.config),
+            )
+
         return cls(
             input=app.topic(settings.input_topic, **raw),
-            routed=app.topic(settings.routed_topic, **owned),
-            profiles=app.topic(settings.profile_topic, **owned),
-            dlq=app.topic(settings.dlq_topic, **{**owned, "partitions": 1}),
-            segments=app.topic(settings.segment_topic, **owned),
-            churn=app.topic(settings.churn_topic, **owned),
-            recs=app.topic(settings.recs_topic, **owned),
+            routed=output("routed"),
+            profiles=output("profiles"),
+            dlq=output("dlq"),
+            segments=output("segments"),
+            churn=output("churn"),
+            recs=output("recs"),
         )
 
     async def declare_outputs(self) -> None:

@@ -24,7 +24,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         datadir=f"{settings.data_dir}/{{conf.name}}-data",
         # State lives in Redis; Faust only consumes, routes and produces.
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication,
         producer_acks=-1,
         stream_publish_on_commit=False,
         consumer_auto_offset_reset="earliest",
