@@ -22,8 +22,8 @@ def local_services(settings: Settings, state_dir: str | None = None) -> Any:
     """Embedded broker and Redis on the ports named by ``RTP_BROKER``/``RTP_REDIS_URL``."""
     from stream.devtools.services import LocalServices
 
-    broker_port = int(settings.broker_hosts[0].rsplit(":", 1)[1])
-    redis_port = urlparse(settings.redis_url).port or 6379
+    broker_port = int(settings.kafka.broker_hosts[0].rsplit(":", 1)[1])
+    redis_port = urlparse(settings.redis.url.get_secret_value()).port or 6379
     directory = Path(state_dir or _env("RTP_DEV_DIR", ".dev"))
     return LocalServices(directory, broker_port=broker_port, redis_port=redis_port)
 
@@ -72,7 +72,7 @@ def register(app: faust.App, settings: Settings) -> None:
         services = local_services(settings, state_dir)
         try:
             if action == "up":
-                if start_local(services, settings.redis_url):
+                if start_local(services, settings.redis.url.get_secret_value()):
                     self.say("new in-memory broker: cleared the previous session's Redis state")
                 self.say(f"broker {services.broker_url}  redis {services.redis_url}")
             elif action == "down":
@@ -164,7 +164,7 @@ def register(app: faust.App, settings: Settings) -> None:
             seed=seed,
         )
         sent = await send_events(settings, events, plan)
-        self.say(f"sent {sent} messages to {settings.input_topic}")
+        self.say(f"sent {sent} messages to {settings.topics.input}")
 
     @app.command(argument("user_id", type=str))
     async def profile(self: AppCommand, user_id: str) -> None:
@@ -173,8 +173,8 @@ def register(app: faust.App, settings: Settings) -> None:
         from profiles.redis.store import RedisStore
         from stream.worker.web import profile_view
 
-        pseudonyms = pseudonymizer(settings.pseudonymize, settings.pseudonym_key)
-        store = RedisStore.from_url(settings.redis_url, tls=settings.redis_tls)
+        pseudonyms = pseudonymizer(settings.privacy.pseudonymize, settings.privacy.key)
+        store = RedisStore.from_url(settings.redis.url.get_secret_value(), tls=settings.redis.tls)
         try:
             found = await store.get(pseudonyms(user_id) if pseudonyms else user_id)
         finally:
@@ -198,7 +198,7 @@ def register(app: faust.App, settings: Settings) -> None:
         """Print a user's recommendations (asked of a running worker, which holds the index)."""
         from stream.cli.web_client import fetch_recommendations
 
-        base = url or f"http://{settings.web_host}:{settings.web_port}"
+        base = url or f"http://{settings.web.host}:{settings.web.port}"
         status, body = await fetch_recommendations(base, user_id, k)
         if status != 200:
             raise SystemExit(f"{base}: {status} {body.get('error', body)}")
@@ -221,7 +221,7 @@ def register(app: faust.App, settings: Settings) -> None:
 
         if replay:
             sent = await replay_dead(settings, set(reasons) or None, timeout)
-            self.say(f"replayed {sent} dead letters to {settings.input_topic}")
+            self.say(f"replayed {sent} dead letters to {settings.topics.input}")
             return
         counts = await dlq_counts(settings, timeout)
         if not counts:
@@ -241,7 +241,7 @@ def register(app: faust.App, settings: Settings) -> None:
         # The secret names erasure markers (read by load); without it the store would
         # create rtp:secret, which a deployment with RTP_PSEUDONYM_KEY never has.
         store = RedisStore.from_url(
-            settings.redis_url, settings.pseudonym_key, tls=settings.redis_tls
+            settings.redis.url.get_secret_value(), settings.privacy.key, tls=settings.redis.tls
         )
         try:
             report = await segment_report(
