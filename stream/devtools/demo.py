@@ -21,15 +21,15 @@ from rich.table import Table
 
 from profiles.redis.store import RedisStore
 from stream.cli.dlq import dlq_counts
-from stream.cli.main import local_services, start_local
-from stream.settings import Settings
+from stream.devtools.dev import local_services, start_local
+from stream.settings import FAUST_LEVELS, Settings
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     """The real worker, as its own process (as in production), logging to a file."""
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "stream", "worker", "-l", settings.worker.log_level],
+        [sys.executable, "-m", "stream", "worker", "-l", FAUST_LEVELS[settings.worker.log_level]],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "RTP_WEB_PORT": str(settings.web.port)},
@@ -159,7 +159,7 @@ async def run_demo(
 
     services = local_services(settings)
     await asyncio.to_thread(start_local, services, settings.redis.url.get_secret_value())
-    state = Path(os.environ.get("RTP_DEV_DIR", ".dev"))
+    state = Path(settings.dev.dir)
     worker = start_worker(settings, state / "worker.log")
     store = RedisStore.from_url(settings.redis.url.get_secret_value(), tls=settings.redis.tls)
     gen = TrafficGenerator(TrafficConfig())

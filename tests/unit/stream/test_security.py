@@ -8,9 +8,9 @@ from pathlib import Path
 
 import faust
 import pytest
-from pydantic import SecretStr
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from faust.types.auth import AuthProtocol, SASLMechanism
+from pydantic import SecretStr
 
 from profiles.redis.client import RedisTLS, async_client, sync_client
 from stream.security import (
