@@ -67,7 +67,7 @@ down: setup ## Stop the embedded broker and Redis
 
 .PHONY: worker
 worker: setup ## Run one worker in the foreground (needs `make up` or real services)
-	$(BIN)/python -m stream worker -l info
+	$(BIN)/python -m stream worker
 
 .PHONY: produce
 produce: setup ## Send generated traffic (RATE=500 DURATION=60)
