@@ -576,10 +576,10 @@ def value_of(settings: Settings, name: str) -> Any:
 
 
 def faust_argv(argv: list[str], level: str) -> list[str]:
-    """``argv`` for Faust's command line with ``RTP_LOG_LEVEL`` as ``--loglevel``,
-    unless the command line names a level itself."""
+    """``argv`` for Faust's command line with ``RTP_LOG_LEVEL`` as ``--loglevel`` for the
+    ``worker`` command (the tools keep Faust's quiet default), unless ``-l`` names a level."""
     named = any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in argv[1:])
-    if named:
+    if named or "worker" not in argv[1:]:
         return argv
     return [argv[0], f"--loglevel={FAUST_LEVELS[level]}", *argv[1:]]
 

@@ -284,3 +284,5 @@ def test_log_level_reaches_the_worker(raw: str, faust: str) -> None:
     # An explicit -l on the command line wins over RTP_LOG_LEVEL.
     explicit = ["stream", "worker", "-l", "error"]
     assert faust_argv(explicit, level) == explicit
+    # It is the worker's level: the tools keep Faust's quiet default.
+    assert faust_argv(["stream", "dlq"], level) == ["stream", "dlq"]
