@@ -15,8 +15,8 @@ from stream.worker import dead_letters
 async def dlq_counts(settings: Settings, timeout: float = 3.0) -> Counter[str]:
     """Count every dead letter on the DLQ topic by its ``dlq.reason`` header."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker_hosts,
-        **kafka_client_kwargs(settings),
+        bootstrap_servers=settings.kafka.broker_hosts,
+        **kafka_client_kwargs(settings.kafka),
         enable_auto_commit=False,
         group_id=None,
     )
@@ -24,10 +24,10 @@ async def dlq_counts(settings: Settings, timeout: float = 3.0) -> Counter[str]:
     counts: Counter[str] = Counter()
     try:
         await consumer.topics()  # loads metadata
-        parts = consumer.partitions_for_topic(settings.dlq_topic)
+        parts = consumer.partitions_for_topic(settings.topics.dlq)
         if not parts:
             return counts
-        tps = [TopicPartition(settings.dlq_topic, p) for p in parts]
+        tps = [TopicPartition(settings.topics.dlq, p) for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -59,13 +59,15 @@ async def replay_dead(
     from aiokafka import AIOKafkaProducer
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker_hosts,
-        **kafka_client_kwargs(settings),
+        bootstrap_servers=settings.kafka.broker_hosts,
+        **kafka_client_kwargs(settings.kafka),
         enable_auto_commit=False,
         group_id=None,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.broker_hosts, **kafka_client_kwargs(settings), acks="all"
+        bootstrap_servers=settings.kafka.broker_hosts,
+        **kafka_client_kwargs(settings.kafka),
+        acks="all",
     )
     await consumer.start()
     await producer.start()
@@ -73,8 +75,8 @@ async def replay_dead(
     try:
         await consumer.topics()
         tps = [
-            TopicPartition(settings.dlq_topic, p)
-            for p in sorted(consumer.partitions_for_topic(settings.dlq_topic) or ())
+            TopicPartition(settings.topics.dlq, p)
+            for p in sorted(consumer.partitions_for_topic(settings.topics.dlq) or ())
         ]
         if not tps:
             return 0
@@ -96,7 +98,7 @@ async def replay_dead(
                     original = [(k, v) for k, v in headers if not k.startswith("dlq.")]
                     futures.append(
                         await producer.send(
-                            settings.input_topic, record.value, key=record.key, headers=original
+                            settings.topics.input, record.value, key=record.key, headers=original
                         )
                     )
                     sent += 1

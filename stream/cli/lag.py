@@ -23,19 +23,19 @@ class PartitionLag:
 
 async def group_lag(settings: Settings, topics: list[str] | None = None) -> list[PartitionLag]:
     """Committed offset, end offset, lag and lag age for each partition of ``topics``."""
-    wanted = topics or [settings.input_topic, settings.routed_topic]
+    wanted = topics or [settings.topics.input, settings.topics.routed]
     # A consumer named after the group, never subscribed, so it never joins the group: it
     # only asks the coordinator for committed offsets (OffsetFetch). Tansu answers that,
     # but not the admin client's ListConsumerGroupOffsets request.
     group = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker_hosts,
-        **kafka_client_kwargs(settings),
-        group_id=settings.app_id,
+        bootstrap_servers=settings.kafka.broker_hosts,
+        **kafka_client_kwargs(settings.kafka),
+        group_id=settings.kafka.app_id,
         enable_auto_commit=False,
     )
     reader = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker_hosts,
-        **kafka_client_kwargs(settings),
+        bootstrap_servers=settings.kafka.broker_hosts,
+        **kafka_client_kwargs(settings.kafka),
         group_id=None,
         enable_auto_commit=False,
     )

@@ -5,56 +5,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import faust
 import orjson
 from faust.cli import AppCommand, argument, option
 
 from stream.settings import Settings
-
-
-def local_services(settings: Settings, state_dir: str | None = None) -> Any:
-    """Embedded broker and Redis on the ports named by ``RTP_BROKER``/``RTP_REDIS_URL``."""
-    from stream.devtools.services import LocalServices
-
-    broker_port = int(settings.broker_hosts[0].rsplit(":", 1)[1])
-    redis_port = urlparse(settings.redis_url).port or 6379
-    directory = Path(state_dir or _env("RTP_DEV_DIR", ".dev"))
-    return LocalServices(directory, broker_port=broker_port, redis_port=redis_port)
-
-
-def start_local(services: Any, redis_url: str) -> bool:
-    """Start the embedded services; if the broker is new, clear the Redis it pairs with.
-
-    Tansu keeps topics in memory, so a new broker restarts every offset at 0, while Redis
-    (AOF) still holds profiles fenced at the old offsets: new events would look applied.
-    Returns whether Redis was cleared.
-    """
-    from profiles.redis.client import sync_client
-
-    broker_was_running = bool(services.status()["broker"]["running"])
-    services.up()
-    if broker_was_running:
-        return False
-    client = sync_client(redis_url)  # the local Redis: plain, no TLS
-    try:
-        stale = next(iter(client.scan_iter(match="rtp:*", count=100)), None) is not None
-        if stale:
-            client.flushdb()
-        return stale
-    finally:
-        client.close()
-
-
-def _env(name: str, default: str) -> str:
-    import os
-
-    return os.environ.get(name, default)
 
 
 def register(app: faust.App, settings: Settings) -> None:
@@ -64,30 +25,38 @@ def register(app: faust.App, settings: Settings) -> None:
         argument("action", type=str),
         argument("name", type=str, required=False),
         option("--state-dir", type=str, default=None, help="Where pids, logs and AOF go."),
+        option(
+            "--redis-arg",
+            "redis_args",
+            multiple=True,
+            help="Extra redis-server argument, repeatable (e.g. --redis-arg=--requirepass ...).",
+        ),
+        option("--timeout", type=float, default=None, help="Seconds to wait."),
     )
-    async def dev(self: AppCommand, action: str, name: str | None, state_dir: str | None) -> None:
-        """Local broker (Tansu) and Redis: up | down | status | kill NAME | start NAME."""
-        from stream.devtools.services import ServiceError
+    async def dev(
+        self: AppCommand,
+        action: str,
+        name: str | None,
+        state_dir: str | None,
+        redis_args: tuple[str, ...],
+        timeout: float | None,
+    ) -> None:
+        """Local broker (Tansu) and Redis on the ports of RTP_BROKER and RTP_REDIS_URL:
+        up | down | status | kill NAME | start NAME."""
+        from stream.devtools.dev import run_dev
 
-        services = local_services(settings, state_dir)
-        try:
-            if action == "up":
-                if start_local(services, settings.redis_url):
-                    self.say("new in-memory broker: cleared the previous session's Redis state")
-                self.say(f"broker {services.broker_url}  redis {services.redis_url}")
-            elif action == "down":
-                services.down()
-            elif action == "status":
-                for svc, info in services.status().items():
-                    self.say(f"{svc:8} {orjson.dumps(info).decode()}")
-            elif action in ("kill", "start") and name:
-                getattr(services, action)(name)
-            else:
-                raise SystemExit(
-                    f"unknown action {action!r}: use up, down, status, kill N, start N"
-                )
-        except ServiceError as exc:
-            raise SystemExit(f"error: {exc}") from exc
+        code = await asyncio.to_thread(
+            run_dev,
+            settings,
+            action,
+            name,
+            state_dir=state_dir,
+            redis_args=redis_args,
+            timeout=timeout,
+            say=self.say,
+        )
+        if code:
+            raise SystemExit(code)
 
     @app.command(
         option(
@@ -164,7 +133,7 @@ def register(app: faust.App, settings: Settings) -> None:
             seed=seed,
         )
         sent = await send_events(settings, events, plan)
-        self.say(f"sent {sent} messages to {settings.input_topic}")
+        self.say(f"sent {sent} messages to {settings.topics.input}")
 
     @app.command(argument("action", type=str))
     async def topics(self: AppCommand, action: str) -> None:
@@ -185,8 +154,8 @@ def register(app: faust.App, settings: Settings) -> None:
         from profiles.redis.store import RedisStore
         from stream.worker.web import profile_view
 
-        pseudonyms = pseudonymizer(settings.pseudonymize, settings.pseudonym_key)
-        store = RedisStore.from_url(settings.redis_url, tls=settings.redis_tls)
+        pseudonyms = pseudonymizer(settings.privacy.pseudonymize, settings.privacy.key)
+        store = RedisStore.from_url(settings.redis.url.get_secret_value(), tls=settings.redis.tls)
         try:
             found = await store.get(pseudonyms(user_id) if pseudonyms else user_id)
         finally:
@@ -210,7 +179,7 @@ def register(app: faust.App, settings: Settings) -> None:
         """Print a user's recommendations (asked of a running worker, which holds the index)."""
         from stream.cli.web_client import fetch_recommendations
 
-        base = url or f"http://{settings.web_host}:{settings.web_port}"
+        base = url or f"http://{settings.web.host}:{settings.web.port}"
         status, body = await fetch_recommendations(base, user_id, k)
         if status != 200:
             raise SystemExit(f"{base}: {status} {body.get('error', body)}")
@@ -233,7 +202,7 @@ def register(app: faust.App, settings: Settings) -> None:
 
         if replay:
             sent = await replay_dead(settings, set(reasons) or None, timeout)
-            self.say(f"replayed {sent} dead letters to {settings.input_topic}")
+            self.say(f"replayed {sent} dead letters to {settings.topics.input}")
             return
         counts = await dlq_counts(settings, timeout)
         if not counts:
@@ -253,7 +222,7 @@ def register(app: faust.App, settings: Settings) -> None:
         # The secret names erasure markers (read by load); without it the store would
         # create rtp:secret, which a deployment with RTP_PSEUDONYM_KEY never has.
         store = RedisStore.from_url(
-            settings.redis_url, settings.pseudonym_key, tls=settings.redis_tls
+            settings.redis.url.get_secret_value(), settings.privacy.key, tls=settings.redis.tls
         )
         try:
             report = await segment_report(
@@ -299,7 +268,7 @@ def _limit(events: Any, count: int | None) -> Any:
 
 def main() -> None:
     """Entry point of ``python -m stream``."""
-    from stream.settings import SettingsError
+    from stream.settings import SettingsError, faust_argv
     from stream.worker.app import create_app
 
     try:
@@ -309,4 +278,6 @@ def main() -> None:
         raise SystemExit(2) from exc
     app, _ = create_app(settings)
     register(app, settings)
+    # RTP_LOG_LEVEL becomes Faust's --loglevel (an explicit -l on the command line wins).
+    sys.argv = faust_argv(sys.argv, settings.worker.log_level)
     app.main()

@@ -37,7 +37,7 @@ class Row:
 async def reconcile(settings: Settings, create: bool) -> list[Row]:
     """Compare every topic of the layout with the broker; create missing ones if asked."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.broker_hosts, **kafka_client_kwargs(settings)
+        bootstrap_servers=settings.kafka.broker_hosts, **kafka_client_kwargs(settings.kafka)
     )
     await admin.start()
     try:

@@ -21,18 +21,18 @@ from rich.table import Table
 
 from profiles.redis.store import RedisStore
 from stream.cli.dlq import dlq_counts
-from stream.cli.main import local_services, start_local
-from stream.settings import Settings
+from stream.devtools.dev import local_services, start_local
+from stream.settings import FAUST_LEVELS, Settings
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     """The real worker, as its own process (as in production), logging to a file."""
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "stream", "worker", "-l", settings.log_level],
+        [sys.executable, "-m", "stream", "worker", "-l", FAUST_LEVELS[settings.worker.log_level]],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "RTP_WEB_PORT": str(settings.web_port)},
+        env={**os.environ, "RTP_WEB_PORT": str(settings.web.port)},
         start_new_session=True,  # Ctrl-C reaches us; we stop the worker in order
     )
 
@@ -158,10 +158,10 @@ async def run_demo(
     from stream.simulation.generator import TrafficConfig, TrafficGenerator
 
     services = local_services(settings)
-    await asyncio.to_thread(start_local, services, settings.redis_url)
-    state = Path(os.environ.get("RTP_DEV_DIR", ".dev"))
+    await asyncio.to_thread(start_local, services, settings.redis.url.get_secret_value())
+    state = Path(settings.dev.dir)
     worker = start_worker(settings, state / "worker.log")
-    store = RedisStore.from_url(settings.redis_url, tls=settings.redis_tls)
+    store = RedisStore.from_url(settings.redis.url.get_secret_value(), tls=settings.redis.tls)
     gen = TrafficGenerator(TrafficConfig())
     produced = 0
 
@@ -190,7 +190,7 @@ async def run_demo(
                         raise SystemExit(
                             f"worker exited ({worker.returncode}); see {state}/worker.log"
                         )
-                    stats = await _stats(http, settings.web_port)
+                    stats = await _stats(http, settings.web.port)
                     now, consumed = time.monotonic(), int(stats.get("consumed", 0))
                     rate_now = (consumed - last[1]) / max(now - last[0], 1e-6)
                     last = (now, consumed)

@@ -66,7 +66,7 @@ class Topics:
             )
 
         return cls(
-            input=app.topic(settings.input_topic, **raw),
+            input=app.topic(settings.topics.input, **raw),
             routed=output("routed"),
             profiles=output("profiles"),
             dlq=output("dlq"),
@@ -118,13 +118,13 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
     async def ingest(stream: StreamT[Any]) -> None:
         await start()
         async for events in cast(faust.Stream[Any], stream).take_events(
-            settings.batch_max, settings.batch_within_s
+            settings.ingest.batch_max, settings.ingest.batch_within_s
         ):
             messages = [_inbound(e) for e in events]
             routed = route(
                 messages,
                 runtime.limits,
-                settings.partitions,
+                settings.kafka.partitions,
                 int(time.time() * 1000),
                 runtime.pseudonyms,
             )
@@ -136,7 +136,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
     async def update(stream: StreamT[Any]) -> None:
         await start()
         async for events in cast(faust.Stream[Any], stream).take_events(
-            settings.bundle_max, settings.batch_within_s
+            settings.ingest.bundle_max, settings.ingest.batch_within_s
         ):
             records: list[Record] = []
             bad: list[tuple[EventT[Any], Exception]] = []
@@ -165,19 +165,19 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
     @app.on_partitions_assigned.connect
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", ())
-        stats.assigned = sum(1 for tp in assigned if tp.topic == settings.routed_topic)
+        stats.assigned = sum(1 for tp in assigned if tp.topic == settings.topics.routed)
         runtime.metrics.assigned.set(stats.assigned)
         runtime.keep_positions({(tp.topic, tp.partition) for tp in assigned})
 
-    @app.timer(interval=settings.segment_sync_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=settings.segments.sync_s)  # type: ignore[untyped-decorator]
     async def merge_segments() -> None:
         await runtime.sync_segments()
 
-    @app.timer(interval=settings.churn_sweep_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=settings.churn.sweep_s)  # type: ignore[untyped-decorator]
     async def sweep_churn() -> None:
         """Users whose risk level changed with time alone (churn is the absence of events)."""
         owned = {
-            tp.partition for tp in app.consumer.assignment() if tp.topic == settings.routed_topic
+            tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.routed
         }
         try:
             changes = await runtime.sweep_churn(owned)
@@ -188,14 +188,14 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         await _confirm([_churn_send(topics, c, now_ms) for c in changes])
         runtime.metrics.emitted.labels("churn_risk").inc(len(changes))
 
-    @app.timer(interval=settings.churn_fit_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=settings.churn.fit_s)  # type: ignore[untyped-decorator]
     async def fit_churn() -> None:
         try:
             await runtime.fit_churn()
         except Exception:
             log.exception("churn model fit failed; keeping the previous one")
 
-    @app.timer(interval=settings.catalog_poll_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=settings.recommend.catalog_poll_s)  # type: ignore[untyped-decorator]
     async def follow_catalog() -> None:
         """Catalog changes and popularity into this worker's item index."""
         await runtime.poll_catalog()
@@ -256,7 +256,9 @@ def _update_sends(
             sends.append(topic.send(key=user_id.encode(), value=None))
     half_life = settings.profile.half_life_ms
     for profile in result.updated:
-        payload = orjson.dumps(profile_updated(profile, half_life, now_ms, settings.emit_vector))
+        payload = orjson.dumps(
+            profile_updated(profile, half_life, now_ms, settings.embedding.emit_vector)
+        )
         sends.append(topics.profiles.send(key=profile.user_id.encode(), value=payload))
     for change in result.segment_changes:
         payload = orjson.dumps(segment_changed(change, now_ms))

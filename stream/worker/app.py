@@ -14,17 +14,17 @@ from stream.worker.runtime import Runtime
 
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     """A configured app with its topics, agents and web views, and its runtime."""
-    session = settings.session_timeout_s
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
+    session = settings.kafka.session_timeout_s
+    Path(settings.worker.data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
     app = faust.App(
-        settings.app_id,
-        broker=settings.broker,
-        broker_credentials=broker_credentials(settings),  # SASL and/or TLS, or None
+        settings.kafka.app_id,
+        broker=settings.kafka.broker,
+        broker_credentials=broker_credentials(settings.kafka),  # SASL and/or TLS, or None
         store="memory://",
-        datadir=f"{settings.data_dir}/{{conf.name}}-data",
+        datadir=f"{settings.worker.data_dir}/{{conf.name}}-data",
         # State lives in Redis; Faust only consumes, routes and produces.
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.topic_replication,
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.topics.replication,
         producer_acks=-1,
         stream_publish_on_commit=False,
         consumer_auto_offset_reset="earliest",
@@ -32,8 +32,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         broker_heartbeat_interval=max(0.5, session / 10),
         broker_rebalance_timeout=max(session * 2, 20.0),
         broker_commit_interval=1.0,
-        web_port=settings.web_port,
-        web_host=settings.web_host,
+        web_port=settings.web.port,
+        web_host=settings.web.host,
         web_in_thread=False,
         loghandlers=[],
     )

@@ -96,9 +96,9 @@ class Runtime(Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.limits = Limits(
-            max_bytes=settings.max_message_bytes,
-            max_future_ms=int(settings.max_future_s * 1000),
-            earliest_ms=settings.earliest_ms,
+            max_bytes=settings.ingest.max_message_bytes,
+            max_future_ms=int(settings.ingest.max_future_s * 1000),
+            earliest_ms=settings.ingest.earliest_ms,
         )
         self.stats = Stats()
         self.metrics = Metrics()
@@ -106,19 +106,19 @@ class Runtime(Service):
         self.positions: dict[tuple[str, int], tuple[int, int]] = {}
         self._cache_seen = (0, 0, 0)
         self.store = RedisStore.from_url(
-            settings.redis_url, settings.pseudonym_key, tls=settings.redis_tls
+            settings.redis.url.get_secret_value(), settings.privacy.key, tls=settings.redis.tls
         )
         # User ids -> pseudonyms at ingestion (RTP_PSEUDONYMIZE), and for lookups by clear id.
-        self.pseudonyms = pseudonymizer(settings.pseudonymize, settings.pseudonym_key)
+        self.pseudonyms = pseudonymizer(settings.privacy.pseudonymize, settings.privacy.key)
         self.tagger = TagExtractor()
-        self.churn = ChurnTracker() if settings.churn else None
+        self.churn = ChurnTracker() if settings.churn.enabled else None
         self.updater = BatchUpdater(
             self.store,
             settings.profile,
             self.tagger,
-            cache_users=settings.cache_users,
+            cache_users=settings.profiles.cache_users,
             churn=self.churn,
-            partitions=settings.partitions,
+            partitions=settings.kafka.partitions,
         )
         self.watermark_ms = 0  # latest event time seen by this worker
         self.embedder: Embedder | None = None
@@ -139,34 +139,39 @@ class Runtime(Service):
             await self.store.client.ping()
             await self.store.load_scripts()
             await asyncio.to_thread(self.tagger.warm_up)
-            if self.settings.embeddings:
+            if self.settings.embedding.enabled:
                 self.embedder = await asyncio.to_thread(self._load_embedder)
                 self.updater.embedder = self.embedder
-                if self.settings.segments:
+                if self.settings.segments.enabled:
                     self.segmenter = self._segmenter(self.embedder.config.dim)
                     await self.segmenter.start()
                     self.updater.segmenter = self.segmenter
-                if self.settings.recommend:
+                if self.settings.recommend.enabled:
                     await self._start_recommendations(self.embedder)
             self._ready.set()
-            log.info("runtime ready: redis %s", redact_url(self.settings.redis_url))
+            log.info(
+                "runtime ready: redis %s", redact_url(self.settings.redis.url.get_secret_value())
+            )
 
     def _load_embedder(self) -> Embedder:
         """Load the model (seconds; in a thread) and wire the two-tier vector cache."""
         s = self.settings
         encoder = Encoder(
             EncoderConfig(
-                model=s.model, device=s.device, max_length=s.max_tokens, batch_size=s.encode_batch
+                model=s.encoder.model,
+                device=s.encoder.device,
+                max_length=s.encoder.max_tokens,
+                batch_size=s.encoder.batch,
             )
         )
-        self._tier = RedisVectorTier(s.redis_url, tls=s.redis_tls)
-        cache = EmbeddingCache(encoder, capacity=s.vector_cache, tier=self._tier)
+        self._tier = RedisVectorTier(s.redis.url.get_secret_value(), tls=s.redis.tls)
+        cache = EmbeddingCache(encoder, capacity=s.encoder.vector_cache, tier=self._tier)
         config = EmbeddingConfig(
             model_id=encoder.model_id,
             dim=encoder.dim,
             long_half_life_ms=s.profile.half_life_ms,
-            short_half_life_ms=int(s.short_half_life_min * 60_000),
-            interests=s.interests,
+            short_half_life_ms=int(s.embedding.short_half_life_min * 60_000),
+            interests=s.embedding.interests,
         )
         log.info(
             "encoder %s (dim %d, %s, %s, pooling %s)",
@@ -185,26 +190,26 @@ class Runtime(Service):
         index = ItemIndex(
             embedder.config.dim,
             device=device,
-            popularity_half_life_ms=int(s.popularity_half_life_days * DAY_MS),
+            popularity_half_life_ms=int(s.recommend.popularity_half_life_days * DAY_MS),
         )
         self.mirror = ItemMirror(
             index,
             RedisCatalog(self.store.client),
             embedder,
             self.tagger,
-            s.partitions,
-            popularity_every=max(1, round(10.0 / s.catalog_poll_s)),
+            s.kafka.partitions,
+            popularity_every=max(1, round(10.0 / s.recommend.catalog_poll_s)),
         )
         blend = BlendConfig(
-            k=s.recs_k,
-            w_vector=s.recs_w_vector,
-            w_tags=s.recs_w_tags,
-            w_popularity=s.recs_w_popularity,
-            diversity=s.recs_diversity,
+            k=s.recommend.k,
+            w_vector=s.recommend.w_vector,
+            w_tags=s.recommend.w_tags,
+            w_popularity=s.recommend.w_popularity,
+            diversity=s.recommend.diversity,
         )
         self.recommender = Recommender(
             index,
-            RecsConfig(blend, int(s.recs_interval_s * 1000), s.recs_shift),
+            RecsConfig(blend, int(s.recommend.interval_s * 1000), s.recommend.shift),
             s.profile.half_life_ms,
             embedder.config,
             lock=self.mirror.lock,
@@ -369,19 +374,19 @@ class Runtime(Service):
         s = self.settings
         # A small reservoir: the model blob (rewritten at every merge) stays ~1 MiB.
         kmeans = MiniBatchKMeans(
-            s.segments_k, dim + len(BEHAVIOUR_FEATURES), forgetting=0.01, reservoir=500
+            s.segments.k, dim + len(BEHAVIOUR_FEATURES), forgetting=0.01, reservoir=500
         )
         return Segmenter(
             kmeans,
             CentroidStore(self.store.client),
             FeatureConfig(),
-            margin=s.segment_margin,
-            seed_after_users=s.segment_seed_users,
+            margin=s.segments.margin,
+            seed_after_users=s.segments.seed_users,
         )
 
     def churn_now(self) -> int:
         """``as_of`` of sweeps: the wall clock live, the event-time watermark for replays."""
-        if self.settings.churn_clock == "event":
+        if self.settings.churn.clock == "event":
             return self.watermark_ms
         return int(time.time() * 1000)
 
@@ -432,11 +437,11 @@ class Runtime(Service):
         """Refit the population (one worker per interval, under a Redis lock)."""
         if self.churn is None:
             return None
-        ttl = max(1, int(self.settings.churn_fit_s * 0.9))
+        ttl = max(1, int(self.settings.churn.fit_s * 0.9))
         client = self.store.client
         if not await client.set(keys.CHURN_FIT_LOCK, b"1", nx=True, ex=ttl):
             return None
-        users = await self.store.sample_customers(self.settings.partitions, 1000)
+        users = await self.store.sample_customers(self.settings.kafka.partitions, 1000)
         profiles, _ = await self.store.load(users, ())
         as_of = self.churn_now()
         params = await asyncio.to_thread(

@@ -36,23 +36,23 @@ def layout(settings: Settings) -> list[TopicSpec]:
     """Every topic of this deployment with its partitions, replication and configuration.
 
     >>> from stream.settings import Settings
-    >>> specs = {t.role: t for t in layout(Settings())}
+    >>> specs = {t.role: t for t in layout(Settings.from_env({}))}
     >>> specs["profiles"].config["cleanup.policy"], specs["routed"].config["cleanup.policy"]
     ('compact', 'delete')
     >>> specs["input"].partitions, specs["dlq"].partitions, specs["recs"].replication
     (4, 1, 1)
     """
     names = {
-        "input": settings.input_topic,
-        "routed": settings.routed_topic,
-        "profiles": settings.profile_topic,
-        "dlq": settings.dlq_topic,
-        "segments": settings.segment_topic,
-        "churn": settings.churn_topic,
-        "recs": settings.recs_topic,
+        "input": settings.topics.input,
+        "routed": settings.topics.routed,
+        "profiles": settings.topics.profile,
+        "dlq": settings.topics.dlq,
+        "segments": settings.topics.segment,
+        "churn": settings.topics.churn,
+        "recs": settings.topics.recs,
     }
-    shared = {"min.insync.replicas": str(settings.topic_min_insync)}
-    retention = str(int(settings.topic_retention_hours * 3_600_000))
+    shared = {"min.insync.replicas": str(settings.topics.min_insync)}
+    retention = str(int(settings.topics.retention_hours * 3_600_000))
     specs = []
     for role in ROLES:
         if role in COMPACTED:
@@ -60,12 +60,12 @@ def layout(settings: Settings) -> list[TopicSpec]:
         else:
             config = {**shared, "cleanup.policy": "delete", "retention.ms": retention}
         if role == "input":
-            partitions = settings.input_partitions
+            partitions = settings.topics.input_partitions
         elif role == "dlq":
             partitions = 1  # dead letters are rare; one partition keeps them in order
         else:
-            partitions = settings.partitions  # owner partitions: fences live per partition
-        specs.append(TopicSpec(role, names[role], partitions, settings.topic_replication, config))
+            partitions = settings.kafka.partitions  # owner partitions: fences live per partition
+        specs.append(TopicSpec(role, names[role], partitions, settings.topics.replication, config))
     return specs
 
 

@@ -108,7 +108,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
     async def recommendations(web: View, request: Request, user_id: str) -> Response:
         """A fresh list from the stored profile and this worker's item index (``?k=``), with
         the last list pushed downstream."""
-        raw_k = request.query.get("k", str(settings.recs_k))
+        raw_k = request.query.get("k", str(settings.recommend.k))
         if not raw_k.isdigit() or not 1 <= int(raw_k) <= MAX_K:
             return web.json({"error": f"k must be an integer from 1 to {MAX_K}"}, status=400)
         try:

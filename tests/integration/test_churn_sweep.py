@@ -28,8 +28,14 @@ def click(n: int, user: str, day: float) -> dict[str, Any]:
 
 
 def runtime(redis_url: str) -> Runtime:
-    settings = Settings(
-        redis_url=redis_url, embeddings=False, segments=False, partitions=2, churn_clock="event"
+    settings = Settings.from_env(
+        {
+            "RTP_REDIS_URL": redis_url,
+            "RTP_EMBEDDINGS": "false",
+            "RTP_SEGMENTS": "false",
+            "RTP_PARTITIONS": "2",
+            "RTP_CHURN_CLOCK": "event",
+        }
     )
     return Runtime(settings)
 

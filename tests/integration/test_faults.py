@@ -50,7 +50,7 @@ from tests.integration.oracle import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-SETTINGS = Settings()
+SETTINGS = Settings.from_env({})
 CONFIG = SETTINGS.profile
 #: Events per fault test; `make soak` raises it.
 EVENTS = int(os.environ.get("RTP_SOAK_EVENTS") or 8000)
@@ -164,8 +164,8 @@ def embedding_config(model_id: str, dim: int) -> EmbeddingConfig:
         model_id=model_id,
         dim=dim,
         long_half_life_ms=CONFIG.half_life_ms,
-        short_half_life_ms=int(SETTINGS.short_half_life_min * 60_000),
-        interests=SETTINGS.interests,
+        short_half_life_ms=int(SETTINGS.embedding.short_half_life_min * 60_000),
+        interests=SETTINGS.embedding.interests,
     )
 
 
@@ -485,7 +485,7 @@ async def test_second_worker_joins_and_leaves_midstream_without_loss_or_double_a
     out = await check_downstream(brokers, names, redis_client, users)
     stats = await first.stats()
     assert int(stats["rebalances"]) >= before + 2, stats  # one for the join, one for the leave
-    assert stats["assigned"] == SETTINGS.partitions  # the survivor owns every partition again
+    assert stats["assigned"] == SETTINGS.kafka.partitions  # the survivor owns every partition again
     run.report(
         users=len(users),
         equal_after_s=round(caught_up, 1),

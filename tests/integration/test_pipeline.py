@@ -15,7 +15,7 @@ from tests.integration.oracle import diff, eventually, expected_profiles, stored
 
 pytestmark = pytest.mark.integration
 
-CONFIG = Settings().profile
+CONFIG = Settings.from_env({}).profile
 START = 1_767_225_600_000  # 2026-01-01, event time of the hand-written events
 
 
