@@ -17,6 +17,7 @@ from profiles.core.config import ProfileConfig
 from profiles.core.privacy import MIN_SECRET_CHARS
 from profiles.redis.client import RedisTLS
 from stream.security import MECHANISMS, PROTOCOLS, redact_url, redact_value, settings_problems
+from stream.worker.dead_letters import DeadLetterTooLarge, check_fits
 
 
 class SettingsError(ValueError):
@@ -159,6 +160,13 @@ FIELDS: tuple[Field, ...] = (
     Field("RTP_EARLIEST", "earliest_ms", _date_ms, "Events before this date are rejected."),
     Field(
         "RTP_MAX_MESSAGE_BYTES", "max_message_bytes", _positive_int, "Larger messages go to DLQ."
+    ),
+    Field(
+        "RTP_MAX_REQUEST_BYTES",
+        "max_request_bytes",
+        _positive_int,
+        "Producer's largest request (Faust `producer_max_request_size`); keep it at or below the "
+        "broker's `message.max.bytes`. Must hold the largest dead letter (checked at start).",
     ),
     Field("RTP_TOP_TAGS", "top_tags", _positive_int, "Tags kept per profile."),
     Field("RTP_CACHE_USERS", "cache_users", _positive_int, "Profiles cached in worker memory."),
@@ -367,6 +375,7 @@ class Settings:
     max_future_s: float = 300.0
     earliest_ms: int = 946_684_800_000  # 2000-01-01
     max_message_bytes: int = 65536
+    max_request_bytes: int = 1_000_000
     top_tags: int = 50
     cache_users: int = 20_000
     web_port: int = 6066
@@ -426,6 +435,10 @@ class Settings:
                 "invalid settings:\n  RTP_PSEUDONYMIZE=true needs RTP_PSEUDONYM_KEY, the secret "
                 f"of the pseudonyms (at least {MIN_SECRET_CHARS} characters)"
             )
+        try:
+            check_fits(self.max_message_bytes, self.max_request_bytes)
+        except DeadLetterTooLarge as exc:
+            raise SettingsError(f"invalid settings:\n  {exc}") from exc
         # The profile math settings derive from the flat ones, so they can't drift.
         derived = ProfileConfig(
             half_life_ms=int(self.half_life_days * 86_400_000),

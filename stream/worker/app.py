@@ -8,13 +8,14 @@ import faust
 
 from stream.security import broker_credentials
 from stream.settings import Settings
-from stream.worker import agents, web
+from stream.worker import agents, records, web
 from stream.worker.runtime import Runtime
 
 
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     """A configured app with its topics, agents and web views, and its runtime."""
     session = settings.session_timeout_s
+    records.install()  # a record aiokafka cannot decode must not crash the fetcher
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
     app = faust.App(
         settings.app_id,
@@ -26,6 +27,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         producer_acks=-1,
+        # The dead-letter bounds are checked against it (Settings: dead_letters.check_fits).
+        producer_max_request_size=settings.max_request_bytes,
         stream_publish_on_commit=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=session,

@@ -27,6 +27,7 @@ from profiles.core.ownership import owner
 from profiles.core.privacy import Pseudonymizer
 from profiles.core.profile import Record
 from schemas.validate import Limits, Rejected, decode
+from stream.worker.records import undecodable
 
 BUNDLE_VERSION = 1
 #: Keep bundles well under Kafka's default 1 MiB message limit.
@@ -74,6 +75,10 @@ def route(
     routed = Routed()
     per_partition: dict[int, list[list[Any]]] = {}
     for message in messages:
+        why = undecodable(message.headers)
+        if why is not None:  # a header name that was not UTF-8 (stream/worker/records.py)
+            routed.dead.append(DeadInbound(message, "undecodable_record", why))
+            continue
         decoded = decode(message.value, limits, now_ms)
         if isinstance(decoded, Rejected):
             routed.dead.append(DeadInbound(message, decoded.reason, decoded.detail))
