@@ -135,6 +135,8 @@ def letter(
         cut.append("headers")
     if cut:
         ours.append((TRUNCATED, ",".join(cut).encode()))
+    if key is None and value is None:
+        value = b""  # a null key and null value is a valid record, but not a sendable one
     return Letter(key, value, ours + kept)
 
 
