@@ -30,7 +30,7 @@ from profiles.pipeline.updater import BatchResult
 from stream.settings import Settings
 from stream.worker import dead_letters
 from stream.worker.delivery import Outgoing, deliver_all
-from stream.worker.ingest import Inbound, Routed, route, unpack
+from stream.worker.ingest import MAX_BUNDLE_BYTES, Inbound, Routed, route, unpack
 from stream.worker.retry import apply_batch, until_done
 from stream.worker.runtime import Runtime
 
@@ -116,6 +116,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 settings.partitions,
                 int(time.time() * 1000),
                 runtime.pseudonyms,
+                # Half a request: a bundle must fit in one (a single record too large for
+                # that is refused and dead-lettered as output_rejected, see delivery.py).
+                min(MAX_BUNDLE_BYTES, settings.max_request_bytes // 2),
             )
             outgoing = _ingest_outgoing(topics, routed, settings.max_message_bytes)
             refused = await until_done(

@@ -70,6 +70,7 @@ def route(
     partitions: int,
     now_ms: int,
     pseudonyms: Pseudonymizer | None = None,
+    max_bundle_bytes: int = MAX_BUNDLE_BYTES,
 ) -> Routed:
     """Decode, validate, pseudonymise (if ``pseudonyms``) and bundle one batch of messages."""
     routed = Routed()
@@ -94,19 +95,19 @@ def route(
         )
         routed.events += 1
     for partition, records in per_partition.items():
-        routed.bundles[partition] = list(_pack(records))
+        routed.bundles[partition] = list(_pack(records, max_bundle_bytes))
     return routed
 
 
-def _pack(records: list[list[Any]]) -> Iterator[bytes]:
-    """Serialise records into bundles no bigger than MAX_BUNDLE_BYTES (one at least)."""
+def _pack(records: list[list[Any]], limit: int) -> Iterator[bytes]:
+    """Serialise records into bundles no bigger than ``limit`` bytes (one record at least)."""
     blob = orjson.dumps({"v": BUNDLE_VERSION, "r": records})
-    if len(blob) <= MAX_BUNDLE_BYTES or len(records) == 1:
+    if len(blob) <= limit or len(records) == 1:
         yield blob
         return
     half = len(records) // 2
-    yield from _pack(records[:half])
-    yield from _pack(records[half:])
+    yield from _pack(records[:half], limit)
+    yield from _pack(records[half:], limit)
 
 
 def unpack(bundle: bytes) -> list[Record]:
