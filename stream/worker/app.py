@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         loghandlers=[],
     )
     runtime = Runtime(settings)
+    runtime.metrics.registry.register(records.SkippedCollector())
     app.add_dependency(runtime)
     topics = agents.Topics.declare(app, settings)
     agents.register(app, settings, runtime, topics)

@@ -38,6 +38,8 @@ from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import _DefaultRecordBatchPy
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import decode_varint
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,18 @@ class _Skipped:
 
 
 SKIPPED = _Skipped()
+
+
+class SkippedCollector(Collector):
+    """``rtp_records_skipped_total``: :data:`SKIPPED` in a worker's registry (the patch is
+    process-wide, so the count is too)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "rtp_records_skipped", "Records skipped: unreadable even by the tolerant parser"
+        )
+        family.add_metric([], SKIPPED.count)
+        yield family
 
 
 @dataclass(frozen=True, slots=True)

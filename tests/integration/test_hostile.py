@@ -64,7 +64,7 @@ def ev(kind: str, user: str, **fields: Any) -> dict[str, Any]:
 
 
 def click(user: str = "vic", **fields: Any) -> dict[str, Any]:
-    return ev("click", user, product_id="p1", title="Wireless Headphones", **fields)
+    return ev("click", user, **{"product_id": "p1", "title": "Wireless Headphones", **fields})
 
 
 def purchase(user: str = "pam", amount: Any = 10.0, price: Any = 5.0, **fields: Any) -> Any:
@@ -249,7 +249,7 @@ def good_cases() -> list[Case]:
             ),
             None,
         ),
-        Case("user id 128 chars", j(click("u" * 128)), None),
+        Case("user id 128 chars", j(click("u" * 128) | {"event_id": "e-128"}), None),
         Case("integral float ts", j({**click("vic"), "ts": float(START + 999_000)}), None),
         Case("header value not UTF-8", j(click("ann")), None, headers=[("bin", b"\xff\x00")]),
         Case("100 KB key", j(click("bob")), None, key=b"k" * 100_000),

@@ -11,6 +11,7 @@ from aiokafka.consumer.fetcher import PartitionRecords
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
+from prometheus_client import CollectorRegistry
 
 from schemas.validate import Limits
 from stream.worker import records
@@ -110,6 +111,9 @@ def test_a_record_body_that_does_not_parse_is_skipped_logged_and_counted(
         got = list(parts)
     assert [r.value for r in got] == [b"first", b"third"]
     assert records.SKIPPED.count == before + 1
+    registry = CollectorRegistry()
+    registry.register(records.SkippedCollector())
+    assert registry.get_sample_value("rtp_records_skipped_total") == before + 1
     assert "in" in caplog.text and "offsets 0-2" in caplog.text
 
 
