@@ -20,8 +20,11 @@ import orjson
 
 __all__ = [
     "KINDS",
+    "MAX_AMOUNT",
+    "MAX_PRICE",
     "REASONS",
     "USER_KINDS",
+    "WORKER_REASONS",
     "Limits",
     "Rejected",
     "decode",
@@ -65,7 +68,19 @@ REASONS: Final[tuple[str, ...]] = (
     "internal_error",
 )
 
+#: Reasons the stream worker sets itself (never returned by ``decode``): an event later than
+#: the lateness bound, a record the Kafka client could not decode, an output the producer or
+#: broker refused (see ``stream/worker``).
+WORKER_REASONS: Final[tuple[str, ...]] = ("too_late", "undecodable_record", "output_rejected")
+
 MAX_DETAIL: Final = 300
+
+#: Money bounds of the schemas (event currency units): a unit ``price`` (click, add_to_cart,
+#: product, purchase items) and a purchase's ``amount``. Larger values are a
+#: ``schema_violation`` of their own event; profiles sum spend in integer cents and saturate
+#: at ``profiles.core.profile.MAX_SUM`` (tests check the schemas carry exactly these).
+MAX_PRICE: Final = 100_000_000
+MAX_AMOUNT: Final = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)

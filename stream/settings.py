@@ -34,6 +34,7 @@ from profiles.core.config import ProfileConfig
 from profiles.core.privacy import MIN_SECRET_CHARS
 from profiles.redis.client import RedisTLS
 from stream.security import kafka_problems, redact_url, redis_problems
+from stream.worker.dead_letters import DeadLetterTooLarge, check_fits
 
 
 class SettingsError(ValueError):
@@ -302,6 +303,20 @@ class IngestSettings(Section):
         shown="2000-01-01",
     )
     max_message_bytes: Positive = env("RTP_MAX_MESSAGE_BYTES", 65536, "Larger messages go to DLQ.")
+    max_request_bytes: Positive = env(
+        "RTP_MAX_REQUEST_BYTES",
+        1_000_000,
+        "Producer's largest request (Faust `producer_max_request_size`); keep it at or below the "
+        "broker's `message.max.bytes`. Must hold the largest dead letter (checked at start).",
+    )
+
+    @model_validator(mode="after")
+    def _dead_letters_fit(self) -> IngestSettings:
+        try:
+            check_fits(self.max_message_bytes, self.max_request_bytes)
+        except DeadLetterTooLarge as exc:
+            raise ValueError(str(exc)) from exc
+        return self
 
 
 class ProfileSettings(Section):

@@ -15,7 +15,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,7 +29,8 @@ from profiles.pipeline.downstream import profile_updated, recommendation_event, 
 from profiles.pipeline.updater import BatchResult
 from stream.settings import Settings
 from stream.worker import dead_letters, topics
-from stream.worker.ingest import Inbound, Routed, route, unpack
+from stream.worker.delivery import Outgoing, deliver_all
+from stream.worker.ingest import MAX_BUNDLE_BYTES, Inbound, Routed, route, unpack
 from stream.worker.retry import apply_batch, until_done
 from stream.worker.runtime import Runtime
 
@@ -127,10 +128,18 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 settings.kafka.partitions,
                 int(time.time() * 1000),
                 runtime.pseudonyms,
+                # Half a request: a bundle must fit in one (a single record too large for
+                # that is refused and dead-lettered as output_rejected, see delivery.py).
+                min(MAX_BUNDLE_BYTES, settings.ingest.max_request_bytes // 2),
             )
-            sends = functools.partial(_ingest_sends, topics, routed)
-            await until_done(functools.partial(_send, sends), "routing sends", runtime.note_retry)
+            outgoing = _ingest_outgoing(topics, routed, settings.ingest.max_message_bytes)
+            refused = await until_done(
+                functools.partial(deliver_all, outgoing, topics.dlq),
+                "routing sends",
+                runtime.note_retry,
+            )
             runtime.observe_ingest(messages, routed)
+            _count_refusals(runtime, "ingest", refused)
 
     @app.agent(topics.routed, name="update")
     async def update(stream: StreamT[Any]) -> None:
@@ -149,11 +158,14 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             result = await apply_batch(runtime.updater, records, runtime.note_retry)
             elapsed = time.perf_counter() - started
             now_ms = int(time.time() * 1000)
-            outputs = functools.partial(
-                _update_sends, topics, settings, runtime, result, bad, now_ms
+            outgoing = _update_outgoing(topics, settings, runtime, records, result, bad, now_ms)
+            refused = await until_done(
+                functools.partial(deliver_all, outgoing, topics.dlq),
+                "output sends",
+                runtime.note_retry,
             )
-            await until_done(functools.partial(_send, outputs), "output sends", runtime.note_retry)
             runtime.observe_update([_inbound(e) for e in events], records, result, elapsed)
+            _count_refusals(runtime, "update", refused)
 
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -209,83 +221,139 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         )
 
 
-async def _send(build: Callable[[], list[Awaitable[Any]]]) -> None:
-    """Build the sends (anew on each try: a send coroutine runs once) and confirm them."""
-    await _confirm(build())
+def _count_refusals(runtime: Runtime, stage: str, refused: int) -> None:
+    if refused:
+        runtime.stats.dead["output_rejected"] += refused
+        runtime.metrics.dead.labels("output_rejected", stage).inc(refused)
 
 
-def _ingest_sends(topics: Topics, routed: Routed) -> list[Awaitable[Any]]:
-    """Bundles to the owner partitions, dead letters with their reason (built anew per try)."""
-    sends: list[Awaitable[Any]] = [
-        topics.routed.send(key=str(p).encode(), value=bundle, partition=p)
+def _ingest_outgoing(topics: Topics, routed: Routed, value_max: int) -> list[Outgoing]:
+    """Bundles to the owner partitions, then dead letters with their reason, bounded."""
+    out = [
+        Outgoing(
+            topics.routed,
+            str(p).encode(),
+            bundle,
+            "bundle",
+            "ingest",
+            None,  # a refused bundle is dead-lettered record by record, each with its own
+            partition=p,
+            parts=functools.partial(_bundle_parts, topics, bundle),
+        )
         for p, bundles in routed.bundles.items()
         for bundle in bundles
     ]
-    sends += [
-        topics.dlq.send(
-            key=d.message.key,
-            value=d.message.value,
-            headers=dead_letters.headers(
-                d.reason,
-                d.detail,
-                d.message.topic,
-                d.message.partition,
-                d.message.offset,
-                "ingest",
-                d.message.headers,
-            ),
+    for d in routed.dead:
+        m = d.message
+        letter = dead_letters.letter(
+            d.reason,
+            d.detail,
+            m.topic,
+            m.partition,
+            m.offset,
+            "ingest",
+            m.key,
+            m.value,
+            m.headers,
+            value_max=value_max,
         )
-        for d in routed.dead
+        out.append(
+            Outgoing(
+                topics.dlq,
+                letter.key,
+                letter.value,
+                "dead_letter",
+                "ingest",
+                (m.topic, m.partition, m.offset),
+                letter.headers,
+            )
+        )
+    return out
+
+
+def _coordinates(record: Record) -> tuple[str, int, int]:
+    topic, _, partition = record.source.rpartition(":")
+    return topic, int(partition), record.offset
+
+
+def _bundle_parts(topics: Topics, bundle: bytes) -> list[Outgoing]:
+    """The records of a refused bundle, each as its own small dead letter to be."""
+    return [
+        Outgoing(
+            topics.routed,
+            str(r.event.get("user_id", "")).encode(),
+            orjson.dumps(r.event),
+            "bundle record",
+            "ingest",
+            _coordinates(r),
+        )
+        for r in unpack(bundle)
     ]
-    return sends
 
 
-def _update_sends(
+def _update_outgoing(
     topics: Topics,
     settings: Settings,
     runtime: Runtime,
+    records: Sequence[Record],
     result: BatchResult,
     bad: Sequence[tuple[EventT[Any], Exception]],
     now_ms: int,
-) -> list[Awaitable[Any]]:
-    """Everything one update batch announces (built anew per try; ids are deterministic)."""
-    sends: list[Awaitable[Any]] = [_dead_bundle(topics, event, exc) for event, exc in bad]
+) -> list[Outgoing]:
+    """Everything one update batch announces (ids are deterministic, so a retry re-sends the
+    same); each output names the input coordinates of its user's last event, for a refusal."""
+    origin = {r.event["user_id"]: _coordinates(r) for r in records if "user_id" in r.event}
+    out = [
+        _dead_bundle(topics, event, exc, settings.ingest.max_message_bytes) for event, exc in bad
+    ]
+
+    def add(topic: TopicT, user_id: str, kind: str, payload: bytes | None) -> None:
+        where = origin.get(user_id, (topic.get_topic_name(), 0, 0))
+        out.append(Outgoing(topic, user_id.encode(), payload, kind, "update", where))
+
     for user_id in result.erased:
         # A tombstone on every user-keyed output: compacted topics forget the user too.
         for topic in (topics.profiles, topics.segments, topics.churn, topics.recs):
-            sends.append(topic.send(key=user_id.encode(), value=None))
+            add(topic, user_id, "tombstone", None)
     half_life = settings.profile.half_life_ms
     for profile in result.updated:
         payload = orjson.dumps(
             profile_updated(profile, half_life, now_ms, settings.embedding.emit_vector)
         )
-        sends.append(topics.profiles.send(key=profile.user_id.encode(), value=payload))
+        add(topics.profiles, profile.user_id, "profile_updated", payload)
     for change in result.segment_changes:
         payload = orjson.dumps(segment_changed(change, now_ms))
-        sends.append(topics.segments.send(key=change.profile.user_id.encode(), value=payload))
+        add(topics.segments, change.profile.user_id, "segment_changed", payload)
     for churn in result.churn_changes:
-        sends.append(_churn_send(topics, churn, now_ms))
+        payload = orjson.dumps(churn_event(churn, now_ms))
+        add(topics.churn, churn.profile.user_id, "churn_risk", payload)
     model = runtime.embedder.config.model_id if runtime.embedder else ""
     for recs in result.recommendations:
         payload = orjson.dumps(recommendation_event(recs, model, now_ms))
-        sends.append(topics.recs.send(key=recs.profile.user_id.encode(), value=payload))
+        add(topics.recs, recs.profile.user_id, "recommendation", payload)
     for dead in result.dead:
-        source_topic, _, partition = dead.record.source.rpartition(":")
-        sends.append(
-            topics.dlq.send(
-                key=dead.record.event["user_id"].encode(),
-                value=orjson.dumps(dead.record.event),
-                headers=dead_letters.headers(
-                    dead.reason,
-                    dead.detail,
-                    source_topic,
-                    int(partition),
-                    dead.record.offset,
-                    "update",
-                ),
+        where = _coordinates(dead.record)
+        letter = dead_letters.letter(
+            dead.reason,
+            dead.detail,
+            *where,
+            "update",
+            dead.record.event["user_id"].encode(),
+            orjson.dumps(dead.record.event),
+            value_max=settings.ingest.max_message_bytes,
+        )
+        out.append(
+            Outgoing(
+                topics.dlq,
+                letter.key,
+                letter.value,
+                "dead_letter",
+                "update",
+                where,
+                letter.headers,
             )
         )
-    return sends
+    return out
 
 
 def _churn_send(topics: Topics, change: ChurnChange, now_ms: int) -> Awaitable[Any]:
@@ -293,13 +361,19 @@ def _churn_send(topics: Topics, change: ChurnChange, now_ms: int) -> Awaitable[A
     return topics.churn.send(key=change.profile.user_id.encode(), value=payload)
 
 
-def _dead_bundle(topics: Topics, event: EventT[Any], exc: Exception) -> Awaitable[Any]:
+def _dead_bundle(topics: Topics, event: EventT[Any], exc: Exception, value_max: int) -> Outgoing:
     msg = event.message
     log.error("undecodable bundle at %s:%s@%s: %s", msg.topic, msg.partition, msg.offset, exc)
-    return topics.dlq.send(
-        key=msg.key,
-        value=msg.value,
-        headers=dead_letters.headers(
-            "internal_error", f"bad bundle: {exc}", msg.topic, msg.partition, msg.offset, "update"
-        ),
+    where = (msg.topic, msg.partition, msg.offset)
+    letter = dead_letters.letter(
+        "internal_error",
+        f"bad bundle: {exc}",
+        *where,
+        "update",
+        msg.key,
+        msg.value,
+        value_max=value_max,
+    )
+    return Outgoing(
+        topics.dlq, letter.key, letter.value, "dead_letter", "update", where, letter.headers
     )

@@ -8,13 +8,14 @@ import faust
 
 from stream.security import broker_credentials
 from stream.settings import Settings
-from stream.worker import agents, web
+from stream.worker import agents, records, web
 from stream.worker.runtime import Runtime
 
 
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     """A configured app with its topics, agents and web views, and its runtime."""
     session = settings.kafka.session_timeout_s
+    records.install()  # a record aiokafka cannot decode must not crash the fetcher
     Path(settings.worker.data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
     app = faust.App(
         settings.kafka.app_id,
@@ -26,6 +27,8 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.topics.replication,
         producer_acks=-1,
+        # The dead-letter bounds are checked against it (Settings: dead_letters.check_fits).
+        producer_max_request_size=settings.ingest.max_request_bytes,
         stream_publish_on_commit=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=session,
@@ -38,6 +41,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         loghandlers=[],
     )
     runtime = Runtime(settings)
+    runtime.metrics.registry.register(records.SkippedCollector())
     app.add_dependency(runtime)
     topics = agents.Topics.declare(app, settings)
     agents.register(app, settings, runtime, topics)

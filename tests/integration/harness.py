@@ -196,7 +196,7 @@ async def read_topic(
             batch = await consumer.getmany(timeout_ms=300)
             for records in batch.values():
                 for r in records:
-                    headers = {k: (v or b"").decode() for k, v in (r.headers or ())}
+                    headers = {k: (v or b"").decode("utf-8", "replace") for k, v in r.headers or ()}
                     out.append(Consumed(r.key, r.value, headers, r.partition, r.offset))
         raise AssertionError(f"condition not met on {topic} in {timeout}s; read {len(out)}")
     finally:

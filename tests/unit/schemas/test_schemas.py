@@ -15,6 +15,7 @@ from schemas.validate import (
     KINDS,
     REASONS,
     USER_KINDS,
+    WORKER_REASONS,
     Limits,
     Rejected,
     decode,
@@ -127,10 +128,10 @@ def test_load_schema_unknown_name() -> None:
 
 def test_reasons_documented_and_in_dead_letter_contract() -> None:
     readme = (SCHEMAS_DIR / "README.md").read_text(encoding="utf-8")
-    for reason in (*REASONS, "too_late"):
+    for reason in (*REASONS, *WORKER_REASONS):
         assert f"`{reason}`" in readme
     enum = load_schema("dead_letter")["properties"]["dlq.reason"]["enum"]
-    assert set(enum) == {*REASONS, "too_late"}
+    assert set(enum) == {*REASONS, *WORKER_REASONS}
 
 
 # -- output contracts -------------------------------------------------------------------------
