@@ -218,6 +218,12 @@ FIELDS: tuple[Field, ...] = (
         _positive_float,
         "Seconds between refits of the population model (one worker fits, under a lock).",
     ),
+    Field(
+        "RTP_CHURN_HORIZON_DAYS",
+        "churn_horizon_days",
+        _positive_float,
+        "Churn risk = P(no purchase within this many days).",
+    ),
     Field("RTP_CHURN_TOPIC", "churn_topic", _topic, "Output: `churn_risk` events."),
     Field(
         "RTP_RECOMMEND",
@@ -393,6 +399,7 @@ class Settings:
     churn_clock: str = "wall"
     churn_sweep_s: float = 10.0
     churn_fit_s: float = 600.0
+    churn_horizon_days: float = 30.0
     churn_topic: str = "churn-risk"
     recommend: bool = True
     recs_k: int = 10

@@ -168,7 +168,9 @@ def _fit_logistic(
     def objective(theta: FloatArray) -> tuple[float, FloatArray]:
         z = theta[0] + f @ theta[1:]
         # log(1 + e^z) - y z, and its gradient, averaged; L2 on the weights only.
-        loss = float(np.mean(np.logaddexp(0.0, z) - y * z)) + 0.5 * l2 * float(theta[1:] @ theta[1:])
+        loss = float(np.mean(np.logaddexp(0.0, z) - y * z)) + 0.5 * l2 * float(
+            theta[1:] @ theta[1:]
+        )
         resid = (special.expit(z) - y) / n
         grad = np.concatenate(([resid.sum()], f.T @ resid + l2 * theta[1:]))
         return loss, grad

@@ -15,8 +15,7 @@ from typing import Any
 
 from profiles.churn.bgnbd import BGNBDParams
 from profiles.churn.calibration import Calibrator
-from profiles.churn.features import DAY_MS
-from profiles.churn.features import Behaviour
+from profiles.churn.features import DAY_MS, Behaviour
 from profiles.churn.risk import Risk, RiskConfig, assess, model_version
 from profiles.core.profile import Profile
 

@@ -156,7 +156,9 @@ def old_risk(b: Behaviour, as_of_ms: int, params: BGNBDParams) -> float:
     return math.sqrt(bgnbd.p_dead_one(params, *summary) * engagement)
 
 
-def _features(b: Behaviour, as_of_ms: int, params: BGNBDParams, horizon: float) -> tuple[float, ...]:
+def _features(
+    b: Behaviour, as_of_ms: int, params: BGNBDParams, horizon: float
+) -> tuple[float, ...]:
     summary = customer_summary(b, as_of_ms)
     assert summary is not None
     x, t_x, T = summary
@@ -283,7 +285,9 @@ def lift_top_decile(scores: FloatArray, labels: BoolArray) -> float:
     return float(labels[top].mean() / labels.mean())
 
 
-def level_table(p: FloatArray, y: BoolArray, cfg: RiskConfig) -> list[tuple[str, int, float, float]]:
+def level_table(
+    p: FloatArray, y: BoolArray, cfg: RiskConfig
+) -> list[tuple[str, int, float, float]]:
     """Per level: customers, precision (share not buying), recall of the non-buyers."""
     levels = np.array([level_of(v, cfg) for v in p])
     out = []
@@ -307,14 +311,12 @@ def fits_for(
     return fits
 
 
-def load_lifetimes_fit(
-    snapshot: dict[str, Behaviour], as_of_ms: int
-) -> tuple[Any | None, str]:
+def load_lifetimes_fit(snapshot: dict[str, Behaviour], as_of_ms: int) -> tuple[Any | None, str]:
     """The ``lifetimes`` BG/NBD fitted on the same customers, or None with the reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import lifetimes  # type: ignore[import-untyped]
+            import lifetimes
 
             rows = [customer_summary(b, as_of_ms) for b in snapshot.values()]
             x, t_x, T = (np.array(c, dtype=np.float64) for c in zip(*rows, strict=True))
@@ -370,7 +372,9 @@ def plot_calibration(results: list[HorizonResult], path: Path) -> None:
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
     for res in results:
         bins = calibration_bins(res.scores["new"], res.labels)
-        ax.plot([b[1] for b in bins], [b[2] for b in bins], marker="o", label=f"H = {res.horizon:g} d")
+        ax.plot(
+            [b[1] for b in bins], [b[2] for b in bins], marker="o", label=f"H = {res.horizon:g} d"
+        )
     ax.set_xlabel("predicted P(no purchase in H)")
     ax.set_ylabel("observed share with no purchase")
     ax.set_title("Churn risk calibration (deciles)")
