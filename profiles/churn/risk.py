@@ -289,7 +289,7 @@ def score(
         reason.update(x=x, t_x=round(t_x, 6), T=round(T, 6))
         reason["days_since_last_purchase"] = round(T - t_x, 6)
         if params is not None:
-            alive = float(bgnbd.p_alive(params, x, t_x, T))
+            alive = 1.0 - bgnbd.p_dead_one(params, x, t_x, T)
             # 2F1 can fail for absurd histories (thousands of purchases in a day); say so.
             with np.errstate(all="ignore"):
                 expected = bgnbd.expected_purchases(params, EXPECTED_WINDOW_DAYS, x, t_x, T)
