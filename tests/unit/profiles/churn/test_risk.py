@@ -81,6 +81,8 @@ params_st = st.one_of(
         variant=st.sampled_from(["bgnbd", "mbgnbd"]),
     ),
 )
+
+
 @st.composite
 def calibrators(draw: st.DrawFn) -> Calibrator:
     """Any calibrator the fit can produce: weights on features that grow with time are >= 0."""
