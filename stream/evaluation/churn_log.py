@@ -542,7 +542,8 @@ def summary_table(results: list[HorizonResult]) -> list[str]:
 
 def reading(results: list[HorizonResult]) -> list[str]:
     """What the figures say, including where the shipped score loses (computed, not typed)."""
-    wins, losses = [], []
+    wins: list[str] = []
+    losses: list[str] = []
     for res in results:
         a = {k: auc(v, res.labels) for k, v in res.scores.items()}
         margin = a["new"] - max(a["recency"], a["bgnbd_expected"])
