@@ -555,8 +555,8 @@ def reading(results: list[HorizonResult]) -> list[str]:
     lines = [
         "**Reading the figures.** Target (issue 14): AUC at least 0.02 above both recency and "
         "BG/NBD expected purchases, ECE ≤ 0.05. "
-        + (f"Met: {'; '.join(wins)}. " if wins else "Met at no horizon. ")
-        + (f"Not met: {'; '.join(losses)}. " if losses else "")
+        + (f"Met: {'; '.join(wins)}. " if wins else "")
+        + (f"Missed: {'; '.join(losses)}. " if losses else "")
         + "The shipped score beats the previous one everywhere (it used 1 − p_alive, which "
         "ignores the purchase rate, and an engagement risk that saturates on a log where "
         "customers buy every few months). The calibrator adds what the model leaves out "
