@@ -128,7 +128,11 @@ class Calibrator:
         z = self.intercept
         for w, v, m, s in zip(self.weights, row, self.mean, self.scale, strict=True):
             z += w * (v - m) / s
-        return float(special.expit(z))
+        # Plain floats (next_crossing_ms calls this ~50 times per user); stable both ways.
+        if z >= 0.0:
+            return 1.0 / (1.0 + math.exp(-z))
+        e = math.exp(z)
+        return e / (1.0 + e)
 
     def risks(self, rows: npt.ArrayLike) -> FloatArray:
         """The calibrated probabilities for a matrix of rows."""

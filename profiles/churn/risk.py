@@ -292,8 +292,7 @@ def score(
             alive = 1.0 - bgnbd.p_dead_one(params, x, t_x, T)
             # 2F1 can fail for absurd histories (thousands of purchases in a day); say so.
             with np.errstate(all="ignore"):
-                expected = bgnbd.expected_purchases(params, EXPECTED_WINDOW_DAYS, x, t_x, T)
-            window = float(expected)
+                window = bgnbd.expected_purchases_one(params, EXPECTED_WINDOW_DAYS, x, t_x, T)
             reason["p_alive"] = round(alive, 6)
             reason["expected_next_30d"] = round(window, 6) if math.isfinite(window) else None
             gap_days = (params.alpha + T) / (params.r + x)
