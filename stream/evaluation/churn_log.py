@@ -44,7 +44,7 @@ from profiles.churn.bgnbd import BGNBDParams
 from profiles.churn.calibration import Calibrator, auc, feature_row, fit_calibrator
 from profiles.churn.features import DAY_MS, Behaviour, customer_summary
 from profiles.churn.population import fit_population
-from profiles.churn.risk import LEVELS, RiskConfig, level_of, p_no_purchase, score
+from profiles.churn.risk import LEVELS, RiskConfig, assess, level_of, p_no_purchase, score
 from profiles.core.config import ProfileConfig
 from profiles.core.profile import Profile, Record, apply
 
@@ -459,6 +459,10 @@ def run_backtest(
     for b in sample:
         score(b, end_ms, fits[calibration_end], cfg, calibrator=cal)
     per_user_ms = (time.perf_counter() - t0) / max(len(sample), 1) * 1e3
+    t0 = time.perf_counter()
+    for b in sample:
+        assess(b, end_ms, fits[calibration_end], cfg, None, cal)
+    assess_ms = (time.perf_counter() - t0) / max(len(sample), 1) * 1e3
     if plot is not None:
         plot_calibration(results, plot)
     mbg = fits[calibration_end]
@@ -513,7 +517,9 @@ def run_backtest(
         *_stability(at_end, end_ms, mbg),
         "",
         f"Cost: {per_user_ms:.3f} ms per customer for `score` with its reason (H = "
-        f"{cfg.horizon_days:g} d, calibrated where the calibrator won); whole back-test "
+        f"{cfg.horizon_days:g} d, calibrated where the calibrator won), {assess_ms:.3f} ms "
+        "for `assess` (score + the next level change by bisection: what a customer's event "
+        "or a due sweep costs); whole back-test "
         f"{time.perf_counter() - started:.0f} s.",
         "",
     ]
