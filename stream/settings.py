@@ -380,6 +380,9 @@ class ChurnSettings(Section):
         600.0,
         "Seconds between refits of the population model (one worker fits, under a lock).",
     )
+    horizon_days: PositiveFloat = env(
+        "RTP_CHURN_HORIZON_DAYS", 30.0, "Churn risk = P(no purchase within this many days)."
+    )
 
 
 class RecommendSettings(Section):

@@ -17,7 +17,9 @@ import orjson
 from mode import Service
 
 from profiles.churn.bgnbd import BGNBDParams
+from profiles.churn.calibration import Calibrator
 from profiles.churn.population import fit_population
+from profiles.churn.risk import RiskConfig
 from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.core.privacy import pseudonymizer
 from profiles.core.profile import Profile
@@ -111,7 +113,10 @@ class Runtime(Service):
         # User ids -> pseudonyms at ingestion (RTP_PSEUDONYMIZE), and for lookups by clear id.
         self.pseudonyms = pseudonymizer(settings.privacy.pseudonymize, settings.privacy.key)
         self.tagger = TagExtractor()
-        self.churn = ChurnTracker() if settings.churn.enabled else None
+        horizon = RiskConfig(horizon_days=settings.churn.horizon_days)
+        self.churn = ChurnTracker(horizon) if settings.churn.enabled else None
+        # The model version whose change last put every customer back on the due index.
+        self._churn_requeued: str | None = None
         self.updater = BatchUpdater(
             self.store,
             settings.profile,
@@ -395,6 +400,12 @@ class Runtime(Service):
         if self.churn is None:
             return []
         await self._refresh_churn_params()
+        version = self.churn.version()
+        if self.churn.params is not None and version != self._churn_requeued:
+            # A new fit can change any customer's level, also of those the due index dropped
+            # (already "high", or scored before the first fit): re-check them all once.
+            await self.store.requeue_customers(sorted(owned))
+            self._churn_requeued = version
         as_of = self.churn_now()
         changes: list[ChurnChange] = []
         for partition in sorted(owned):
@@ -432,6 +443,8 @@ class Runtime(Service):
             self.churn.params = BGNBDParams(
                 state["r"], state["alpha"], state["a"], state["b"], state["variant"]
             )
+            cal = state.get("calibrator")
+            self.churn.calibrator = None if cal is None else Calibrator.from_dict(cal)
 
     async def fit_churn(self) -> BGNBDParams | None:
         """Refit the population (one worker per interval, under a Redis lock)."""
@@ -441,7 +454,11 @@ class Runtime(Service):
         client = self.store.client
         if not await client.set(keys.CHURN_FIT_LOCK, b"1", nx=True, ex=ttl):
             return None
-        users = await self.store.sample_customers(self.settings.kafka.partitions, 1000)
+        # A deterministic sample (the customers with the smallest hashes), large enough that
+        # refits on the same data agree within 2% (EVALUATION.md).
+        partitions = self.settings.kafka.partitions
+        per_partition = max(1000, 50_000 // max(partitions, 1))
+        users = await self.store.sample_customers(partitions, per_partition)
         profiles, _ = await self.store.load(users, ())
         as_of = self.churn_now()
         params = await asyncio.to_thread(

@@ -94,13 +94,19 @@ def register(app: faust.App, settings: Settings, runtime: Runtime) -> None:
                 return web.json({"error": "as_of must be epoch milliseconds"}, status=400)
             from profiles.churn.risk import score
 
-            previous = profile.churn["level"] if profile.churn else None
+            when = max(int(as_of), profile.last_ts or 0)
+            stored = profile.churn or {}
+            # Hysteresis only from a level the same model announced at or before that time: a
+            # level from an older fit (or from the future) says nothing about this score.
+            same = stored.get("model_version") == runtime.churn.version()
+            previous = stored.get("level") if same and stored.get("as_of", when) <= when else None
             view["churn"] = score(
                 profile,
-                max(int(as_of), profile.last_ts or 0),
+                when,
                 runtime.churn.params,
                 runtime.churn.config,
                 previous_level=previous,
+                calibrator=runtime.churn.calibrator,
             ).to_dict()
         return web.json(view)
 

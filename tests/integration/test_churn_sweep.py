@@ -95,3 +95,62 @@ async def test_an_erased_user_left_in_the_due_index_is_dropped_by_the_sweep(
     assert await rt.sweep_churn({0, 1}) == []
     assert await rt.store.client.zscore(due, "gone") is None
     await rt.store.close()
+
+
+def purchase(n: int, user: str, day: float) -> dict[str, Any]:
+    return {
+        "event_id": f"{user}-p{n}",
+        "type": "purchase",
+        "schema_version": 1,
+        "user_id": user,
+        "ts": START + int(day * DAY),
+        "order_id": f"{user}-o{n}",
+        "currency": "CNY",
+        "amount": 10.0,
+        "items": [{"product_id": "p1", "quantity": 1, "price": 10.0, "title": "Tea"}],
+    }
+
+
+async def test_after_a_fit_every_customer_is_rechecked_also_those_already_high(
+    redis_url: str,
+) -> None:
+    import orjson
+
+    from profiles.churn.risk import level_with_hysteresis, score
+    from profiles.redis import keys
+
+    rt = runtime(redis_url)
+    await rt.store.load_scripts()
+    # Sixty customers with different cadences (enough to fit), and "h", who bought once.
+    events = [
+        purchase(k, f"c{i}", (i % 7) + k * (3 + i % 11))
+        for i in range(60)
+        for k in range(1 + i % 5)
+    ]
+    events.append(purchase(0, "h", 0))
+    events.sort(key=lambda e: int(e["ts"]))
+    await rt.updater.process([Record("in:0", i, e) for i, e in enumerate(events)])
+    # Before any fit "h" is scored by engagement: silent for 60 days, "high", and then out of
+    # the due index (nothing more can happen to it without events).
+    rt.watermark_ms = START + 60 * DAY
+    await rt.sweep_churn({0, 1})
+    h = await rt.store.get("h")
+    assert h is not None and h.churn is not None and h.churn["level"] == "high"
+    assert h.churn["model_version"].endswith(":engagement")
+    for partition in (0, 1):
+        assert await rt.store.client.zscore(keys.churn_due(partition), "h") is None
+    params = await rt.fit_churn()
+    assert params is not None
+    await rt.sweep_churn({0, 1})
+    # The new fit reached "h" although the due index had dropped it: its stored state is the
+    # model's, and its level agrees with its own risk.
+    after = await rt.store.get("h")
+    assert after is not None and after.churn is not None
+    assert ":mbgnbd-" in after.churn["model_version"]
+    assert rt.churn is not None
+    fresh = score(after, rt.watermark_ms, params, rt.churn.config)
+    assert after.churn["risk"] == round(fresh.risk, 6)
+    assert after.churn["level"] == level_with_hysteresis("high", fresh.risk, rt.churn.config)
+    stored = orjson.loads(await rt.store.client.hget(keys.profile("h"), "c"))
+    assert stored == after.churn
+    await rt.store.close()

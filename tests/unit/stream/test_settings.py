@@ -94,6 +94,7 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_DEV_DIR": ".dev",  # read by the dev tools before, now a setting
     # Added with `stream topics` (production topic layout).
     "RTP_MAX_REQUEST_BYTES": 1_000_000,  # added with the dead-letter bounds
+    "RTP_CHURN_HORIZON_DAYS": 30.0,  # added with the churn probability
     "RTP_INPUT_PARTITIONS": 4,
     "RTP_TOPIC_REPLICATION": 1,
     "RTP_TOPIC_MIN_INSYNC": 1,
@@ -193,6 +194,7 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_REDIS_KEY_FILE": (plain_key, plain_key),
         "RTP_DEV_DIR": ("/tmp/dev", "/tmp/dev"),
         "RTP_MAX_REQUEST_BYTES": ("2000000", 2_000_000),
+        "RTP_CHURN_HORIZON_DAYS": ("90", 90.0),
         "RTP_INPUT_PARTITIONS": ("12", 12),
         "RTP_TOPIC_REPLICATION": ("3", 3),
         "RTP_TOPIC_MIN_INSYNC": ("2", 2),

@@ -130,7 +130,10 @@ def test_request_size_must_hold_the_largest_dead_letter() -> None:
         Settings.from_env({"RTP_MAX_REQUEST_BYTES": "80000"})
     with pytest.raises(SettingsError, match="RTP_MAX_MESSAGE_BYTES"):
         Settings.from_env({"RTP_MAX_MESSAGE_BYTES": str(2 * 10**6)})
-    assert Settings.from_env({"RTP_MAX_REQUEST_BYTES": "2000000"}).ingest.max_request_bytes == 2_000_000
+    assert (
+        Settings.from_env({"RTP_MAX_REQUEST_BYTES": "2000000"}).ingest.max_request_bytes
+        == 2_000_000
+    )
 
 
 def test_null_key_and_null_value_become_an_empty_value() -> None:
