@@ -96,6 +96,12 @@ def _unit_interval(raw: str) -> float:
     return value
 
 
+def _framing(raw: str) -> str:
+    if raw not in {"off", "accept"}:
+        raise ValueError("must be off or accept")
+    return raw
+
+
 def _device(raw: str) -> str:
     if raw not in {"auto", "cpu"} and not raw.startswith("cuda"):
         raise ValueError("must be auto, cpu, cuda or cuda:N")
@@ -183,6 +189,12 @@ FIELDS: tuple[Field, ...] = (
     Field("RTP_EARLIEST", "earliest_ms", _date_ms, "Events before this date are rejected."),
     Field(
         "RTP_MAX_MESSAGE_BYTES", "max_message_bytes", _positive_int, "Larger messages go to DLQ."
+    ),
+    Field(
+        "RTP_REGISTRY_FRAMING",
+        "registry_framing",
+        _framing,
+        "off, or accept: values in the schema-registry wire format (byte 0, schema id, JSON).",
     ),
     Field("RTP_TOP_TAGS", "top_tags", _positive_int, "Tags kept per profile."),
     Field("RTP_CACHE_USERS", "cache_users", _positive_int, "Profiles cached in worker memory."),
@@ -395,6 +407,7 @@ class Settings:
     max_future_s: float = 300.0
     earliest_ms: int = 946_684_800_000  # 2000-01-01
     max_message_bytes: int = 65536
+    registry_framing: str = "off"
     top_tags: int = 50
     cache_users: int = 20_000
     web_port: int = 6066

@@ -233,6 +233,7 @@ def _ingest_sends(topics: Topics, routed: Routed) -> list[Awaitable[Any]]:
                 d.message.offset,
                 "ingest",
                 d.message.headers,
+                d.schema_id,
             ),
         )
         for d in routed.dead

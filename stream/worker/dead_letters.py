@@ -10,6 +10,7 @@ TOPIC = "dlq.topic"
 PARTITION = "dlq.partition"
 OFFSET = "dlq.offset"
 STAGE = "dlq.stage"
+SCHEMA_ID = "dlq.schema_id"
 
 
 def headers(
@@ -20,6 +21,7 @@ def headers(
     offset: int,
     stage: str,
     original: Sequence[tuple[str, bytes]] = (),
+    schema_id: int | None = None,
 ) -> list[tuple[str, bytes]]:
     """Headers of a dead letter: ours first, then the original ones (minus stale ``dlq.*``)."""
     ours = [
@@ -30,6 +32,8 @@ def headers(
         (OFFSET, str(offset).encode()),
         (STAGE, stage.encode()),
     ]
+    if schema_id is not None:
+        ours.append((SCHEMA_ID, str(schema_id).encode()))
     kept = [(k, v) for k, v in original if not k.startswith("dlq.")]
     return ours + kept
 

@@ -99,6 +99,7 @@ class Runtime(Service):
             max_bytes=settings.max_message_bytes,
             max_future_ms=int(settings.max_future_s * 1000),
             earliest_ms=settings.earliest_ms,
+            registry_framing=settings.registry_framing == "accept",
         )
         self.stats = Stats()
         self.metrics = Metrics()
