@@ -22,7 +22,7 @@ from typing import Any, Final, NamedTuple
 
 import fastjsonschema
 
-__all__ = ["REASONS", "TYPES", "Refusal", "load_segment_schema", "translate"]
+__all__ = ["REASONS", "TYPES", "Refusal", "load_segment_schema", "mapped_track_names", "translate"]
 
 _DIR: Final = Path(__file__).resolve().parent / "segment"
 
