@@ -303,6 +303,11 @@ class IngestSettings(Section):
         shown="2000-01-01",
     )
     max_message_bytes: Positive = env("RTP_MAX_MESSAGE_BYTES", 65536, "Larger messages go to DLQ.")
+    registry_framing: Literal["off", "accept"] = env(
+        "RTP_REGISTRY_FRAMING",
+        "off",
+        "off, or accept: values in the schema-registry wire format (byte 0, schema id, JSON).",
+    )
     max_request_bytes: Positive = env(
         "RTP_MAX_REQUEST_BYTES",
         1_000_000,

@@ -211,6 +211,27 @@ def register(app: faust.App, settings: Settings) -> None:
             self.say(f"{n:8d}  {reason}")
 
     @app.command(
+        argument("path", type=str),
+        option("--examples", type=int, default=3, help="Failures shown per reason."),
+    )
+    async def validate(self: AppCommand, path: str, examples: int) -> None:
+        """Check a JSONL file of events (ours or Segment-spec) offline; exit 1 if any is invalid."""
+        from stream.cli.validate import check_lines, render
+        from stream.worker.runtime import decode_limits
+
+        try:
+            with open(path, "rb") as lines:
+                summary = check_lines(
+                    lines, decode_limits(settings), int(time.time() * 1000), examples
+                )
+        except OSError as exc:
+            sys.stderr.write(f"error: cannot read {path}: {exc.strerror or exc}\n")
+            raise SystemExit(2) from exc
+        sys.stdout.write(render(path, summary) + "\n")
+        if summary.invalid:
+            raise SystemExit(1)
+
+    @app.command(
         option("--plot", type=str, default=None, help="Also write a PNG scatter to this path."),
         option("--sample", type=int, default=300, help="Users sampled per segment."),
     )

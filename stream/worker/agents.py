@@ -245,6 +245,9 @@ def _ingest_outgoing(topics: Topics, routed: Routed, value_max: int) -> list[Out
     ]
     for d in routed.dead:
         m = d.message
+        schema = (
+            [] if d.schema_id is None else [(dead_letters.SCHEMA_ID, str(d.schema_id).encode())]
+        )
         letter = dead_letters.letter(
             d.reason,
             d.detail,
@@ -256,6 +259,7 @@ def _ingest_outgoing(topics: Topics, routed: Routed, value_max: int) -> list[Out
             m.value,
             m.headers,
             value_max=value_max,
+            extra=schema,
         )
         out.append(
             Outgoing(

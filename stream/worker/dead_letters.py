@@ -187,6 +187,9 @@ def _keep(
     return room - cost, dropped, short or short_name != name or len(short_value) != len(value)
 
 
+SCHEMA_ID = "dlq.schema_id"
+
+
 def headers(
     reason: str,
     detail: str,
@@ -195,10 +198,22 @@ def headers(
     offset: int,
     stage: str,
     original: Sequence[tuple[str, bytes]] = (),
+    schema_id: int | None = None,
 ) -> list[tuple[str, bytes]]:
     """Headers of a dead letter whose key and value need no cut (update-stage letters)."""
+    extra = [] if schema_id is None else [(SCHEMA_ID, str(schema_id).encode())]
     return letter(
-        reason, detail, topic, partition, offset, stage, None, None, original, value_max=0
+        reason,
+        detail,
+        topic,
+        partition,
+        offset,
+        stage,
+        None,
+        None,
+        original,
+        value_max=0,
+        extra=extra,
     ).headers
 
 

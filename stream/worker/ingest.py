@@ -52,6 +52,7 @@ class DeadInbound:
     message: Inbound
     reason: str
     detail: str
+    schema_id: int | None = None  # registry schema id of a framed value
 
 
 @dataclass(slots=True)
@@ -82,7 +83,8 @@ def route(
             continue
         decoded = decode(message.value, limits, now_ms)
         if isinstance(decoded, Rejected):
-            routed.dead.append(DeadInbound(message, decoded.reason, decoded.detail))
+            dead = DeadInbound(message, decoded.reason, decoded.detail, decoded.schema_id)
+            routed.dead.append(dead)
             continue
         kind = decoded["type"]
         if pseudonyms is not None and kind != "product":

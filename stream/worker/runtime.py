@@ -91,17 +91,23 @@ class Stats:
         return out
 
 
+def decode_limits(settings: Settings) -> Limits:
+    """The bounds ``decode`` applies, from the settings (the worker and ``stream validate``)."""
+    return Limits(
+        max_bytes=settings.ingest.max_message_bytes,
+        max_future_ms=int(settings.ingest.max_future_s * 1000),
+        earliest_ms=settings.ingest.earliest_ms,
+        registry_framing=settings.ingest.registry_framing == "accept",
+    )
+
+
 class Runtime(Service):
     """Owns the Redis connection and the batch updater of one worker."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.limits = Limits(
-            max_bytes=settings.ingest.max_message_bytes,
-            max_future_ms=int(settings.ingest.max_future_s * 1000),
-            earliest_ms=settings.ingest.earliest_ms,
-        )
+        self.limits = decode_limits(settings)
         self.stats = Stats()
         self.metrics = Metrics()
         # (topic, partition) -> (next offset to process, broker timestamp ms of the last one)

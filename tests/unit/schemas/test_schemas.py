@@ -84,7 +84,8 @@ def test_invalid_examples_cover_the_required_cases() -> None:
     paths = example_paths(valid=False)
     assert len(paths) >= 14
     reasons = {example_message(p)[1] for p in paths}
-    assert set(REASONS) - reasons == {"internal_error"}
+    # invalid_framing needs Limits(registry_framing=True): tests/unit/schemas/test_framing.py.
+    assert set(REASONS) - reasons == {"internal_error", "invalid_framing"}
     raws = {p.stem: example_message(p)[0] for p in paths}
     assert len(raws["oversize_message"]) > LIMITS.max_bytes
     assert b"\\ud800" in raws["lone_surrogate"]

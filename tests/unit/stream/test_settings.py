@@ -95,6 +95,7 @@ OLD_DEFAULTS: dict[str, Any] = {
     # Added with `stream topics` (production topic layout).
     "RTP_MAX_REQUEST_BYTES": 1_000_000,  # added with the dead-letter bounds
     "RTP_CHURN_HORIZON_DAYS": 30.0,  # added with the churn probability
+    "RTP_REGISTRY_FRAMING": "off",  # added with Segment-spec ingestion
     "RTP_INPUT_PARTITIONS": 4,
     "RTP_TOPIC_REPLICATION": 1,
     "RTP_TOPIC_MIN_INSYNC": 1,
@@ -195,6 +196,7 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_DEV_DIR": ("/tmp/dev", "/tmp/dev"),
         "RTP_MAX_REQUEST_BYTES": ("2000000", 2_000_000),
         "RTP_CHURN_HORIZON_DAYS": ("90", 90.0),
+        "RTP_REGISTRY_FRAMING": ("accept", "accept"),
         "RTP_INPUT_PARTITIONS": ("12", 12),
         "RTP_TOPIC_REPLICATION": ("3", 3),
         "RTP_TOPIC_MIN_INSYNC": ("2", 2),
