@@ -100,7 +100,7 @@ def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
 
 def settings_problems(settings: Settings) -> list[str]:
     """What is wrong with the security settings taken together, one line per problem."""
-    return _kafka_problems(settings) + _redis_problems(settings)
+    return _kafka_problems(settings) + _redis_problems(settings) + _web_problems(settings)
 
 
 def _kafka_problems(s: Settings) -> list[str]:
@@ -165,6 +165,24 @@ def _redis_problems(s: Settings) -> list[str]:
                 )
         except (ssl.SSLError, OSError, ValueError) as exc:
             problems.append(f"RTP_REDIS_CA_FILE/CERT_FILE/KEY_FILE cannot be loaded: {exc}")
+    return problems
+
+
+def _web_problems(s: Settings) -> list[str]:
+    """The API's tokens: a file that can be read and parsed, and no contradiction with open."""
+    from stream.tokens import TokenError, read_file
+
+    problems = []
+    if s.web_tokens_file:
+        try:
+            read_file(s.web_tokens_file)
+        except TokenError as exc:
+            problems.append(f"RTP_WEB_TOKENS_FILE: {exc}")
+    if s.web_open and (s.web_tokens or s.web_tokens_file):
+        problems.append(
+            "RTP_WEB_OPEN=true turns authentication off, yet RTP_WEB_TOKENS(_FILE) is set: "
+            "unset one of them"
+        )
     return problems
 
 

@@ -8,6 +8,7 @@ The README's settings table is generated from :data:`FIELDS` (``make settings-do
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from profiles.core.config import ProfileConfig
 from profiles.core.privacy import MIN_SECRET_CHARS
 from profiles.redis.client import RedisTLS
 from stream.security import MECHANISMS, PROTOCOLS, redact_url, redact_value, settings_problems
+from stream.tokens import parse_entries
 
 
 class SettingsError(ValueError):
@@ -53,11 +55,19 @@ def _bool(raw: str) -> bool:
     raise ValueError("must be one of true/false/1/0/yes/no")
 
 
+_HOST_PORT = re.compile(r"([^\s/:\[\]]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+
+
 def _broker(raw: str) -> str:
-    urls = [u.strip() for u in raw.split(";") if u.strip()]
-    if not urls or not all(u.startswith("kafka://") for u in urls):
-        raise ValueError("must look like kafka://host:port (several separated by ';')")
-    return ";".join(urls)
+    # Faust takes ';' or ',' between URLs, and later ones without the scheme; the tools'
+    # aiokafka clients take host:port only: normalise to kafka://a:1;kafka://b:2 for both.
+    urls = [u.strip() for u in re.split(r"[;,]", raw) if u.strip()]
+    if not urls or not urls[0].startswith("kafka://"):
+        raise ValueError("must look like kafka://host:port (several separated by ',' or ';')")
+    hosts = [u.removeprefix("kafka://") for u in urls]
+    if not all(_HOST_PORT.fullmatch(h) for h in hosts):
+        raise ValueError("must look like kafka://host:port (several separated by ',' or ';')")
+    return ";".join(f"kafka://{h}" for h in hosts)
 
 
 def _redis_url(raw: str) -> str:
@@ -108,6 +118,11 @@ def _secret(raw: str) -> str:
             f"must be empty or at least {MIN_SECRET_CHARS} characters (`openssl rand -hex 32`)"
         )
     return raw
+
+
+def _web_tokens(raw: str) -> str:
+    parse_entries(raw, "entry")  # the error names the entry, never the token
+    return raw.strip()
 
 
 def _kafka_protocol(raw: str) -> str:
@@ -164,6 +179,32 @@ FIELDS: tuple[Field, ...] = (
     Field("RTP_CACHE_USERS", "cache_users", _positive_int, "Profiles cached in worker memory."),
     Field("RTP_WEB_PORT", "web_port", _positive_int, "Worker HTTP port (API, health, metrics)."),
     Field("RTP_WEB_HOST", "web_host", str, "Worker HTTP bind address (0.0.0.0 in containers)."),
+    Field(
+        "RTP_WEB_TOKENS",
+        "web_tokens",
+        _web_tokens,
+        "API bearer tokens, comma-separated: `TOKEN` (read scope) or `read+ops:TOKEN`; "
+        "never logged.",
+        secret=True,
+    ),
+    Field(
+        "RTP_WEB_TOKENS_FILE",
+        "web_tokens_file",
+        str,
+        "File of API tokens, one entry a line (`#` comments); re-read when it changes.",
+    ),
+    Field(
+        "RTP_WEB_OPEN",
+        "web_open",
+        _bool,
+        "No API authentication at all (a laptop); without it and without tokens the API is closed.",
+    ),
+    Field(
+        "RTP_WEB_OPEN_OPS",
+        "web_open_ops",
+        _bool,
+        "`/health` and `/metrics` without a token; false: they need the `ops` scope.",
+    ),
     Field("RTP_SESSION_TIMEOUT_S", "session_timeout_s", _positive_float, "Kafka group session."),
     Field("RTP_MODEL", "model", str, "Encoder model directory or id; empty = all-MiniLM-L6-v2."),
     Field("RTP_DEVICE", "device", _device, "Encoder device: auto, cpu, cuda, cuda:N."),
@@ -371,6 +412,10 @@ class Settings:
     cache_users: int = 20_000
     web_port: int = 6066
     web_host: str = "127.0.0.1"
+    web_tokens: str = field(default="", repr=False)
+    web_tokens_file: str = ""
+    web_open: bool = False
+    web_open_ops: bool = True
     session_timeout_s: float = 10.0
     model: str = ""
     device: str = "auto"
@@ -475,7 +520,9 @@ class Settings:
     @property
     def broker_hosts(self) -> list[str]:
         """``host:port`` strings for plain aiokafka clients."""
-        return [u.removeprefix("kafka://") for u in self.broker.split(";")]
+        return [
+            u.strip().removeprefix("kafka://") for u in re.split(r"[;,]", self.broker) if u.strip()
+        ]
 
 
 def settings_table() -> str:

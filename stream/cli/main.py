@@ -77,11 +77,12 @@ def register(app: faust.App, settings: Settings) -> None:
                 self.say(f"broker {services.broker_url}  redis {services.redis_url}")
             elif action == "down":
                 services.down()
+                self.say("stopped broker and redis")
             elif action == "status":
                 for svc, info in services.status().items():
                     self.say(f"{svc:8} {orjson.dumps(info).decode()}")
             elif action in ("kill", "start") and name:
-                getattr(services, action)(name)
+                self.say(_kill_or_start(services, action, name))
             else:
                 raise SystemExit(
                     f"unknown action {action!r}: use up, down, status, kill N, start N"
@@ -193,13 +194,23 @@ def register(app: faust.App, settings: Settings) -> None:
             default=None,
             help="A running worker's web address (default: RTP_WEB_HOST:RTP_WEB_PORT).",
         ),
+        option(
+            "--token",
+            type=str,
+            default=None,
+            help="API token (default: the first 'read' token of RTP_WEB_TOKENS(_FILE)).",
+        ),
     )
-    async def recommend(self: AppCommand, user_id: str, k: int, url: str | None) -> None:
+    async def recommend(
+        self: AppCommand, user_id: str, k: int, url: str | None, token: str | None
+    ) -> None:
         """Print a user's recommendations (asked of a running worker, which holds the index)."""
         from stream.cli.web_client import fetch_recommendations
+        from stream.tokens import READ, first_with
 
         base = url or f"http://{settings.web_host}:{settings.web_port}"
-        status, body = await fetch_recommendations(base, user_id, k)
+        token = token or first_with(READ, settings.web_tokens, settings.web_tokens_file)
+        status, body = await fetch_recommendations(base, user_id, k, token)
         if status != 200:
             raise SystemExit(f"{base}: {status} {body.get('error', body)}")
         opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
@@ -251,6 +262,13 @@ def register(app: faust.App, settings: Settings) -> None:
             await store.close()
         opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
         sys.stdout.write(orjson.dumps(report, option=opts).decode() + "\n")
+        if plot and not report["segments"]:
+            # Nothing to draw: say so and fail, rather than claim a file that is not there.
+            why = (
+                "no segments yet: the model is seeded once RTP_SEGMENT_SEED_USERS users with "
+                "embeddings were seen (is a worker running with RTP_SEGMENTS=true?)"
+            )
+            raise SystemExit(f"error: no plot written to {plot}: {why}")
         if plot:
             self.say(f"wrote {plot}")
 
@@ -271,6 +289,21 @@ def register(app: faust.App, settings: Settings) -> None:
         from stream.devtools.demo import run_demo
 
         await run_demo(settings, rate=rate, bad_share=bad_share, duration=duration)
+
+
+def _kill_or_start(services: Any, action: str, name: str) -> str:
+    """Do ``action`` to service ``name`` and say what happened (also when nothing had to)."""
+    before = services.status().get(name, {})
+    getattr(services, action)(name)
+    after = services.status().get(name, {})
+    port = after.get("port") or before.get("port")
+    if action == "kill":
+        if not before.get("running"):
+            return f"{name} was not running"
+        return f"killed {name} (pid {before.get('pid')}, SIGKILL; port {port} now closed)"
+    if before.get("running"):
+        return f"{name} was already running (pid {after.get('pid')}, port {port})"
+    return f"started {name} (pid {after.get('pid')}, port {port}, ready)"
 
 
 def _chain(first: Any, rest: Any) -> Any:

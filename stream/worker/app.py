@@ -16,6 +16,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     """A configured app with its topics, agents and web views, and its runtime."""
     session = settings.session_timeout_s
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
+    guard = web.guard_for(settings)
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
@@ -34,6 +35,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         broker_commit_interval=1.0,
         web_port=settings.web_port,
         web_host=settings.web_host,
+        # Faust binds web_bind (default 0.0.0.0) and uses web_host only in its own URL.
+        web_bind=settings.web_host,
+        web_application_options={"middlewares": [web.auth_middleware(guard)]},
         web_in_thread=False,
         loghandlers=[],
     )
@@ -41,5 +45,5 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     app.add_dependency(runtime)
     topics = agents.Topics.declare(app, settings)
     agents.register(app, settings, runtime, topics)
-    web.register(app, settings, runtime)
+    web.register(app, settings, runtime, guard)
     return app, runtime

@@ -242,7 +242,9 @@ async def _raw(worker: Worker, path: str) -> str:
     async with (
         aiohttp.ClientSession() as http,
         http.get(
-            f"http://127.0.0.1:{worker.port}{path}", timeout=aiohttp.ClientTimeout(total=5)
+            f"http://127.0.0.1:{worker.port}{path}",
+            timeout=aiohttp.ClientTimeout(total=5),
+            headers=worker.auth(),
         ) as resp,
     ):
         return await resp.text()
