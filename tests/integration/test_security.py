@@ -205,7 +205,7 @@ async def test_the_tools_speak_every_protocol(
         to_dlq = replace(settings, input_topic=settings.dlq_topic)
         assert await send_events(to_dlq, events[:3], Plan(), quiet=True) == 3
         assert await dlq_counts(settings, timeout=10) == {"unknown": 3}
-        assert await replay_dead(settings, timeout=10) == 3
+        assert (await replay_dead(settings, timeout=10)).sent == 3
         rows = await group_lag(settings, [settings.input_topic])
         assert sum(r.end for r in rows) == 10
     assert gate.refused == []
