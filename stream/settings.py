@@ -154,7 +154,12 @@ FIELDS: tuple[Field, ...] = (
     Field(
         "RTP_APP_ID", "app_id", _topic, "Faust app id: consumer group and internal topic prefix."
     ),
-    Field("RTP_BROKER", "broker", _broker, "Kafka bootstrap URL(s), `kafka://host:port`."),
+    Field(
+        "RTP_BROKER",
+        "broker",
+        _broker,
+        "Kafka bootstrap URL(s), `kafka://host:port`, several separated by `,` or `;`.",
+    ),
     Field(
         "RTP_REDIS_URL", "redis_url", _redis_url, "Redis URL (user, password, TLS via rediss://)."
     ),
