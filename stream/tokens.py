@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 import time
@@ -27,6 +28,7 @@ SCOPES: tuple[str, ...] = (READ, OPS)
 #: Paths of the ops scope; every other path (Faust's own pages too) needs the read scope.
 OPS_PATHS = frozenset({"/health", "/metrics"})
 MIN_TOKEN_CHARS = 16
+log = logging.getLogger(__name__)
 REALM = "realtime-profiles"
 
 # RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
@@ -136,6 +138,8 @@ class TokenSet:
             self._file = [(_digest(t), s) for t, s in read_file(self._path)]
             self.file_error = None
         except TokenError as exc:
+            if exc.args[0] != self.file_error:
+                log.error("API tokens file not used (no token of it is valid now): %s", exc)
             self._file, self.file_error = [], str(exc)
 
     def refresh(self) -> None:

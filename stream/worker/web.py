@@ -137,7 +137,16 @@ def _embedding_view(profile: Profile) -> dict[str, Any] | None:
 
 def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard) -> None:
     """The pages; ``guard`` is the one :func:`auth_middleware` of ``app`` checks with."""
-    log.info("HTTP API on %s:%s: %s", settings.web_host, settings.web_port, guard.describe())
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def announce_protection() -> None:
+        """How the API is protected, once the worker's logging is set up."""
+        level = logging.WARNING if settings.web_open else logging.INFO
+        log.log(
+            level, "HTTP API on %s:%s: %s", settings.web_host, settings.web_port, guard.describe()
+        )
+        if guard.tokens.file_error:
+            log.error("RTP_WEB_TOKENS_FILE not used: %s", guard.tokens.file_error)
 
     def stored_id(user_id: str) -> str:
         return runtime.pseudonyms(user_id) if runtime.pseudonyms else user_id

@@ -98,6 +98,14 @@ async def test_requests_without_the_right_token_are_refused_before_any_work(
     assert status == 200 and body["user_id"] == "ann" and body["counts"] == {"search": 1}
     status, _, stats = await _get("127.0.0.1", worker.port, "/stats", worker.token)
     assert status == 200 and stats["consumed"] == before
+    # The worker says how it is protected, and never shows the token.
+    said = f"HTTP API on 127.0.0.1:{worker.port}: bearer tokens: 1 with 'read', 1 with 'ops'"
+
+    async def logged() -> bool:
+        return said in worker.log_path.read_text(errors="replace")
+
+    await eventually(logged, timeout=60)
+    assert worker.token and worker.token not in worker.log_path.read_text(errors="replace")
     # /health and /metrics are open by default (probes, Prometheus).
     assert (await _get("127.0.0.1", worker.port, "/health"))[0] == 200
     async with (
