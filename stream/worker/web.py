@@ -1,9 +1,9 @@
 """HTTP endpoints on each worker's web port: health, counters, profile lookup.
 
 Every request passes :func:`auth_middleware` first (aiohttp middleware, so Faust's own pages
-too and unknown paths): no work, not even a route lookup, before the token is checked. Query
-parameters are parsed by the strict functions below: anything else than what they accept is a
-400 with a message, never a 500.
+and unknown paths too): no handler runs, nothing is read from Redis, before the token is
+checked. Query parameters are parsed by the strict functions below: anything else than what
+they accept is a 400 with a message, never a 500.
 """
 
 from __future__ import annotations

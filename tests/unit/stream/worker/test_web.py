@@ -93,7 +93,7 @@ async def test_middleware_refuses_before_the_handler_runs() -> None:
             assert resp.headers["WWW-Authenticate"].startswith("Bearer ")
             assert "error" in await resp.json()
         assert reached == []
-        assert (await client.get("/nothing-here")).status == 401  # no route lookup either
+        assert (await client.get("/nothing-here")).status == 401  # unknown paths say nothing either
         assert (await client.get("/health")).status == 200
         resp = await client.get("/stats", headers={"Authorization": f"Bearer {TOKEN}"})
         assert resp.status == 200 and reached == ["/health", "/stats"]
