@@ -12,6 +12,7 @@ single values and combinations alike. The README's table comes from :func:`setti
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from profiles.core.config import ProfileConfig
 from profiles.core.privacy import MIN_SECRET_CHARS
 from profiles.redis.client import RedisTLS
 from stream.security import kafka_problems, redact_url, redis_problems
+from stream.tokens import TokenError, parse_entries, read_file
 from stream.worker.dead_letters import DeadLetterTooLarge, check_fits
 
 
@@ -44,11 +46,24 @@ class SettingsError(ValueError):
 # -- value types -------------------------------------------------------------------------------
 
 
+_HOST_PORT = re.compile(r"([^\s/:\[\]]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+
+
 def _broker(raw: str) -> str:
-    urls = [u.strip() for u in raw.split(";") if u.strip()]
-    if not urls or not all(u.startswith("kafka://") for u in urls):
-        raise ValueError("must look like kafka://host:port (several separated by ';')")
-    return ";".join(urls)
+    # Faust takes ';' or ',' between URLs, and later ones without the scheme; the tools'
+    # aiokafka clients take host:port only: normalise to kafka://a:1;kafka://b:2 for both.
+    urls = [u.strip() for u in re.split(r"[;,]", raw) if u.strip()]
+    if not urls or not urls[0].startswith("kafka://"):
+        raise ValueError("must look like kafka://host:port (several separated by ',' or ';')")
+    hosts = [u.removeprefix("kafka://") for u in urls]
+    if not all(_HOST_PORT.fullmatch(h) for h in hosts):
+        raise ValueError("must look like kafka://host:port (several separated by ',' or ';')")
+    return ";".join(f"kafka://{h}" for h in hosts)
+
+
+def _web_tokens(raw: SecretStr) -> SecretStr:
+    parse_entries(raw.get_secret_value(), "entry")  # the error names the entry, never the token
+    return SecretStr(raw.get_secret_value().strip())
 
 
 def _redis_url(raw: SecretStr) -> SecretStr:
@@ -151,7 +166,9 @@ class KafkaSettings(Section):
         "RTP_APP_ID", "profiles", "Faust app id: consumer group and internal topic prefix."
     )
     broker: Annotated[str, AfterValidator(_broker)] = env(
-        "RTP_BROKER", "kafka://127.0.0.1:9092", "Kafka bootstrap URL(s), `kafka://host:port`."
+        "RTP_BROKER",
+        "kafka://127.0.0.1:9092",
+        "Kafka bootstrap URL(s), `kafka://host:port`, several separated by `,` or `;`.",
     )
     partitions: Positive = env("RTP_PARTITIONS", 4, "Partitions of the internal topics.")
     session_timeout_s: PositiveFloat = env("RTP_SESSION_TIMEOUT_S", 10.0, "Kafka group session.")
@@ -459,6 +476,50 @@ class WebSettings(Section):
     host: str = env(
         "RTP_WEB_HOST", "127.0.0.1", "Worker HTTP bind address (0.0.0.0 in containers)."
     )
+    tokens: Annotated[SecretStr, AfterValidator(_web_tokens)] = env(
+        "RTP_WEB_TOKENS",
+        SecretStr(""),
+        "API bearer tokens, comma-separated: `TOKEN` (read scope) or `read+ops:TOKEN`; "
+        "never logged.",
+        secret=True,
+    )
+    tokens_file: str = env(
+        "RTP_WEB_TOKENS_FILE",
+        "",
+        "File of API tokens, one entry a line (`#` comments); re-read when it changes.",
+    )
+    open: bool = env(
+        "RTP_WEB_OPEN",
+        False,
+        "No API authentication at all (a laptop); without it and without tokens the API is closed.",
+    )
+    open_ops: bool = env(
+        "RTP_WEB_OPEN_OPS",
+        True,
+        "`/health` and `/metrics` without a token; false: they need the `ops` scope.",
+    )
+
+    @model_validator(mode="after")
+    def _tokens(self) -> WebSettings:
+        problems = []
+        if self.tokens_file:
+            try:
+                read_file(self.tokens_file)
+            except TokenError as exc:
+                problems.append(f"RTP_WEB_TOKENS_FILE: {exc}")
+        if self.open and (self.tokens.get_secret_value() or self.tokens_file):
+            problems.append(
+                "RTP_WEB_OPEN=true turns authentication off, yet RTP_WEB_TOKENS(_FILE) is set: "
+                "unset one of them"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def token_list(self) -> str:
+        """The inline tokens in clear, for the token checker only."""
+        return self.tokens.get_secret_value()
 
 
 class WorkerSettings(Section):

@@ -51,7 +51,7 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
         if not tps:
             return []
         listed = await reader.end_offsets(tps)
-        ends = {tp: await _true_end(reader, tp, listed[tp]) for tp in tps}
+        ends = {tp: await true_end(reader, tp, listed[tp]) for tp in tps}
         rows = []
         for tp in tps:
             offset = await group.committed(tp)
@@ -65,7 +65,7 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
         await group.stop()
 
 
-async def _true_end(reader: AIOKafkaConsumer, tp: TopicPartition, listed: int) -> int:
+async def true_end(reader: AIOKafkaConsumer, tp: TopicPartition, listed: int) -> int:
     """The end offset, checked by reading the last batch.
 
     Tansu (seen with v0.6.0) answers ListOffsets(latest) with the last record *batch*'s

@@ -174,37 +174,67 @@ def register(app: faust.App, settings: Settings) -> None:
             default=None,
             help="A running worker's web address (default: RTP_WEB_HOST:RTP_WEB_PORT).",
         ),
+        option(
+            "--token",
+            type=str,
+            default=None,
+            help="API token (default: the first 'read' token of RTP_WEB_TOKENS(_FILE)).",
+        ),
     )
-    async def recommend(self: AppCommand, user_id: str, k: int, url: str | None) -> None:
+    async def recommend(
+        self: AppCommand, user_id: str, k: int, url: str | None, token: str | None
+    ) -> None:
         """Print a user's recommendations (asked of a running worker, which holds the index)."""
         from stream.cli.web_client import fetch_recommendations
+        from stream.tokens import READ, first_with
 
         base = url or f"http://{settings.web.host}:{settings.web.port}"
-        status, body = await fetch_recommendations(base, user_id, k)
+        token = token or first_with(READ, settings.web.token_list, settings.web.tokens_file)
+        status, body = await fetch_recommendations(base, user_id, k, token)
         if status != 200:
             raise SystemExit(f"{base}: {status} {body.get('error', body)}")
         opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
         sys.stdout.write(orjson.dumps(body, option=opts).decode() + "\n")
 
     @app.command(
-        option("--timeout", type=float, default=3.0, help="Seconds to read for."),
+        option(
+            "--timeout",
+            type=float,
+            default=None,
+            help="Counting: seconds to read for (3). Replay: give up after this many seconds "
+            "without a record (10).",
+        ),
         option(
             "--replay",
             is_flag=True,
             default=False,
-            help="Send the dead letters back to the input topic (after a fix).",
+            help="Send the dead letters back to the input topic (after a fix); each once: a "
+            "second run sends only what is new, an interrupted one resumes.",
         ),
         option("--reason", "reasons", multiple=True, help="With --replay: only this reason."),
+        option(
+            "--from-start",
+            is_flag=True,
+            default=False,
+            help="With --replay: forget earlier replays and send everything again.",
+        ),
     )
-    async def dlq(self: AppCommand, timeout: float, replay: bool, reasons: tuple[str, ...]) -> None:
+    async def dlq(
+        self: AppCommand,
+        timeout: float | None,
+        replay: bool,
+        reasons: tuple[str, ...],
+        from_start: bool,
+    ) -> None:
         """Count dead-lettered messages by reason, or replay them into the input topic."""
-        from stream.cli.dlq import dlq_counts, replay_dead
+        from stream.cli.dlq import dlq_counts
 
         if replay:
-            sent = await replay_dead(settings, set(reasons) or None, timeout)
-            self.say(f"replayed {sent} dead letters to {settings.topics.input}")
+            await _replay(self, settings, set(reasons) or None, timeout or 10.0, from_start)
             return
-        counts = await dlq_counts(settings, timeout)
+        if reasons or from_start:
+            raise SystemExit("--reason and --from-start go with --replay")
+        counts = await dlq_counts(settings, timeout or 3.0)
         if not counts:
             self.say("no dead letters")
         for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
@@ -253,6 +283,13 @@ def register(app: faust.App, settings: Settings) -> None:
             await store.close()
         opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
         sys.stdout.write(orjson.dumps(report, option=opts).decode() + "\n")
+        if plot and not report["segments"]:
+            # Nothing to draw: say so and fail, rather than claim a file that is not there.
+            why = (
+                "no segments yet: the model is seeded once RTP_SEGMENT_SEED_USERS users with "
+                "embeddings were seen (is a worker running with RTP_SEGMENTS=true?)"
+            )
+            raise SystemExit(f"error: no plot written to {plot}: {why}")
         if plot:
             self.say(f"wrote {plot}")
 
@@ -273,6 +310,48 @@ def register(app: faust.App, settings: Settings) -> None:
         from stream.devtools.demo import run_demo
 
         await run_demo(settings, rate=rate, bad_share=bad_share, duration=duration)
+
+
+async def _replay(
+    command: AppCommand,
+    settings: Settings,
+    reasons: set[str] | None,
+    timeout: float,
+    from_start: bool,
+) -> None:
+    """``dlq --replay`` with a progress bar (on stderr) and a summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from stream.cli.dlq import replay_dead
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as bar:
+        task = bar.add_task("replay", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = await replay_dead(settings, reasons, timeout, from_start, progress)
+    which = f" (reason {', '.join(sorted(reasons))})" if reasons else ""
+    command.say(f"replayed {report.sent} dead letters{which} to {settings.topics.input}")
+    if report.partitions and not report.total:
+        command.say("nothing new: earlier runs replayed every partition up to its end")
+    if report.already:
+        command.say(f"skipped {report.already} replayed by an earlier run")
+    if report.other_reasons:
+        command.say(f"left {report.other_reasons} of other reasons")
+    for p in report.partitions:
+        command.say(
+            f"  partition {p.partition}: offsets {p.start}..{p.reached} of {p.end}"
+            + ("" if p.reached >= p.end else "  (not finished)")
+        )
+    for problem in report.problems:
+        command.say(f"error: {problem}", file=sys.stderr)
+    if not report.complete:
+        raise SystemExit(1)
 
 
 def _chain(first: Any, rest: Any) -> Any:

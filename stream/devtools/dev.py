@@ -98,12 +98,8 @@ def run_dev(
         elif action == "down":
             services.down(timeout=10.0 if timeout is None else timeout)
             say("stopped")
-        elif action == "kill" and name:
-            services.kill(name)
-            say(f"killed {name}")
-        elif action == "start" and name:
-            services.start(name, timeout=20.0 if timeout is None else timeout)
-            say(f"started {name}")
+        elif action in ("kill", "start") and name:
+            say(kill_or_start(services, action, name, 20.0 if timeout is None else timeout))
         elif action == "status":
             report = services.status()
             say(format_status(report))
@@ -115,3 +111,21 @@ def run_dev(
         say(f"error: {exc}")
         return 1
     return 0
+
+
+def kill_or_start(services: LocalServices, action: str, name: str, timeout: float = 20.0) -> str:
+    """Do ``action`` to service ``name`` and say what happened (also when nothing had to)."""
+    before = services.status().get(name, {})
+    if action == "kill":
+        services.kill(name)
+    else:
+        services.start(name, timeout=timeout)
+    after = services.status().get(name, {})
+    port = after.get("port") or before.get("port")
+    if action == "kill":
+        if not before.get("running"):
+            return f"{name} was not running"
+        return f"killed {name} (pid {before.get('pid')}, SIGKILL; port {port} now closed)"
+    if before.get("running"):
+        return f"{name} was already running (pid {after.get('pid')}, port {port})"
+    return f"started {name} (pid {after.get('pid')}, port {port}, ready)"

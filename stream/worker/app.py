@@ -17,6 +17,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     session = settings.kafka.session_timeout_s
     records.install()  # a record aiokafka cannot decode must not crash the fetcher
     Path(settings.worker.data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
+    guard = web.guard_for(settings)
     app = faust.App(
         settings.kafka.app_id,
         broker=settings.kafka.broker,
@@ -37,6 +38,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         broker_commit_interval=1.0,
         web_port=settings.web.port,
         web_host=settings.web.host,
+        # Faust binds web_bind (default 0.0.0.0) and uses web_host only in its own URL.
+        web_bind=settings.web.host,
+        web_application_options={"middlewares": [web.auth_middleware(guard)]},
         web_in_thread=False,
         loghandlers=[],
     )
@@ -45,5 +49,5 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     app.add_dependency(runtime)
     topics = agents.Topics.declare(app, settings)
     agents.register(app, settings, runtime, topics)
-    web.register(app, settings, runtime)
+    web.register(app, settings, runtime, guard)
     return app, runtime

@@ -205,7 +205,7 @@ async def test_the_tools_speak_every_protocol(
         to_dlq = settings.replace("topics", input=settings.topics.dlq)
         assert await send_events(to_dlq, events[:3], Plan(), quiet=True) == 3
         assert await dlq_counts(settings, timeout=10) == {"unknown": 3}
-        assert await replay_dead(settings, timeout=10) == 3
+        assert (await replay_dead(settings, timeout=10)).sent == 3
         rows = await group_lag(settings, [settings.topics.input])
         assert sum(r.end for r in rows) == 10
     assert gate.refused == []
@@ -242,7 +242,9 @@ async def _raw(worker: Worker, path: str) -> str:
     async with (
         aiohttp.ClientSession() as http,
         http.get(
-            f"http://127.0.0.1:{worker.port}{path}", timeout=aiohttp.ClientTimeout(total=5)
+            f"http://127.0.0.1:{worker.port}{path}",
+            timeout=aiohttp.ClientTimeout(total=5),
+            headers=worker.auth(),
         ) as resp,
     ):
         return await resp.text()
