@@ -165,6 +165,12 @@ FIELDS: tuple[Field, ...] = (
     Field("RTP_WEB_PORT", "web_port", _positive_int, "Worker HTTP port (API, health, metrics)."),
     Field("RTP_WEB_HOST", "web_host", str, "Worker HTTP bind address (0.0.0.0 in containers)."),
     Field("RTP_SESSION_TIMEOUT_S", "session_timeout_s", _positive_float, "Kafka group session."),
+    Field(
+        "RTP_CRASH_EXIT_S",
+        "crash_exit_s",
+        _non_negative_float,
+        "Exit (status 70) when an agent or service stays crashed this long; 0 = never.",
+    ),
     Field("RTP_MODEL", "model", str, "Encoder model directory or id; empty = all-MiniLM-L6-v2."),
     Field("RTP_DEVICE", "device", _device, "Encoder device: auto, cpu, cuda, cuda:N."),
     Field("RTP_LOG_LEVEL", "log_level", str, "Worker log level."),
@@ -372,6 +378,7 @@ class Settings:
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     session_timeout_s: float = 10.0
+    crash_exit_s: float = 30.0
     model: str = ""
     device: str = "auto"
     log_level: str = "info"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any, cast
 
 import faust
 import orjson
-from faust.types import EventT, StreamT, TopicT
+from faust.types import TP, AgentT, EventT, StreamT, TopicT
 
 from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.core.profile import Record
@@ -29,8 +30,10 @@ from profiles.pipeline.downstream import profile_updated, recommendation_event, 
 from profiles.pipeline.updater import BatchResult
 from stream.settings import Settings
 from stream.worker import dead_letters
+from stream.worker.epochs import broker_fetch, source_topic
+from stream.worker.health import EXIT_CRASHED
 from stream.worker.ingest import Inbound, Routed, route, unpack
-from stream.worker.retry import apply_batch, until_done
+from stream.worker.retry import apply_batch, kafka_outages, until_done
 from stream.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -102,27 +105,47 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 await topics.declare_outputs()
                 done.append(True)
 
-    @app.agent(topics.input, name="ingest")
+    def crashed(name: str) -> Callable[[AgentT[Any], BaseException], Awaitable[None]]:
+        async def on_error(agent: AgentT[Any], exc: BaseException) -> None:
+            runtime.health.crash(name, exc)
+
+        return on_error
+
+    def highwater(topic: str, partition: int) -> int | None:
+        return cast(int | None, app.consumer.highwater(TP(topic, partition)))
+
+    fetch = broker_fetch(settings)
+
+    @app.agent(topics.input, name="ingest", on_error=crashed("ingest"))
     async def ingest(stream: StreamT[Any]) -> None:
-        await start()
+        await until_done(start, "start-up", runtime)
         async for events in cast(faust.Stream[Any], stream).take_events(
             settings.batch_max, settings.batch_within_s
         ):
             messages = [_inbound(e) for e in events]
+            sources = await until_done(
+                functools.partial(runtime.epochs.sources, messages, highwater, fetch),
+                "input marks",
+                runtime,
+            )
             routed = route(
                 messages,
                 runtime.limits,
                 settings.partitions,
                 int(time.time() * 1000),
                 runtime.pseudonyms,
+                sources,
             )
             sends = functools.partial(_ingest_sends, topics, routed)
-            await until_done(functools.partial(_send, sends), "routing sends", runtime.note_retry)
+            await until_done(functools.partial(_send, sends), "routing sends", runtime)
+            advance = functools.partial(runtime.epochs.advance, messages)
+            await until_done(advance, "input marks", runtime)
             runtime.observe_ingest(messages, routed)
+            runtime.health.alive("ingest")
 
-    @app.agent(topics.routed, name="update")
+    @app.agent(topics.routed, name="update", on_error=crashed("update"))
     async def update(stream: StreamT[Any]) -> None:
-        await start()
+        await until_done(start, "start-up", runtime)
         async for events in cast(faust.Stream[Any], stream).take_events(
             settings.bundle_max, settings.batch_within_s
         ):
@@ -134,19 +157,21 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 except (ValueError, KeyError, TypeError) as exc:
                     bad.append((event, exc))
             started = time.perf_counter()
-            result = await apply_batch(runtime.updater, records, runtime.note_retry)
+            result = await apply_batch(runtime.updater, records, runtime)
             elapsed = time.perf_counter() - started
             now_ms = int(time.time() * 1000)
             outputs = functools.partial(
                 _update_sends, topics, settings, runtime, result, bad, now_ms
             )
-            await until_done(functools.partial(_send, outputs), "output sends", runtime.note_retry)
+            await until_done(functools.partial(_send, outputs), "output sends", runtime)
             runtime.observe_update([_inbound(e) for e in events], records, result, elapsed)
+            runtime.health.alive("update")
 
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Users of revoked partitions may be written by another worker from now on.
         runtime.updater.forget()
+        runtime.epochs.forget()
         stats.rebalances += 1
         runtime.metrics.rebalances.inc()
 
@@ -159,7 +184,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
 
     @app.timer(interval=settings.segment_sync_s)  # type: ignore[untyped-decorator]
     async def merge_segments() -> None:
-        await runtime.sync_segments()
+        await runtime.tick("segment merge", runtime.sync_segments)
 
     @app.timer(interval=settings.churn_sweep_s)  # type: ignore[untyped-decorator]
     async def sweep_churn() -> None:
@@ -167,26 +192,45 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         owned = {
             tp.partition for tp in app.consumer.assignment() if tp.topic == settings.routed_topic
         }
-        try:
-            changes = await runtime.sweep_churn(owned)
-        except Exception:  # the next tick retries: the due index still holds them
-            log.exception("churn sweep failed")
-            return
-        now_ms = int(time.time() * 1000)
-        await _confirm([_churn_send(topics, c, now_ms) for c in changes])
-        runtime.metrics.emitted.labels("churn_risk").inc(len(changes))
+
+        async def announce(changes: list[ChurnChange]) -> None:
+            now_ms = int(time.time() * 1000)
+            await _send(lambda: [_churn_send(topics, c, now_ms) for c in changes])
+            runtime.metrics.emitted.labels("churn_risk").inc(len(changes))
+
+        # A failure waits for the next tick: the due index still holds the users.
+        await runtime.tick("churn sweep", lambda: runtime.sweep_churn(owned, announce))
 
     @app.timer(interval=settings.churn_fit_s)  # type: ignore[untyped-decorator]
     async def fit_churn() -> None:
-        try:
-            await runtime.fit_churn()
-        except Exception:
-            log.exception("churn model fit failed; keeping the previous one")
+        await runtime.tick("churn model fit", runtime.fit_churn)  # keeps the previous model
 
     @app.timer(interval=settings.catalog_poll_s)  # type: ignore[untyped-decorator]
     async def follow_catalog() -> None:
         """Catalog changes and popularity into this worker's item index."""
-        await runtime.poll_catalog()
+        await runtime.tick("catalog poll", runtime.poll_catalog)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def watchdog() -> None:
+        """Crashed Faust services into /health and metrics; exit once a crash has lasted."""
+        for name, service in (("fetcher", app._fetcher), ("consumer", app.consumer)):
+            reason = service.crash_reason if service.crashed else None
+            if reason is not None and not isinstance(reason, asyncio.CancelledError):
+                runtime.health.crash(name, reason)  # CancelledError: a rebalance restart
+            else:
+                runtime.health.alive(name)
+        runtime.health_report()  # keeps rtp_ready current between scrapes of /health
+        why = runtime.health.give_up()
+        if why is not None:
+            log.critical(
+                "exiting (status %d) so that a supervisor restarts the worker: %s",
+                EXIT_CRASHED,
+                why,
+            )
+            logging.shutdown()
+            # Like a SIGKILL, which the fault tests show loses nothing: uncommitted offsets
+            # are redelivered and the fences absorb what was already written.
+            os._exit(EXIT_CRASHED)
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:
@@ -198,8 +242,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
 
 
 async def _send(build: Callable[[], list[Awaitable[Any]]]) -> None:
-    """Build the sends (anew on each try: a send coroutine runs once) and confirm them."""
-    await _confirm(build())
+    """Build the sends (anew on each try: a send coroutine runs once) and confirm them; a
+    transient broker error is a :class:`~stream.worker.retry.KafkaOutage`."""
+    with kafka_outages():
+        await _confirm(build())
 
 
 def _ingest_sends(topics: Topics, routed: Routed) -> list[Awaitable[Any]]:
@@ -256,7 +302,7 @@ def _update_sends(
         payload = orjson.dumps(recommendation_event(recs, model, now_ms))
         sends.append(topics.recs.send(key=recs.profile.user_id.encode(), value=payload))
     for dead in result.dead:
-        source_topic, _, partition = dead.record.source.rpartition(":")
+        origin, partition = source_topic(dead.record.source)
         sends.append(
             topics.dlq.send(
                 key=dead.record.event["user_id"].encode(),
@@ -264,8 +310,8 @@ def _update_sends(
                 headers=dead_letters.headers(
                     dead.reason,
                     dead.detail,
-                    source_topic,
-                    int(partition),
+                    origin,
+                    partition,
                     dead.record.offset,
                     "update",
                 ),

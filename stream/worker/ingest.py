@@ -69,11 +69,15 @@ def route(
     partitions: int,
     now_ms: int,
     pseudonyms: Pseudonymizer | None = None,
+    sources: Sequence[str] | None = None,
 ) -> Routed:
-    """Decode, validate, pseudonymise (if ``pseudonyms``) and bundle one batch of messages."""
+    """Decode, validate, pseudonymise (if ``pseudonyms``) and bundle one batch of messages.
+
+    ``sources``: each message's fence source (``stream.worker.epochs``); by default
+    ``<topic>:<partition>``."""
     routed = Routed()
     per_partition: dict[int, list[list[Any]]] = {}
-    for message in messages:
+    for i, message in enumerate(messages):
         decoded = decode(message.value, limits, now_ms)
         if isinstance(decoded, Rejected):
             routed.dead.append(DeadInbound(message, decoded.reason, decoded.detail))
@@ -83,7 +87,7 @@ def route(
             pseudonyms.event(decoded)
         routed.kinds[kind] = routed.kinds.get(kind, 0) + 1
         key = decoded["product_id"] if kind == "product" else decoded["user_id"]
-        source = f"{message.topic}:{message.partition}"
+        source = sources[i] if sources is not None else f"{message.topic}:{message.partition}"
         per_partition.setdefault(owner(key, partitions), []).append(
             [source, message.offset, decoded, message.timestamp_ms]
         )
