@@ -105,18 +105,23 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 await topics.declare_outputs()
                 done.append(True)
 
-    def crashed(name: str) -> Callable[[AgentT[Any], BaseException], Awaitable[None]]:
-        async def on_error(agent: AgentT[Any], exc: BaseException) -> None:
-            runtime.health.crash(name, exc)
+    def watch(agent: AgentT[Any], name: str) -> None:
+        """Record the agent's crash (Faust's own handler, kept, only tells the consumer)."""
+        original = agent._on_error  # type: ignore[attr-defined]
 
-        return on_error
+        async def on_error(crashed: AgentT[Any], exc: BaseException) -> None:
+            runtime.health.crash(name, exc)
+            if original is not None:
+                await original(crashed, exc)
+
+        agent._on_error = on_error  # type: ignore[attr-defined]
 
     def highwater(topic: str, partition: int) -> int | None:
         return cast(int | None, app.consumer.highwater(TP(topic, partition)))
 
     fetch = broker_fetch(settings)
 
-    @app.agent(topics.input, name="ingest", on_error=crashed("ingest"))
+    @app.agent(topics.input, name="ingest")
     async def ingest(stream: StreamT[Any]) -> None:
         await until_done(start, "start-up", runtime)
         async for events in cast(faust.Stream[Any], stream).take_events(
@@ -143,7 +148,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             runtime.observe_ingest(messages, routed)
             runtime.health.alive("ingest")
 
-    @app.agent(topics.routed, name="update", on_error=crashed("update"))
+    @app.agent(topics.routed, name="update")
     async def update(stream: StreamT[Any]) -> None:
         await until_done(start, "start-up", runtime)
         async for events in cast(faust.Stream[Any], stream).take_events(
@@ -166,6 +171,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             await until_done(functools.partial(_send, outputs), "output sends", runtime)
             runtime.observe_update([_inbound(e) for e in events], records, result, elapsed)
             runtime.health.alive("update")
+
+    watch(ingest, "ingest")
+    watch(update, "update")
 
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
