@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from profiles.churn.tracker import ChurnChange
 from profiles.core.profile import Record
 from stream.settings import Settings
 from stream.worker.runtime import Runtime
@@ -25,6 +26,10 @@ def click(n: int, user: str, day: float) -> dict[str, Any]:
         "product_id": "p1",
         "title": "Tea",
     }
+
+
+async def announced(changes: list[ChurnChange]) -> None:
+    """The sends of a sweep that reached the broker."""
 
 
 def runtime(redis_url: str) -> Runtime:
@@ -50,7 +55,7 @@ async def test_sweep_cost_follows_due_users_and_restart_does_not_repeat(redis_ur
 
     first.store.load = counting_load  # type: ignore[method-assign]
     first.watermark_ms = START + 30 * DAY
-    changes = await first.sweep_churn({0, 1})
+    changes = await first.sweep_churn({0, 1}, announced)
     assert sorted(loaded) == ["s0", "s1", "s2"]  # the sweep never touched the 97 others
     assert sorted(c.profile.user_id for c in changes) == ["s0", "s1", "s2"]
     assert {c.risk.level for c in changes} == {"high"}
@@ -58,7 +63,7 @@ async def test_sweep_cost_follows_due_users_and_restart_does_not_repeat(redis_ur
 
     again = runtime(redis_url)  # a restarted worker on the same Redis
     again.watermark_ms = START + 31 * DAY
-    assert await again.sweep_churn({0, 1}) == []
+    assert await again.sweep_churn({0, 1}, announced) == []
     await again.store.close()
 
 
@@ -86,6 +91,35 @@ async def test_an_erased_user_left_in_the_due_index_is_dropped_by_the_sweep(
     assert await rt.store.client.zscore(due, "gone") is None  # the erasure cleaned it
     await rt.store.client.zadd(due, {"gone": START})  # what the racing sweep left behind
     rt.watermark_ms = START + 30 * DAY
-    assert await rt.sweep_churn({0, 1}) == []
+    assert await rt.sweep_churn({0, 1}, announced) == []
     assert await rt.store.client.zscore(due, "gone") is None
+    await rt.store.close()
+
+
+async def test_a_failed_announcement_stores_nothing_and_the_next_sweep_sends_it(
+    redis_url: str,
+) -> None:
+    """Send first, then save: before, the new level was stored first, and a broker error at
+    the send lost that churn_risk event for good."""
+    from stream.worker.retry import KafkaOutage
+
+    rt = runtime(redis_url)
+    await rt.store.load_scripts()
+    await rt.updater.process([Record("in:0", 0, click(1, "s0", 0))])
+    rt.watermark_ms = START + 30 * DAY
+
+    async def broker_down(changes: list[ChurnChange]) -> None:
+        raise KafkaOutage("KafkaConnectionError: down")
+
+    with pytest.raises(KafkaOutage):
+        await rt.sweep_churn({0, 1}, broker_down)
+    sent: list[str] = []
+
+    async def broker_up(changes: list[ChurnChange]) -> None:
+        sent.extend(c.profile.user_id for c in changes)
+
+    changes = await rt.sweep_churn({0, 1}, broker_up)
+    assert sent == ["s0"] and [c.risk.level for c in changes] == ["high"]
+    assert await rt.sweep_churn({0, 1}, broker_up) == []  # stored after the send: once
+    assert sent == ["s0"]
     await rt.store.close()
