@@ -102,7 +102,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         await runtime.ensure_ready()
         async with declared:
             if not done:
-                await topics.declare_outputs()
+                with kafka_outages():  # start-up is retried through an outage too
+                    await topics.declare_outputs()
                 done.append(True)
 
     def watch(agent: AgentT[Any], name: str) -> None:

@@ -7,7 +7,9 @@ two lines (``redis outage began: ...``, ``redis outage over after 3.1 s``), a co
 individual retries stay at DEBUG.
 
 An outage ends with the first success of an operation that failed in it: that operation needs
-the dependency, so the dependency is back.
+the dependency, so the dependency is back. A failure within :data:`AFTERSHOCK_S` of the end is
+the same outage (e.g. each pooled Redis connection fails once after a restart): it is reopened
+quietly, at DEBUG, and counted once.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ from profiles.core.errors import Outage
 
 log = logging.getLogger(__name__)
 
+#: Failures this soon after an outage ended belong to it.
+AFTERSHOCK_S = 10.0
+
 
 @dataclass
 class _Open:
     since: float
     failing: set[str] = field(default_factory=set)
     retries: int = 0
+    quiet: bool = False  # reopened by an aftershock: already logged and counted
 
 
 class OutageTracker:
@@ -42,13 +48,20 @@ class OutageTracker:
     ) -> None:
         self._began, self._active, self._clock = began, active, clock
         self._open: dict[str, _Open] = {}
+        self._ended: dict[str, float] = {}  # dependency -> when its last outage ended
 
     def failed(self, what: str, exc: Outage) -> None:
         """``what`` failed because of an outage (it will be retried)."""
         dependency = exc.dependency
         current = self._open.get(dependency)
-        if current is None:
-            current = self._open[dependency] = _Open(self._clock())
+        now = self._clock()
+        if current is None and now - self._ended.get(dependency, -AFTERSHOCK_S) < AFTERSHOCK_S:
+            current = self._open[dependency] = _Open(now, quiet=True)
+            log.debug("%s failed again right after the %s outage: %s", what, dependency, exc)
+            if self._active is not None:
+                self._active.labels(dependency).set(1)
+        elif current is None:
+            current = self._open[dependency] = _Open(now)
             log.warning(
                 "%s outage began: %s failed (%s); retrying until it is over",
                 dependency,
@@ -70,7 +83,9 @@ class OutageTracker:
             return
         for dependency in [d for d, o in self._open.items() if what in o.failing]:
             current = self._open.pop(dependency)
-            log.warning(
+            self._ended[dependency] = self._clock()
+            log.log(
+                logging.DEBUG if current.quiet else logging.WARNING,
                 "%s outage over after %.1f s (%d failed attempts; %s succeeded again)",
                 dependency,
                 self._clock() - current.since,

@@ -61,6 +61,14 @@ def test_an_outage_is_logged_once_when_it_begins_and_once_when_it_ends(
     assert value(registry, "rtp_outages_total", dependency="redis") == 1
     assert value(registry, "rtp_outage_active", dependency="redis") == 0
     assert outages.active() == {}
+    # Right after the end, a stale pooled connection fails once: the same outage, not logged.
+    clock.now += 0.5
+    outages.failed("input marks", RedisOutage("ConnectionError: Connection closed by server."))
+    outages.ok("input marks")
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2
+    assert value(registry, "rtp_outages_total", dependency="redis") == 1
+    clock.now += 60  # long after: a new outage
     # The next outage counts again; outages of two dependencies are separate.
     outages.failed("routing sends", KafkaOutage("KafkaConnectionError: down"))
     outages.failed("update batch", RedisOutage("ConnectionError: refused"))
