@@ -60,6 +60,11 @@ class _Pipeline(redis.asyncio.client.Pipeline):
         with outages():
             return await super().execute(raise_on_error)
 
+    async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        # A pipeline under WATCH runs its commands at once (optimistic transactions).
+        with outages():
+            return await super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
 
 class OutageRedis(aioredis.Redis):
     """The asyncio client; transient errors raise :class:`RedisOutage`."""
@@ -76,6 +81,10 @@ class _SyncPipeline(redis.client.Pipeline):
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         with outages():
             return super().execute(raise_on_error)
+
+    def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        with outages():
+            return super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
 
 class OutageSyncRedis(redis.Redis):

@@ -177,6 +177,9 @@ async def test_the_redis_client_raises_an_outage_when_redis_is_unreachable() -> 
             pipe = client.pipeline(transaction=False)
             pipe.get("x")
             await pipe.execute()
+        async with client.pipeline(transaction=True) as watching:  # optimistic transaction
+            with pytest.raises(RedisOutage):
+                await watching.watch("model")
     finally:
         await client.aclose()
 
