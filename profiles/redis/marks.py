@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from profiles.redis import keys
 
@@ -60,10 +61,17 @@ def fingerprint(key: bytes | None, value: bytes | None) -> str:
 
 
 class MarkStore:
-    """The marks in Redis: one hash per input partition."""
+    """The marks in Redis: one hash per input partition. The scripts are loaded once and called
+    by hash (the worker's ACL user may not send EVAL), loaded again after a Redis restart."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
+        self._advance = hashlib.sha1(_ADVANCE.encode()).hexdigest()
+        self._new_epoch = hashlib.sha1(_NEW_EPOCH.encode()).hexdigest()
+
+    async def load_scripts(self) -> None:
+        for source in (_ADVANCE, _NEW_EPOCH):
+            await self.client.script_load(source)
 
     async def get(self, topic: str, partition: int) -> Mark:
         raw = await self.client.hgetall(keys.input_mark(topic, partition))
@@ -81,11 +89,24 @@ class MarkStore:
         """(topic, partition) -> (epoch, offset, fingerprint), in one round trip."""
         if not marks:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for (topic, partition), (epoch, offset, fp) in marks.items():
-            pipe.eval(_ADVANCE, 1, keys.input_mark(topic, partition), epoch, offset, fp)
-        await pipe.execute()
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for (topic, partition), (epoch, offset, fp) in marks.items():
+                key = keys.input_mark(topic, partition)
+                pipe.evalsha(self._advance, 1, key, epoch, offset, fp)
+            try:
+                await pipe.execute()
+                return
+            except NoScriptError:  # Redis restarted without its scripts; raising is idempotent
+                if attempt == 2:
+                    raise
+                await self.load_scripts()
 
     async def new_epoch(self, topic: str, partition: int, seen: int) -> int:
-        result = await self.client.eval(_NEW_EPOCH, 1, keys.input_mark(topic, partition), seen)
+        key = keys.input_mark(topic, partition)
+        try:
+            result = await self.client.evalsha(self._new_epoch, 1, key, seen)
+        except NoScriptError:  # the script did not run: safe to load and call again
+            await self.load_scripts()
+            result = await self.client.evalsha(self._new_epoch, 1, key, seen)
         return int(result)

@@ -151,6 +151,7 @@ class Runtime(Service):
                 return
             await self.store.client.ping()
             await self.store.load_scripts()
+            await self.epochs.marks.load_scripts()
             await asyncio.to_thread(self.tagger.warm_up)
             if self.settings.embeddings:
                 self.embedder = await asyncio.to_thread(self._load_embedder)
