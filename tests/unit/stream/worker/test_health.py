@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -123,3 +124,19 @@ def test_health_report_says_what_is_wrong() -> None:
         runtime.metrics.registry.get_sample_value("rtp_retries_total", {"error": "RedisOutage"})
         == 1
     )
+
+
+async def test_a_crashing_faust_agent_is_recorded_by_the_worker(tmp_path: Path) -> None:
+    """The wiring: Faust's on_error of both agents reaches Health (and Faust's own handler)."""
+    from stream.worker.app import create_app
+
+    app, runtime = create_app(Settings(data_dir=str(tmp_path / "faust")))
+    for name in ("ingest", "update"):
+        agent = app.agents[name]
+        await agent._on_error(agent, RuntimeError(f"{name} boom"))  # type: ignore[attr-defined]
+    assert sorted(runtime.health.crashed) == ["ingest", "update"]
+    assert (
+        runtime.metrics.registry.get_sample_value("rtp_crashes_total", {"component": "ingest"}) == 1
+    )
+    ready, body = runtime.health_report()
+    assert not ready and "ingest crashed 0 s ago: RuntimeError: ingest boom" in body["problems"]
