@@ -532,6 +532,11 @@ class WorkerSettings(Section):
     data_dir: str = env(
         "RTP_DATA_DIR", ".dev/faust", "Faust's local data directory (no state is kept there)."
     )
+    crash_exit_s: NonNegative = env(
+        "RTP_CRASH_EXIT_S",
+        30.0,
+        "Exit (status 70) when an agent or service stays crashed this long; 0 = never.",
+    )
 
 
 class DevSettings(Section):

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from profiles.core.errors import DeviceOutage
+
 __all__ = [
     "BUNDLED_MODEL_ID",
     "INT8_MIN_COSINE",
@@ -176,7 +178,12 @@ class Encoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return ``(len(texts), dim)`` float32 unit rows; duplicates are encoded once."""
         with self._lock:
-            return self._encode(texts)
+            try:
+                return self._encode(texts)
+            except torch.cuda.OutOfMemoryError as exc:
+                # A full (often shared) GPU: a retry later can pass; the texts are fine.
+                torch.cuda.empty_cache()
+                raise DeviceOutage(f"{self.device} out of memory ({len(texts)} texts)") from exc
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         index: dict[str, int] = {}

@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
 import orjson
-from faust.types import EventT, StreamT, TopicT
+from faust.types import TP, AgentT, EventT, StreamT, TopicT
 
 from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.core.profile import Record
@@ -30,8 +31,10 @@ from profiles.pipeline.updater import BatchResult
 from stream.settings import Settings
 from stream.worker import dead_letters, topics
 from stream.worker.delivery import Outgoing, deliver_all
+from stream.worker.epochs import broker_fetch, source_topic
+from stream.worker.health import EXIT_CRASHED
 from stream.worker.ingest import MAX_BUNDLE_BYTES, Inbound, Routed, route, unpack
-from stream.worker.retry import apply_batch, until_done
+from stream.worker.retry import apply_batch, kafka_outages, until_done
 from stream.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -112,38 +115,62 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         await runtime.ensure_ready()
         async with declared:
             if not done:
-                await topics.declare_outputs()
+                with kafka_outages():  # start-up is retried through an outage too
+                    await topics.declare_outputs()
                 done.append(True)
+
+    def watch(agent: AgentT[Any], name: str) -> None:
+        """Record the agent's crash (Faust's own handler, kept, only tells the consumer)."""
+        original = agent._on_error  # type: ignore[attr-defined]
+
+        async def on_error(crashed: AgentT[Any], exc: BaseException) -> None:
+            runtime.health.crash(name, exc)
+            if original is not None:
+                await original(crashed, exc)
+
+        agent._on_error = on_error  # type: ignore[attr-defined]
+
+    def highwater(topic: str, partition: int) -> int | None:
+        return cast(int | None, app.consumer.highwater(TP(topic, partition)))
+
+    fetch = broker_fetch(settings)
 
     @app.agent(topics.input, name="ingest")
     async def ingest(stream: StreamT[Any]) -> None:
-        await start()
+        await until_done(start, "start-up", runtime)
         async for events in cast(faust.Stream[Any], stream).take_events(
             settings.ingest.batch_max, settings.ingest.batch_within_s
         ):
             messages = [_inbound(e) for e in events]
+            sources = await until_done(
+                functools.partial(runtime.epochs.sources, messages, highwater, fetch),
+                "input marks",
+                runtime,
+            )
             routed = route(
                 messages,
                 runtime.limits,
                 settings.kafka.partitions,
                 int(time.time() * 1000),
                 runtime.pseudonyms,
+                sources=sources,
                 # Half a request: a bundle must fit in one (a single record too large for
                 # that is refused and dead-lettered as output_rejected, see delivery.py).
-                min(MAX_BUNDLE_BYTES, settings.ingest.max_request_bytes // 2),
+                max_bundle_bytes=min(MAX_BUNDLE_BYTES, settings.ingest.max_request_bytes // 2),
             )
             outgoing = _ingest_outgoing(topics, routed, settings.ingest.max_message_bytes)
             refused = await until_done(
-                functools.partial(deliver_all, outgoing, topics.dlq),
-                "routing sends",
-                runtime.note_retry,
+                functools.partial(_deliver, outgoing, topics.dlq), "routing sends", runtime
             )
+            advance = functools.partial(runtime.epochs.advance, messages)
+            await until_done(advance, "input marks", runtime)
             runtime.observe_ingest(messages, routed)
             _count_refusals(runtime, "ingest", refused)
+            runtime.health.alive("ingest")
 
     @app.agent(topics.routed, name="update")
     async def update(stream: StreamT[Any]) -> None:
-        await start()
+        await until_done(start, "start-up", runtime)
         async for events in cast(faust.Stream[Any], stream).take_events(
             settings.ingest.bundle_max, settings.ingest.batch_within_s
         ):
@@ -155,22 +182,25 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 except (ValueError, KeyError, TypeError) as exc:
                     bad.append((event, exc))
             started = time.perf_counter()
-            result = await apply_batch(runtime.updater, records, runtime.note_retry)
+            result = await apply_batch(runtime.updater, records, runtime)
             elapsed = time.perf_counter() - started
             now_ms = int(time.time() * 1000)
             outgoing = _update_outgoing(topics, settings, runtime, records, result, bad, now_ms)
             refused = await until_done(
-                functools.partial(deliver_all, outgoing, topics.dlq),
-                "output sends",
-                runtime.note_retry,
+                functools.partial(_deliver, outgoing, topics.dlq), "output sends", runtime
             )
             runtime.observe_update([_inbound(e) for e in events], records, result, elapsed)
             _count_refusals(runtime, "update", refused)
+            runtime.health.alive("update")
+
+    watch(ingest, "ingest")
+    watch(update, "update")
 
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Users of revoked partitions may be written by another worker from now on.
         runtime.updater.forget()
+        runtime.epochs.forget()
         stats.rebalances += 1
         runtime.metrics.rebalances.inc()
 
@@ -183,7 +213,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
 
     @app.timer(interval=settings.segments.sync_s)  # type: ignore[untyped-decorator]
     async def merge_segments() -> None:
-        await runtime.sync_segments()
+        await runtime.tick("segment merge", runtime.sync_segments)
 
     @app.timer(interval=settings.churn.sweep_s)  # type: ignore[untyped-decorator]
     async def sweep_churn() -> None:
@@ -191,26 +221,45 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         owned = {
             tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.routed
         }
-        try:
-            changes = await runtime.sweep_churn(owned)
-        except Exception:  # the next tick retries: the due index still holds them
-            log.exception("churn sweep failed")
-            return
-        now_ms = int(time.time() * 1000)
-        await _confirm([_churn_send(topics, c, now_ms) for c in changes])
-        runtime.metrics.emitted.labels("churn_risk").inc(len(changes))
+
+        async def announce(changes: list[ChurnChange]) -> None:
+            now_ms = int(time.time() * 1000)
+            await _send(lambda: [_churn_send(topics, c, now_ms) for c in changes])
+            runtime.metrics.emitted.labels("churn_risk").inc(len(changes))
+
+        # A failure waits for the next tick: the due index still holds the users.
+        await runtime.tick("churn sweep", lambda: runtime.sweep_churn(owned, announce))
 
     @app.timer(interval=settings.churn.fit_s)  # type: ignore[untyped-decorator]
     async def fit_churn() -> None:
-        try:
-            await runtime.fit_churn()
-        except Exception:
-            log.exception("churn model fit failed; keeping the previous one")
+        await runtime.tick("churn model fit", runtime.fit_churn)  # keeps the previous model
 
     @app.timer(interval=settings.recommend.catalog_poll_s)  # type: ignore[untyped-decorator]
     async def follow_catalog() -> None:
         """Catalog changes and popularity into this worker's item index."""
-        await runtime.poll_catalog()
+        await runtime.tick("catalog poll", runtime.poll_catalog)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def watchdog() -> None:
+        """Crashed Faust services into /health and metrics; exit once a crash has lasted."""
+        for name, service in (("fetcher", app._fetcher), ("consumer", app.consumer)):
+            reason = service.crash_reason if service.crashed else None
+            if reason is not None and not isinstance(reason, asyncio.CancelledError):
+                runtime.health.crash(name, reason)  # CancelledError: a rebalance restart
+            else:
+                runtime.health.alive(name)
+        runtime.health_report()  # keeps rtp_ready current between scrapes of /health
+        why = runtime.health.give_up()
+        if why is not None:
+            log.critical(
+                "exiting (status %d) so that a supervisor restarts the worker: %s",
+                EXIT_CRASHED,
+                why,
+            )
+            logging.shutdown()
+            # Like a SIGKILL, which the fault tests show loses nothing: uncommitted offsets
+            # are redelivered and the fences absorb what was already written.
+            os._exit(EXIT_CRASHED)
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:
@@ -225,6 +274,20 @@ def _count_refusals(runtime: Runtime, stage: str, refused: int) -> None:
     if refused:
         runtime.stats.dead["output_rejected"] += refused
         runtime.metrics.dead.labels("output_rejected", stage).inc(refused)
+
+
+async def _deliver(outgoing: list[Outgoing], dlq: TopicT) -> int:
+    """Every output once, refused ones as dead letters; a transient broker error is a
+    :class:`~stream.worker.retry.KafkaOutage` (the caller retries the whole batch)."""
+    with kafka_outages():
+        return await deliver_all(outgoing, dlq)
+
+
+async def _send(build: Callable[[], list[Awaitable[Any]]]) -> None:
+    """Build the sends (anew on each try: a send coroutine runs once) and confirm them; a
+    transient broker error is a :class:`~stream.worker.retry.KafkaOutage`."""
+    with kafka_outages():
+        await _confirm(build())
 
 
 def _ingest_outgoing(topics: Topics, routed: Routed, value_max: int) -> list[Outgoing]:
@@ -276,8 +339,8 @@ def _ingest_outgoing(topics: Topics, routed: Routed, value_max: int) -> list[Out
 
 
 def _coordinates(record: Record) -> tuple[str, int, int]:
-    topic, _, partition = record.source.rpartition(":")
-    return topic, int(partition), record.offset
+    topic, partition = source_topic(record.source)  # whatever the fence epoch
+    return topic, partition, record.offset
 
 
 def _bundle_parts(topics: Topics, bundle: bytes) -> list[Outgoing]:

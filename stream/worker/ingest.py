@@ -72,11 +72,15 @@ def route(
     now_ms: int,
     pseudonyms: Pseudonymizer | None = None,
     max_bundle_bytes: int = MAX_BUNDLE_BYTES,
+    sources: Sequence[str] | None = None,
 ) -> Routed:
-    """Decode, validate, pseudonymise (if ``pseudonyms``) and bundle one batch of messages."""
+    """Decode, validate, pseudonymise (if ``pseudonyms``) and bundle one batch of messages.
+
+    ``sources``: each message's fence source (``stream.worker.epochs``); by default
+    ``<topic>:<partition>``."""
     routed = Routed()
     per_partition: dict[int, list[list[Any]]] = {}
-    for message in messages:
+    for i, message in enumerate(messages):
         why = undecodable(message.headers)
         if why is not None:  # a header name that was not UTF-8 (stream/worker/records.py)
             routed.dead.append(DeadInbound(message, "undecodable_record", why))
@@ -91,7 +95,7 @@ def route(
             pseudonyms.event(decoded)
         routed.kinds[kind] = routed.kinds.get(kind, 0) + 1
         key = decoded["product_id"] if kind == "product" else decoded["user_id"]
-        source = f"{message.topic}:{message.partition}"
+        source = sources[i] if sources is not None else f"{message.topic}:{message.partition}"
         per_partition.setdefault(owner(key, partitions), []).append(
             [source, message.offset, decoded, message.timestamp_ms]
         )

@@ -21,6 +21,7 @@ from profiles.churn.calibration import Calibrator
 from profiles.churn.population import fit_population
 from profiles.churn.risk import RiskConfig
 from profiles.churn.tracker import ChurnChange, ChurnTracker
+from profiles.core.errors import Outage
 from profiles.core.privacy import pseudonymizer
 from profiles.core.profile import Profile
 from profiles.embedding.cache import EmbeddingCache
@@ -34,6 +35,7 @@ from profiles.recommend.mirror import ItemMirror
 from profiles.recommend.recommender import Recommender, RecsConfig
 from profiles.redis import keys
 from profiles.redis.catalog import RedisCatalog
+from profiles.redis.marks import MarkStore
 from profiles.redis.segments import CentroidStore
 from profiles.redis.store import RedisStore
 from profiles.redis.tier import RedisVectorTier
@@ -44,10 +46,15 @@ from profiles.tags.extractor import TagExtractor
 from schemas.validate import Limits
 from stream.security import redact_url
 from stream.settings import Settings
+from stream.worker.epochs import InputEpochs
+from stream.worker.health import Health
 from stream.worker.ingest import Inbound, Routed
 from stream.worker.metrics import Metrics
+from stream.worker.outages import OutageTracker
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from profiles.core.profile import Record
     from profiles.pipeline.updater import BatchResult
 
@@ -116,6 +123,12 @@ class Runtime(Service):
         self.store = RedisStore.from_url(
             settings.redis.url.get_secret_value(), settings.privacy.key, tls=settings.redis.tls
         )
+        self.outages = OutageTracker(self.metrics.outages, self.metrics.outage_active)
+        self.health = Health(self.metrics.crashes, self.outages, settings.worker.crash_exit_s)
+        self.epochs = InputEpochs(
+            MarkStore(self.store.client),
+            on_new_epoch=lambda topic: self.metrics.fence_epochs.labels(topic).inc(),
+        )
         # User ids -> pseudonyms at ingestion (RTP_PSEUDONYMIZE), and for lookups by clear id.
         self.pseudonyms = pseudonymizer(settings.privacy.pseudonymize, settings.privacy.key)
         self.tagger = TagExtractor()
@@ -149,6 +162,7 @@ class Runtime(Service):
                 return
             await self.store.client.ping()
             await self.store.load_scripts()
+            await self.epochs.marks.load_scripts()
             await asyncio.to_thread(self.tagger.warm_up)
             if self.settings.embedding.enabled:
                 self.embedder = await asyncio.to_thread(self._load_embedder)
@@ -231,14 +245,14 @@ class Runtime(Service):
         self.metrics.index_items.set(len(index))
 
     async def poll_catalog(self) -> None:
-        """Timer body: follow catalog changes and popularity; a failure waits for the next."""
+        """Timer body: follow catalog changes and popularity (the log position is kept on a
+        failure: the next tick resumes from it)."""
         if self.mirror is None or not self.mirror.loaded:
             return
         try:
             await self.mirror.poll()
-        except Exception:  # the log position is kept: the next tick resumes from it
-            log.exception("catalog poll failed; retrying at the next tick")
-        self.metrics.index_items.set(len(self.mirror.index))
+        finally:
+            self.metrics.index_items.set(len(self.mirror.index))
 
     async def recommend_for(
         self, user_id: str, k: int
@@ -263,10 +277,37 @@ class Runtime(Service):
             "recommendations": self.stats.recommendations,
         }
 
-    def note_retry(self, exc: BaseException) -> None:
-        """An outage made an agent retry (see :mod:`stream.worker.retry`)."""
+    def failed(self, what: str, exc: Outage) -> None:
+        """An outage made ``what`` fail; it is retried (see :mod:`stream.worker.retry`)."""
         self.stats.retries += 1
-        self.metrics.retries.labels(type(exc).__name__).inc()
+        cause = exc.__cause__ or exc
+        self.metrics.retries.labels(type(cause).__name__).inc()
+        self.outages.failed(what, exc)
+
+    def ok(self, what: str) -> None:
+        self.outages.ok(what)
+
+    def note_skipped(
+        self, reason: str, topic: str, partition: int, offset: int, detail: str
+    ) -> None:
+        """An input record skipped without a dead letter (it could not even be sent as one)."""
+        self.metrics.skipped.labels(reason).inc()
+        log.error("skipped %s:%s@%s (%s): %s", topic, partition, offset, reason, detail)
+
+    def health_report(self) -> tuple[bool, dict[str, Any]]:
+        """``/health``: ready once Redis answered and partitions are owned, and while nothing
+        crashed, no dependency is down and no partition is refused; the reasons if not."""
+        problems = self.health.problems()
+        if not self.ready:
+            problems.insert(0, "starting: Redis not answered or the model not loaded yet")
+        if self.stats.assigned <= 0:
+            problems.append("no partitions assigned (yet)")
+        ready = not problems
+        self.metrics.ready.set(1 if ready else 0)
+        body: dict[str, Any] = {"alive": True, "ready": ready, "assigned": self.stats.assigned}
+        if problems:
+            body["problems"] = problems
+        return ready, body
 
     def observe_ingest(self, messages: list[Inbound], routed: Routed) -> None:
         s, m = self.stats, self.metrics
@@ -401,8 +442,16 @@ class Runtime(Service):
             return self.watermark_ms
         return int(time.time() * 1000)
 
-    async def sweep_churn(self, owned: set[int]) -> list[ChurnChange]:
-        """Re-score the owned users whose level may have changed; store and return changes."""
+    async def sweep_churn(
+        self, owned: set[int], announce: Callable[[list[ChurnChange]], Awaitable[None]]
+    ) -> list[ChurnChange]:
+        """Re-score the owned users whose level may have changed; ``announce`` the changes of
+        each partition, then store the new levels, and return the changes.
+
+        Announce first: if the send fails, nothing is stored and the next sweep finds the same
+        users due again (a stored level whose event was never sent would be lost for good).
+        A level that is not stored after all (the user changed meanwhile) was announced anyway;
+        ``churn_risk`` events are at least once."""
         if self.churn is None:
             return []
         await self._refresh_churn_params()
@@ -433,12 +482,13 @@ class Runtime(Service):
                 updates.append((profile, partition))
                 if change is not None:
                     found.append(change)
-            skipped = await self.store.save_churn(updates)
+            await announce(found)
+            await self.store.save_churn(updates)  # a user changed meanwhile keeps its level
             for profile, _ in updates:
                 cached = self.updater.profiles.get(profile.user_id)
                 if cached is not None and cached.version == profile.version:
                     cached.churn = profile.churn
-            changes += [c for c in found if c.profile.user_id not in skipped]
+            changes += found  # announced, stored or not
         self.stats.churn_swept += len(changes)
         return changes
 
@@ -498,13 +548,25 @@ class Runtime(Service):
         }
 
     async def sync_segments(self) -> None:
-        """Timer body: merge this worker's statistics; a failure waits for the next tick."""
+        """Timer body: merge this worker's statistics (a failed merge loses nothing: the next
+        tick merges them)."""
         if self.segmenter is None:
             return
+        await self.segmenter.sync()
+
+    async def tick(self, what: str, call: Callable[[], Awaitable[object]]) -> bool:
+        """Run one timer body; a failure waits for the next tick. An outage is logged once
+        (:class:`~stream.worker.outages.OutageTracker`), any other error with its traceback."""
         try:
-            await self.segmenter.sync()
-        except Exception:  # the next tick retries; nothing merged is lost
-            log.exception("segment merge failed; retrying at the next tick")
+            await call()
+        except Outage as exc:
+            self.failed(what, exc)
+            return False
+        except Exception:
+            log.exception("%s failed; retrying at the next tick", what)
+            return False
+        self.ok(what)
+        return True
 
     @property
     def ready(self) -> bool:

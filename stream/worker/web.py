@@ -156,12 +156,10 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
-        """Ready once Redis answered and this worker owns partitions."""
-        ready = runtime.ready and runtime.stats.assigned > 0
-        return web.json(
-            {"alive": True, "ready": ready, "assigned": runtime.stats.assigned},
-            status=200 if ready else 503,
-        )
+        """Ready once Redis answered and this worker owns partitions, while nothing crashed
+        and no dependency is down; 503 with ``problems`` (what is wrong) otherwise."""
+        ready, body = runtime.health_report()
+        return web.json(body, status=200 if ready else 503)
 
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:

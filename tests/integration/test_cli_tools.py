@@ -46,9 +46,9 @@ async def _dead_letters(brokers: str, topic: str, reasons: list[str], first: int
 
 async def _input_values(settings: Settings, brokers: str, expected: int) -> Counter[bytes]:
     """Every message on the input topic (the exact count from its end offsets)."""
-    rows = await group_lag(settings, [settings.input_topic])
+    rows = await group_lag(settings, [settings.topics.input])
     assert sum(r.end for r in rows) == expected
-    got = await read_topic(brokers, settings.input_topic, lambda m: len(m) >= expected)
+    got = await read_topic(brokers, settings.topics.input, lambda m: len(m) >= expected)
     return Counter(m.value or b"" for m in got)
 
 
@@ -84,7 +84,7 @@ async def test_replay_twice_sends_each_dead_letter_once(
     assert set(values.values()) == {1} and len(values) == 3005
 
     # The command: a summary, exit 0, and nothing sent again.
-    env = {**os.environ, **worker_env, "RTP_BROKER": settings.broker}
+    env = {**os.environ, **worker_env, "RTP_BROKER": settings.kafka.broker}
     done = subprocess.run(
         [sys.executable, "-m", "stream", "dlq", "--replay"],
         cwd=ROOT,
@@ -107,10 +107,10 @@ async def test_the_tools_take_a_comma_separated_broker_list(
     host = services.broker_url.removeprefix("kafka://")
     listed = {**worker_env, "RTP_BROKER": f"kafka://{host},{host}"}
     settings = Settings.from_env(listed)
-    assert settings.broker_hosts == [host, host]
+    assert settings.kafka.broker_hosts == [host, host]
     events = [{"event_id": f"e{i}", "user_id": "u", "ts": 1} for i in range(4)]
     assert await send_events(settings, events, Plan(), quiet=True) == 4
-    assert sum(r.end for r in await group_lag(settings, [settings.input_topic])) == 4
+    assert sum(r.end for r in await group_lag(settings, [settings.topics.input])) == 4
     to_dlq = Settings.from_env({**listed, "RTP_INPUT_TOPIC": names.dlq})
     assert await send_events(to_dlq, events[:2], Plan(), quiet=True) == 2
     assert await dlq_counts(settings, timeout=10) == {"unknown": 2}

@@ -81,7 +81,14 @@ async def test_metrics_appear_and_move(worker: Worker, brokers: str, names: Name
         for name, _ in after
     }
     # Labelled by what happened: no series until an outage made an agent retry.
-    only_on_faults = {"rtp_retries"}
+    only_on_faults = {
+        "rtp_retries",
+        "rtp_outages",
+        "rtp_outage_active",
+        "rtp_crashes",
+        "rtp_skipped_records",
+        "rtp_fence_epochs",
+    }
     assert {n.removesuffix("_total") for n in NAMES} <= exported | {
         "rtp_consumer_lag_seconds",
         *only_on_faults,
