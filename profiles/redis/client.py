@@ -49,7 +49,9 @@ def outages() -> Iterator[None]:
     """Turn a transient Redis error into :class:`RedisOutage` (the original as its cause)."""
     try:
         yield
-    except RedisOutage:
+    except (RedisOutage, rex.AuthenticationError):
+        # A wrong password is a ConnectionError to redis-py, but no retry cures it: the
+        # operator must, and the error must say so instead of an endless "outage".
         raise
     except TRANSIENT as exc:
         raise RedisOutage(f"{type(exc).__name__}: {exc}") from exc

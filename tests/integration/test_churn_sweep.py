@@ -157,6 +157,7 @@ async def test_after_a_fit_every_customer_is_rechecked_also_those_already_high(
     assert after.churn["risk"] == round(fresh.risk, 6)
     assert after.churn["level"] == level_with_hysteresis("high", fresh.risk, rt.churn.config)
     stored = orjson.loads(await rt.store.client.hget(keys.profile("h"), "c"))
+    await rt.store.close()  # before asserting: a leaked connection fails a later test
     assert stored == after.churn
 
 

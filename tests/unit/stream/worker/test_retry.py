@@ -192,6 +192,10 @@ def test_only_transient_redis_errors_become_outages() -> None:
     with pytest.raises(rex.ResponseError) as caught, outages():
         raise rex.ResponseError("WRONGTYPE Operation against a key holding the wrong kind")
     assert not isinstance(caught.value, Outage)
+    # A wrong password is a ConnectionError to redis-py, but no retry cures it.
+    with pytest.raises(rex.AuthenticationError) as denied, outages():
+        raise rex.AuthenticationError("invalid username-password pair or user is disabled.")
+    assert not isinstance(denied.value, Outage)
 
 
 def test_cuda_out_of_memory_in_the_encoder_is_an_outage(monkeypatch: Any) -> None:
