@@ -176,6 +176,12 @@ FIELDS: tuple[Field, ...] = (
     Field("RTP_ENCODE_BATCH", "encode_batch", _positive_int, "Texts per model call."),
     Field("RTP_MAX_TOKENS", "max_tokens", _positive_int, "Truncate texts to this many tokens."),
     Field(
+        "RTP_TEXT_CHANNEL",
+        "text_channel",
+        _bool,
+        "Mix a hashed word channel into vectors of texts the model cannot read (see README).",
+    ),
+    Field(
         "RTP_SHORT_HALF_LIFE_MIN",
         "short_half_life_min",
         _positive_float,
@@ -380,6 +386,7 @@ class Settings:
     embeddings: bool = True
     encode_batch: int = 256
     max_tokens: int = 64
+    text_channel: bool = True
     short_half_life_min: float = 30.0
     interests: int = 5
     vector_cache: int = 200_000

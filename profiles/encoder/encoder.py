@@ -176,16 +176,26 @@ class Encoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return ``(len(texts), dim)`` float32 unit rows; duplicates are encoded once."""
         with self._lock:
+            return self._encode(texts)[0]
+
+    def encode_with_unk(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode`, and per text the share of its content tokens that are unknown.
+
+        Content tokens are those left after truncation that are not special ([CLS], [SEP],
+        padding); a text with none has rate 0.
+        """
+        with self._lock:
             return self._encode(texts)
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         index: dict[str, int] = {}
         rows = [index.setdefault(t, len(index)) for t in texts]
         distinct = list(index)
         out = np.empty((len(distinct), self.dim), dtype=np.float32)
+        rates = np.zeros(len(distinct), dtype=np.float64)
         if not distinct:
             self.last_unk_rate = 0.0
-            return out
+            return out, rates
 
         ids: list[list[int]] = self._tokenizer(
             distinct,
@@ -201,9 +211,11 @@ class Encoder:
         for start in range(0, len(order), self.config.batch_size):
             chunk = order[start : start + self.config.batch_size]
             input_ids, mask = self._pad([ids[i] for i in chunk])
-            unk, content = self._count_unk(input_ids, mask)
+            unk_rows, content_rows = self._count_unk(input_ids, mask)
+            unk, content = int(unk_rows.sum()), int(content_rows.sum())
             unk_total += unk
             content_total += content
+            rates[chunk] = unk_rows / np.maximum(content_rows, 1)
             if content and unk / content > UNK_WARN_RATE and not self._unk_warned:
                 self._unk_warned = True
                 log.warning(
@@ -211,7 +223,7 @@ class Encoder:
                 )
             out[chunk] = self._forward(input_ids, mask)
         self.last_unk_rate = unk_total / content_total if content_total else 0.0
-        return out[rows]
+        return out[rows], rates[rows]
 
     def _pad(self, seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         width = max(len(s) for s in seqs)
@@ -222,11 +234,13 @@ class Encoder:
             mask[row, : len(seq)] = 1
         return input_ids, mask
 
-    def _count_unk(self, input_ids: np.ndarray, mask: np.ndarray) -> tuple[int, int]:
+    def _count_unk(self, input_ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: unknown content tokens, content tokens."""
         content = (mask == 1) & ~np.isin(input_ids, self._special_ids)
+        per_row = content.sum(axis=1)
         if self._unk_id is None:
-            return 0, int(content.sum())
-        return int((content & (input_ids == self._unk_id)).sum()), int(content.sum())
+            return np.zeros_like(per_row), per_row
+        return (content & (input_ids == self._unk_id)).sum(axis=1), per_row
 
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         cuda = self.device.startswith("cuda")
@@ -250,10 +264,10 @@ class Encoder:
 
     def _checked_int8(self, model: torch.nn.Module) -> torch.nn.Module:
         quantised = _quantise_int8(model)
-        reference = self._encode(list(_CALIBRATION_TEXTS))
+        reference = self._encode(list(_CALIBRATION_TEXTS))[0]
         self._model = quantised
         try:
-            candidate = self._encode(list(_CALIBRATION_TEXTS))
+            candidate = self._encode(list(_CALIBRATION_TEXTS))[0]
         finally:
             self._model = model
             self.last_unk_rate = 0.0

@@ -21,7 +21,8 @@ from profiles.churn.population import fit_population
 from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.core.privacy import pseudonymizer
 from profiles.core.profile import Profile
-from profiles.embedding.cache import EmbeddingCache
+from profiles.embedding.cache import EmbeddingCache, TextEncoder
+from profiles.embedding.channel import ChannelEncoder
 from profiles.embedding.embedder import Embedder
 from profiles.embedding.profile import EmbeddingConfig
 from profiles.encoder.encoder import Encoder, EncoderConfig
@@ -159,10 +160,14 @@ class Runtime(Service):
                 model=s.model, device=s.device, max_length=s.max_tokens, batch_size=s.encode_batch
             )
         )
+        # The channel wraps the encoder below the cache, so every consumer of text vectors
+        # (profiles, interests, segments, the item index) gets the same mixed vectors, under
+        # the mixed model id.
+        vectors: TextEncoder = ChannelEncoder(encoder) if s.text_channel else encoder
         self._tier = RedisVectorTier(s.redis_url, tls=s.redis_tls)
-        cache = EmbeddingCache(encoder, capacity=s.vector_cache, tier=self._tier)
+        cache = EmbeddingCache(vectors, capacity=s.vector_cache, tier=self._tier)
         config = EmbeddingConfig(
-            model_id=encoder.model_id,
+            model_id=vectors.model_id,
             dim=encoder.dim,
             long_half_life_ms=s.profile.half_life_ms,
             short_half_life_ms=int(s.short_half_life_min * 60_000),
@@ -170,7 +175,7 @@ class Runtime(Service):
         )
         log.info(
             "encoder %s (dim %d, %s, %s, pooling %s)",
-            encoder.model_id,
+            vectors.model_id,
             encoder.dim,
             encoder.device,
             encoder.dtype,
