@@ -4,7 +4,7 @@ The bundled all-MiniLM-L6-v2 maps most Chinese characters to ``[UNK]``, so a Chi
 transformer vector says little beyond its brand letters and numbers. This channel gives every
 text a second vector that any script has: its features (character unigrams and bigrams of
 Han runs, lower-cased Latin/digit words) hashed with a fixed seed onto a sparse signed
-projection of the vector width (each feature adds ``±1`` on :data:`NONZEROS` coordinates, a
+projection of the vector width (each feature adds ``±w`` on :data:`NONZEROS` coordinates, a
 sparse Johnson-Lindenstrauss projection of the hashed bag of features), then unit-normalised.
 Two texts that share words share coordinates, so their cosine is about the weighted share of
 features they have in common; unrelated texts are near 0.
@@ -32,6 +32,7 @@ True
 
 from __future__ import annotations
 
+import array
 import re
 import zlib
 from collections.abc import Sequence
@@ -56,7 +57,7 @@ CHANNEL_ID = "hc1"
 CHANNEL_WEIGHT = 1.0
 
 #: Signed coordinates per feature: fewer collide more often, more cost more per feature.
-NONZEROS = 8
+NONZEROS = 4
 
 #: Fixed seed of the projection (part of CHANNEL_ID: changing it changes every vector).
 SEED = 0x5EED_0001
@@ -69,10 +70,11 @@ WORD_WEIGHT = 1.0
 # Han ideographs (CJK unified + extension A + compatibility), or Latin/digit words.
 _TOKENS = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)|([0-9a-z]+)")
 
-_U64 = np.uint64
-_MIX1 = _U64(0xBF58476D1CE4E5B9)
-_MIX2 = _U64(0x94D049BB133111EB)
-_GOLDEN = _U64(0x9E3779B97F4A7C15)
+_U32 = np.uint32
+_MUR1 = _U32(0x85EBCA6B)
+_MUR2 = _U32(0xC2B2AE35)
+# One constant per draw: multiples of the 32-bit golden ratio.
+_DRAWS = np.array([(j * 0x9E3779B9) & 0xFFFFFFFF for j in range(1, NONZEROS + 1)], dtype=np.uint32)
 
 
 def features(text: str) -> list[tuple[str, float]]:
@@ -94,33 +96,49 @@ def features(text: str) -> list[tuple[str, float]]:
     return out
 
 
+def _hashes(text: str, hashes: list[int], weights: list[float]) -> int:
+    """Append the crc32 of each of :func:`features` (same multiset) and its weight; return
+    how many. The hot path of the channel: no feature strings are built for Han runs."""
+    crc, seed = zlib.crc32, SEED
+    start = len(hashes)
+    for han, word in _TOKENS.findall(text.lower()):
+        if word:
+            hashes.append(crc(word.encode("ascii"), seed))
+            weights.append(WORD_WEIGHT)
+            continue
+        # Every character matched above is 3 bytes in UTF-8 (all in the BMP, above U+0800).
+        raw = han.encode("utf-8")
+        n = len(han)
+        hashes.extend([crc(raw[i : i + 3], seed) for i in range(0, 3 * n, 3)])
+        hashes.extend([crc(raw[i : i + 6], seed) for i in range(0, 3 * n - 3, 3)])
+        weights.extend([UNIGRAM_WEIGHT] * n + [BIGRAM_WEIGHT] * (n - 1))
+    return len(hashes) - start
+
+
 def hashed_vectors(texts: Sequence[str], dim: int) -> np.ndarray:
     """``(len(texts), dim)`` float32 unit rows; a text without features gets a zero row."""
-    rows: list[int] = []
     hashes: list[int] = []
     weights: list[float] = []
-    for row, text in enumerate(texts):
-        for feature, weight in features(text):
-            rows.append(row)
-            hashes.append(zlib.crc32(feature.encode("utf-8"), SEED))
-            weights.append(weight)
+    counts = [_hashes(text, hashes, weights) for text in texts]
     if not hashes:
         return np.zeros((len(texts), dim), dtype=np.float32)
-    # NONZEROS independent (position, sign) draws per feature from a splitmix64 finaliser of
-    # (crc32, j): one vectorised pass for the whole batch.
+    # NONZEROS (position, sign) draws per feature: murmur3's 32-bit finaliser of the crc32
+    # xor a per-draw constant, taken mod 2 * dim (slot = 2 * position + sign). Plain uint32
+    # arithmetic, so every numpy version and machine gives the same draws.
     with np.errstate(over="ignore"):
-        z = np.asarray(hashes, dtype=_U64)[:, None] + _GOLDEN * np.arange(
-            1, NONZEROS + 1, dtype=_U64
-        )
-        z = (z ^ (z >> _U64(30))) * _MIX1
-        z = (z ^ (z >> _U64(27))) * _MIX2
-        z = z ^ (z >> _U64(31))
-    position = (z % _U64(dim)).astype(np.int64)
-    sign = np.where((z >> _U64(63)) == 1, -1.0, 1.0)
-    w = np.asarray(weights)[:, None] * sign
-    flat = np.asarray(rows, dtype=np.int64)[:, None] * dim + position
-    summed = np.bincount(flat.ravel(), weights=w.ravel(), minlength=len(texts) * dim)
-    out = summed.astype(np.float64).reshape(len(texts), dim)
+        z = np.frombuffer(array.array("I", hashes), dtype=np.uint32)[:, None] ^ _DRAWS
+        z ^= z >> _U32(16)
+        z *= _MUR1
+        z ^= z >> _U32(13)
+        z *= _MUR2
+        z ^= z >> _U32(16)
+    slot = (z % _U32(2 * dim)).astype(np.int64)
+    rows = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
+    slot += rows[:, None] * (2 * dim)
+    w = np.repeat(np.asarray(weights), NONZEROS)
+    acc = np.bincount(slot.ravel(), weights=w, minlength=len(texts) * 2 * dim)
+    acc = acc.reshape(len(texts), dim, 2)
+    out = acc[:, :, 0] - acc[:, :, 1]
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     np.divide(out, norms, out=out, where=norms > 0)
     return out.astype(np.float32)

@@ -170,3 +170,16 @@ def test_real_encoder_rates_and_channel_on_chinese() -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(profiles.embedding.channel).failed == 0
+
+
+def test_fast_hashing_path_hashes_exactly_the_documented_features() -> None:
+    import zlib
+
+    from profiles.embedding.channel import SEED, _hashes
+
+    for text in (CAT_A, SHOE_B, TEA, "PPSU吸管杯 2段", "Nike Air Max 90", "㐀㐁 豈更", ""):
+        hashes: list[int] = []
+        weights: list[float] = []
+        n = _hashes(text, hashes, weights)
+        expected = sorted((zlib.crc32(f.encode(), SEED), w) for f, w in features(text))
+        assert n == len(expected) and sorted(zip(hashes, weights, strict=True)) == expected
