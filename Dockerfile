@@ -23,4 +23,4 @@ USER app
 WORKDIR /home/app
 
 EXPOSE 6066
-CMD ["python", "-m", "stream", "worker", "-l", "info"]
+CMD ["python", "-m", "stream", "worker"]

@@ -67,7 +67,7 @@ down: setup ## Stop the embedded broker and Redis
 
 .PHONY: worker
 worker: setup ## Run one worker in the foreground (needs `make up` or real services)
-	$(BIN)/python -m stream worker -l info
+	$(BIN)/python -m stream worker
 
 .PHONY: produce
 produce: setup ## Send generated traffic (RATE=500 DURATION=60)
@@ -79,8 +79,8 @@ bench: setup ## Throughput benchmark: raw aiokafka vs Faust no-op vs pipeline (w
 	$(BIN)/python benchmarks/breakdown.py --write
 
 .PHONY: settings-doc
-settings-doc: setup ## Print the settings table for the README
-	$(BIN)/python -c "from stream.settings import settings_table; print(settings_table())"
+settings-doc: setup ## Regenerate the README's settings table from stream/settings.py
+	$(BIN)/python -m stream.settings README.md
 
 .PHONY: clean
 clean: ## Stop services and remove local state (.dev)

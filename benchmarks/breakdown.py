@@ -180,9 +180,9 @@ def prepare(spec: DataSpec, batch: int) -> Prepared:
     catalog = {e["product_id"]: e for e in events if e["type"] == "product"}
     settings = Settings()
     limits = Limits(
-        max_bytes=settings.max_message_bytes,
-        max_future_ms=int(settings.max_future_s * 1000),
-        earliest_ms=settings.earliest_ms,
+        max_bytes=settings.ingest.max_message_bytes,
+        max_future_ms=int(settings.ingest.max_future_s * 1000),
+        earliest_ms=settings.ingest.earliest_ms,
     )
     batches = [inbound[i : i + batch] for i in range(0, len(inbound), batch)]
     return Prepared(batches, catalog, limits, int(time.time() * 1000), len(events))
@@ -199,10 +199,10 @@ def encode_all(batches: list[list[Record]], catalog: dict[str, dict[str, Any]]) 
     settings = Settings()
     encoder = Encoder(
         EncoderConfig(
-            model=settings.model,
-            device=settings.device,
-            max_length=settings.max_tokens,
-            batch_size=settings.encode_batch,
+            model=settings.encoder.model,
+            device=settings.encoder.device,
+            max_length=settings.encoder.max_tokens,
+            batch_size=settings.encoder.batch,
         )
     )
     # No Redis tier: a cold start has nothing in it, and the LRU then serves every run.
@@ -217,8 +217,8 @@ def encode_all(batches: list[list[Record]], catalog: dict[str, dict[str, Any]]) 
         model_id=encoder.model_id,
         dim=encoder.dim,
         long_half_life_ms=settings.profile.half_life_ms,
-        short_half_life_ms=int(settings.short_half_life_min * 60_000),
-        interests=settings.interests,
+        short_half_life_ms=int(settings.embedding.short_half_life_min * 60_000),
+        interests=settings.embedding.interests,
     )
     device = f"{encoder.device} {encoder.dtype}"
     return Vectors(cache, config, seconds, cache.misses, device)

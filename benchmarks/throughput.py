@@ -575,6 +575,7 @@ def worker_child(
         "RTP_CHURN_TOPIC": f"churn-{tag}",
         "RTP_DATA_DIR": str(base / "faust"),
         "RTP_WEB_PORT": str(port),
+        "RTP_WEB_OPEN": "true",  # polled on loopback; the token check is not what is measured
         "RTP_PARTITIONS": str(PARTITIONS),
         "RTP_SESSION_TIMEOUT_S": str(opts.session_timeout),
         "RTP_BATCH_MAX": str(opts.batch_max),

@@ -18,10 +18,15 @@ from typing import Any, Final
 import fastjsonschema
 import orjson
 
+from schemas import framing, segment
+
 __all__ = [
     "KINDS",
+    "MAX_AMOUNT",
+    "MAX_PRICE",
     "REASONS",
     "USER_KINDS",
+    "WORKER_REASONS",
     "Limits",
     "Rejected",
     "decode",
@@ -63,9 +68,23 @@ REASONS: Final[tuple[str, ...]] = (
     "event_time_too_old",
     # Last resort for a bug in this module; decode must not crash the worker.
     "internal_error",
+    *framing.REASONS,
+    *segment.REASONS,
 )
 
+#: Reasons the stream worker sets itself (never returned by ``decode``): an event later than
+#: the lateness bound, a record the Kafka client could not decode, an output the producer or
+#: broker refused (see ``stream/worker``).
+WORKER_REASONS: Final[tuple[str, ...]] = ("too_late", "undecodable_record", "output_rejected")
+
 MAX_DETAIL: Final = 300
+
+#: Money bounds of the schemas (event currency units): a unit ``price`` (click, add_to_cart,
+#: product, purchase items) and a purchase's ``amount``. Larger values are a
+#: ``schema_violation`` of their own event; profiles sum spend in integer cents and saturate
+#: at ``profiles.core.profile.MAX_SUM`` (tests check the schemas carry exactly these).
+MAX_PRICE: Final = 100_000_000
+MAX_AMOUNT: Final = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +94,8 @@ class Limits:
     max_bytes: int = 65536
     max_future_ms: int = 300_000
     earliest_ms: int = 946684800000  # 2000-01-01T00:00:00Z
+    # Confluent wire format (magic byte 0, 4-byte schema id, JSON); see schemas/framing.py.
+    registry_framing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +104,7 @@ class Rejected:
 
     reason: str
     detail: str
+    schema_id: int | None = None  # the registry schema id of a framed value
 
 
 Validator = Callable[[Any], Any]
@@ -225,6 +247,9 @@ def _parse_error(raw: bytes, exc: orjson.JSONDecodeError) -> Rejected:
         bytes(raw).decode("utf-8")
     except UnicodeDecodeError as bad:
         return Rejected("invalid_utf8", f"invalid UTF-8 at byte {bad.start}: {bad.reason}")
+    if raw[:1] == b"\x00":
+        hint = "value starts with byte 0: schema-registry framing? (RTP_REGISTRY_FRAMING=accept)"
+        return Rejected("invalid_json", hint)
     return Rejected("invalid_json", _trim(str(exc)))
 
 
@@ -263,14 +288,43 @@ def _check(obj: dict[str, Any], limits: Limits, now_ms: int) -> dict[str, Any] |
 def decode(raw: bytes | None, limits: Limits, now_ms: int) -> dict[str, Any] | Rejected:
     """Parse and validate one message value; never raises.
 
-    Checks run in this order, first failure wins: empty, size, UTF-8/JSON, object,
-    schema_version, type, schema, control characters, event time.
+    Checks run in this order, first failure wins: empty, size, registry framing (when
+    ``limits.registry_framing``), UTF-8/JSON, object, schema_version, type, schema, control
+    characters, event time. A Segment-spec call (``type`` track, page, ...) is translated
+    into our event by ``schemas.segment`` first; a refusal there is the result.
     """
     if not raw:
         return Rejected("empty_message", "message value is null or empty")
     size = len(raw)
     if size > limits.max_bytes:
         return Rejected("oversize_message", f"{size} bytes > max_bytes {limits.max_bytes}")
+    if limits.registry_framing and framing.is_framed(raw):
+        return _decode_framed(raw, limits, now_ms)
+    return _decode_value(raw, limits, now_ms)
+
+
+def _decode_framed(raw: bytes, limits: Limits, now_ms: int) -> dict[str, Any] | Rejected:
+    unframed = framing.unframe(raw)
+    if isinstance(unframed, str):
+        return Rejected("invalid_framing", unframed)
+    result = _decode_value(unframed.payload, limits, now_ms)
+    if isinstance(result, Rejected):
+        return Rejected(result.reason, result.detail, unframed.schema_id)
+    return result
+
+
+def _check_segment(obj: dict[str, Any], limits: Limits, now_ms: int) -> dict[str, Any] | Rejected:
+    event = segment.translate(obj)
+    if isinstance(event, segment.Refusal):
+        return Rejected(event.reason, _trim(event.detail))
+    checked = _check(event, limits, now_ms)
+    if isinstance(checked, Rejected):
+        detail = f"Segment {obj['type']} as {event['type']}: {checked.detail}"
+        return Rejected(checked.reason, _trim(detail))
+    return checked
+
+
+def _decode_value(raw: bytes, limits: Limits, now_ms: int) -> dict[str, Any] | Rejected:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -278,6 +332,9 @@ def decode(raw: bytes | None, limits: Limits, now_ms: int) -> dict[str, Any] | R
     if type(obj) is not dict:
         return Rejected("not_an_object", f"top-level JSON value is {_json_type(obj)}, not object")
     try:
+        kind = obj.get("type")
+        if type(kind) is str and kind in segment.TYPES:  # a Segment/RudderStack-spec call
+            return _check_segment(obj, limits, now_ms)
         return _check(obj, limits, now_ms)
     except Exception as exc:  # a bug here must become a dead letter, not a crashed worker
         return Rejected("internal_error", _trim(f"{type(exc).__name__}: {exc}"))

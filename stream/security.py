@@ -4,10 +4,14 @@
   producer); :func:`kafka_client_kwargs` gives the same as keyword arguments for the raw
   aiokafka clients of the tools (``produce``, ``lag``, ``dlq``, the demo). Both build on
   :func:`kafka_ssl_context`, so the worker and the tools trust the same CA.
-* :func:`settings_problems` checks the combinations ``Settings.from_env`` cannot check one
-  variable at a time (SASL without a password, a CA file that does not exist, ...).
-* :func:`redact_url` and :func:`is_secret_name` keep passwords and keys out of log lines,
-  error messages and ``repr(settings)``.
+* :func:`kafka_problems` and :func:`redis_problems` check the combinations that cannot be
+  checked one variable at a time (SASL without a password, a CA file that does not exist, ...);
+  the settings sections run them as their validators.
+* :func:`redact_url` and :func:`is_secret_name` keep passwords and keys out of log lines
+  and error messages (the settings hold secrets as ``SecretStr``).
+
+This module does not import :mod:`stream.settings` (which imports it): the functions take any
+object with the Kafka section's attributes (:class:`KafkaSecurity`).
 
 Redis needs no translation here: the URL carries user, password and ``rediss://``, and
 :class:`profiles.redis.client.RedisTLS` the CA and client certificate files.
@@ -18,12 +22,13 @@ from __future__ import annotations
 import os
 import re
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
+    from pydantic import SecretStr
 
-    from stream.settings import Settings
+    from profiles.redis.client import RedisTLS
 
 PROTOCOLS: tuple[str, ...] = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -35,6 +40,27 @@ _SECRET_WORDS = frozenset({"password", "passwd", "pwd", "secret", "credentials"}
 _SECRET_LAST_WORDS = frozenset({"key", "token", "apikey"})
 
 
+class KafkaSecurity(Protocol):
+    """What the Kafka clients need of the settings (``settings.kafka``)."""
+
+    @property
+    def security_protocol(self) -> str: ...
+    @property
+    def sasl_mechanism(self) -> str: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def password(self) -> SecretStr: ...
+    @property
+    def ca_file(self) -> str: ...
+    @property
+    def cert_file(self) -> str: ...
+    @property
+    def key_file(self) -> str: ...
+    @property
+    def key_password(self) -> SecretStr: ...
+
+
 def uses_tls(protocol: str) -> bool:
     return protocol in ("SSL", "SASL_SSL")
 
@@ -43,21 +69,19 @@ def uses_sasl(protocol: str) -> bool:
     return protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
 
-def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+def kafka_ssl_context(kafka: KafkaSecurity) -> ssl.SSLContext | None:
     """The TLS context for the brokers (None without TLS): verifies the broker's certificate
     and host name against ``RTP_KAFKA_CA_FILE`` (or the system store), and presents the
     client certificate when one is configured."""
-    if not uses_tls(settings.kafka_security_protocol):
+    if not uses_tls(kafka.security_protocol):
         return None
-    context = ssl.create_default_context(
-        ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ca_file or None
-    )
-    if settings.kafka_cert_file:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=kafka.ca_file or None)
+    if kafka.cert_file:
         context.load_cert_chain(
-            settings.kafka_cert_file,
-            settings.kafka_key_file or None,
+            kafka.cert_file,
+            kafka.key_file or None,
             # Never None: OpenSSL would then prompt on the terminal for an encrypted key.
-            password=settings.kafka_key_password or _no_password,
+            password=kafka.key_password.get_secret_value() or _no_password,
         )
     return context
 
@@ -66,72 +90,71 @@ def _no_password() -> str:
     return ""
 
 
-def broker_credentials(settings: Settings) -> CredentialsT | None:
+def broker_credentials(kafka: KafkaSecurity) -> CredentialsT | None:
     """Faust's ``broker_credentials``: SASL (over TLS or not), TLS alone, or None."""
     import faust
 
-    protocol = settings.kafka_security_protocol
-    context = kafka_ssl_context(settings)
+    protocol = kafka.security_protocol
+    context = kafka_ssl_context(kafka)
     if uses_sasl(protocol):
         return faust.SASLCredentials(
-            username=settings.kafka_username,
-            password=settings.kafka_password,
+            username=kafka.username,
+            password=kafka.password.get_secret_value(),
             ssl_context=context,  # with a context Faust speaks SASL_SSL, else SASL_PLAINTEXT
-            mechanism=settings.kafka_sasl_mechanism,
+            mechanism=kafka.sasl_mechanism,
         )
     if context is not None:
         return faust.SSLCredentials(context)
     return None
 
 
-def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
+def kafka_client_kwargs(kafka: KafkaSecurity) -> dict[str, Any]:
     """Security keyword arguments for ``AIOKafkaProducer``/``AIOKafkaConsumer``/admin clients."""
-    protocol = settings.kafka_security_protocol
+    protocol = kafka.security_protocol
     out: dict[str, Any] = {"security_protocol": protocol}
-    context = kafka_ssl_context(settings)
+    context = kafka_ssl_context(kafka)
     if context is not None:
         out["ssl_context"] = context
     if uses_sasl(protocol):
-        out["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        out["sasl_plain_username"] = settings.kafka_username
-        out["sasl_plain_password"] = settings.kafka_password
+        out["sasl_mechanism"] = kafka.sasl_mechanism
+        out["sasl_plain_username"] = kafka.username
+        out["sasl_plain_password"] = kafka.password.get_secret_value()
     return out
 
 
-def settings_problems(settings: Settings) -> list[str]:
-    """What is wrong with the security settings taken together, one line per problem."""
-    return _kafka_problems(settings) + _redis_problems(settings)
-
-
-def _kafka_problems(s: Settings) -> list[str]:
+def kafka_problems(s: KafkaSecurity) -> list[str]:
+    """What is wrong with the Kafka security settings taken together, one line per problem."""
     problems: list[str] = []
-    protocol = s.kafka_security_protocol
+    protocol = s.security_protocol
     where = f"with RTP_KAFKA_SECURITY_PROTOCOL={protocol}"
     credentials = (
-        ("RTP_KAFKA_USERNAME", s.kafka_username),
-        ("RTP_KAFKA_PASSWORD", s.kafka_password),
+        ("RTP_KAFKA_USERNAME", s.username),
+        ("RTP_KAFKA_PASSWORD", s.password.get_secret_value()),
     )
     for env, value in credentials:
         if uses_sasl(protocol) and not value:
-            problems.append(f"{env}: required {where} (SASL {s.kafka_sasl_mechanism})")
+            problems.append(f"{env}: required {where} (SASL {s.sasl_mechanism})")
         elif not uses_sasl(protocol) and value:
             problems.append(
                 f"{env} is set but is not sent {where}: use SASL_SSL (or SASL_PLAINTEXT)"
             )
     tls_files = (
-        ("RTP_KAFKA_CA_FILE", s.kafka_ca_file),
-        ("RTP_KAFKA_CERT_FILE", s.kafka_cert_file),
-        ("RTP_KAFKA_KEY_FILE", s.kafka_key_file),
+        ("RTP_KAFKA_CA_FILE", s.ca_file),
+        ("RTP_KAFKA_CERT_FILE", s.cert_file),
+        ("RTP_KAFKA_KEY_FILE", s.key_file),
     )
     if not uses_tls(protocol):
-        for env, value in (*tls_files, ("RTP_KAFKA_KEY_PASSWORD", s.kafka_key_password)):
+        for env, value in (
+            *tls_files,
+            ("RTP_KAFKA_KEY_PASSWORD", s.key_password.get_secret_value()),
+        ):
             if value:
                 problems.append(f"{env} is set but TLS is off {where}: use SSL or SASL_SSL")
         return problems
     file_problems = _file_problems(tls_files)
-    if s.kafka_key_file and not s.kafka_cert_file:
+    if s.key_file and not s.cert_file:
         file_problems.append("RTP_KAFKA_KEY_FILE is set without RTP_KAFKA_CERT_FILE")
-    if s.kafka_key_password and not s.kafka_cert_file:
+    if s.key_password.get_secret_value() and not s.cert_file:
         file_problems.append("RTP_KAFKA_KEY_PASSWORD is set without RTP_KAFKA_CERT_FILE")
     if not file_problems:
         try:
@@ -141,28 +164,27 @@ def _kafka_problems(s: Settings) -> list[str]:
     return problems + file_problems
 
 
-def _redis_problems(s: Settings) -> list[str]:
+def redis_problems(url: str, tls: RedisTLS) -> list[str]:
+    """What is wrong with the Redis TLS settings taken together, one line per problem."""
     tls_files = (
-        ("RTP_REDIS_CA_FILE", s.redis_ca_file),
-        ("RTP_REDIS_CERT_FILE", s.redis_cert_file),
-        ("RTP_REDIS_KEY_FILE", s.redis_key_file),
+        ("RTP_REDIS_CA_FILE", tls.ca_file),
+        ("RTP_REDIS_CERT_FILE", tls.cert_file),
+        ("RTP_REDIS_KEY_FILE", tls.key_file),
     )
-    if not s.redis_url.startswith("rediss://"):
+    if not url.startswith("rediss://"):
         return [
             f"{env} is set but RTP_REDIS_URL does not use TLS: write rediss://..."
             for env, value in tls_files
             if value
         ]
     problems = _file_problems(tls_files)
-    if s.redis_key_file and not s.redis_cert_file:
+    if tls.key_file and not tls.cert_file:
         problems.append("RTP_REDIS_KEY_FILE is set without RTP_REDIS_CERT_FILE")
     if not problems:
         try:  # what redis-py will do at connect time, so a bad file fails now, by name
-            context = ssl.create_default_context(cafile=s.redis_ca_file or None)
-            if s.redis_cert_file:
-                context.load_cert_chain(
-                    s.redis_cert_file, s.redis_key_file or None, password=_no_password
-                )
+            context = ssl.create_default_context(cafile=tls.ca_file or None)
+            if tls.cert_file:
+                context.load_cert_chain(tls.cert_file, tls.key_file or None, password=_no_password)
         except (ssl.SSLError, OSError, ValueError) as exc:
             problems.append(f"RTP_REDIS_CA_FILE/CERT_FILE/KEY_FILE cannot be loaded: {exc}")
     return problems
@@ -206,12 +228,3 @@ def redact_url(url: str) -> str:
             pairs.append(f"{name}={REDACTED}" if eq and is_secret_name(name) else pair)
         rest = f"{base}?{'&'.join(pairs)}"
     return f"{scheme}://{rest}"
-
-
-def redact_value(name: str, value: Any) -> Any:
-    """How a setting is shown: secrets as ``***`` (when set), URLs without credentials."""
-    if is_secret_name(name) and value:
-        return REDACTED
-    if isinstance(value, str):
-        return redact_url(value)
-    return value

@@ -1,79 +1,89 @@
-"""One frozen settings object, built once from environment variables, passed down.
+"""One frozen settings object, built once from ``RTP_*`` environment variables, passed down.
 
-Every setting has an ``RTP_`` environment variable; ``Settings.from_env()`` parses
-and validates them all and raises :class:`SettingsError` naming every bad one.
-The README's settings table is generated from :data:`FIELDS` (``make settings-doc``).
+The model is pydantic-settings: one section per concern (``settings.kafka.broker``,
+``settings.recommend.k``, ...), each field tied to its environment variable by :func:`env`.
+The variable names are flat (``RTP_BROKER``, not ``RTP_KAFKA__BROKER``) because they are the
+project's public interface; :class:`_RtpEnvSource` is the one place that reads them.
+``Settings.from_env()`` raises one :class:`SettingsError` that lists every bad variable,
+single values and combinations alike. The README's table comes from :func:`settings_table`
+(``make settings-doc``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+import re
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from profiles.core.config import ProfileConfig
 from profiles.core.privacy import MIN_SECRET_CHARS
 from profiles.redis.client import RedisTLS
-from stream.security import MECHANISMS, PROTOCOLS, redact_url, redact_value, settings_problems
+from stream.security import kafka_problems, redact_url, redis_problems
+from stream.tokens import TokenError, parse_entries, read_file
+from stream.worker.dead_letters import DeadLetterTooLarge, check_fits
 
 
 class SettingsError(ValueError):
-    """One or more settings are invalid; the message lists each with its fix."""
+    """One or more settings are invalid; the message lists each with its variable."""
 
 
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
+# -- value types -------------------------------------------------------------------------------
 
 
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0:
-        raise ValueError("must be a positive number")
-    return value
-
-
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0:
-        raise ValueError("must be zero or a positive number")
-    return value
-
-
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError("must be one of true/false/1/0/yes/no")
+_HOST_PORT = re.compile(r"([^\s/:\[\]]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 
 def _broker(raw: str) -> str:
-    urls = [u.strip() for u in raw.split(";") if u.strip()]
-    if not urls or not all(u.startswith("kafka://") for u in urls):
-        raise ValueError("must look like kafka://host:port (several separated by ';')")
-    return ";".join(urls)
+    # Faust takes ';' or ',' between URLs, and later ones without the scheme; the tools'
+    # aiokafka clients take host:port only: normalise to kafka://a:1;kafka://b:2 for both.
+    urls = [u.strip() for u in re.split(r"[;,]", raw) if u.strip()]
+    if not urls or not urls[0].startswith("kafka://"):
+        raise ValueError("must look like kafka://host:port (several separated by ',' or ';')")
+    hosts = [u.removeprefix("kafka://") for u in urls]
+    if not all(_HOST_PORT.fullmatch(h) for h in hosts):
+        raise ValueError("must look like kafka://host:port (several separated by ',' or ';')")
+    return ";".join(f"kafka://{h}" for h in hosts)
 
 
-def _redis_url(raw: str) -> str:
-    if not raw.startswith(("redis://", "rediss://", "unix://")):
+def _web_tokens(raw: SecretStr) -> SecretStr:
+    parse_entries(raw.get_secret_value(), "entry")  # the error names the entry, never the token
+    return SecretStr(raw.get_secret_value().strip())
+
+
+def _redis_url(raw: SecretStr) -> SecretStr:
+    if not raw.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("must look like redis://[user:password@]host:port/db or rediss://...")
     return raw
 
 
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
 def _topic(raw: str) -> str:
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-    if not raw or len(raw) > 200 or not set(raw) <= allowed:
+    if not raw or len(raw) > 200 or not set(raw) <= _TOPIC_CHARS:
         raise ValueError("must be 1-200 characters of letters, digits, '.', '_' or '-'")
     return raw
 
 
-def _date_ms(raw: str) -> int:
+def _date_ms(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw  # already milliseconds (a default or a constructor argument)
     try:
         moment = datetime.fromisoformat(raw)
     except ValueError as exc:
@@ -83,401 +93,129 @@ def _date_ms(raw: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _clock(raw: str) -> str:
-    if raw not in {"wall", "event"}:
-        raise ValueError("must be wall or event")
-    return raw
-
-
-def _unit_interval(raw: str) -> float:
-    value = float(raw)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("must be a number from 0 to 1")
-    return value
-
-
 def _device(raw: str) -> str:
     if raw not in {"auto", "cpu"} and not raw.startswith("cuda"):
         raise ValueError("must be auto, cpu, cuda or cuda:N")
     return raw
 
 
-def _secret(raw: str) -> str:
-    if raw and len(raw) < MIN_SECRET_CHARS:
+def _key(raw: SecretStr) -> SecretStr:
+    if raw.get_secret_value() and len(raw.get_secret_value()) < MIN_SECRET_CHARS:
         raise ValueError(
             f"must be empty or at least {MIN_SECRET_CHARS} characters (`openssl rand -hex 32`)"
         )
     return raw
 
 
-def _kafka_protocol(raw: str) -> str:
-    value = raw.strip().upper()
-    if value not in PROTOCOLS:
-        raise ValueError(f"must be one of {', '.join(PROTOCOLS)}")
-    return value
+def _upper(raw: Any) -> Any:
+    return raw.strip().upper() if isinstance(raw, str) else raw
 
 
-def _sasl_mechanism(raw: str) -> str:
-    value = raw.strip().upper()
-    if value not in MECHANISMS:
-        raise ValueError(f"must be one of {', '.join(MECHANISMS)}")
-    return value
+def _lower(raw: Any) -> Any:
+    return raw.strip().lower() if isinstance(raw, str) else raw
 
 
-@dataclass(frozen=True)
-class Field:
-    """How one setting is read from the environment and documented."""
+Positive = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Topic = Annotated[str, AfterValidator(_topic)]
+KafkaProtocol = Annotated[
+    Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], BeforeValidator(_upper)
+]
+Mechanism = Annotated[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], BeforeValidator(_upper)]
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "warn", "error", "critical", "crit"],
+    BeforeValidator(_lower),
+]
 
-    env: str
-    attr: str
-    parse: Callable[[str], Any]
-    help: str
-    secret: bool = False  # never echoed in error messages
+# Faust's `--loglevel` choices for each accepted RTP_LOG_LEVEL.
+FAUST_LEVELS = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warning": "WARN",
+    "warn": "WARN",
+    "error": "ERROR",
+    "critical": "CRIT",
+    "crit": "CRIT",
+}
 
 
-FIELDS: tuple[Field, ...] = (
-    Field(
-        "RTP_APP_ID", "app_id", _topic, "Faust app id: consumer group and internal topic prefix."
-    ),
-    Field("RTP_BROKER", "broker", _broker, "Kafka bootstrap URL(s), `kafka://host:port`."),
-    Field(
-        "RTP_REDIS_URL", "redis_url", _redis_url, "Redis URL (user, password, TLS via rediss://)."
-    ),
-    Field("RTP_INPUT_TOPIC", "input_topic", _topic, "Topic the site-tracking producers write to."),
-    Field("RTP_ROUTED_TOPIC", "routed_topic", _topic, "Internal topic: validated events by user."),
-    Field("RTP_PROFILE_TOPIC", "profile_topic", _topic, "Output: `profile_updated` events."),
-    Field("RTP_DLQ_TOPIC", "dlq_topic", _topic, "Output: dead letters with reason headers."),
-    Field("RTP_PARTITIONS", "partitions", _positive_int, "Partitions of the internal topics."),
-    Field("RTP_BATCH_MAX", "batch_max", _positive_int, "Most input messages per batch."),
-    Field(
-        "RTP_BATCH_WITHIN", "batch_within_s", _positive_float, "Seconds to wait to fill a batch."
-    ),
-    Field("RTP_BUNDLE_MAX", "bundle_max", _positive_int, "Most routed bundles per update batch."),
-    Field("RTP_HALF_LIFE_DAYS", "half_life_days", _positive_float, "Half-life of tag interest."),
-    Field("RTP_LATENESS_S", "lateness_s", _non_negative_float, "Allowed out-of-order lateness."),
-    Field("RTP_MAX_FUTURE_S", "max_future_s", _non_negative_float, "Tolerated clock skew ahead."),
-    Field("RTP_EARLIEST", "earliest_ms", _date_ms, "Events before this date are rejected."),
-    Field(
-        "RTP_MAX_MESSAGE_BYTES", "max_message_bytes", _positive_int, "Larger messages go to DLQ."
-    ),
-    Field("RTP_TOP_TAGS", "top_tags", _positive_int, "Tags kept per profile."),
-    Field("RTP_CACHE_USERS", "cache_users", _positive_int, "Profiles cached in worker memory."),
-    Field("RTP_WEB_PORT", "web_port", _positive_int, "Worker HTTP port (API, health, metrics)."),
-    Field("RTP_WEB_HOST", "web_host", str, "Worker HTTP bind address (0.0.0.0 in containers)."),
-    Field("RTP_SESSION_TIMEOUT_S", "session_timeout_s", _positive_float, "Kafka group session."),
-    Field("RTP_MODEL", "model", str, "Encoder model directory or id; empty = all-MiniLM-L6-v2."),
-    Field("RTP_DEVICE", "device", _device, "Encoder device: auto, cpu, cuda, cuda:N."),
-    Field("RTP_LOG_LEVEL", "log_level", str, "Worker log level."),
-    Field(
-        "RTP_DATA_DIR", "data_dir", str, "Faust's local data directory (no state is kept there)."
-    ),
-    Field("RTP_EMIT_VECTOR", "emit_vector", _bool, "Put the long-term vector in profile_updated."),
-    Field("RTP_EMBEDDINGS", "embeddings", _bool, "Encode texts and keep embedding profiles."),
-    Field("RTP_ENCODE_BATCH", "encode_batch", _positive_int, "Texts per model call."),
-    Field("RTP_MAX_TOKENS", "max_tokens", _positive_int, "Truncate texts to this many tokens."),
-    Field(
-        "RTP_TEXT_CHANNEL",
-        "text_channel",
-        _bool,
-        "Mix a hashed word channel into vectors of texts the model cannot read (see README).",
-    ),
-    Field(
-        "RTP_SHORT_HALF_LIFE_MIN",
-        "short_half_life_min",
-        _positive_float,
-        "Half-life of the short-term (session) vector, minutes.",
-    ),
-    Field("RTP_INTERESTS", "interests", _positive_int, "Interest vectors kept per user."),
-    Field("RTP_VECTOR_CACHE", "vector_cache", _positive_int, "Text vectors cached in memory."),
-    Field("RTP_SEGMENTS", "segments", _bool, "Online segmentation (needs RTP_EMBEDDINGS)."),
-    Field("RTP_SEGMENTS_K", "segments_k", _positive_int, "Number of segments (k of k-means)."),
-    Field(
-        "RTP_SEGMENT_SYNC_S",
-        "segment_sync_s",
-        _positive_float,
-        "Seconds between merges of a worker's statistics into the shared model.",
-    ),
-    Field(
-        "RTP_SEGMENT_MARGIN",
-        "segment_margin",
-        _non_negative_float,
-        "Hysteresis: move a user only if the new centre is this much closer.",
-    ),
-    Field(
-        "RTP_SEGMENT_SEED_USERS",
-        "segment_seed_users",
-        _positive_int,
-        "Users seen before the first centres are seeded (k-means++).",
-    ),
-    Field("RTP_SEGMENT_TOPIC", "segment_topic", _topic, "Output: `segment_changed` events."),
-    Field("RTP_CHURN", "churn", _bool, "Churn risk: scores, sweep and `churn_risk` events."),
-    Field(
-        "RTP_CHURN_CLOCK",
-        "churn_clock",
-        _clock,
-        "Sweep time: `wall` (live) or `event` (latest event time seen: replays, back-tests).",
-    ),
-    Field("RTP_CHURN_SWEEP_S", "churn_sweep_s", _positive_float, "Seconds between sweeps."),
-    Field(
-        "RTP_CHURN_FIT_S",
-        "churn_fit_s",
-        _positive_float,
-        "Seconds between refits of the population model (one worker fits, under a lock).",
-    ),
-    Field("RTP_CHURN_TOPIC", "churn_topic", _topic, "Output: `churn_risk` events."),
-    Field(
-        "RTP_RECOMMEND",
-        "recommend",
-        _bool,
-        "Recommendations: item index, `recommendation` events, pull API (needs RTP_EMBEDDINGS).",
-    ),
-    Field("RTP_RECS_K", "recs_k", _positive_int, "Items per recommendation list."),
-    Field(
-        "RTP_RECS_INTERVAL_S",
-        "recs_interval_s",
-        _non_negative_float,
-        "At most one list per user per this many seconds of event time.",
-    ),
-    Field(
-        "RTP_RECS_SHIFT",
-        "recs_shift",
-        _non_negative_float,
-        "Recompute when the long-term vector moved this far (cosine distance) since the last.",
-    ),
-    Field("RTP_RECS_W_VECTOR", "recs_w_vector", _non_negative_float, "Blend weight: cosine."),
-    Field("RTP_RECS_W_TAGS", "recs_w_tags", _non_negative_float, "Blend weight: tag Jaccard."),
-    Field(
-        "RTP_RECS_W_POPULARITY",
-        "recs_w_popularity",
-        _non_negative_float,
-        "Blend weight: popularity.",
-    ),
-    Field(
-        "RTP_RECS_DIVERSITY",
-        "recs_diversity",
-        _unit_interval,
-        "0 = plain top k by score; 1 = spread evenly over the user's interests.",
-    ),
-    Field(
-        "RTP_POPULARITY_HALF_LIFE_DAYS",
-        "popularity_half_life_days",
-        _positive_float,
-        "Half-life of item popularity (event time).",
-    ),
-    Field(
-        "RTP_CATALOG_POLL_S",
-        "catalog_poll_s",
-        _positive_float,
-        "Seconds between reads of catalog changes and popularity into the worker's index.",
-    ),
-    Field("RTP_RECS_TOPIC", "recs_topic", _topic, "Output: `recommendation` events."),
-    Field(
-        "RTP_PSEUDONYMIZE",
-        "pseudonymize",
-        _bool,
-        "Replace user ids by keyed hashes (HMAC-SHA256) at ingestion; needs RTP_PSEUDONYM_KEY.",
-    ),
-    Field(
-        "RTP_PSEUDONYM_KEY",
-        "pseudonym_key",
-        _secret,
-        "Secret of the keyed hashes (pseudonyms, erasure markers, receipts); empty: markers use "
-        "a random secret kept in Redis. Same on every worker; never change it once data exists.",
-        secret=True,
-    ),
-    Field(
+def env(name: str, default: Any, help: str, *, secret: bool = False, shown: str = "") -> Any:
+    """A setting read from the environment variable ``name``, documented by ``help``.
+
+    ``secret`` keeps the raw value out of error messages; ``shown`` replaces the default in
+    the README table where the stored form is not what a user writes.
+    """
+    extra: dict[str, str | bool] = {"env": name, "secret": secret, "shown": shown}
+    return Field(default, description=help, json_schema_extra=extra)  # type: ignore[arg-type]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _no_secret(value: SecretStr) -> bool:
+    return not value.get_secret_value()
+
+
+# -- sections ----------------------------------------------------------------------------------
+
+
+class KafkaSettings(Section):
+    app_id: Topic = env(
+        "RTP_APP_ID", "profiles", "Faust app id: consumer group and internal topic prefix."
+    )
+    broker: Annotated[str, AfterValidator(_broker)] = env(
+        "RTP_BROKER",
+        "kafka://127.0.0.1:9092",
+        "Kafka bootstrap URL(s), `kafka://host:port`, several separated by `,` or `;`.",
+    )
+    partitions: Positive = env("RTP_PARTITIONS", 4, "Partitions of the internal topics.")
+    session_timeout_s: PositiveFloat = env("RTP_SESSION_TIMEOUT_S", 10.0, "Kafka group session.")
+    security_protocol: KafkaProtocol = env(
         "RTP_KAFKA_SECURITY_PROTOCOL",
-        "kafka_security_protocol",
-        _kafka_protocol,
+        "PLAINTEXT",
         "Kafka security: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS).",
-    ),
-    Field(
+    )
+    sasl_mechanism: Mechanism = env(
         "RTP_KAFKA_SASL_MECHANISM",
-        "kafka_sasl_mechanism",
-        _sasl_mechanism,
+        "PLAIN",
         "SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
-    ),
-    Field("RTP_KAFKA_USERNAME", "kafka_username", str, "SASL user (SASL_* protocols)."),
-    Field(
+    )
+    username: str = env("RTP_KAFKA_USERNAME", "", "SASL user (SASL_* protocols).")
+    password: SecretStr = env(
         "RTP_KAFKA_PASSWORD",
-        "kafka_password",
-        str,
+        SecretStr(""),
         "SASL password (SASL_* protocols); never logged.",
         secret=True,
-    ),
-    Field(
+    )
+    ca_file: str = env(
         "RTP_KAFKA_CA_FILE",
-        "kafka_ca_file",
-        str,
+        "",
         "PEM CA bundle that signed the brokers' certificates (SSL, SASL_SSL); empty: the "
         "system's trust store.",
-    ),
-    Field(
-        "RTP_KAFKA_CERT_FILE",
-        "kafka_cert_file",
-        str,
-        "Client certificate (PEM) for brokers that require mutual TLS.",
-    ),
-    Field(
+    )
+    cert_file: str = env(
+        "RTP_KAFKA_CERT_FILE", "", "Client certificate (PEM) for brokers that require mutual TLS."
+    )
+    key_file: str = env(
         "RTP_KAFKA_KEY_FILE",
-        "kafka_key_file",
-        str,
+        "",
         "Private key (PEM) of RTP_KAFKA_CERT_FILE; empty: inside the certificate file.",
-    ),
-    Field(
+    )
+    key_password: SecretStr = env(
         "RTP_KAFKA_KEY_PASSWORD",
-        "kafka_key_password",
-        str,
+        SecretStr(""),
         "Password of an encrypted RTP_KAFKA_KEY_FILE; never logged.",
         secret=True,
-    ),
-    Field(
-        "RTP_REDIS_CA_FILE",
-        "redis_ca_file",
-        str,
-        "PEM CA bundle that signed Redis's certificate (rediss:// URLs); empty: the system's "
-        "trust store.",
-    ),
-    Field(
-        "RTP_REDIS_CERT_FILE",
-        "redis_cert_file",
-        str,
-        "Client certificate (PEM) for a Redis that requires mutual TLS (`tls-auth-clients`).",
-    ),
-    Field(
-        "RTP_REDIS_KEY_FILE",
-        "redis_key_file",
-        str,
-        "Private key (PEM, unencrypted) of RTP_REDIS_CERT_FILE; empty: inside the certificate.",
-    ),
-)
+    )
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the worker and the tools need; immutable once built."""
-
-    app_id: str = "profiles"
-    broker: str = "kafka://127.0.0.1:9092"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    input_topic: str = "site-events"
-    routed_topic: str = "profiles-routed"
-    profile_topic: str = "profile-updated"
-    dlq_topic: str = "site-events-dlq"
-    partitions: int = 4
-    batch_max: int = 2000
-    batch_within_s: float = 0.05
-    bundle_max: int = 64
-    half_life_days: float = 30.0
-    lateness_s: float = 7 * 86400.0
-    max_future_s: float = 300.0
-    earliest_ms: int = 946_684_800_000  # 2000-01-01
-    max_message_bytes: int = 65536
-    top_tags: int = 50
-    cache_users: int = 20_000
-    web_port: int = 6066
-    web_host: str = "127.0.0.1"
-    session_timeout_s: float = 10.0
-    model: str = ""
-    device: str = "auto"
-    log_level: str = "info"
-    data_dir: str = ".dev/faust"
-    emit_vector: bool = False
-    embeddings: bool = True
-    encode_batch: int = 256
-    max_tokens: int = 64
-    text_channel: bool = True
-    short_half_life_min: float = 30.0
-    interests: int = 5
-    vector_cache: int = 200_000
-    segments: bool = True
-    segments_k: int = 8
-    segment_sync_s: float = 5.0
-    segment_margin: float = 0.1
-    segment_seed_users: int = 1000
-    segment_topic: str = "segment-changed"
-    churn: bool = True
-    churn_clock: str = "wall"
-    churn_sweep_s: float = 10.0
-    churn_fit_s: float = 600.0
-    churn_topic: str = "churn-risk"
-    recommend: bool = True
-    recs_k: int = 10
-    recs_interval_s: float = 600.0
-    recs_shift: float = 0.1
-    recs_w_vector: float = 0.6
-    recs_w_tags: float = 0.3
-    recs_w_popularity: float = 0.1
-    recs_diversity: float = 0.3
-    popularity_half_life_days: float = 7.0
-    catalog_poll_s: float = 1.0
-    recs_topic: str = "recommendations"
-    pseudonymize: bool = False
-    pseudonym_key: str = field(default="", repr=False)
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str = "PLAIN"
-    kafka_username: str = ""
-    kafka_password: str = field(default="", repr=False)
-    kafka_ca_file: str = ""
-    kafka_cert_file: str = ""
-    kafka_key_file: str = ""
-    kafka_key_password: str = field(default="", repr=False)
-    redis_ca_file: str = ""
-    redis_cert_file: str = ""
-    redis_key_file: str = ""
-    profile: ProfileConfig = field(default_factory=ProfileConfig)
-
-    def __post_init__(self) -> None:
-        if self.pseudonymize and not self.pseudonym_key:
-            raise SettingsError(
-                "invalid settings:\n  RTP_PSEUDONYMIZE=true needs RTP_PSEUDONYM_KEY, the secret "
-                f"of the pseudonyms (at least {MIN_SECRET_CHARS} characters)"
-            )
-        # The profile math settings derive from the flat ones, so they can't drift.
-        derived = ProfileConfig(
-            half_life_ms=int(self.half_life_days * 86_400_000),
-            lateness_ms=int(self.lateness_s * 1000),
-            top_tags=self.top_tags,
-        )
-        if self.profile != derived:
-            object.__setattr__(self, "profile", derived)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read every ``RTP_*`` variable; raise one :class:`SettingsError` listing all problems."""
-        source = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for spec in FIELDS:
-            raw = source.get(spec.env)
-            if raw is None:
-                continue
-            try:
-                values[spec.attr] = spec.parse(raw)
-            except ValueError as exc:
-                shown = "<secret>" if spec.secret else repr(redact_url(raw))
-                problems.append(f"{spec.env}={shown}: {exc}")
+    @model_validator(mode="after")
+    def _combinations(self) -> KafkaSettings:
+        problems = kafka_problems(self)  # SASL without a password, TLS files without TLS, ...
         if problems:
-            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
-        settings = replace(cls(), **{**values, **overrides})
-        problems = settings_problems(settings)  # combinations: SASL without a password, ...
-        if problems:
-            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
-        return settings
-
-    def __repr__(self) -> str:
-        """All settings, but no secret: passwords and keys as ``***``, URLs without them."""
-        shown = ", ".join(
-            f"{f.name}={redact_value(f.name, getattr(self, f.name))!r}"
-            for f in fields(self)
-            if f.repr
-        )
-        return f"{type(self).__name__}({shown})"
-
-    @property
-    def redis_tls(self) -> RedisTLS:
-        """The TLS files for ``rediss://`` clients (:mod:`profiles.redis.client`)."""
-        return RedisTLS(self.redis_ca_file, self.redis_cert_file, self.redis_key_file)
+            raise ValueError("\n".join(problems))
+        return self
 
     @property
     def broker_hosts(self) -> list[str]:
@@ -485,18 +223,514 @@ class Settings:
         return [u.removeprefix("kafka://") for u in self.broker.split(";")]
 
 
+class TopicSettings(Section):
+    input: Topic = env(
+        "RTP_INPUT_TOPIC", "site-events", "Topic the site-tracking producers write to."
+    )
+    routed: Topic = env(
+        "RTP_ROUTED_TOPIC", "profiles-routed", "Internal topic: validated events by user."
+    )
+    profile: Topic = env(
+        "RTP_PROFILE_TOPIC", "profile-updated", "Output: `profile_updated` events."
+    )
+    dlq: Topic = env(
+        "RTP_DLQ_TOPIC", "site-events-dlq", "Output: dead letters with reason headers."
+    )
+    segment: Topic = env(
+        "RTP_SEGMENT_TOPIC", "segment-changed", "Output: `segment_changed` events."
+    )
+    churn: Topic = env("RTP_CHURN_TOPIC", "churn-risk", "Output: `churn_risk` events.")
+    recs: Topic = env("RTP_RECS_TOPIC", "recommendations", "Output: `recommendation` events.")
+    input_partitions: Positive = env(
+        "RTP_INPUT_PARTITIONS",
+        4,
+        "Partitions of the input topic when `stream topics create` makes it.",
+    )
+    replication: Positive = env(
+        "RTP_TOPIC_REPLICATION",
+        1,
+        "Replication factor of every topic the project creates (3 in production).",
+    )
+    min_insync: Positive = env(
+        "RTP_TOPIC_MIN_INSYNC", 1, "`min.insync.replicas` of those topics (2 with replication 3)."
+    )
+    retention_hours: PositiveFloat = env(
+        "RTP_TOPIC_RETENTION_HOURS",
+        168.0,
+        "Retention of the input, routed and dead-letter topics (user-keyed outputs compact).",
+    )
+
+    @model_validator(mode="after")
+    def _insync(self) -> TopicSettings:
+        if self.min_insync > self.replication:
+            raise ValueError(
+                f"RTP_TOPIC_MIN_INSYNC={self.min_insync} exceeds RTP_TOPIC_REPLICATION="
+                f"{self.replication}: the broker would refuse every write"
+            )
+        return self
+
+
+class RedisSettings(Section):
+    url: Annotated[SecretStr, AfterValidator(_redis_url)] = env(
+        "RTP_REDIS_URL",
+        SecretStr("redis://127.0.0.1:6379/0"),
+        "Redis URL (user, password, TLS via rediss://); never logged with its password.",
+    )
+    ca_file: str = env(
+        "RTP_REDIS_CA_FILE",
+        "",
+        "PEM CA bundle that signed Redis's certificate (rediss:// URLs); empty: the system's "
+        "trust store.",
+    )
+    cert_file: str = env(
+        "RTP_REDIS_CERT_FILE",
+        "",
+        "Client certificate (PEM) for a Redis that requires mutual TLS (`tls-auth-clients`).",
+    )
+    key_file: str = env(
+        "RTP_REDIS_KEY_FILE",
+        "",
+        "Private key (PEM, unencrypted) of RTP_REDIS_CERT_FILE; empty: inside the certificate.",
+    )
+
+    @model_validator(mode="after")
+    def _combinations(self) -> RedisSettings:
+        problems = redis_problems(self.url.get_secret_value(), self.tls)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def tls(self) -> RedisTLS:
+        """The TLS files for ``rediss://`` clients (:mod:`profiles.redis.client`)."""
+        return RedisTLS(self.ca_file, self.cert_file, self.key_file)
+
+
+class IngestSettings(Section):
+    batch_max: Positive = env("RTP_BATCH_MAX", 2000, "Most input messages per batch.")
+    batch_within_s: PositiveFloat = env(
+        "RTP_BATCH_WITHIN", 0.05, "Seconds to wait to fill a batch."
+    )
+    bundle_max: Positive = env("RTP_BUNDLE_MAX", 64, "Most routed bundles per update batch.")
+    max_future_s: NonNegative = env("RTP_MAX_FUTURE_S", 300.0, "Tolerated clock skew ahead.")
+    earliest_ms: Annotated[int, BeforeValidator(_date_ms)] = env(
+        "RTP_EARLIEST",
+        946_684_800_000,  # 2000-01-01
+        "Events before this date are rejected.",
+        shown="2000-01-01",
+    )
+    max_message_bytes: Positive = env("RTP_MAX_MESSAGE_BYTES", 65536, "Larger messages go to DLQ.")
+    registry_framing: Literal["off", "accept"] = env(
+        "RTP_REGISTRY_FRAMING",
+        "off",
+        "off, or accept: values in the schema-registry wire format (byte 0, schema id, JSON).",
+    )
+    max_request_bytes: Positive = env(
+        "RTP_MAX_REQUEST_BYTES",
+        1_000_000,
+        "Producer's largest request (Faust `producer_max_request_size`); keep it at or below the "
+        "broker's `message.max.bytes`. Must hold the largest dead letter (checked at start).",
+    )
+
+    @model_validator(mode="after")
+    def _dead_letters_fit(self) -> IngestSettings:
+        try:
+            check_fits(self.max_message_bytes, self.max_request_bytes)
+        except DeadLetterTooLarge as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+
+class ProfileSettings(Section):
+    half_life_days: PositiveFloat = env("RTP_HALF_LIFE_DAYS", 30.0, "Half-life of tag interest.")
+    lateness_s: NonNegative = env("RTP_LATENESS_S", 7 * 86400.0, "Allowed out-of-order lateness.")
+    top_tags: Positive = env("RTP_TOP_TAGS", 50, "Tags kept per profile.")
+    cache_users: Positive = env("RTP_CACHE_USERS", 20_000, "Profiles cached in worker memory.")
+
+
+class EncoderSettings(Section):
+    model: str = env("RTP_MODEL", "", "Encoder model directory or id; empty = all-MiniLM-L6-v2.")
+    device: Annotated[str, AfterValidator(_device)] = env(
+        "RTP_DEVICE", "auto", "Encoder device: auto, cpu, cuda, cuda:N."
+    )
+    batch: Positive = env("RTP_ENCODE_BATCH", 256, "Texts per model call.")
+    max_tokens: Positive = env("RTP_MAX_TOKENS", 64, "Truncate texts to this many tokens.")
+    vector_cache: Positive = env("RTP_VECTOR_CACHE", 200_000, "Text vectors cached in memory.")
+
+
+class EmbeddingSettings(Section):
+    enabled: bool = env("RTP_EMBEDDINGS", True, "Encode texts and keep embedding profiles.")
+    emit_vector: bool = env(
+        "RTP_EMIT_VECTOR", False, "Put the long-term vector in profile_updated."
+    )
+    short_half_life_min: PositiveFloat = env(
+        "RTP_SHORT_HALF_LIFE_MIN", 30.0, "Half-life of the short-term (session) vector, minutes."
+    )
+    interests: Positive = env("RTP_INTERESTS", 5, "Interest vectors kept per user.")
+    text_channel: bool = env(
+        "RTP_TEXT_CHANNEL",
+        True,
+        "Mix a hashed word channel into vectors of texts the model cannot read (see README).",
+    )
+
+
+class SegmentSettings(Section):
+    enabled: bool = env("RTP_SEGMENTS", True, "Online segmentation (needs RTP_EMBEDDINGS).")
+    k: Positive = env("RTP_SEGMENTS_K", 8, "Number of segments (k of k-means).")
+    sync_s: PositiveFloat = env(
+        "RTP_SEGMENT_SYNC_S",
+        5.0,
+        "Seconds between merges of a worker's statistics into the shared model.",
+    )
+    margin: NonNegative = env(
+        "RTP_SEGMENT_MARGIN",
+        0.1,
+        "Hysteresis: move a user only if the new centre is this much closer.",
+    )
+    seed_users: Positive = env(
+        "RTP_SEGMENT_SEED_USERS",
+        1000,
+        "Users seen before the first centres are seeded (k-means++).",
+    )
+
+
+class ChurnSettings(Section):
+    enabled: bool = env("RTP_CHURN", True, "Churn risk: scores, sweep and `churn_risk` events.")
+    clock: Literal["wall", "event"] = env(
+        "RTP_CHURN_CLOCK",
+        "wall",
+        "Sweep time: `wall` (live) or `event` (latest event time seen: replays, back-tests).",
+    )
+    sweep_s: PositiveFloat = env("RTP_CHURN_SWEEP_S", 10.0, "Seconds between sweeps.")
+    fit_s: PositiveFloat = env(
+        "RTP_CHURN_FIT_S",
+        600.0,
+        "Seconds between refits of the population model (one worker fits, under a lock).",
+    )
+    horizon_days: PositiveFloat = env(
+        "RTP_CHURN_HORIZON_DAYS", 30.0, "Churn risk = P(no purchase within this many days)."
+    )
+
+
+class RecommendSettings(Section):
+    enabled: bool = env(
+        "RTP_RECOMMEND",
+        True,
+        "Recommendations: item index, `recommendation` events, pull API (needs RTP_EMBEDDINGS).",
+    )
+    k: Positive = env("RTP_RECS_K", 10, "Items per recommendation list.")
+    interval_s: NonNegative = env(
+        "RTP_RECS_INTERVAL_S",
+        600.0,
+        "At most one list per user per this many seconds of event time.",
+    )
+    shift: NonNegative = env(
+        "RTP_RECS_SHIFT",
+        0.1,
+        "Recompute when the long-term vector moved this far (cosine distance) since the last.",
+    )
+    w_vector: NonNegative = env("RTP_RECS_W_VECTOR", 0.6, "Blend weight: cosine.")
+    w_tags: NonNegative = env("RTP_RECS_W_TAGS", 0.3, "Blend weight: tag Jaccard.")
+    w_popularity: NonNegative = env("RTP_RECS_W_POPULARITY", 0.1, "Blend weight: popularity.")
+    diversity: Annotated[float, Field(ge=0, le=1)] = env(
+        "RTP_RECS_DIVERSITY",
+        0.3,
+        "0 = plain top k by score; 1 = spread evenly over the user's interests.",
+    )
+    popularity_half_life_days: PositiveFloat = env(
+        "RTP_POPULARITY_HALF_LIFE_DAYS", 7.0, "Half-life of item popularity (event time)."
+    )
+    catalog_poll_s: PositiveFloat = env(
+        "RTP_CATALOG_POLL_S",
+        1.0,
+        "Seconds between reads of catalog changes and popularity into the worker's index.",
+    )
+
+
+class PrivacySettings(Section):
+    pseudonymize: bool = env(
+        "RTP_PSEUDONYMIZE",
+        False,
+        "Replace user ids by keyed hashes (HMAC-SHA256) at ingestion; needs RTP_PSEUDONYM_KEY.",
+    )
+    pseudonym_key: Annotated[SecretStr, AfterValidator(_key)] = env(
+        "RTP_PSEUDONYM_KEY",
+        SecretStr(""),
+        "Secret of the keyed hashes (pseudonyms, erasure markers, receipts); empty: markers use "
+        "a random secret kept in Redis. Same on every worker; never change it once data exists.",
+        secret=True,
+    )
+
+    @model_validator(mode="after")
+    def _key_needed(self) -> PrivacySettings:
+        if self.pseudonymize and _no_secret(self.pseudonym_key):
+            raise ValueError(
+                "RTP_PSEUDONYMIZE=true needs RTP_PSEUDONYM_KEY, the secret of the pseudonyms "
+                f"(at least {MIN_SECRET_CHARS} characters)"
+            )
+        return self
+
+    @property
+    def key(self) -> str:
+        """The pseudonym secret in clear, for the hashing code only."""
+        return self.pseudonym_key.get_secret_value()
+
+
+class WebSettings(Section):
+    port: Positive = env("RTP_WEB_PORT", 6066, "Worker HTTP port (API, health, metrics).")
+    host: str = env(
+        "RTP_WEB_HOST", "127.0.0.1", "Worker HTTP bind address (0.0.0.0 in containers)."
+    )
+    tokens: Annotated[SecretStr, AfterValidator(_web_tokens)] = env(
+        "RTP_WEB_TOKENS",
+        SecretStr(""),
+        "API bearer tokens, comma-separated: `TOKEN` (read scope) or `read+ops:TOKEN`; "
+        "never logged.",
+        secret=True,
+    )
+    tokens_file: str = env(
+        "RTP_WEB_TOKENS_FILE",
+        "",
+        "File of API tokens, one entry a line (`#` comments); re-read when it changes.",
+    )
+    open: bool = env(
+        "RTP_WEB_OPEN",
+        False,
+        "No API authentication at all (a laptop); without it and without tokens the API is closed.",
+    )
+    open_ops: bool = env(
+        "RTP_WEB_OPEN_OPS",
+        True,
+        "`/health` and `/metrics` without a token; false: they need the `ops` scope.",
+    )
+
+    @model_validator(mode="after")
+    def _tokens(self) -> WebSettings:
+        problems = []
+        if self.tokens_file:
+            try:
+                read_file(self.tokens_file)
+            except TokenError as exc:
+                problems.append(f"RTP_WEB_TOKENS_FILE: {exc}")
+        if self.open and (self.tokens.get_secret_value() or self.tokens_file):
+            problems.append(
+                "RTP_WEB_OPEN=true turns authentication off, yet RTP_WEB_TOKENS(_FILE) is set: "
+                "unset one of them"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def token_list(self) -> str:
+        """The inline tokens in clear, for the token checker only."""
+        return self.tokens.get_secret_value()
+
+
+class WorkerSettings(Section):
+    log_level: LogLevel = env(
+        "RTP_LOG_LEVEL",
+        "info",
+        "Worker log level: debug, info, warning, error or critical (`-l` on the command line "
+        "wins).",
+    )
+    data_dir: str = env(
+        "RTP_DATA_DIR", ".dev/faust", "Faust's local data directory (no state is kept there)."
+    )
+    crash_exit_s: NonNegative = env(
+        "RTP_CRASH_EXIT_S",
+        30.0,
+        "Exit (status 70) when an agent or service stays crashed this long; 0 = never.",
+    )
+
+
+class DevSettings(Section):
+    dir: str = env(
+        "RTP_DEV_DIR",
+        ".dev",
+        "Local services (`python -m stream dev`, the demo): pid files, logs and Redis data. "
+        "Their ports are those of RTP_BROKER and RTP_REDIS_URL.",
+    )
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("rtp_env", default=None)
+
+
+class Settings(BaseSettings):
+    """Everything the worker and the tools need; immutable once built.
+
+    ``Settings()`` reads the process environment; ``Settings.from_env(mapping)`` another
+    mapping and turns validation errors into one :class:`SettingsError`.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    segments: SegmentSettings = Field(default_factory=SegmentSettings)
+    churn: ChurnSettings = Field(default_factory=ChurnSettings)
+    recommend: RecommendSettings = Field(default_factory=RecommendSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    dev: DevSettings = Field(default_factory=DevSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _RtpEnvSource(settings_cls))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``RTP_*`` variable; raise one :class:`SettingsError` listing all problems."""
+        source = os.environ if env is None else env
+        token = _ENV.set(source)
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc, source)) from None
+        finally:
+            _ENV.reset(token)
+
+    def replace(self, section: str, **changes: Any) -> Settings:
+        """A copy with some fields of one section changed (validated again)."""
+        current: Section = getattr(self, section)
+        updated = type(current).model_validate({**current.model_dump(), **changes})
+        return self.model_copy(update={section: updated})
+
+    @property
+    def profile(self) -> ProfileConfig:
+        """The profile maths settings, derived from the ``profiles`` section."""
+        p = self.profiles
+        return ProfileConfig(
+            half_life_ms=int(p.half_life_days * 86_400_000),
+            lateness_ms=int(p.lateness_s * 1000),
+            top_tags=p.top_tags,
+        )
+
+
+class _RtpEnvSource(PydanticBaseSettingsSource):
+    """The one reader of ``RTP_*`` variables: flat names into their sections."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads whole sections
+
+    def __call__(self) -> dict[str, Any]:
+        source = _ENV.get()
+        if source is None:
+            source = os.environ
+        values: dict[str, dict[str, str]] = {}
+        for section, name, info in _fields():
+            raw = source.get(_extra(info)["env"])
+            if raw is not None:
+                values.setdefault(section, {})[name] = raw
+        return values
+
+
+def _fields() -> Iterator[tuple[str, str, FieldInfo]]:
+    """(section, field name, field) of every setting, in table order."""
+    for section, outer in Settings.model_fields.items():
+        model = outer.default_factory
+        assert isinstance(model, type) and issubclass(model, Section)
+        for name, info in model.model_fields.items():
+            yield section, name, info
+
+
+def _extra(info: FieldInfo) -> dict[str, Any]:
+    extra = info.json_schema_extra
+    assert isinstance(extra, dict)
+    return extra
+
+
+def _describe(exc: ValidationError, source: Mapping[str, str]) -> str:
+    by_loc = {(section, name): info for section, name, info in _fields()}
+    problems: list[str] = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        loc = tuple(str(part) for part in error["loc"][:2])
+        info = by_loc.get((loc[0], loc[1])) if len(loc) == 2 else None
+        if info is None:  # a section's own check: its lines already name their variables
+            problems.extend(message.splitlines())
+            continue
+        name = _extra(info)["env"]
+        raw = source.get(name, "")
+        shown = "<secret>" if _extra(info)["secret"] else repr(redact_url(raw))
+        problems.append(f"{name}={shown}: {message}")
+    return "invalid settings:\n  " + "\n  ".join(problems)
+
+
 def settings_table() -> str:
     """Markdown table of every setting with its default, for the README."""
-    defaults = Settings()
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for spec in FIELDS:
-        default = getattr(defaults, spec.attr)
-        if spec.attr == "earliest_ms":
-            default = "2000-01-01"
-        rows.append(f"| `{spec.env}` | `{default}` | {spec.help} |")
+    for _, _, info in _fields():
+        extra = _extra(info)
+        default = info.default
+        if isinstance(default, SecretStr):
+            default = redact_url(default.get_secret_value())
+        rows.append(f"| `{extra['env']}` | `{extra['shown'] or default}` | {info.description} |")
     return "\n".join(rows)
 
 
-def setting_names() -> list[str]:
-    """Attribute names of all settings (used by tests to keep docs honest)."""
-    return [f.name for f in fields(Settings) if f.name != "profile"]
+def env_paths() -> dict[str, tuple[str, str]]:
+    """Every ``RTP_*`` variable the settings read, in table order: its (section, field)."""
+    return {_extra(info)["env"]: (section, name) for section, name, info in _fields()}
+
+
+def value_of(settings: Settings, name: str) -> Any:
+    """The value behind the variable ``name`` (a secret in clear: for tests and tools)."""
+    section, field = env_paths()[name]
+    value = getattr(getattr(settings, section), field)
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def faust_argv(argv: list[str], level: str) -> list[str]:
+    """``argv`` for Faust's command line with ``RTP_LOG_LEVEL`` as ``--loglevel`` for the
+    ``worker`` command (the tools keep Faust's quiet default), unless ``-l`` names a level."""
+    named = any(a in ("-l", "--loglevel") or a.startswith("--loglevel=") for a in argv[1:])
+    if named or "worker" not in argv[1:]:
+        return argv
+    return [argv[0], f"--loglevel={FAUST_LEVELS[level]}", *argv[1:]]
+
+
+TABLE_START = "<!-- settings table: generated by `python -m stream.settings README.md` -->"
+TABLE_END = "<!-- end of settings table -->"
+
+
+def with_table(readme: str) -> str:
+    """``readme`` with the text between the table markers replaced by :func:`settings_table`."""
+    head, start, rest = readme.partition(TABLE_START)
+    _, end, tail = rest.partition(TABLE_END)
+    if not start or not end:
+        raise ValueError(f"the settings table markers are missing: {TABLE_START} ... {TABLE_END}")
+    return f"{head}{TABLE_START}\n{settings_table()}\n{TABLE_END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stream.settings [README.md]``: print the table, or rewrite it in the file."""
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        sys.stdout.write(settings_table() + "\n")
+        return 0
+    path = Path(args[0])
+    path.write_text(with_table(path.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,43 +1,44 @@
-"""Churn risk of one user as of any event time: a score, a level with hysteresis, the next change.
+"""Churn risk of one user as of any event time: a probability, a level, the next level change.
 
-**The formula.** Two signals, each a number in ``[0, 1]`` that can only grow while nothing happens:
+**What the number means.** For a customer (at least one purchase) with a fitted model,
+``risk = P(no purchase in the next H days | purchase history)``, ``H`` =
+:attr:`RiskConfig.horizon_days` (30 by default), from the population's MBG/NBD
+(:mod:`profiles.churn.bgnbd`): a customer buys in ``(T, T + H]`` only if still alive, and while
+alive buys at a rate whose posterior given ``x`` purchases over ``T`` days is
+Gamma(``r + x``, ``alpha + T``), so
 
-* *model risk* ``m = 1 - p_alive`` from the population's MBG/NBD (:mod:`profiles.churn.bgnbd`):
-  how unlikely it is that a customer with this purchase history is still a customer, given how
-  long it has been since the last purchase;
-* *engagement risk* ``e = 1 - 2**(-g / h)``: ``g`` days since the last event of *any* kind
-  (click, search, cart...), ``h`` a half-life (:attr:`RiskConfig.engagement_half_life_days`).
+    ``risk = 1 - p_alive * (1 - ((alpha + T) / (alpha + T + H)) ** (r + x))``.
 
-For a customer (at least one purchase) with a fitted model,
-``risk = m**w * e**(1 - w)`` with ``w`` = :attr:`RiskConfig.model_weight` (0.5: the geometric
-mean). A weighted geometric mean is high only when *both* signals are: a buyer whose purchases
-have stopped but who browsed yesterday is not lost yet (``e`` near 0 pulls the risk down, which
-a plain average would not do), while a buyer who buys on a slow cadence and rarely visits keeps
-a low risk as long as the model expects the pause. When both signals agree the blend equals
-them, so the level boundaries keep their meaning. Users who never bought, and every user while
-no model has been fitted, get ``risk = e``. With plain BG/NBD parameters a one-time buyer has
-``p_alive == 1`` whatever their silence (see :mod:`profiles.churn.bgnbd`), so such users are
-scored by engagement alone too; the MBG/NBD, which the population fit uses, has no such gap.
-On generated traffic the blend ranks who will not buy in the next 30 days better than either
-signal alone (``EVALUATION.md``, ``python -m stream.evaluation.churn``).
+Unlike ``1 - p_alive`` this uses the purchase *rate* too: a lapsed frequent buyer and a one-time
+buyer with the same silence get different risks. When the shop's own matured outcomes have
+fitted a :class:`~profiles.churn.calibration.Calibrator` that beats the model on its holdout,
+the risk is the calibrated probability instead, over the model's log-odds, recency, frequency,
+customer age and days since the last event of any kind (browsing enters as evidence).
+Users who never bought, and every user while no model has been fitted, get the engagement risk
+``e = 1 - 2**(-g / h)`` (``g`` days since the last event, ``h`` =
+:attr:`RiskConfig.engagement_half_life_days`): not a probability, and ``reason.signal`` says so.
 
-Users seen for less than :attr:`RiskConfig.min_history_days` are capped below "high": a few
-days of data say too little to call someone lost.
+Levels are bands of that probability: "high" means at least 70% likely not to buy within ``H``
+days, "low" under 40% (:attr:`RiskConfig.levels`). Users seen for less than
+:attr:`RiskConfig.min_history_days` are capped below "high".
 
-**Monotone in time.** With no new events, ``T`` and ``g`` grow with ``as_of``; ``p_alive`` is
-non-increasing in ``T`` and ``e`` non-decreasing in ``g``, the blend is non-decreasing in both,
-and the history cap can only lift. So risk never decreases as time passes without events: the
-level moves only up until the next event, which is what lets :func:`next_crossing_ms` find the
-next change by bisection and a sweep wake each user exactly once per change.
+**Monotone in time.** With no new events ``T`` grows, ``p_alive`` does not rise and
+``(alpha + T) / (alpha + T + H)`` rises, so the model risk never falls; the calibrator's weights
+on the features that grow with time are ``>= 0`` and the engagement risk grows with ``g``. So
+risk never decreases as time passes without events: the level moves only up until the next
+event, which is what lets :func:`next_crossing_ms` find the next change by bisection and a sweep
+wake each user exactly once per change.
 
 >>> from profiles.churn.bgnbd import BGNBDParams
 >>> params = BGNBDParams(2.0, 17.0, 0.4, 19.0, "mbgnbd")  # days
 >>> stats = {"first_ts": 0, "last_ts": 40 * DAY_MS, "orders": 3,
 ...          "first_purchase_ts": 0, "last_purchase_ts": 40 * DAY_MS}
->>> [score(stats, d * DAY_MS, params, RiskConfig()).level for d in (45, 100, 200)]
+>>> [score(stats, d * DAY_MS, params, RiskConfig()).level for d in (41, 100, 200)]
 ['low', 'medium', 'high']
->>> next_crossing_ms(stats, 45 * DAY_MS, params, RiskConfig(), "low") // DAY_MS
-87
+>>> round(score(stats, 100 * DAY_MS, params, RiskConfig()).risk, 3)  # P(no purchase in 30 d)
+0.553
+>>> next_crossing_ms(stats, 41 * DAY_MS, params, RiskConfig(), "low") // DAY_MS
+74
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import numpy as np
 
 from profiles.churn import bgnbd
 from profiles.churn.bgnbd import BGNBDParams
+from profiles.churn.calibration import Calibrator, feature_row
 from profiles.churn.features import DAY_MS, Behaviour, Stats, customer_summary
 
 __all__ = [
@@ -63,11 +65,12 @@ __all__ = [
     "level_with_hysteresis",
     "model_version",
     "next_crossing_ms",
+    "p_no_purchase",
     "score",
 ]
 
 #: Bump when the risk formula changes, so consumers can tell scores of different formulas apart.
-FORMULA_VERSION = "risk1"
+FORMULA_VERSION = "risk2"
 LEVELS = ("low", "medium", "high")
 _RANK = {name: i for i, name in enumerate(LEVELS)}
 _LN2 = math.log(2.0)
@@ -77,7 +80,7 @@ EXPECTED_WINDOW_DAYS = 30.0
 
 @dataclass(frozen=True)
 class RiskConfig:
-    """Levels, hysteresis and the blend. ``low < levels[0] <= medium < levels[1] <= high``.
+    """Horizon, levels and hysteresis. ``low < levels[0] <= medium < levels[1] <= high``.
 
     >>> RiskConfig(levels=(0.7, 0.4))
     Traceback (most recent call last):
@@ -88,9 +91,10 @@ class RiskConfig:
     levels: tuple[float, float] = (0.4, 0.7)
     #: A level falls back only once risk is this far below its lower boundary (rises are exact).
     margin: float = 0.05
+    #: The risk is the probability of no purchase within this many days.
+    horizon_days: float = 30.0
+    #: Engagement risk (users who never bought, or no model yet): halves every this many days.
     engagement_half_life_days: float = 14.0
-    #: Weight of the purchase model in the geometric blend (0: engagement only, 1: model only).
-    model_weight: float = 0.5
     #: Users seen for less than this are never rated "high".
     min_history_days: float = 7.0
     #: :func:`next_crossing_ms` looks this far ahead at most.
@@ -104,8 +108,8 @@ class RiskConfig:
             raise ValueError(f"need 0 <= margin < levels[0], got {self.margin}")
         if not self.engagement_half_life_days > 0.0:
             raise ValueError("engagement_half_life_days must be > 0")
-        if not 0.0 <= self.model_weight <= 1.0:
-            raise ValueError("model_weight must be in [0, 1]")
+        if not self.horizon_days > 0.0:
+            raise ValueError("horizon_days must be > 0")
         if not self.min_history_days >= 0.0:
             raise ValueError("min_history_days must be >= 0")
         if not self.max_horizon_days > 0.0:
@@ -139,13 +143,35 @@ class Risk:
         return asdict(self)
 
 
-def model_version(params: BGNBDParams | None) -> str:
-    """The formula version and the fitted model it used, e.g. ``'risk1:mbgnbd-1a2b3c4d'``.
+def model_version(
+    params: BGNBDParams | None, calibrator: Calibrator | None = None, horizon_days: float = 30.0
+) -> str:
+    """Formula, horizon, fitted model and calibrator, e.g. ``'risk2:h30:mbgnbd-1a2b3c4d'``.
+
+    A calibrator that did not beat the model on its holdout is not used, so not named.
 
     >>> model_version(None)
-    'risk1:engagement'
+    'risk2:h30:engagement'
     """
-    return f"{FORMULA_VERSION}:{'engagement' if params is None else bgnbd.model_version(params)}"
+    name = "engagement" if params is None else bgnbd.model_version(params)
+    if params is not None and calibrator is not None and calibrator.better:
+        name += f"+{calibrator.version()}"
+    return f"{FORMULA_VERSION}:h{horizon_days:g}:{name}"
+
+
+def p_no_purchase(params: BGNBDParams, x: int, t_x: float, T: float, horizon_days: float) -> float:
+    """P(no purchase in ``(T, T + horizon]`` | ``x``, ``t_x``, ``T``), in plain floats.
+
+    ``P(dead) + P(alive) * E[exp(-lambda H) | alive]``, the expectation over the posterior
+    Gamma(``r + x``, ``alpha + T``) of the purchase rate. Non-decreasing in ``T``.
+
+    >>> params = BGNBDParams(0.243, 4.414, 0.793, 2.426)  # CDNOW, weeks
+    >>> round(p_no_purchase(params, 2, 30.43, 38.86, 39.0), 4)
+    0.4454
+    """
+    dead = bgnbd.p_dead_one(params, x, t_x, T)
+    log_ratio = math.log(params.alpha + T) - math.log(params.alpha + T + horizon_days)
+    return dead + (1.0 - dead) * math.exp((params.r + x) * log_ratio)
 
 
 def level_of(risk: float, cfg: RiskConfig) -> str:
@@ -185,12 +211,19 @@ class _Parts:
     risk: float
     engagement_risk: float
     model_risk: float | None
+    calibrated: bool
     summary: tuple[int, float, float] | None
     days_since_last_event: float
     short_history: bool
 
 
-def _parts(b: Behaviour, as_of_ms: int, params: BGNBDParams | None, cfg: RiskConfig) -> _Parts:
+def _parts(
+    b: Behaviour,
+    as_of_ms: int,
+    params: BGNBDParams | None,
+    cfg: RiskConfig,
+    calibrator: Calibrator | None,
+) -> _Parts:
     """The score and its ingredients, in plain floats: :func:`next_crossing_ms` calls it often."""
     if b.first_ts is None or b.last_ts is None:
         raise ValueError("cannot score a user without events (first_ts/last_ts missing)")
@@ -198,19 +231,18 @@ def _parts(b: Behaviour, as_of_ms: int, params: BGNBDParams | None, cfg: RiskCon
     engagement = -math.expm1(-_LN2 * gap / cfg.engagement_half_life_days)
     summary = customer_summary(b, as_of_ms)
     model: float | None = None
+    calibrated = False
+    risk = engagement
     if summary is not None and params is not None:
         x, t_x, T = summary
-        if not (params.variant == "bgnbd" and x == 0):
-            model = bgnbd.p_dead_one(params, x, t_x, T)
-    if model is None:
-        risk = engagement
-    else:
-        w = cfg.model_weight
-        risk = model**w * engagement ** (1.0 - w)
+        model = risk = p_no_purchase(params, x, t_x, T, cfg.horizon_days)
+        if calibrator is not None and calibrator.better:
+            risk = calibrator.risk(feature_row(model, T - t_x, x, T, gap))
+            calibrated = True
     short = (as_of_ms - b.first_ts) < cfg.min_history_days * DAY_MS
     if short:
         risk = min(risk, cfg.history_cap)
-    return _Parts(risk, engagement, model, summary, gap, short)
+    return _Parts(risk, engagement, model, calibrated, summary, gap, short)
 
 
 def score(
@@ -220,21 +252,25 @@ def score(
     cfg: RiskConfig,
     *,
     previous_level: str | None = None,
+    calibrator: Calibrator | None = None,
 ) -> Risk:
     """The churn risk of one user as of ``as_of_ms`` (event time, epoch ms).
 
     ``params`` are the population's fitted parameters (days; None before the first fit).
-    ``previous_level``, if given, applies :func:`level_with_hysteresis` to the level.
+    ``previous_level``, if given, applies :func:`level_with_hysteresis` to the level;
+    ``calibrator``, if given and better than the model on its holdout, calibrates the risk.
 
     >>> r = score({"first_ts": 0, "last_ts": 14 * DAY_MS, "orders": 0}, 28 * DAY_MS, None,
     ...           RiskConfig())
     >>> (r.risk, r.level, r.reason["signal"], r.model_version)
-    (0.5, 'medium', 'engagement', 'risk1:engagement')
+    (0.5, 'medium', 'engagement', 'risk2:h30:engagement')
     """
     b = Behaviour.read(stats)
-    p = _parts(b, as_of_ms, params, cfg)
+    p = _parts(b, as_of_ms, params, cfg, calibrator)
+    signal = "engagement" if p.model_risk is None else "calibrated" if p.calibrated else "model"
     reason: dict[str, Any] = {
-        "signal": "engagement" if p.model_risk is None else "model+engagement",
+        "signal": signal,
+        "horizon_days": cfg.horizon_days,
         "purchaser": p.summary is not None,
         "days_since_last_event": round(p.days_since_last_event, 6),
         "days_since_last_purchase": None,
@@ -253,11 +289,10 @@ def score(
         reason.update(x=x, t_x=round(t_x, 6), T=round(T, 6))
         reason["days_since_last_purchase"] = round(T - t_x, 6)
         if params is not None:
-            alive = float(bgnbd.p_alive(params, x, t_x, T))
+            alive = 1.0 - bgnbd.p_dead_one(params, x, t_x, T)
             # 2F1 can fail for absurd histories (thousands of purchases in a day); say so.
             with np.errstate(all="ignore"):
-                expected = bgnbd.expected_purchases(params, EXPECTED_WINDOW_DAYS, x, t_x, T)
-            window = float(expected)
+                window = bgnbd.expected_purchases_one(params, EXPECTED_WINDOW_DAYS, x, t_x, T)
             reason["p_alive"] = round(alive, 6)
             reason["expected_next_30d"] = round(window, 6) if math.isfinite(window) else None
             gap_days = (params.alpha + T) / (params.r + x)
@@ -268,7 +303,7 @@ def score(
         reason=reason,
         expected_next_purchase_ms=expected_next,
         as_of=as_of_ms,
-        model_version=model_version(params),
+        model_version=model_version(params, calibrator, cfg.horizon_days),
     )
 
 
@@ -278,6 +313,7 @@ def next_crossing_ms(
     params: BGNBDParams | None,
     cfg: RiskConfig,
     current_level: str,
+    calibrator: Calibrator | None = None,
 ) -> int | None:
     """The earliest event time ``>= from_ms`` at which, with no new events, the level changes.
 
@@ -299,16 +335,15 @@ def next_crossing_ms(
     if current_level not in _RANK:
         raise ValueError(f"unknown level {current_level!r}")
     b = Behaviour.read(stats)
-    if level_with_hysteresis(current_level, _parts(b, from_ms, params, cfg).risk, cfg) != (
-        current_level
-    ):
+    now = _parts(b, from_ms, params, cfg, calibrator).risk
+    if level_with_hysteresis(current_level, now, cfg) != current_level:
         return from_ms
     if current_level == LEVELS[-1]:
         return None
     rank = _RANK[current_level]
 
     def risen(t: int) -> bool:
-        return _RANK[level_of(_parts(b, t, params, cfg).risk, cfg)] > rank
+        return _RANK[level_of(_parts(b, t, params, cfg, calibrator).risk, cfg)] > rank
 
     limit = from_ms + math.ceil(cfg.max_horizon_days * DAY_MS)
     lo, step = from_ms, DAY_MS
@@ -347,6 +382,7 @@ def assess(
     params: BGNBDParams | None,
     cfg: RiskConfig,
     previous_level: str | None,
+    calibrator: Calibrator | None = None,
 ) -> Assessment:
     """Score with hysteresis and plan the next check: call on every event and every due check.
 
@@ -356,9 +392,9 @@ def assess(
     ('low', True, True)
     """
     b = Behaviour.read(stats)
-    risk = score(b, as_of_ms, params, cfg, previous_level=previous_level)
+    risk = score(b, as_of_ms, params, cfg, previous_level=previous_level, calibrator=calibrator)
     return Assessment(
         risk=risk,
         changed=risk.level != previous_level,
-        next_check_ms=next_crossing_ms(b, as_of_ms, params, cfg, risk.level),
+        next_check_ms=next_crossing_ms(b, as_of_ms, params, cfg, risk.level, calibrator),
     )

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from profiles.churn.bgnbd import BGNBDParams
-from profiles.churn.features import DAY_MS
+from profiles.churn.calibration import Calibrator
+from profiles.churn.features import DAY_MS, Behaviour
 from profiles.churn.risk import Risk, RiskConfig, assess, model_version
 from profiles.core.profile import Profile
 
@@ -42,20 +43,22 @@ class ChurnTracker:
     def __init__(self, config: RiskConfig | None = None) -> None:
         self.config = config or RiskConfig()
         self.params: BGNBDParams | None = None
+        self.calibrator: Calibrator | None = None
 
-    def quiet_ms(self) -> int | None:
-        """How long after an event the level surely stays "low" (None: no such bound).
+    def version(self) -> str:
+        """The ``model_version`` scores get now (formula, horizon, fit, calibrator)."""
+        return model_version(self.params, self.calibrator, self.config.horizon_days)
 
-        risk = model^w · engagement^(1−w) ≤ engagement^(1−w) (and = engagement without a
-        model), and engagement = 1 − 2^(−days/h) is 0 at the event: so the risk stays below
-        the first boundary until engagement^(1−w) reaches it. The sweep computes the exact
-        crossing then. This keeps the per-write cost to a few arithmetic operations.
+    def quiet_ms(self) -> int:
+        """How long after an event an engagement-scored user surely stays "low".
+
+        Users scored by engagement (never bought, or no model yet) have risk 0 at their event,
+        and it reaches the first boundary after ``-h log2(1 - levels[0])`` days; the sweep
+        computes the exact crossing then. This keeps their per-write cost to a few operations.
+        Customers with a model are scored at the event: their probability is not 0 then.
         """
         cfg = self.config
-        if cfg.model_weight >= 1.0:
-            return None
-        need = cfg.levels[0] ** (1.0 / (1.0 - cfg.model_weight))
-        days = -cfg.engagement_half_life_days * math.log2(1.0 - need)
+        days = -cfg.engagement_half_life_days * math.log2(1.0 - cfg.levels[0])
         return int(days * DAY_MS)
 
     def update(self, profile: Profile, as_of_ms: int) -> ChurnChange | None:
@@ -64,18 +67,18 @@ class ChurnTracker:
             return None
         previous = profile.churn["level"] if profile.churn else None
         when = max(as_of_ms, profile.last_ts)
-        quiet = self.quiet_ms()
-        if when == profile.last_ts and previous in (None, "low") and quiet is not None:
-            # At an event the risk is 0 (engagement 0): low, nothing to announce, no model call.
+        engagement_only = self.params is None or not Behaviour.read(profile).purchaser
+        if when == profile.last_ts and previous in (None, "low") and engagement_only:
+            # At an event the engagement risk is 0: low, nothing to announce, no model call.
             profile.churn = {
                 "level": "low",
                 "risk": 0.0,
                 "as_of": when,
-                "model_version": model_version(self.params),
-                "next_check_ms": when + quiet,
+                "model_version": self.version(),
+                "next_check_ms": when + self.quiet_ms(),
             }
             return None
-        found = assess(profile, when, self.params, self.config, previous)
+        found = assess(profile, when, self.params, self.config, previous, self.calibrator)
         profile.churn = state_of(found.risk, found.next_check_ms)
         # A new user starts at "low" silently: announcing every newcomer would be a flood.
         announced = previous or "low"

@@ -28,6 +28,13 @@ from profiles.core.decay import rebase
 if TYPE_CHECKING:
     from profiles.embedding.profile import EmbeddingProfile
 
+#: Every running sum of a profile (spend in cents per currency, items bought) saturates here:
+#: 2**53 - 1, the largest integer a double holds exactly (JSON consumers read doubles; RFM
+#: divides by 100), far below the 64-bit limit of the serialisation (which raised for a user
+#: whose spend passed 2**64 cents, failing every later purchase of theirs). With the schema's
+#: bound of 1e9 per order it takes ~90,000 maximal orders to reach it.
+MAX_SUM = 2**53 - 1
+
 Tag = tuple[str, float]
 EventTagger = Callable[[dict[str, Any]], Sequence[Tag]]
 #: The event's vector (unit, model space of the profile's embedding), or None.
@@ -210,11 +217,12 @@ def _learn(
 
 def _learn_purchase(profile: Profile, event: dict[str, Any], ts: int, keep: int) -> None:
     profile.orders += 1
-    profile.items_bought += sum(int(item["quantity"]) for item in event["items"])
+    bought = sum(int(item["quantity"]) for item in event["items"])
+    profile.items_bought = min(MAX_SUM, profile.items_bought + bought)
     currency = event["currency"]
-    # Integer cents keep money exact whatever order events arrive in.
-    cents = round(float(event["amount"]) * 100)
-    profile.spend_cents[currency] = profile.spend_cents.get(currency, 0) + cents
+    # Integer cents keep money exact whatever order events arrive in (saturating: MAX_SUM).
+    cents = min(MAX_SUM, round(float(event["amount"]) * 100))
+    profile.spend_cents[currency] = min(MAX_SUM, profile.spend_cents.get(currency, 0) + cents)
     if profile.first_purchase_ts is None or ts < profile.first_purchase_ts:
         profile.first_purchase_ts = ts
     if profile.last_purchase_ts is None or ts > profile.last_purchase_ts:

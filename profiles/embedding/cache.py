@@ -32,6 +32,8 @@ from typing import Protocol
 
 import numpy as np
 
+from profiles.core.errors import Outage
+
 __all__ = ["DictTier", "EmbeddingCache", "TextEncoder", "VectorTier", "redis_key"]
 
 log = logging.getLogger(__name__)
@@ -171,9 +173,11 @@ class EmbeddingCache:
                 }
                 try:
                     self.tier.mset(items)
-                except Exception:
+                except Exception as exc:
                     self.tier_errors += 1
-                    log.warning("embedding tier mset failed", exc_info=True)
+                    # An outage is expected and says enough in one line; anything else is a bug.
+                    quiet = isinstance(exc, Outage)
+                    log.warning("embedding tier mset failed: %s", exc, exc_info=not quiet)
         return out[rows]
 
     def _from_tier(self, missing: list[int], digests: list[str], out: np.ndarray) -> list[int]:
@@ -181,9 +185,12 @@ class EmbeddingCache:
         keys = [_key(self.model_id, digests[i]) for i in missing]
         try:
             blobs = self.tier.mget(keys)
-        except Exception:
+        except Exception as exc:
             self.tier_errors += 1
-            log.warning("embedding tier mget failed; encoding instead", exc_info=True)
+            quiet = isinstance(exc, Outage)
+            log.warning(
+                "embedding tier mget failed (%s); encoding instead", exc, exc_info=not quiet
+            )
             return missing
         still: list[int] = []
         for i, blob in zip(missing, blobs, strict=True):

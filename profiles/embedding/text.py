@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from profiles.core.catalog import described
+
 
 def item_text(title: str, category: Sequence[str]) -> str:
     """The text encoded for a catalog item.
@@ -48,7 +50,7 @@ def event_texts(
 
 
 def _line_text(fields: Mapping[str, Any], items: Mapping[str, dict[str, Any]]) -> str:
-    known = items.get(fields.get("product_id", ""), {})
+    known = described(items, fields.get("product_id", ""))
     title = fields.get("title") or known.get("title") or ""
     category = fields.get("category") or known.get("category") or ()
     return item_text(title, category) if title or category else ""

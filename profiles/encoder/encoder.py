@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from profiles.core.errors import DeviceOutage
+
 __all__ = [
     "BUNDLED_MODEL_ID",
     "INT8_MIN_COSINE",
@@ -205,7 +207,7 @@ class Encoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return ``(len(texts), dim)`` float32 unit rows; duplicates are encoded once."""
         with self._lock:
-            return self._encode(texts)[0]
+            return self._guarded(texts)[0]
 
     def encode_with_unk(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`encode`, and per text the share of its content tokens that are unknown.
@@ -214,7 +216,15 @@ class Encoder:
         padding); a text with none has rate 0.
         """
         with self._lock:
+            return self._guarded(texts)
+
+    def _guarded(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        try:
             return self._encode(texts)
+        except torch.cuda.OutOfMemoryError as exc:
+            # A full (often shared) GPU: a retry later can pass; the texts are fine.
+            torch.cuda.empty_cache()
+            raise DeviceOutage(f"{self.device} out of memory ({len(texts)} texts)") from exc
 
     def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         index: dict[str, int] = {}

@@ -20,6 +20,7 @@ import numpy as np
 
 from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.core.config import ProfileConfig
+from profiles.core.errors import Contention
 from profiles.core.ownership import owner
 from profiles.core.profile import Outcome, Profile, Record, apply
 from profiles.embedding.embedder import Embedder
@@ -219,7 +220,7 @@ class BatchUpdater:
             for uid in conflicts:
                 self.profiles.pop(uid)
             await self._load_profiles(list(conflicts))
-        raise RuntimeError(f"users still conflicting after {MAX_ATTEMPTS} attempts: {todo}")
+        raise Contention(f"users still conflicting after {MAX_ATTEMPTS} attempts: {sorted(todo)}")
 
     async def _catalog_and_profiles(
         self, by_user: dict[str, list[Record]], products: list[dict[str, Any]]

@@ -19,6 +19,8 @@
 | ``rtp:catalog:ids`` | set | every product id ever upserted (an index bootstraps from it) |
 | ``rtp:catalog:log`` | stream | product ids in upsert order (indexes tail it; MAXLEN ~1M) |
 | ``rtp:pop:{<partition>}`` | hash | item popularity counted by that owner partition's users |
+| ``rtp:in:<topic>:<partition>`` | hash | input mark: ``e`` fence epoch, ``h`` highest offset |
+| | | routed, ``fp`` fingerprint of that message (``profiles/redis/marks.py``) |
 """
 
 from __future__ import annotations
@@ -86,3 +88,7 @@ CATALOG_LOG = f"{PREFIX}catalog:log"
 
 def popularity(partition: int) -> str:
     return f"{PREFIX}pop:{{{partition}}}"
+
+
+def input_mark(topic: str, partition: int) -> str:
+    return f"{PREFIX}in:{topic}:{partition}"

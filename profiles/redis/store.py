@@ -11,6 +11,7 @@ Cluster.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import secrets
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -270,10 +271,34 @@ class RedisStore:
         return {p.user_id for (p, _), r in zip(updates, replies, strict=False) if r == 0}
 
     async def sample_customers(self, partitions: int, per_partition: int) -> list[str]:
-        pipe = self.client.pipeline(transaction=False)
+        """Up to ``per_partition`` customers of each partition, chosen by a hash of their id:
+        the same customers at every fit (so refits on the same data agree), all of them in
+        partitions with fewer."""
+        chosen: list[str] = []
         for partition in range(partitions):
-            pipe.srandmember(keys.churn_customers(partition), per_partition)
-        return sorted({u.decode() for reply in await pipe.execute() for u in reply})
+            members = [
+                u.decode() async for u in self.client.sscan_iter(keys.churn_customers(partition))
+            ]
+            if len(members) > per_partition:
+                members = heapq.nsmallest(per_partition, members, key=_sample_hash)
+            chosen += members
+        return sorted(set(chosen))
+
+    async def requeue_customers(self, partitions: Sequence[int], chunk: int = 5000) -> None:
+        """Put every customer of ``partitions`` on the churn due index now (after a new fit).
+
+        ``ZADD ... LT`` only lowers: users already due keep their time, and no cross-key
+        command is needed (the two keys may live on different cluster slots).
+        """
+        for partition in partitions:
+            batch: dict[str, int] = {}
+            async for member in self.client.sscan_iter(keys.churn_customers(partition)):
+                batch[member.decode()] = 0
+                if len(batch) >= chunk:
+                    await self.client.zadd(keys.churn_due(partition), batch, lt=True)
+                    batch = {}
+            if batch:
+                await self.client.zadd(keys.churn_due(partition), batch, lt=True)
 
     async def get(self, user_id: str) -> Profile | None:
         reply = await self.client.hmget(keys.profile(user_id), *_FIELDS)
@@ -326,3 +351,7 @@ def _profile_from(user_id: str, current: list[Any], erased: list[Any]) -> Profil
     if erased_version is not None:
         return Profile(user_id, version=int(erased_version), fences=orjson.loads(fences))
     return Profile(user_id)
+
+
+def _sample_hash(user_id: str) -> bytes:
+    return hashlib.blake2b(user_id.encode(), digest_size=8).digest()

@@ -10,6 +10,8 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from profiles.core.catalog import described
+
 Tag = tuple[str, float]
 
 
@@ -59,7 +61,7 @@ def _item_parts(
     items: Mapping[str, dict[str, Any]],
     share: float,
 ) -> list[tuple[Sequence[Tag], float]]:
-    known = items.get(fields.get("product_id", ""), {})
+    known = described(items, fields.get("product_id", ""))
     title = fields.get("title") or known.get("title") or ""
     category = fields.get("category") or known.get("category") or ()
     return [(item_tags(tagger, title, tuple(category)), share)]

@@ -23,19 +23,19 @@ class PartitionLag:
 
 async def group_lag(settings: Settings, topics: list[str] | None = None) -> list[PartitionLag]:
     """Committed offset, end offset, lag and lag age for each partition of ``topics``."""
-    wanted = topics or [settings.input_topic, settings.routed_topic]
+    wanted = topics or [settings.topics.input, settings.topics.routed]
     # A consumer named after the group, never subscribed, so it never joins the group: it
     # only asks the coordinator for committed offsets (OffsetFetch). Tansu answers that,
     # but not the admin client's ListConsumerGroupOffsets request.
     group = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker_hosts,
-        **kafka_client_kwargs(settings),
-        group_id=settings.app_id,
+        bootstrap_servers=settings.kafka.broker_hosts,
+        **kafka_client_kwargs(settings.kafka),
+        group_id=settings.kafka.app_id,
         enable_auto_commit=False,
     )
     reader = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker_hosts,
-        **kafka_client_kwargs(settings),
+        bootstrap_servers=settings.kafka.broker_hosts,
+        **kafka_client_kwargs(settings.kafka),
         group_id=None,
         enable_auto_commit=False,
     )
@@ -51,7 +51,7 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
         if not tps:
             return []
         listed = await reader.end_offsets(tps)
-        ends = {tp: await _true_end(reader, tp, listed[tp]) for tp in tps}
+        ends = {tp: await true_end(reader, tp, listed[tp]) for tp in tps}
         rows = []
         for tp in tps:
             offset = await group.committed(tp)
@@ -65,7 +65,7 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
         await group.stop()
 
 
-async def _true_end(reader: AIOKafkaConsumer, tp: TopicPartition, listed: int) -> int:
+async def true_end(reader: AIOKafkaConsumer, tp: TopicPartition, listed: int) -> int:
     """The end offset, checked by reading the last batch.
 
     Tansu (seen with v0.6.0) answers ListOffsets(latest) with the last record *batch*'s

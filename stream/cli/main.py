@@ -5,56 +5,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import faust
 import orjson
 from faust.cli import AppCommand, argument, option
 
 from stream.settings import Settings
-
-
-def local_services(settings: Settings, state_dir: str | None = None) -> Any:
-    """Embedded broker and Redis on the ports named by ``RTP_BROKER``/``RTP_REDIS_URL``."""
-    from stream.devtools.services import LocalServices
-
-    broker_port = int(settings.broker_hosts[0].rsplit(":", 1)[1])
-    redis_port = urlparse(settings.redis_url).port or 6379
-    directory = Path(state_dir or _env("RTP_DEV_DIR", ".dev"))
-    return LocalServices(directory, broker_port=broker_port, redis_port=redis_port)
-
-
-def start_local(services: Any, redis_url: str) -> bool:
-    """Start the embedded services; if the broker is new, clear the Redis it pairs with.
-
-    Tansu keeps topics in memory, so a new broker restarts every offset at 0, while Redis
-    (AOF) still holds profiles fenced at the old offsets: new events would look applied.
-    Returns whether Redis was cleared.
-    """
-    from profiles.redis.client import sync_client
-
-    broker_was_running = bool(services.status()["broker"]["running"])
-    services.up()
-    if broker_was_running:
-        return False
-    client = sync_client(redis_url)  # the local Redis: plain, no TLS
-    try:
-        stale = next(iter(client.scan_iter(match="rtp:*", count=100)), None) is not None
-        if stale:
-            client.flushdb()
-        return stale
-    finally:
-        client.close()
-
-
-def _env(name: str, default: str) -> str:
-    import os
-
-    return os.environ.get(name, default)
 
 
 def register(app: faust.App, settings: Settings) -> None:
@@ -64,30 +25,38 @@ def register(app: faust.App, settings: Settings) -> None:
         argument("action", type=str),
         argument("name", type=str, required=False),
         option("--state-dir", type=str, default=None, help="Where pids, logs and AOF go."),
+        option(
+            "--redis-arg",
+            "redis_args",
+            multiple=True,
+            help="Extra redis-server argument, repeatable (e.g. --redis-arg=--requirepass ...).",
+        ),
+        option("--timeout", type=float, default=None, help="Seconds to wait."),
     )
-    async def dev(self: AppCommand, action: str, name: str | None, state_dir: str | None) -> None:
-        """Local broker (Tansu) and Redis: up | down | status | kill NAME | start NAME."""
-        from stream.devtools.services import ServiceError
+    async def dev(
+        self: AppCommand,
+        action: str,
+        name: str | None,
+        state_dir: str | None,
+        redis_args: tuple[str, ...],
+        timeout: float | None,
+    ) -> None:
+        """Local broker (Tansu) and Redis on the ports of RTP_BROKER and RTP_REDIS_URL:
+        up | down | status | kill NAME | start NAME."""
+        from stream.devtools.dev import run_dev
 
-        services = local_services(settings, state_dir)
-        try:
-            if action == "up":
-                if start_local(services, settings.redis_url):
-                    self.say("new in-memory broker: cleared the previous session's Redis state")
-                self.say(f"broker {services.broker_url}  redis {services.redis_url}")
-            elif action == "down":
-                services.down()
-            elif action == "status":
-                for svc, info in services.status().items():
-                    self.say(f"{svc:8} {orjson.dumps(info).decode()}")
-            elif action in ("kill", "start") and name:
-                getattr(services, action)(name)
-            else:
-                raise SystemExit(
-                    f"unknown action {action!r}: use up, down, status, kill N, start N"
-                )
-        except ServiceError as exc:
-            raise SystemExit(f"error: {exc}") from exc
+        code = await asyncio.to_thread(
+            run_dev,
+            settings,
+            action,
+            name,
+            state_dir=state_dir,
+            redis_args=redis_args,
+            timeout=timeout,
+            say=self.say,
+        )
+        if code:
+            raise SystemExit(code)
 
     @app.command(
         option(
@@ -164,7 +133,19 @@ def register(app: faust.App, settings: Settings) -> None:
             seed=seed,
         )
         sent = await send_events(settings, events, plan)
-        self.say(f"sent {sent} messages to {settings.input_topic}")
+        self.say(f"sent {sent} messages to {settings.topics.input}")
+
+    @app.command(argument("action", type=str))
+    async def topics(self: AppCommand, action: str) -> None:
+        """Every topic the worker reads or writes: create (missing ones) | check (drift)."""
+        from stream.cli.topics import reconcile, report
+
+        if action not in ("create", "check"):
+            raise SystemExit(f"unknown action {action!r}: use create or check")
+        rows = await reconcile(settings, create=action == "create")
+        self.say(report(rows))
+        if not all(row.ok for row in rows):
+            raise SystemExit(1)
 
     @app.command(argument("user_id", type=str))
     async def profile(self: AppCommand, user_id: str) -> None:
@@ -173,8 +154,8 @@ def register(app: faust.App, settings: Settings) -> None:
         from profiles.redis.store import RedisStore
         from stream.worker.web import profile_view
 
-        pseudonyms = pseudonymizer(settings.pseudonymize, settings.pseudonym_key)
-        store = RedisStore.from_url(settings.redis_url, tls=settings.redis_tls)
+        pseudonyms = pseudonymizer(settings.privacy.pseudonymize, settings.privacy.key)
+        store = RedisStore.from_url(settings.redis.url.get_secret_value(), tls=settings.redis.tls)
         try:
             found = await store.get(pseudonyms(user_id) if pseudonyms else user_id)
         finally:
@@ -193,41 +174,92 @@ def register(app: faust.App, settings: Settings) -> None:
             default=None,
             help="A running worker's web address (default: RTP_WEB_HOST:RTP_WEB_PORT).",
         ),
+        option(
+            "--token",
+            type=str,
+            default=None,
+            help="API token (default: the first 'read' token of RTP_WEB_TOKENS(_FILE)).",
+        ),
     )
-    async def recommend(self: AppCommand, user_id: str, k: int, url: str | None) -> None:
+    async def recommend(
+        self: AppCommand, user_id: str, k: int, url: str | None, token: str | None
+    ) -> None:
         """Print a user's recommendations (asked of a running worker, which holds the index)."""
         from stream.cli.web_client import fetch_recommendations
+        from stream.tokens import READ, first_with
 
-        base = url or f"http://{settings.web_host}:{settings.web_port}"
-        status, body = await fetch_recommendations(base, user_id, k)
+        base = url or f"http://{settings.web.host}:{settings.web.port}"
+        token = token or first_with(READ, settings.web.token_list, settings.web.tokens_file)
+        status, body = await fetch_recommendations(base, user_id, k, token)
         if status != 200:
             raise SystemExit(f"{base}: {status} {body.get('error', body)}")
         opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
         sys.stdout.write(orjson.dumps(body, option=opts).decode() + "\n")
 
     @app.command(
-        option("--timeout", type=float, default=3.0, help="Seconds to read for."),
+        option(
+            "--timeout",
+            type=float,
+            default=None,
+            help="Counting: seconds to read for (3). Replay: give up after this many seconds "
+            "without a record (10).",
+        ),
         option(
             "--replay",
             is_flag=True,
             default=False,
-            help="Send the dead letters back to the input topic (after a fix).",
+            help="Send the dead letters back to the input topic (after a fix); each once: a "
+            "second run sends only what is new, an interrupted one resumes.",
         ),
         option("--reason", "reasons", multiple=True, help="With --replay: only this reason."),
+        option(
+            "--from-start",
+            is_flag=True,
+            default=False,
+            help="With --replay: forget earlier replays and send everything again.",
+        ),
     )
-    async def dlq(self: AppCommand, timeout: float, replay: bool, reasons: tuple[str, ...]) -> None:
+    async def dlq(
+        self: AppCommand,
+        timeout: float | None,
+        replay: bool,
+        reasons: tuple[str, ...],
+        from_start: bool,
+    ) -> None:
         """Count dead-lettered messages by reason, or replay them into the input topic."""
-        from stream.cli.dlq import dlq_counts, replay_dead
+        from stream.cli.dlq import dlq_counts
 
         if replay:
-            sent = await replay_dead(settings, set(reasons) or None, timeout)
-            self.say(f"replayed {sent} dead letters to {settings.input_topic}")
+            await _replay(self, settings, set(reasons) or None, timeout or 10.0, from_start)
             return
-        counts = await dlq_counts(settings, timeout)
+        if reasons or from_start:
+            raise SystemExit("--reason and --from-start go with --replay")
+        counts = await dlq_counts(settings, timeout or 3.0)
         if not counts:
             self.say("no dead letters")
         for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]):
             self.say(f"{n:8d}  {reason}")
+
+    @app.command(
+        argument("path", type=str),
+        option("--examples", type=int, default=3, help="Failures shown per reason."),
+    )
+    async def validate(self: AppCommand, path: str, examples: int) -> None:
+        """Check a JSONL file of events (ours or Segment-spec) offline; exit 1 if any is invalid."""
+        from stream.cli.validate import check_lines, render
+        from stream.worker.runtime import decode_limits
+
+        try:
+            with open(path, "rb") as lines:
+                summary = check_lines(
+                    lines, decode_limits(settings), int(time.time() * 1000), examples
+                )
+        except OSError as exc:
+            sys.stderr.write(f"error: cannot read {path}: {exc.strerror or exc}\n")
+            raise SystemExit(2) from exc
+        sys.stdout.write(render(path, summary) + "\n")
+        if summary.invalid:
+            raise SystemExit(1)
 
     @app.command(
         option("--plot", type=str, default=None, help="Also write a PNG scatter to this path."),
@@ -241,7 +273,7 @@ def register(app: faust.App, settings: Settings) -> None:
         # The secret names erasure markers (read by load); without it the store would
         # create rtp:secret, which a deployment with RTP_PSEUDONYM_KEY never has.
         store = RedisStore.from_url(
-            settings.redis_url, settings.pseudonym_key, tls=settings.redis_tls
+            settings.redis.url.get_secret_value(), settings.privacy.key, tls=settings.redis.tls
         )
         try:
             report = await segment_report(
@@ -251,6 +283,13 @@ def register(app: faust.App, settings: Settings) -> None:
             await store.close()
         opts = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
         sys.stdout.write(orjson.dumps(report, option=opts).decode() + "\n")
+        if plot and not report["segments"]:
+            # Nothing to draw: say so and fail, rather than claim a file that is not there.
+            why = (
+                "no segments yet: the model is seeded once RTP_SEGMENT_SEED_USERS users with "
+                "embeddings were seen (is a worker running with RTP_SEGMENTS=true?)"
+            )
+            raise SystemExit(f"error: no plot written to {plot}: {why}")
         if plot:
             self.say(f"wrote {plot}")
 
@@ -273,6 +312,48 @@ def register(app: faust.App, settings: Settings) -> None:
         await run_demo(settings, rate=rate, bad_share=bad_share, duration=duration)
 
 
+async def _replay(
+    command: AppCommand,
+    settings: Settings,
+    reasons: set[str] | None,
+    timeout: float,
+    from_start: bool,
+) -> None:
+    """``dlq --replay`` with a progress bar (on stderr) and a summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from stream.cli.dlq import replay_dead
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as bar:
+        task = bar.add_task("replay", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = await replay_dead(settings, reasons, timeout, from_start, progress)
+    which = f" (reason {', '.join(sorted(reasons))})" if reasons else ""
+    command.say(f"replayed {report.sent} dead letters{which} to {settings.topics.input}")
+    if report.partitions and not report.total:
+        command.say("nothing new: earlier runs replayed every partition up to its end")
+    if report.already:
+        command.say(f"skipped {report.already} replayed by an earlier run")
+    if report.other_reasons:
+        command.say(f"left {report.other_reasons} of other reasons")
+    for p in report.partitions:
+        command.say(
+            f"  partition {p.partition}: offsets {p.start}..{p.reached} of {p.end}"
+            + ("" if p.reached >= p.end else "  (not finished)")
+        )
+    for problem in report.problems:
+        command.say(f"error: {problem}", file=sys.stderr)
+    if not report.complete:
+        raise SystemExit(1)
+
+
 def _chain(first: Any, rest: Any) -> Any:
     yield from first
     yield from rest
@@ -287,7 +368,7 @@ def _limit(events: Any, count: int | None) -> Any:
 
 def main() -> None:
     """Entry point of ``python -m stream``."""
-    from stream.settings import SettingsError
+    from stream.settings import SettingsError, faust_argv
     from stream.worker.app import create_app
 
     try:
@@ -297,4 +378,6 @@ def main() -> None:
         raise SystemExit(2) from exc
     app, _ = create_app(settings)
     register(app, settings)
+    # RTP_LOG_LEVEL becomes Faust's --loglevel (an explicit -l on the command line wins).
+    sys.argv = faust_argv(sys.argv, settings.worker.log_level)
     app.main()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,20 +22,45 @@ from rich.table import Table
 
 from profiles.redis.store import RedisStore
 from stream.cli.dlq import dlq_counts
-from stream.cli.main import local_services, start_local
-from stream.settings import Settings
+from stream.devtools.dev import local_services, start_local
+from stream.settings import FAUST_LEVELS, Settings
 
 
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """The real worker, as its own process (as in production), logging to a file."""
     log = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "stream", "worker", "-l", settings.log_level],
+        [sys.executable, "-m", "stream", "worker", "-l", FAUST_LEVELS[settings.worker.log_level]],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "RTP_WEB_PORT": str(settings.web_port)},
+        env={**os.environ, "RTP_WEB_PORT": str(settings.web.port), **(extra_env or {})},
         start_new_session=True,  # Ctrl-C reaches us; we stop the worker in order
     )
+
+
+def demo_token(settings: Settings) -> tuple[str | None, dict[str, str]]:
+    """The token the demo asks its worker with, and the environment that makes it valid.
+
+    A configured 'read' token if there is one; else a fresh one for this demo only (the API
+    stays closed to anyone without it); none with RTP_WEB_OPEN=true."""
+    from stream.tokens import READ, first_with
+
+    if settings.web.open:
+        return None, {}
+    token = first_with(READ, settings.web.token_list, settings.web.tokens_file)
+    if token is not None:
+        return token, {}
+    token = secrets.token_hex(16)
+    tokens = ",".join(t for t in (settings.web.token_list, f"read+ops:{token}") if t)
+    return token, {"RTP_WEB_TOKENS": tokens}
+
+
+def how_to_query(settings: Settings, token: str | None) -> str:
+    """A curl line for the demo's worker (the token shown: it lives as long as the demo)."""
+    auth = f"-H 'Authorization: Bearer {token}' " if token else ""
+    return f"curl -s {auth}http://127.0.0.1:{settings.web.port}/users/<user id>"
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -49,10 +75,15 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         proc.wait()
 
 
-async def _stats(session: aiohttp.ClientSession, port: int) -> dict[str, Any]:
+async def _stats(
+    session: aiohttp.ClientSession, port: int, token: str | None = None
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         async with session.get(
-            f"http://127.0.0.1:{port}/stats", timeout=aiohttp.ClientTimeout(total=1)
+            f"http://127.0.0.1:{port}/stats",
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=1),
         ) as resp:
             return dict(await resp.json())
     except (aiohttp.ClientError, TimeoutError):
@@ -100,8 +131,9 @@ def _view(
     settings: Settings,
     segment_sizes: list[tuple[int, int]],
     titles: dict[str, str],
+    query: str = "",
 ) -> Group:
-    pipeline = Table(title="pipeline", show_header=False, min_width=50)
+    pipeline = Table(title="pipeline", show_header=False, min_width=50, caption=query or None)
     pipeline.add_row("generated events sent", f"{produced}")
     pipeline.add_row("consumed by worker", f"{stats.get('consumed', 0)}")
     pipeline.add_row("events/s", f"{rate:,.0f}")
@@ -158,10 +190,13 @@ async def run_demo(
     from stream.simulation.generator import TrafficConfig, TrafficGenerator
 
     services = local_services(settings)
-    await asyncio.to_thread(start_local, services, settings.redis_url)
-    state = Path(os.environ.get("RTP_DEV_DIR", ".dev"))
-    worker = start_worker(settings, state / "worker.log")
-    store = RedisStore.from_url(settings.redis_url, tls=settings.redis_tls)
+    await asyncio.to_thread(start_local, services, settings.redis.url.get_secret_value())
+    state = Path(settings.dev.dir)
+    token, worker_env = demo_token(settings)
+    worker = start_worker(settings, state / "worker.log", worker_env)
+    query = how_to_query(settings, token)
+    print(f"worker API: {query}")
+    store = RedisStore.from_url(settings.redis.url.get_secret_value(), tls=settings.redis.tls)
     gen = TrafficGenerator(TrafficConfig())
     produced = 0
 
@@ -190,7 +225,7 @@ async def run_demo(
                         raise SystemExit(
                             f"worker exited ({worker.returncode}); see {state}/worker.log"
                         )
-                    stats = await _stats(http, settings.web_port)
+                    stats = await _stats(http, settings.web.port, token)
                     now, consumed = time.monotonic(), int(stats.get("consumed", 0))
                     rate_now = (consumed - last[1]) / max(now - last[0], 1e-6)
                     last = (now, consumed)
@@ -201,7 +236,17 @@ async def run_demo(
                     sizes = await _segment_sizes(store, stats)
                     titles = await _titles(store, [pid for p in profiles for pid in _pushed(p)])
                     live.update(
-                        _view(stats, rate_now, dead, profiles, produced, settings, sizes, titles)
+                        _view(
+                            stats,
+                            rate_now,
+                            dead,
+                            profiles,
+                            produced,
+                            settings,
+                            sizes,
+                            titles,
+                            query,
+                        )
                     )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=1.0)

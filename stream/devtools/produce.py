@@ -55,8 +55,8 @@ async def send_events(
 ) -> int:
     """Send events with a progress bar; returns how many messages were sent."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.broker_hosts,
-        **kafka_client_kwargs(settings),
+        bootstrap_servers=settings.kafka.broker_hosts,
+        **kafka_client_kwargs(settings.kafka),
         acks="all",
         linger_ms=5,
         max_batch_size=256 * 1024,
@@ -87,7 +87,7 @@ async def send_events(
             for key, value in messages:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                pending.append(await producer.send(settings.input_topic, value, key=key))
+                pending.append(await producer.send(settings.topics.input, value, key=key))
                 sent += 1
                 if len(pending) >= 2000:
                     await asyncio.gather(*pending)

@@ -8,12 +8,11 @@ Every service runs as a detached process (its own session), its pid in ``<state_
 and its output appended to ``<state_dir>/<name>.log``. Any process can therefore manage services
 that another one started: ``python -m stream dev up`` in one shell, ``... dev down`` in another.
 
-Run standalone with ``python -m stream.devtools.services up|down|status|kill NAME|start NAME``.
+The command line is ``python -m stream dev`` (:mod:`stream.devtools.dev`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import os
@@ -21,7 +20,6 @@ import shutil
 import signal
 import socket
 import struct
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,7 +38,6 @@ __all__ = [
     "ServiceSpec",
     "free_port",
     "kafka_metadata_ok",
-    "main",
     "redis_ping_ok",
 ]
 
@@ -50,7 +47,7 @@ REDIS = "redis"
 SERVICES: tuple[str, ...] = (BROKER, REDIS)
 
 # `python -m stream dev` and the demo take their ports from the worker's own settings.
-_PORT_HINT = {BROKER: "RTP_BROKER (or RTP_BROKER_PORT)", REDIS: "RTP_REDIS_URL (or RTP_REDIS_PORT)"}
+_PORT_HINT = {BROKER: "RTP_BROKER", REDIS: "RTP_REDIS_URL"}
 _POLL_S = 0.05
 _LOG_TAIL_LINES = 20
 # Written before each start so a failure report shows only the latest attempt's output.
@@ -578,120 +575,3 @@ class LocalServices:
                 self._signal(pid, signal.SIGKILL, group=True)
                 self._wait_exit(pid, time.monotonic() + 5.0)
         self._forget(name)
-
-
-# -- command line ------------------------------------------------------------------------------
-
-
-def _env_int(var: str, default: int) -> int:
-    value = os.environ.get(var)
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise SystemExit(f"{var}={value!r} is not a port number") from None
-
-
-def _format_status(report: dict[str, dict[str, object]]) -> str:
-    headers = ("service", "running", "ready", "pid", "port", "log")
-    rows = [headers]
-    for name, info in report.items():
-        rows.append(
-            (
-                name,
-                "yes" if info["running"] else "no",
-                "yes" if info["ready"] else "no",
-                "-" if info["pid"] is None else str(info["pid"]),
-                str(info["port"]),
-                str(info["log"]),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Argument parser for ``up|down|status|kill NAME|start NAME``."""
-    parser = argparse.ArgumentParser(
-        prog="stream dev",
-        description="Manage the embedded local broker (Tansu) and Redis.",
-    )
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path(os.environ.get("RTP_DEV_DIR") or ".dev"),
-        help="pid files, logs and Redis data (env RTP_DEV_DIR; default .dev)",
-    )
-    parser.add_argument(
-        "--broker-port",
-        type=int,
-        default=_env_int("RTP_BROKER_PORT", 9092),
-        help="broker port on 127.0.0.1 (env RTP_BROKER_PORT; default 9092)",
-    )
-    parser.add_argument(
-        "--redis-port",
-        type=int,
-        default=_env_int("RTP_REDIS_PORT", 6379),
-        help="Redis port on 127.0.0.1 (env RTP_REDIS_PORT; default 6379)",
-    )
-    parser.add_argument(
-        "--redis-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="extra redis-server argument, repeatable (e.g. --redis-arg=--requirepass ...)",
-    )
-    parser.add_argument("--timeout", type=float, default=None, help="seconds to wait")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start both services and wait until they are ready")
-    sub.add_parser("down", help="stop both services")
-    sub.add_parser("status", help="show whether the services run and answer (exit 3 if not)")
-    for command, text in (("kill", "SIGKILL one service"), ("start", "start one service")):
-        one = sub.add_parser(command, help=text)
-        one.add_argument("name", choices=SERVICES)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the process exit status."""
-    args = build_parser().parse_args(argv)
-    services = LocalServices(
-        args.state_dir,
-        broker_port=args.broker_port,
-        redis_port=args.redis_port,
-        redis_args=args.redis_arg,
-    )
-    command: str = args.command
-    timeout: float | None = args.timeout
-    try:
-        if command == "up":
-            started = time.monotonic()
-            services.up(timeout=20.0 if timeout is None else timeout)
-            print(f"ready in {time.monotonic() - started:.2f}s")
-            print(f"  broker  {services.broker_url}")
-            print(f"  redis   {services.redis_url}")
-        elif command == "down":
-            services.down(timeout=10.0 if timeout is None else timeout)
-            print("stopped")
-        elif command == "kill":
-            services.kill(args.name)
-            print(f"killed {args.name}")
-        elif command == "start":
-            services.start(args.name, timeout=20.0 if timeout is None else timeout)
-            print(f"started {args.name}")
-        else:
-            report = services.status()
-            print(_format_status(report))
-            return 0 if all(info["ready"] for info in report.values()) else 3
-    except ServiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,16 +22,19 @@ from typing import Any, cast
 
 import faust
 import orjson
-from faust.types import EventT, StreamT, TopicT
+from faust.types import TP, AgentT, EventT, StreamT, TopicT
 
 from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.core.profile import Record
 from profiles.pipeline.downstream import profile_updated, recommendation_event, segment_changed
 from profiles.pipeline.updater import BatchResult
 from stream.settings import Settings
-from stream.worker import dead_letters
-from stream.worker.ingest import Inbound, Routed, route, unpack
-from stream.worker.retry import apply_batch, until_done
+from stream.worker import dead_letters, topics
+from stream.worker.delivery import Outgoing, deliver_all
+from stream.worker.epochs import broker_fetch, source_topic
+from stream.worker.health import EXIT_CRASHED
+from stream.worker.ingest import MAX_BUNDLE_BYTES, Inbound, Routed, route, unpack
+from stream.worker.retry import apply_batch, kafka_outages, until_done
 from stream.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -51,16 +55,28 @@ class Topics:
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-        # Partitions of the topics the worker writes; `declare_outputs` creates them.
-        owned: dict[str, Any] = {**raw, "internal": True, "partitions": settings.partitions}
+        specs = {spec.role: spec for spec in topics.layout(settings)}
+
+        def output(role: str) -> TopicT:
+            # The worker creates its outputs with the same layout as `stream topics create`.
+            spec = specs[role]
+            return app.topic(
+                spec.name,
+                **raw,
+                internal=True,
+                partitions=spec.partitions,
+                replicas=spec.replication,
+                config=dict(spec.config),
+            )
+
         return cls(
-            input=app.topic(settings.input_topic, **raw),
-            routed=app.topic(settings.routed_topic, **owned),
-            profiles=app.topic(settings.profile_topic, **owned),
-            dlq=app.topic(settings.dlq_topic, **{**owned, "partitions": 1}),
-            segments=app.topic(settings.segment_topic, **owned),
-            churn=app.topic(settings.churn_topic, **owned),
-            recs=app.topic(settings.recs_topic, **owned),
+            input=app.topic(settings.topics.input, **raw),
+            routed=output("routed"),
+            profiles=output("profiles"),
+            dlq=output("dlq"),
+            segments=output("segments"),
+            churn=output("churn"),
+            recs=output("recs"),
         )
 
     async def declare_outputs(self) -> None:
@@ -99,32 +115,64 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         await runtime.ensure_ready()
         async with declared:
             if not done:
-                await topics.declare_outputs()
+                with kafka_outages():  # start-up is retried through an outage too
+                    await topics.declare_outputs()
                 done.append(True)
+
+    def watch(agent: AgentT[Any], name: str) -> None:
+        """Record the agent's crash (Faust's own handler, kept, only tells the consumer)."""
+        original = agent._on_error  # type: ignore[attr-defined]
+
+        async def on_error(crashed: AgentT[Any], exc: BaseException) -> None:
+            runtime.health.crash(name, exc)
+            if original is not None:
+                await original(crashed, exc)
+
+        agent._on_error = on_error  # type: ignore[attr-defined]
+
+    def highwater(topic: str, partition: int) -> int | None:
+        return cast(int | None, app.consumer.highwater(TP(topic, partition)))
+
+    fetch = broker_fetch(settings)
 
     @app.agent(topics.input, name="ingest")
     async def ingest(stream: StreamT[Any]) -> None:
-        await start()
+        await until_done(start, "start-up", runtime)
         async for events in cast(faust.Stream[Any], stream).take_events(
-            settings.batch_max, settings.batch_within_s
+            settings.ingest.batch_max, settings.ingest.batch_within_s
         ):
             messages = [_inbound(e) for e in events]
+            sources = await until_done(
+                functools.partial(runtime.epochs.sources, messages, highwater, fetch),
+                "input marks",
+                runtime,
+            )
             routed = route(
                 messages,
                 runtime.limits,
-                settings.partitions,
+                settings.kafka.partitions,
                 int(time.time() * 1000),
                 runtime.pseudonyms,
+                sources=sources,
+                # Half a request: a bundle must fit in one (a single record too large for
+                # that is refused and dead-lettered as output_rejected, see delivery.py).
+                max_bundle_bytes=min(MAX_BUNDLE_BYTES, settings.ingest.max_request_bytes // 2),
             )
-            sends = functools.partial(_ingest_sends, topics, routed)
-            await until_done(functools.partial(_send, sends), "routing sends", runtime.note_retry)
+            outgoing = _ingest_outgoing(topics, routed, settings.ingest.max_message_bytes)
+            refused = await until_done(
+                functools.partial(_deliver, outgoing, topics.dlq), "routing sends", runtime
+            )
+            advance = functools.partial(runtime.epochs.advance, messages)
+            await until_done(advance, "input marks", runtime)
             runtime.observe_ingest(messages, routed)
+            _count_refusals(runtime, "ingest", refused)
+            runtime.health.alive("ingest")
 
     @app.agent(topics.routed, name="update")
     async def update(stream: StreamT[Any]) -> None:
-        await start()
+        await until_done(start, "start-up", runtime)
         async for events in cast(faust.Stream[Any], stream).take_events(
-            settings.bundle_max, settings.batch_within_s
+            settings.ingest.bundle_max, settings.ingest.batch_within_s
         ):
             records: list[Record] = []
             bad: list[tuple[EventT[Any], Exception]] = []
@@ -134,59 +182,84 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 except (ValueError, KeyError, TypeError) as exc:
                     bad.append((event, exc))
             started = time.perf_counter()
-            result = await apply_batch(runtime.updater, records, runtime.note_retry)
+            result = await apply_batch(runtime.updater, records, runtime)
             elapsed = time.perf_counter() - started
             now_ms = int(time.time() * 1000)
-            outputs = functools.partial(
-                _update_sends, topics, settings, runtime, result, bad, now_ms
+            outgoing = _update_outgoing(topics, settings, runtime, records, result, bad, now_ms)
+            refused = await until_done(
+                functools.partial(_deliver, outgoing, topics.dlq), "output sends", runtime
             )
-            await until_done(functools.partial(_send, outputs), "output sends", runtime.note_retry)
             runtime.observe_update([_inbound(e) for e in events], records, result, elapsed)
+            _count_refusals(runtime, "update", refused)
+            runtime.health.alive("update")
+
+    watch(ingest, "ingest")
+    watch(update, "update")
 
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Users of revoked partitions may be written by another worker from now on.
         runtime.updater.forget()
+        runtime.epochs.forget()
         stats.rebalances += 1
         runtime.metrics.rebalances.inc()
 
     @app.on_partitions_assigned.connect
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", ())
-        stats.assigned = sum(1 for tp in assigned if tp.topic == settings.routed_topic)
+        stats.assigned = sum(1 for tp in assigned if tp.topic == settings.topics.routed)
         runtime.metrics.assigned.set(stats.assigned)
         runtime.keep_positions({(tp.topic, tp.partition) for tp in assigned})
 
-    @app.timer(interval=settings.segment_sync_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=settings.segments.sync_s)  # type: ignore[untyped-decorator]
     async def merge_segments() -> None:
-        await runtime.sync_segments()
+        await runtime.tick("segment merge", runtime.sync_segments)
 
-    @app.timer(interval=settings.churn_sweep_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=settings.churn.sweep_s)  # type: ignore[untyped-decorator]
     async def sweep_churn() -> None:
         """Users whose risk level changed with time alone (churn is the absence of events)."""
         owned = {
-            tp.partition for tp in app.consumer.assignment() if tp.topic == settings.routed_topic
+            tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.routed
         }
-        try:
-            changes = await runtime.sweep_churn(owned)
-        except Exception:  # the next tick retries: the due index still holds them
-            log.exception("churn sweep failed")
-            return
-        now_ms = int(time.time() * 1000)
-        await _confirm([_churn_send(topics, c, now_ms) for c in changes])
-        runtime.metrics.emitted.labels("churn_risk").inc(len(changes))
 
-    @app.timer(interval=settings.churn_fit_s)  # type: ignore[untyped-decorator]
+        async def announce(changes: list[ChurnChange]) -> None:
+            now_ms = int(time.time() * 1000)
+            await _send(lambda: [_churn_send(topics, c, now_ms) for c in changes])
+            runtime.metrics.emitted.labels("churn_risk").inc(len(changes))
+
+        # A failure waits for the next tick: the due index still holds the users.
+        await runtime.tick("churn sweep", lambda: runtime.sweep_churn(owned, announce))
+
+    @app.timer(interval=settings.churn.fit_s)  # type: ignore[untyped-decorator]
     async def fit_churn() -> None:
-        try:
-            await runtime.fit_churn()
-        except Exception:
-            log.exception("churn model fit failed; keeping the previous one")
+        await runtime.tick("churn model fit", runtime.fit_churn)  # keeps the previous model
 
-    @app.timer(interval=settings.catalog_poll_s)  # type: ignore[untyped-decorator]
+    @app.timer(interval=settings.recommend.catalog_poll_s)  # type: ignore[untyped-decorator]
     async def follow_catalog() -> None:
         """Catalog changes and popularity into this worker's item index."""
-        await runtime.poll_catalog()
+        await runtime.tick("catalog poll", runtime.poll_catalog)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def watchdog() -> None:
+        """Crashed Faust services into /health and metrics; exit once a crash has lasted."""
+        for name, service in (("fetcher", app._fetcher), ("consumer", app.consumer)):
+            reason = service.crash_reason if service.crashed else None
+            if reason is not None and not isinstance(reason, asyncio.CancelledError):
+                runtime.health.crash(name, reason)  # CancelledError: a rebalance restart
+            else:
+                runtime.health.alive(name)
+        runtime.health_report()  # keeps rtp_ready current between scrapes of /health
+        why = runtime.health.give_up()
+        if why is not None:
+            log.critical(
+                "exiting (status %d) so that a supervisor restarts the worker: %s",
+                EXIT_CRASHED,
+                why,
+            )
+            logging.shutdown()
+            # Like a SIGKILL, which the fault tests show loses nothing: uncommitted offsets
+            # are redelivered and the fences absorb what was already written.
+            os._exit(EXIT_CRASHED)
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def measure_lag() -> None:
@@ -197,81 +270,157 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         )
 
 
+def _count_refusals(runtime: Runtime, stage: str, refused: int) -> None:
+    if refused:
+        runtime.stats.dead["output_rejected"] += refused
+        runtime.metrics.dead.labels("output_rejected", stage).inc(refused)
+
+
+async def _deliver(outgoing: list[Outgoing], dlq: TopicT) -> int:
+    """Every output once, refused ones as dead letters; a transient broker error is a
+    :class:`~stream.worker.retry.KafkaOutage` (the caller retries the whole batch)."""
+    with kafka_outages():
+        return await deliver_all(outgoing, dlq)
+
+
 async def _send(build: Callable[[], list[Awaitable[Any]]]) -> None:
-    """Build the sends (anew on each try: a send coroutine runs once) and confirm them."""
-    await _confirm(build())
+    """Build the sends (anew on each try: a send coroutine runs once) and confirm them; a
+    transient broker error is a :class:`~stream.worker.retry.KafkaOutage`."""
+    with kafka_outages():
+        await _confirm(build())
 
 
-def _ingest_sends(topics: Topics, routed: Routed) -> list[Awaitable[Any]]:
-    """Bundles to the owner partitions, dead letters with their reason (built anew per try)."""
-    sends: list[Awaitable[Any]] = [
-        topics.routed.send(key=str(p).encode(), value=bundle, partition=p)
+def _ingest_outgoing(topics: Topics, routed: Routed, value_max: int) -> list[Outgoing]:
+    """Bundles to the owner partitions, then dead letters with their reason, bounded."""
+    out = [
+        Outgoing(
+            topics.routed,
+            str(p).encode(),
+            bundle,
+            "bundle",
+            "ingest",
+            None,  # a refused bundle is dead-lettered record by record, each with its own
+            partition=p,
+            parts=functools.partial(_bundle_parts, topics, bundle),
+        )
         for p, bundles in routed.bundles.items()
         for bundle in bundles
     ]
-    sends += [
-        topics.dlq.send(
-            key=d.message.key,
-            value=d.message.value,
-            headers=dead_letters.headers(
-                d.reason,
-                d.detail,
-                d.message.topic,
-                d.message.partition,
-                d.message.offset,
-                "ingest",
-                d.message.headers,
-            ),
+    for d in routed.dead:
+        m = d.message
+        schema = (
+            [] if d.schema_id is None else [(dead_letters.SCHEMA_ID, str(d.schema_id).encode())]
         )
-        for d in routed.dead
+        letter = dead_letters.letter(
+            d.reason,
+            d.detail,
+            m.topic,
+            m.partition,
+            m.offset,
+            "ingest",
+            m.key,
+            m.value,
+            m.headers,
+            value_max=value_max,
+            extra=schema,
+        )
+        out.append(
+            Outgoing(
+                topics.dlq,
+                letter.key,
+                letter.value,
+                "dead_letter",
+                "ingest",
+                (m.topic, m.partition, m.offset),
+                letter.headers,
+            )
+        )
+    return out
+
+
+def _coordinates(record: Record) -> tuple[str, int, int]:
+    topic, partition = source_topic(record.source)  # whatever the fence epoch
+    return topic, partition, record.offset
+
+
+def _bundle_parts(topics: Topics, bundle: bytes) -> list[Outgoing]:
+    """The records of a refused bundle, each as its own small dead letter to be."""
+    return [
+        Outgoing(
+            topics.routed,
+            str(r.event.get("user_id", "")).encode(),
+            orjson.dumps(r.event),
+            "bundle record",
+            "ingest",
+            _coordinates(r),
+        )
+        for r in unpack(bundle)
     ]
-    return sends
 
 
-def _update_sends(
+def _update_outgoing(
     topics: Topics,
     settings: Settings,
     runtime: Runtime,
+    records: Sequence[Record],
     result: BatchResult,
     bad: Sequence[tuple[EventT[Any], Exception]],
     now_ms: int,
-) -> list[Awaitable[Any]]:
-    """Everything one update batch announces (built anew per try; ids are deterministic)."""
-    sends: list[Awaitable[Any]] = [_dead_bundle(topics, event, exc) for event, exc in bad]
+) -> list[Outgoing]:
+    """Everything one update batch announces (ids are deterministic, so a retry re-sends the
+    same); each output names the input coordinates of its user's last event, for a refusal."""
+    origin = {r.event["user_id"]: _coordinates(r) for r in records if "user_id" in r.event}
+    out = [
+        _dead_bundle(topics, event, exc, settings.ingest.max_message_bytes) for event, exc in bad
+    ]
+
+    def add(topic: TopicT, user_id: str, kind: str, payload: bytes | None) -> None:
+        where = origin.get(user_id, (topic.get_topic_name(), 0, 0))
+        out.append(Outgoing(topic, user_id.encode(), payload, kind, "update", where))
+
     for user_id in result.erased:
         # A tombstone on every user-keyed output: compacted topics forget the user too.
         for topic in (topics.profiles, topics.segments, topics.churn, topics.recs):
-            sends.append(topic.send(key=user_id.encode(), value=None))
+            add(topic, user_id, "tombstone", None)
     half_life = settings.profile.half_life_ms
     for profile in result.updated:
-        payload = orjson.dumps(profile_updated(profile, half_life, now_ms, settings.emit_vector))
-        sends.append(topics.profiles.send(key=profile.user_id.encode(), value=payload))
+        payload = orjson.dumps(
+            profile_updated(profile, half_life, now_ms, settings.embedding.emit_vector)
+        )
+        add(topics.profiles, profile.user_id, "profile_updated", payload)
     for change in result.segment_changes:
         payload = orjson.dumps(segment_changed(change, now_ms))
-        sends.append(topics.segments.send(key=change.profile.user_id.encode(), value=payload))
+        add(topics.segments, change.profile.user_id, "segment_changed", payload)
     for churn in result.churn_changes:
-        sends.append(_churn_send(topics, churn, now_ms))
+        payload = orjson.dumps(churn_event(churn, now_ms))
+        add(topics.churn, churn.profile.user_id, "churn_risk", payload)
     model = runtime.embedder.config.model_id if runtime.embedder else ""
     for recs in result.recommendations:
         payload = orjson.dumps(recommendation_event(recs, model, now_ms))
-        sends.append(topics.recs.send(key=recs.profile.user_id.encode(), value=payload))
+        add(topics.recs, recs.profile.user_id, "recommendation", payload)
     for dead in result.dead:
-        source_topic, _, partition = dead.record.source.rpartition(":")
-        sends.append(
-            topics.dlq.send(
-                key=dead.record.event["user_id"].encode(),
-                value=orjson.dumps(dead.record.event),
-                headers=dead_letters.headers(
-                    dead.reason,
-                    dead.detail,
-                    source_topic,
-                    int(partition),
-                    dead.record.offset,
-                    "update",
-                ),
+        where = _coordinates(dead.record)
+        letter = dead_letters.letter(
+            dead.reason,
+            dead.detail,
+            *where,
+            "update",
+            dead.record.event["user_id"].encode(),
+            orjson.dumps(dead.record.event),
+            value_max=settings.ingest.max_message_bytes,
+        )
+        out.append(
+            Outgoing(
+                topics.dlq,
+                letter.key,
+                letter.value,
+                "dead_letter",
+                "update",
+                where,
+                letter.headers,
             )
         )
-    return sends
+    return out
 
 
 def _churn_send(topics: Topics, change: ChurnChange, now_ms: int) -> Awaitable[Any]:
@@ -279,13 +428,19 @@ def _churn_send(topics: Topics, change: ChurnChange, now_ms: int) -> Awaitable[A
     return topics.churn.send(key=change.profile.user_id.encode(), value=payload)
 
 
-def _dead_bundle(topics: Topics, event: EventT[Any], exc: Exception) -> Awaitable[Any]:
+def _dead_bundle(topics: Topics, event: EventT[Any], exc: Exception, value_max: int) -> Outgoing:
     msg = event.message
     log.error("undecodable bundle at %s:%s@%s: %s", msg.topic, msg.partition, msg.offset, exc)
-    return topics.dlq.send(
-        key=msg.key,
-        value=msg.value,
-        headers=dead_letters.headers(
-            "internal_error", f"bad bundle: {exc}", msg.topic, msg.partition, msg.offset, "update"
-        ),
+    where = (msg.topic, msg.partition, msg.offset)
+    letter = dead_letters.letter(
+        "internal_error",
+        f"bad bundle: {exc}",
+        *where,
+        "update",
+        msg.key,
+        msg.value,
+        value_max=value_max,
+    )
+    return Outgoing(
+        topics.dlq, letter.key, letter.value, "dead_letter", "update", where, letter.headers
     )

@@ -27,6 +27,7 @@ from profiles.core.ownership import owner
 from profiles.core.privacy import Pseudonymizer
 from profiles.core.profile import Record
 from schemas.validate import Limits, Rejected, decode
+from stream.worker.records import undecodable
 
 BUNDLE_VERSION = 1
 #: Keep bundles well under Kafka's default 1 MiB message limit.
@@ -51,6 +52,7 @@ class DeadInbound:
     message: Inbound
     reason: str
     detail: str
+    schema_id: int | None = None  # registry schema id of a framed value
 
 
 @dataclass(slots=True)
@@ -69,39 +71,49 @@ def route(
     partitions: int,
     now_ms: int,
     pseudonyms: Pseudonymizer | None = None,
+    max_bundle_bytes: int = MAX_BUNDLE_BYTES,
+    sources: Sequence[str] | None = None,
 ) -> Routed:
-    """Decode, validate, pseudonymise (if ``pseudonyms``) and bundle one batch of messages."""
+    """Decode, validate, pseudonymise (if ``pseudonyms``) and bundle one batch of messages.
+
+    ``sources``: each message's fence source (``stream.worker.epochs``); by default
+    ``<topic>:<partition>``."""
     routed = Routed()
     per_partition: dict[int, list[list[Any]]] = {}
-    for message in messages:
+    for i, message in enumerate(messages):
+        why = undecodable(message.headers)
+        if why is not None:  # a header name that was not UTF-8 (stream/worker/records.py)
+            routed.dead.append(DeadInbound(message, "undecodable_record", why))
+            continue
         decoded = decode(message.value, limits, now_ms)
         if isinstance(decoded, Rejected):
-            routed.dead.append(DeadInbound(message, decoded.reason, decoded.detail))
+            dead = DeadInbound(message, decoded.reason, decoded.detail, decoded.schema_id)
+            routed.dead.append(dead)
             continue
         kind = decoded["type"]
         if pseudonyms is not None and kind != "product":
             pseudonyms.event(decoded)
         routed.kinds[kind] = routed.kinds.get(kind, 0) + 1
         key = decoded["product_id"] if kind == "product" else decoded["user_id"]
-        source = f"{message.topic}:{message.partition}"
+        source = sources[i] if sources is not None else f"{message.topic}:{message.partition}"
         per_partition.setdefault(owner(key, partitions), []).append(
             [source, message.offset, decoded, message.timestamp_ms]
         )
         routed.events += 1
     for partition, records in per_partition.items():
-        routed.bundles[partition] = list(_pack(records))
+        routed.bundles[partition] = list(_pack(records, max_bundle_bytes))
     return routed
 
 
-def _pack(records: list[list[Any]]) -> Iterator[bytes]:
-    """Serialise records into bundles no bigger than MAX_BUNDLE_BYTES (one at least)."""
+def _pack(records: list[list[Any]], limit: int) -> Iterator[bytes]:
+    """Serialise records into bundles no bigger than ``limit`` bytes (one record at least)."""
     blob = orjson.dumps({"v": BUNDLE_VERSION, "r": records})
-    if len(blob) <= MAX_BUNDLE_BYTES or len(records) == 1:
+    if len(blob) <= limit or len(records) == 1:
         yield blob
         return
     half = len(records) // 2
-    yield from _pack(records[:half])
-    yield from _pack(records[half:])
+    yield from _pack(records[:half], limit)
+    yield from _pack(records[half:], limit)
 
 
 def unpack(bundle: bytes) -> list[Record]:

@@ -115,6 +115,37 @@ class Metrics:
             registry=r,
         )
 
+        self.outages = Counter(
+            "rtp_outages_total",
+            "Outages begun (a dependency failing until an operation that failed succeeds)",
+            ["dependency"],
+            registry=r,
+        )
+        self.outage_active = Gauge(
+            "rtp_outage_active", "1 while the dependency is down", ["dependency"], registry=r
+        )
+        self.crashes = Counter(
+            "rtp_crashes_total",
+            "Agents or Faust services (fetcher, consumer) that crashed",
+            ["component"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            "rtp_skipped_records_total",
+            "Input records skipped without a dead letter (logged at ERROR with coordinates)",
+            ["reason"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "rtp_ready", "1 when /health answers ready, 0 when it does not", registry=r
+        )
+        self.fence_epochs = Counter(
+            "rtp_fence_epochs_total",
+            "Input partitions whose offsets started again (new fence epoch)",
+            ["topic"],
+            registry=r,
+        )
+
     def observe_latency(self, produced_ms: Sequence[int], event_ms: Sequence[int]) -> None:
         """Latency and freshness of (at most ``SAMPLE`` evenly spaced) records of a batch.
 
@@ -172,4 +203,10 @@ NAMES: tuple[str, ...] = (
     "rtp_recommend_seconds",
     "rtp_item_index_items",
     "rtp_retries_total",
+    "rtp_outages_total",
+    "rtp_outage_active",
+    "rtp_crashes_total",
+    "rtp_skipped_records_total",
+    "rtp_ready",
+    "rtp_fence_epochs_total",
 )

@@ -17,8 +17,11 @@ import orjson
 from mode import Service
 
 from profiles.churn.bgnbd import BGNBDParams
+from profiles.churn.calibration import Calibrator
 from profiles.churn.population import fit_population
+from profiles.churn.risk import RiskConfig
 from profiles.churn.tracker import ChurnChange, ChurnTracker
+from profiles.core.errors import Outage
 from profiles.core.privacy import pseudonymizer
 from profiles.core.profile import Profile
 from profiles.embedding.cache import EmbeddingCache, TextEncoder
@@ -33,6 +36,7 @@ from profiles.recommend.mirror import ItemMirror
 from profiles.recommend.recommender import Recommender, RecsConfig
 from profiles.redis import keys
 from profiles.redis.catalog import RedisCatalog
+from profiles.redis.marks import MarkStore
 from profiles.redis.segments import CentroidStore
 from profiles.redis.store import RedisStore
 from profiles.redis.tier import RedisVectorTier
@@ -43,10 +47,15 @@ from profiles.tags.extractor import TagExtractor
 from schemas.validate import Limits
 from stream.security import redact_url
 from stream.settings import Settings
+from stream.worker.epochs import InputEpochs
+from stream.worker.health import Health
 from stream.worker.ingest import Inbound, Routed
 from stream.worker.metrics import Metrics
+from stream.worker.outages import OutageTracker
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from profiles.core.profile import Record
     from profiles.pipeline.updater import BatchResult
 
@@ -90,36 +99,51 @@ class Stats:
         return out
 
 
+def decode_limits(settings: Settings) -> Limits:
+    """The bounds ``decode`` applies, from the settings (the worker and ``stream validate``)."""
+    return Limits(
+        max_bytes=settings.ingest.max_message_bytes,
+        max_future_ms=int(settings.ingest.max_future_s * 1000),
+        earliest_ms=settings.ingest.earliest_ms,
+        registry_framing=settings.ingest.registry_framing == "accept",
+    )
+
+
 class Runtime(Service):
     """Owns the Redis connection and the batch updater of one worker."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.limits = Limits(
-            max_bytes=settings.max_message_bytes,
-            max_future_ms=int(settings.max_future_s * 1000),
-            earliest_ms=settings.earliest_ms,
-        )
+        self.limits = decode_limits(settings)
         self.stats = Stats()
         self.metrics = Metrics()
         # (topic, partition) -> (next offset to process, broker timestamp ms of the last one)
         self.positions: dict[tuple[str, int], tuple[int, int]] = {}
         self._cache_seen = (0, 0, 0)
         self.store = RedisStore.from_url(
-            settings.redis_url, settings.pseudonym_key, tls=settings.redis_tls
+            settings.redis.url.get_secret_value(), settings.privacy.key, tls=settings.redis.tls
+        )
+        self.outages = OutageTracker(self.metrics.outages, self.metrics.outage_active)
+        self.health = Health(self.metrics.crashes, self.outages, settings.worker.crash_exit_s)
+        self.epochs = InputEpochs(
+            MarkStore(self.store.client),
+            on_new_epoch=lambda topic: self.metrics.fence_epochs.labels(topic).inc(),
         )
         # User ids -> pseudonyms at ingestion (RTP_PSEUDONYMIZE), and for lookups by clear id.
-        self.pseudonyms = pseudonymizer(settings.pseudonymize, settings.pseudonym_key)
+        self.pseudonyms = pseudonymizer(settings.privacy.pseudonymize, settings.privacy.key)
         self.tagger = TagExtractor()
-        self.churn = ChurnTracker() if settings.churn else None
+        horizon = RiskConfig(horizon_days=settings.churn.horizon_days)
+        self.churn = ChurnTracker(horizon) if settings.churn.enabled else None
+        # The model version whose change last put every customer back on the due index.
+        self._churn_requeued: str | None = None
         self.updater = BatchUpdater(
             self.store,
             settings.profile,
             self.tagger,
-            cache_users=settings.cache_users,
+            cache_users=settings.profiles.cache_users,
             churn=self.churn,
-            partitions=settings.partitions,
+            partitions=settings.kafka.partitions,
         )
         self.watermark_ms = 0  # latest event time seen by this worker
         self.embedder: Embedder | None = None
@@ -139,39 +163,45 @@ class Runtime(Service):
                 return
             await self.store.client.ping()
             await self.store.load_scripts()
+            await self.epochs.marks.load_scripts()
             await asyncio.to_thread(self.tagger.warm_up)
-            if self.settings.embeddings:
+            if self.settings.embedding.enabled:
                 self.embedder = await asyncio.to_thread(self._load_embedder)
                 self.updater.embedder = self.embedder
-                if self.settings.segments:
+                if self.settings.segments.enabled:
                     self.segmenter = self._segmenter(self.embedder.config.dim)
                     await self.segmenter.start()
                     self.updater.segmenter = self.segmenter
-                if self.settings.recommend:
+                if self.settings.recommend.enabled:
                     await self._start_recommendations(self.embedder)
             self._ready.set()
-            log.info("runtime ready: redis %s", redact_url(self.settings.redis_url))
+            log.info(
+                "runtime ready: redis %s", redact_url(self.settings.redis.url.get_secret_value())
+            )
 
     def _load_embedder(self) -> Embedder:
         """Load the model (seconds; in a thread) and wire the two-tier vector cache."""
         s = self.settings
         encoder = Encoder(
             EncoderConfig(
-                model=s.model, device=s.device, max_length=s.max_tokens, batch_size=s.encode_batch
+                model=s.encoder.model,
+                device=s.encoder.device,
+                max_length=s.encoder.max_tokens,
+                batch_size=s.encoder.batch,
             )
         )
         # The channel wraps the encoder below the cache, so every consumer of text vectors
         # (profiles, interests, segments, the item index) gets the same mixed vectors, under
         # the mixed model id.
-        vectors: TextEncoder = ChannelEncoder(encoder) if s.text_channel else encoder
-        self._tier = RedisVectorTier(s.redis_url, tls=s.redis_tls)
-        cache = EmbeddingCache(vectors, capacity=s.vector_cache, tier=self._tier)
+        vectors: TextEncoder = ChannelEncoder(encoder) if s.embedding.text_channel else encoder
+        self._tier = RedisVectorTier(s.redis.url.get_secret_value(), tls=s.redis.tls)
+        cache = EmbeddingCache(vectors, capacity=s.encoder.vector_cache, tier=self._tier)
         config = EmbeddingConfig(
             model_id=vectors.model_id,
             dim=encoder.dim,
             long_half_life_ms=s.profile.half_life_ms,
-            short_half_life_ms=int(s.short_half_life_min * 60_000),
-            interests=s.interests,
+            short_half_life_ms=int(s.embedding.short_half_life_min * 60_000),
+            interests=s.embedding.interests,
         )
         log.info(
             "encoder %s (dim %d, %s, %s, pooling %s)",
@@ -190,26 +220,26 @@ class Runtime(Service):
         index = ItemIndex(
             embedder.config.dim,
             device=device,
-            popularity_half_life_ms=int(s.popularity_half_life_days * DAY_MS),
+            popularity_half_life_ms=int(s.recommend.popularity_half_life_days * DAY_MS),
         )
         self.mirror = ItemMirror(
             index,
             RedisCatalog(self.store.client),
             embedder,
             self.tagger,
-            s.partitions,
-            popularity_every=max(1, round(10.0 / s.catalog_poll_s)),
+            s.kafka.partitions,
+            popularity_every=max(1, round(10.0 / s.recommend.catalog_poll_s)),
         )
         blend = BlendConfig(
-            k=s.recs_k,
-            w_vector=s.recs_w_vector,
-            w_tags=s.recs_w_tags,
-            w_popularity=s.recs_w_popularity,
-            diversity=s.recs_diversity,
+            k=s.recommend.k,
+            w_vector=s.recommend.w_vector,
+            w_tags=s.recommend.w_tags,
+            w_popularity=s.recommend.w_popularity,
+            diversity=s.recommend.diversity,
         )
         self.recommender = Recommender(
             index,
-            RecsConfig(blend, int(s.recs_interval_s * 1000), s.recs_shift),
+            RecsConfig(blend, int(s.recommend.interval_s * 1000), s.recommend.shift),
             s.profile.half_life_ms,
             embedder.config,
             lock=self.mirror.lock,
@@ -220,14 +250,14 @@ class Runtime(Service):
         self.metrics.index_items.set(len(index))
 
     async def poll_catalog(self) -> None:
-        """Timer body: follow catalog changes and popularity; a failure waits for the next."""
+        """Timer body: follow catalog changes and popularity (the log position is kept on a
+        failure: the next tick resumes from it)."""
         if self.mirror is None or not self.mirror.loaded:
             return
         try:
             await self.mirror.poll()
-        except Exception:  # the log position is kept: the next tick resumes from it
-            log.exception("catalog poll failed; retrying at the next tick")
-        self.metrics.index_items.set(len(self.mirror.index))
+        finally:
+            self.metrics.index_items.set(len(self.mirror.index))
 
     async def recommend_for(
         self, user_id: str, k: int
@@ -252,10 +282,37 @@ class Runtime(Service):
             "recommendations": self.stats.recommendations,
         }
 
-    def note_retry(self, exc: BaseException) -> None:
-        """An outage made an agent retry (see :mod:`stream.worker.retry`)."""
+    def failed(self, what: str, exc: Outage) -> None:
+        """An outage made ``what`` fail; it is retried (see :mod:`stream.worker.retry`)."""
         self.stats.retries += 1
-        self.metrics.retries.labels(type(exc).__name__).inc()
+        cause = exc.__cause__ or exc
+        self.metrics.retries.labels(type(cause).__name__).inc()
+        self.outages.failed(what, exc)
+
+    def ok(self, what: str) -> None:
+        self.outages.ok(what)
+
+    def note_skipped(
+        self, reason: str, topic: str, partition: int, offset: int, detail: str
+    ) -> None:
+        """An input record skipped without a dead letter (it could not even be sent as one)."""
+        self.metrics.skipped.labels(reason).inc()
+        log.error("skipped %s:%s@%s (%s): %s", topic, partition, offset, reason, detail)
+
+    def health_report(self) -> tuple[bool, dict[str, Any]]:
+        """``/health``: ready once Redis answered and partitions are owned, and while nothing
+        crashed, no dependency is down and no partition is refused; the reasons if not."""
+        problems = self.health.problems()
+        if not self.ready:
+            problems.insert(0, "starting: Redis not answered or the model not loaded yet")
+        if self.stats.assigned <= 0:
+            problems.append("no partitions assigned (yet)")
+        ready = not problems
+        self.metrics.ready.set(1 if ready else 0)
+        body: dict[str, Any] = {"alive": True, "ready": ready, "assigned": self.stats.assigned}
+        if problems:
+            body["problems"] = problems
+        return ready, body
 
     def observe_ingest(self, messages: list[Inbound], routed: Routed) -> None:
         s, m = self.stats, self.metrics
@@ -374,27 +431,41 @@ class Runtime(Service):
         s = self.settings
         # A small reservoir: the model blob (rewritten at every merge) stays ~1 MiB.
         kmeans = MiniBatchKMeans(
-            s.segments_k, dim + len(BEHAVIOUR_FEATURES), forgetting=0.01, reservoir=500
+            s.segments.k, dim + len(BEHAVIOUR_FEATURES), forgetting=0.01, reservoir=500
         )
         return Segmenter(
             kmeans,
             CentroidStore(self.store.client),
             FeatureConfig(),
-            margin=s.segment_margin,
-            seed_after_users=s.segment_seed_users,
+            margin=s.segments.margin,
+            seed_after_users=s.segments.seed_users,
         )
 
     def churn_now(self) -> int:
         """``as_of`` of sweeps: the wall clock live, the event-time watermark for replays."""
-        if self.settings.churn_clock == "event":
+        if self.settings.churn.clock == "event":
             return self.watermark_ms
         return int(time.time() * 1000)
 
-    async def sweep_churn(self, owned: set[int]) -> list[ChurnChange]:
-        """Re-score the owned users whose level may have changed; store and return changes."""
+    async def sweep_churn(
+        self, owned: set[int], announce: Callable[[list[ChurnChange]], Awaitable[None]]
+    ) -> list[ChurnChange]:
+        """Re-score the owned users whose level may have changed; ``announce`` the changes of
+        each partition, then store the new levels, and return the changes.
+
+        Announce first: if the send fails, nothing is stored and the next sweep finds the same
+        users due again (a stored level whose event was never sent would be lost for good).
+        A level that is not stored after all (the user changed meanwhile) was announced anyway;
+        ``churn_risk`` events are at least once."""
         if self.churn is None:
             return []
         await self._refresh_churn_params()
+        version = self.churn.version()
+        if self.churn.params is not None and version != self._churn_requeued:
+            # A new fit can change any customer's level, also of those the due index dropped
+            # (already "high", or scored before the first fit): re-check them all once.
+            await self.store.requeue_customers(sorted(owned))
+            self._churn_requeued = version
         as_of = self.churn_now()
         changes: list[ChurnChange] = []
         for partition in sorted(owned):
@@ -416,12 +487,13 @@ class Runtime(Service):
                 updates.append((profile, partition))
                 if change is not None:
                     found.append(change)
-            skipped = await self.store.save_churn(updates)
+            await announce(found)
+            await self.store.save_churn(updates)  # a user changed meanwhile keeps its level
             for profile, _ in updates:
                 cached = self.updater.profiles.get(profile.user_id)
                 if cached is not None and cached.version == profile.version:
                     cached.churn = profile.churn
-            changes += [c for c in found if c.profile.user_id not in skipped]
+            changes += found  # announced, stored or not
         self.stats.churn_swept += len(changes)
         return changes
 
@@ -432,16 +504,22 @@ class Runtime(Service):
             self.churn.params = BGNBDParams(
                 state["r"], state["alpha"], state["a"], state["b"], state["variant"]
             )
+            cal = state.get("calibrator")
+            self.churn.calibrator = None if cal is None else Calibrator.from_dict(cal)
 
     async def fit_churn(self) -> BGNBDParams | None:
         """Refit the population (one worker per interval, under a Redis lock)."""
         if self.churn is None:
             return None
-        ttl = max(1, int(self.settings.churn_fit_s * 0.9))
+        ttl = max(1, int(self.settings.churn.fit_s * 0.9))
         client = self.store.client
         if not await client.set(keys.CHURN_FIT_LOCK, b"1", nx=True, ex=ttl):
             return None
-        users = await self.store.sample_customers(self.settings.partitions, 1000)
+        # A deterministic sample (the customers with the smallest hashes), large enough that
+        # refits on the same data agree within 2% (EVALUATION.md).
+        partitions = self.settings.kafka.partitions
+        per_partition = max(1000, 50_000 // max(partitions, 1))
+        users = await self.store.sample_customers(partitions, per_partition)
         profiles, _ = await self.store.load(users, ())
         as_of = self.churn_now()
         params = await asyncio.to_thread(
@@ -475,13 +553,25 @@ class Runtime(Service):
         }
 
     async def sync_segments(self) -> None:
-        """Timer body: merge this worker's statistics; a failure waits for the next tick."""
+        """Timer body: merge this worker's statistics (a failed merge loses nothing: the next
+        tick merges them)."""
         if self.segmenter is None:
             return
+        await self.segmenter.sync()
+
+    async def tick(self, what: str, call: Callable[[], Awaitable[object]]) -> bool:
+        """Run one timer body; a failure waits for the next tick. An outage is logged once
+        (:class:`~stream.worker.outages.OutageTracker`), any other error with its traceback."""
         try:
-            await self.segmenter.sync()
-        except Exception:  # the next tick retries; nothing merged is lost
-            log.exception("segment merge failed; retrying at the next tick")
+            await call()
+        except Outage as exc:
+            self.failed(what, exc)
+            return False
+        except Exception:
+            log.exception("%s failed; retrying at the next tick", what)
+            return False
+        self.ok(what)
+        return True
 
     @property
     def ready(self) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -64,8 +65,16 @@ class Worker:
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
+        # The API is closed without tokens: a token of the test's own, unless it set its own.
+        self.token: str | None = None
+        auth = {"RTP_WEB_TOKENS", "RTP_WEB_TOKENS_FILE", "RTP_WEB_OPEN"}
+        own: dict[str, str] = {}
+        if not auth & set(env):
+            self.token = secrets.token_hex(16)
+            own["RTP_WEB_TOKENS"] = f"read+ops:{self.token}"
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in auth},
+            **own,
             **env,
             "RTP_WEB_PORT": str(self.port),
             "RTP_SESSION_TIMEOUT_S": env.get("RTP_SESSION_TIMEOUT_S", "6"),
@@ -86,13 +95,23 @@ class Worker:
             )
         return self
 
-    async def get(self, path: str, timeout: float = 10.0) -> tuple[int, Any]:
+    def auth(self, token: str | None = None) -> dict[str, str]:
+        """The Authorization header for ``token`` (default: the worker's own), if any."""
+        token = token or self.token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def get(
+        self, path: str, timeout: float = 10.0, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """GET ``path`` with the worker's token (or exactly ``headers``): (status, JSON)."""
         # 10 s, not 2: on a loaded 2-core machine a burst keeps both this test's loop (it
         # produces unpaced) and the worker's busy for seconds; a slow answer is not a failure.
         async with (
             aiohttp.ClientSession() as http,
             http.get(
-                f"http://127.0.0.1:{self.port}{path}", timeout=aiohttp.ClientTimeout(total=timeout)
+                f"http://127.0.0.1:{self.port}{path}",
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                headers=self.auth() if headers is None else headers,
             ) as resp,
         ):
             return resp.status, await resp.json(content_type=None)
@@ -196,7 +215,7 @@ async def read_topic(
             batch = await consumer.getmany(timeout_ms=300)
             for records in batch.values():
                 for r in records:
-                    headers = {k: (v or b"").decode() for k, v in (r.headers or ())}
+                    headers = {k: (v or b"").decode("utf-8", "replace") for k, v in r.headers or ()}
                     out.append(Consumed(r.key, r.value, headers, r.partition, r.offset))
         raise AssertionError(f"condition not met on {topic} in {timeout}s; read {len(out)}")
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -22,26 +22,37 @@ from tests.integration.harness import Consumed
 
 
 def replay_log(
-    topic: str, log: list[Consumed]
+    topic: str, log: list[Consumed], epochs: Sequence[list[Consumed]] = ()
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Record]]]:
-    """The input log decoded as the worker sees it: (catalog by product, records by user)."""
+    """The input log decoded as the worker sees it: (catalog by product, records by user).
+
+    ``epochs``: logs of the same topic after its offsets started again (re-created), in order;
+    the worker fences their records under ``<topic>#<n>:<partition>`` (stream.worker.epochs).
+    """
     items: dict[str, dict[str, Any]] = {}
     by_user: dict[str, list[Record]] = defaultdict(list)
-    for msg in sorted(log, key=lambda m: (m.partition, m.offset)):
-        event = decode(msg.value, Limits(), now_ms=int(time.time() * 1000))
-        if isinstance(event, Rejected):
-            continue
-        if event["type"] == "product":
-            items[event["product_id"]] = event
-            continue
-        by_user[event["user_id"]].append(Record(f"{topic}:{msg.partition}", msg.offset, event))
+    for epoch, part in enumerate([log, *epochs]):
+        name = topic if epoch == 0 else f"{topic}#{epoch}"
+        for msg in sorted(part, key=lambda m: (m.partition, m.offset)):
+            event = decode(msg.value, Limits(), now_ms=int(time.time() * 1000))
+            if isinstance(event, Rejected):
+                continue
+            if event["type"] == "product":
+                items[event["product_id"]] = event
+                continue
+            by_user[event["user_id"]].append(Record(f"{name}:{msg.partition}", msg.offset, event))
     return items, by_user
 
 
-def expected_profiles(topic: str, log: list[Consumed], config: ProfileConfig) -> dict[str, bytes]:
+def expected_profiles(
+    topic: str,
+    log: list[Consumed],
+    config: ProfileConfig,
+    epochs: Sequence[list[Consumed]] = (),
+) -> dict[str, bytes]:
     """Profile blobs as the worker must have stored them (producer keyed by user)."""
     tagger = TagExtractor()
-    items, by_user = replay_log(topic, log)
+    items, by_user = replay_log(topic, log, epochs)
     out = {}
     for user, records in by_user.items():
         profile = Profile(user)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from profiles.churn.tracker import ChurnChange
 from profiles.core.profile import Record
 from stream.settings import Settings
 from stream.worker.runtime import Runtime
@@ -27,9 +28,19 @@ def click(n: int, user: str, day: float) -> dict[str, Any]:
     }
 
 
+async def announced(changes: list[ChurnChange]) -> None:
+    """The sends of a sweep that reached the broker."""
+
+
 def runtime(redis_url: str) -> Runtime:
-    settings = Settings(
-        redis_url=redis_url, embeddings=False, segments=False, partitions=2, churn_clock="event"
+    settings = Settings.from_env(
+        {
+            "RTP_REDIS_URL": redis_url,
+            "RTP_EMBEDDINGS": "false",
+            "RTP_SEGMENTS": "false",
+            "RTP_PARTITIONS": "2",
+            "RTP_CHURN_CLOCK": "event",
+        }
     )
     return Runtime(settings)
 
@@ -50,7 +61,7 @@ async def test_sweep_cost_follows_due_users_and_restart_does_not_repeat(redis_ur
 
     first.store.load = counting_load  # type: ignore[method-assign]
     first.watermark_ms = START + 30 * DAY
-    changes = await first.sweep_churn({0, 1})
+    changes = await first.sweep_churn({0, 1}, announced)
     assert sorted(loaded) == ["s0", "s1", "s2"]  # the sweep never touched the 97 others
     assert sorted(c.profile.user_id for c in changes) == ["s0", "s1", "s2"]
     assert {c.risk.level for c in changes} == {"high"}
@@ -58,7 +69,7 @@ async def test_sweep_cost_follows_due_users_and_restart_does_not_repeat(redis_ur
 
     again = runtime(redis_url)  # a restarted worker on the same Redis
     again.watermark_ms = START + 31 * DAY
-    assert await again.sweep_churn({0, 1}) == []
+    assert await again.sweep_churn({0, 1}, announced) == []
     await again.store.close()
 
 
@@ -86,6 +97,93 @@ async def test_an_erased_user_left_in_the_due_index_is_dropped_by_the_sweep(
     assert await rt.store.client.zscore(due, "gone") is None  # the erasure cleaned it
     await rt.store.client.zadd(due, {"gone": START})  # what the racing sweep left behind
     rt.watermark_ms = START + 30 * DAY
-    assert await rt.sweep_churn({0, 1}) == []
+    assert await rt.sweep_churn({0, 1}, announced) == []
     assert await rt.store.client.zscore(due, "gone") is None
+    await rt.store.close()
+
+
+def purchase(n: int, user: str, day: float) -> dict[str, Any]:
+    return {
+        "event_id": f"{user}-p{n}",
+        "type": "purchase",
+        "schema_version": 1,
+        "user_id": user,
+        "ts": START + int(day * DAY),
+        "order_id": f"{user}-o{n}",
+        "currency": "CNY",
+        "amount": 10.0,
+        "items": [{"product_id": "p1", "quantity": 1, "price": 10.0, "title": "Tea"}],
+    }
+
+
+async def test_after_a_fit_every_customer_is_rechecked_also_those_already_high(
+    redis_url: str,
+) -> None:
+    import orjson
+
+    from profiles.churn.risk import level_with_hysteresis, score
+    from profiles.redis import keys
+
+    rt = runtime(redis_url)
+    await rt.store.load_scripts()
+    # Sixty customers with different cadences (enough to fit), and "h", who bought once.
+    events = [
+        purchase(k, f"c{i}", (i % 7) + k * (3 + i % 11))
+        for i in range(60)
+        for k in range(1 + i % 5)
+    ]
+    events.append(purchase(0, "h", 0))
+    events.sort(key=lambda e: int(e["ts"]))
+    await rt.updater.process([Record("in:0", i, e) for i, e in enumerate(events)])
+    # Before any fit "h" is scored by engagement: silent for 60 days, "high", and then out of
+    # the due index (nothing more can happen to it without events).
+    rt.watermark_ms = START + 60 * DAY
+    await rt.sweep_churn({0, 1}, announced)
+    h = await rt.store.get("h")
+    assert h is not None and h.churn is not None and h.churn["level"] == "high"
+    assert h.churn["model_version"].endswith(":engagement")
+    for partition in (0, 1):
+        assert await rt.store.client.zscore(keys.churn_due(partition), "h") is None
+    params = await rt.fit_churn()
+    assert params is not None
+    await rt.sweep_churn({0, 1}, announced)
+    # The new fit reached "h" although the due index had dropped it: its stored state is the
+    # model's, and its level agrees with its own risk.
+    after = await rt.store.get("h")
+    assert after is not None and after.churn is not None
+    assert ":mbgnbd-" in after.churn["model_version"]
+    assert rt.churn is not None
+    fresh = score(after, rt.watermark_ms, params, rt.churn.config)
+    assert after.churn["risk"] == round(fresh.risk, 6)
+    assert after.churn["level"] == level_with_hysteresis("high", fresh.risk, rt.churn.config)
+    stored = orjson.loads(await rt.store.client.hget(keys.profile("h"), "c"))
+    assert stored == after.churn
+
+
+async def test_a_failed_announcement_stores_nothing_and_the_next_sweep_sends_it(
+    redis_url: str,
+) -> None:
+    """Send first, then save: before, the new level was stored first, and a broker error at
+    the send lost that churn_risk event for good."""
+    from stream.worker.retry import KafkaOutage
+
+    rt = runtime(redis_url)
+    await rt.store.load_scripts()
+    await rt.updater.process([Record("in:0", 0, click(1, "s0", 0))])
+    rt.watermark_ms = START + 30 * DAY
+
+    async def broker_down(changes: list[ChurnChange]) -> None:
+        raise KafkaOutage("KafkaConnectionError: down")
+
+    with pytest.raises(KafkaOutage):
+        await rt.sweep_churn({0, 1}, broker_down)
+    sent: list[str] = []
+
+    async def broker_up(changes: list[ChurnChange]) -> None:
+        sent.extend(c.profile.user_id for c in changes)
+
+    changes = await rt.sweep_churn({0, 1}, broker_up)
+    assert sent == ["s0"] and [c.risk.level for c in changes] == ["high"]
+    assert await rt.sweep_churn({0, 1}, broker_up) == []  # stored after the send: once
+    assert sent == ["s0"]
     await rt.store.close()

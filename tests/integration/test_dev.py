@@ -14,6 +14,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from stream.devtools.dev import local_services, run_dev
 from stream.devtools.services import (
     BROKER,
     REDIS,
@@ -21,8 +22,8 @@ from stream.devtools.services import (
     LocalServices,
     ServiceError,
     free_port,
-    main,
 )
+from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +173,7 @@ def test_stale_pid_file_is_ignored(own: LocalServices) -> None:
 
 @pytest.mark.parametrize(
     ("name", "env_var"),
-    [(BROKER, "RTP_BROKER (or RTP_BROKER_PORT)"), (REDIS, "RTP_REDIS_URL (or RTP_REDIS_PORT)")],
+    [(BROKER, "RTP_BROKER"), (REDIS, "RTP_REDIS_URL")],
 )
 def test_port_taken_by_another_process(tmp_path: Path, name: str, env_var: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
@@ -282,43 +283,53 @@ def test_unknown_service_name(tmp_path: Path) -> None:
         svc.kill("kafka")
 
 
-def test_cli_up_status_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base = [
-        "--state-dir",
-        str(tmp_path / "dev"),
-        "--broker-port",
-        str(free_port()),
-        "--redis-port",
-        str(free_port()),
-    ]
+def test_cli_up_status_down(tmp_path: Path) -> None:
+    # The one dev command takes its ports from the worker's settings.
+    settings = Settings.from_env(
+        {
+            "RTP_BROKER": f"kafka://127.0.0.1:{free_port()}",
+            "RTP_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "RTP_DEV_DIR": str(tmp_path / "dev"),
+        }
+    )
+    said: list[str] = []
+
+    def dev(action: str, name: str | None = None) -> int:
+        return run_dev(settings, action, name, say=said.append)
+
     try:
-        assert main([*base, "status"]) == 3
-        assert main([*base, "up"]) == 0
-        capsys.readouterr()
-        assert main([*base, "status"]) == 0
-        table = capsys.readouterr().out.splitlines()
+        assert dev("status") == 3
+        assert dev("up") == 0
+        said.clear()
+        assert dev("status") == 0
+        table = said[-1].splitlines()
         assert table[0].split() == ["service", "running", "ready", "pid", "port", "log"]
         assert [line.split()[:3] for line in table[1:]] == [
             ["broker", "yes", "yes"],
             ["redis", "yes", "yes"],
         ]
-        assert main([*base, "kill", "redis"]) == 0
-        assert main([*base, "status"]) == 3
-        assert main([*base, "start", "redis"]) == 0
+        assert dev("kill", "redis") == 0
+        assert dev("status") == 3
+        assert dev("start", "redis") == 0
+        assert dev("bounce") == 2 and "unknown action 'bounce'" in said[-1]
     finally:
-        assert main([*base, "down"]) == 0
-    assert main([*base, "status"]) == 3
+        assert dev("down") == 0
+    assert dev("status") == 3
+    assert (tmp_path / "dev" / "redis.log").exists()  # RTP_DEV_DIR was the state directory
 
 
-def test_cli_env_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RTP_DEV_DIR", str(tmp_path / "env-dev"))
-    monkeypatch.setenv("RTP_BROKER_PORT", "19999")
-    monkeypatch.setenv("RTP_REDIS_PORT", "16999")
-    from stream.devtools.services import build_parser
-
-    args = build_parser().parse_args(["status"])
-    assert args.state_dir == tmp_path / "env-dev"
-    assert (args.broker_port, args.redis_port) == (19999, 16999)
+def test_dev_ports_and_directory_come_from_the_settings(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "RTP_DEV_DIR": str(tmp_path / "env-dev"),
+            "RTP_BROKER": "kafka://127.0.0.1:19999",
+            "RTP_REDIS_URL": "redis://:pw@127.0.0.1:16999/2",
+        }
+    )
+    services = local_services(settings)
+    assert services.state_dir == tmp_path / "env-dev"
+    assert (services.ports[BROKER], services.ports[REDIS]) == (19999, 16999)
+    assert local_services(settings, str(tmp_path / "flag")).state_dir == tmp_path / "flag"
 
 
 def test_free_port_respects_an_upper_bound() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from stream.cli.main import start_local
+from stream.devtools.dev import start_local
 from stream.devtools.services import LocalServices, free_port
 
 pytestmark = pytest.mark.integration

@@ -50,7 +50,7 @@ from tests.integration.oracle import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-SETTINGS = Settings()
+SETTINGS = Settings.from_env({})
 CONFIG = SETTINGS.profile
 #: Events per fault test; `make soak` raises it.
 EVENTS = int(os.environ.get("RTP_SOAK_EVENTS") or 8000)
@@ -164,8 +164,8 @@ def embedding_config(model_id: str, dim: int) -> EmbeddingConfig:
         model_id=model_id,
         dim=dim,
         long_half_life_ms=CONFIG.half_life_ms,
-        short_half_life_ms=int(SETTINGS.short_half_life_min * 60_000),
-        interests=SETTINGS.interests,
+        short_half_life_ms=int(SETTINGS.embedding.short_half_life_min * 60_000),
+        interests=SETTINGS.embedding.interests,
     )
 
 
@@ -485,11 +485,117 @@ async def test_second_worker_joins_and_leaves_midstream_without_loss_or_double_a
     out = await check_downstream(brokers, names, redis_client, users)
     stats = await first.stats()
     assert int(stats["rebalances"]) >= before + 2, stats  # one for the join, one for the leave
-    assert stats["assigned"] == SETTINGS.partitions  # the survivor owns every partition again
+    assert stats["assigned"] == SETTINGS.kafka.partitions  # the survivor owns every partition again
     run.report(
         users=len(users),
         equal_after_s=round(caught_up, 1),
         rebalances=int(stats["rebalances"]) - before,
         applied_by_second=by_second,
         **out,
+    )
+
+
+# -- offsets that start again -----------------------------------------------------------------
+
+
+@pytest.fixture
+def own_broker(services: LocalServices, tmp_path: Path) -> Iterator[LocalServices]:
+    """A Tansu broker of this test's own (memory storage), so restarting it harms no other
+    test; the session's Redis."""
+    local = LocalServices(
+        tmp_path / "own-broker", broker_port=free_port(), redis_port=services.ports[REDIS]
+    )
+    local.start(BROKER)
+    try:
+        yield local
+    finally:
+        local.down()
+
+
+async def settled(
+    client: aioredis.Redis, expected: dict[str, bytes], name: str
+) -> dict[str, bytes | None]:
+    """Wait until Redis holds exactly ``expected`` (fail early once it stopped changing)."""
+    users = sorted(expected)
+    deadline, last, changed = time.monotonic() + WAIT_S, 0, time.monotonic()
+    while True:
+        stored = await stored_profiles(client, users)
+        if not diff(expected, stored):
+            return stored
+        now = time.monotonic()
+        digest = hash(tuple(stored.values()))
+        if digest != last:
+            last, changed = digest, now
+        if now > deadline or now - changed > STALL_S:
+            lost, twice = _miscount(expected, stored)
+            bad = diff(expected, stored)
+            pytest.fail(
+                f"{name}: {len(bad)} of {len(users)} profiles differ: {lost} events missing, "
+                f"{twice} applied twice; e.g. {bad[:2]}"
+            )
+        await asyncio.sleep(0.5)
+
+
+async def test_input_topic_recreated_by_a_broker_restart_new_events_applied_none_lost_or_doubled(
+    env: dict[str, str],
+    started: list[Worker],
+    own_broker: LocalServices,
+    names: Names,
+    redis_client: aioredis.Redis,
+    tmp_path: Path,
+) -> None:
+    """Tansu keeps topics in memory (and compose's Kafka without a volume loses them too): after
+    a restart the input topic is created again and its offsets start at 0, below every user's
+    fence. Before fence epochs every such event was skipped as ``fenced``, silently."""
+    from stream.devtools.services import BROKER as broker_service
+    from tests.integration.harness import produce
+
+    brokers = own_broker.broker_url.removeprefix("kafka://")
+    # Embeddings off: the fences are the same, and the test stays light on a loaded machine.
+    wenv = {**env, "RTP_BROKER": own_broker.broker_url, "RTP_EMBEDDINGS": "false"}
+    first_n, second_n = 1500, 900
+    traffic = soak_traffic(24, first_n + second_n)
+    first = list(itertools.islice(traffic, first_n))
+    second = list(itertools.islice(traffic, second_n))
+
+    worker = Worker(wenv, tmp_path / "worker.log").start()
+    started.append(worker)
+    await worker.wait_ready(timeout=120)
+    await produce(brokers, names.input, first, key)
+    log1 = await read_topic(brokers, names.input, lambda got: len(got) >= first_n)
+    await settled(redis_client, expected_profiles(names.input, log1, CONFIG), "before restart")
+
+    assert await asyncio.to_thread(worker.stop) == 0, worker.tail()
+    await asyncio.to_thread(own_broker.kill, broker_service)  # every topic and offset gone
+    await asyncio.to_thread(own_broker.start, broker_service)
+    worker.start()
+    await worker.wait_ready(timeout=120)
+    await produce(brokers, names.input, second, key)  # re-creates the topic: offsets from 0
+    log2 = await read_topic(brokers, names.input, lambda got: len(got) >= second_n)
+    assert len(log2) == second_n and min(m.offset for m in log2) == 0
+    expected = expected_profiles(names.input, log1, CONFIG, epochs=[log2])
+    await settled(redis_client, expected, "after re-creation")
+
+    stats = await worker.stats()
+    assert stats["fenced"] == 0, f"new events skipped as fenced: {stats['fenced']}"
+    status, health = await worker.get("/health")
+    assert status == 200, health
+    text = worker.log_path.read_text(errors="replace")
+    assert "started again" in text, worker.tail()
+    partitions = {m.partition for m in log2}
+    # A second restart of the worker alone (redelivery of the same new log) starts no epoch.
+    assert await asyncio.to_thread(worker.stop) == 0, worker.tail()
+    worker.start()
+    await worker.wait_ready(timeout=120)
+    more = list(itertools.islice(traffic, 300))
+    await produce(brokers, names.input, more, key)
+    log3 = await read_topic(brokers, names.input, lambda got: len(got) >= second_n + 300)
+    expected = expected_profiles(names.input, log1, CONFIG, epochs=[log3])
+    await settled(redis_client, expected, "after a worker restart in the new epoch")
+    marks = [await redis_client.hget(keys.input_mark(names.input, p), "e") for p in partitions]
+    assert marks == [b"1"] * len(partitions), marks
+    print(
+        f"\n[faults] topic re-created: {first_n} events, broker restarted (memory storage), "
+        f"{second_n} + 300 more on {len(partitions)} partitions from offset 0; all applied "
+        f"once (epoch 1), {len(expected)} users"
     )

@@ -81,7 +81,14 @@ async def test_metrics_appear_and_move(worker: Worker, brokers: str, names: Name
         for name, _ in after
     }
     # Labelled by what happened: no series until an outage made an agent retry.
-    only_on_faults = {"rtp_retries"}
+    only_on_faults = {
+        "rtp_retries",
+        "rtp_outages",
+        "rtp_outage_active",
+        "rtp_crashes",
+        "rtp_skipped_records",
+        "rtp_fence_epochs",
+    }
     assert {n.removesuffix("_total") for n in NAMES} <= exported | {
         "rtp_consumer_lag_seconds",
         *only_on_faults,
@@ -171,7 +178,7 @@ async def test_dead_letters_replay_to_the_input_topic_by_reason(
     finally:
         await producer.stop()
     settings = Settings.from_env(worker_env)
-    assert await replay_dead(settings, {"oversize_message"}) == 2
+    assert (await replay_dead(settings, {"oversize_message"})).sent == 2
     back = await read_topic(brokers, names.input, lambda got: len(got) >= 2, timeout=20)
     assert sorted(m.value for m in back) == [b"raw-0", b"raw-2"]
     assert all(m.headers == {"trace": f"t{m.value[-1] - 48}"} for m in back)

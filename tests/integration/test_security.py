@@ -199,14 +199,14 @@ async def test_the_tools_speak_every_protocol(
         settings = Settings.from_env(env)
         events = [{"event_id": f"e{i}", "user_id": f"u{i % 3}", "ts": START} for i in range(7)]
         assert await send_events(settings, events, Plan(), quiet=True) == 7
-        rows = await group_lag(settings, [settings.input_topic])
+        rows = await group_lag(settings, [settings.topics.input])
         assert sum(r.end for r in rows) == 7
         # Three "dead letters" (no dlq.* headers: reason unknown), counted, then replayed.
-        to_dlq = replace(settings, input_topic=settings.dlq_topic)
+        to_dlq = settings.replace("topics", input=settings.topics.dlq)
         assert await send_events(to_dlq, events[:3], Plan(), quiet=True) == 3
         assert await dlq_counts(settings, timeout=10) == {"unknown": 3}
-        assert await replay_dead(settings, timeout=10) == 3
-        rows = await group_lag(settings, [settings.input_topic])
+        assert (await replay_dead(settings, timeout=10)).sent == 3
+        rows = await group_lag(settings, [settings.topics.input])
         assert sum(r.end for r in rows) == 10
     assert gate.refused == []
     if mechanism is None:
@@ -242,7 +242,9 @@ async def _raw(worker: Worker, path: str) -> str:
     async with (
         aiohttp.ClientSession() as http,
         http.get(
-            f"http://127.0.0.1:{worker.port}{path}", timeout=aiohttp.ClientTimeout(total=5)
+            f"http://127.0.0.1:{worker.port}{path}",
+            timeout=aiohttp.ClientTimeout(total=5),
+            headers=worker.auth(),
         ) as resp,
     ):
         return await resp.text()

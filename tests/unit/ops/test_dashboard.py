@@ -204,3 +204,49 @@ def test_dashboard_provisioning_finds_the_dashboard_file() -> None:
     )
     if home:
         assert in_repo(home).resolve() == DASHBOARD.resolve()
+
+
+ALERTS = OPS / "prometheus" / "alerts.yml"
+#: Failures that must page someone: each of these metrics has an alert rule.
+ALERTED = (
+    "rtp_ready",
+    "rtp_crashes_total",
+    "rtp_skipped_records_total",
+    "rtp_outage_active",
+    "rtp_fence_epochs_total",
+)
+
+
+def test_alert_rules_are_loaded_by_prometheus_and_name_only_real_metrics() -> None:
+    config = load_yaml(PROMETHEUS)
+    assert "/etc/prometheus/alerts.yml" in config["rule_files"]
+    mounts = {
+        v.split(":")[1]: (ROOT / v.split(":")[0]).resolve()
+        for v in load_yaml(COMPOSE)["services"]["prometheus"]["volumes"]
+        if v.startswith(".")
+    }
+    assert mounts["/etc/prometheus/alerts.yml"] == ALERTS.resolve()
+    rules = [r for g in load_yaml(ALERTS)["groups"] for r in g["rules"]]
+    assert len({r["alert"] for r in rules}) == len(rules), "alert names must be unique"
+    exported = exported_series()
+    named: set[str] = set()
+    for rule in rules:
+        assert rule["annotations"]["summary"] and rule["labels"]["severity"], rule["alert"]
+        metrics = set(METRIC.findall(rule["expr"]))
+        assert metrics <= exported.keys(), (rule["alert"], metrics - exported.keys())
+        for metric in metrics:
+            if exported[metric] == "counter":
+                assert re.search(rf"\b(rate|increase)\(\s*{metric}\b", rule["expr"]), rule
+        named |= metrics
+    missing = sorted(set(ALERTED) - named)
+    assert not missing, f"failure metrics without an alert rule: {missing}"
+
+
+def test_compose_kafka_keeps_its_topics_on_a_volume() -> None:
+    """Without one, a restarted container loses every topic and offsets start again."""
+    compose = load_yaml(COMPOSE)
+    kafka = compose["services"]["kafka"]
+    log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"]
+    named = {v.split(":")[0]: v.split(":")[1] for v in kafka["volumes"]}
+    assert log_dirs in named.values()
+    assert all(source in compose["volumes"] for source in named)

@@ -15,6 +15,7 @@ from schemas.validate import (
     KINDS,
     REASONS,
     USER_KINDS,
+    WORKER_REASONS,
     Limits,
     Rejected,
     decode,
@@ -83,7 +84,8 @@ def test_invalid_examples_cover_the_required_cases() -> None:
     paths = example_paths(valid=False)
     assert len(paths) >= 14
     reasons = {example_message(p)[1] for p in paths}
-    assert set(REASONS) - reasons == {"internal_error"}
+    # invalid_framing needs Limits(registry_framing=True): tests/unit/schemas/test_framing.py.
+    assert set(REASONS) - reasons == {"internal_error", "invalid_framing"}
     raws = {p.stem: example_message(p)[0] for p in paths}
     assert len(raws["oversize_message"]) > LIMITS.max_bytes
     assert b"\\ud800" in raws["lone_surrogate"]
@@ -127,10 +129,10 @@ def test_load_schema_unknown_name() -> None:
 
 def test_reasons_documented_and_in_dead_letter_contract() -> None:
     readme = (SCHEMAS_DIR / "README.md").read_text(encoding="utf-8")
-    for reason in (*REASONS, "too_late"):
+    for reason in (*REASONS, *WORKER_REASONS):
         assert f"`{reason}`" in readme
     enum = load_schema("dead_letter")["properties"]["dlq.reason"]["enum"]
-    assert set(enum) == {*REASONS, "too_late"}
+    assert set(enum) == {*REASONS, *WORKER_REASONS}
 
 
 # -- output contracts -------------------------------------------------------------------------

@@ -4,13 +4,13 @@ combinations are refused (and how), and that no secret is shown."""
 from __future__ import annotations
 
 import ssl
-from dataclasses import replace
 from pathlib import Path
 
 import faust
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from faust.types.auth import AuthProtocol, SASLMechanism
+from pydantic import SecretStr
 
 from profiles.redis.client import RedisTLS, async_client, sync_client
 from stream.security import (
@@ -50,19 +50,19 @@ def trusts(context: ssl.SSLContext, certs: Certs) -> bool:
 
 def test_plaintext_is_the_default_and_adds_nothing() -> None:
     settings = Settings.from_env({})
-    assert kafka_client_kwargs(settings) == {"security_protocol": "PLAINTEXT"}
-    assert broker_credentials(settings) is None
+    assert kafka_client_kwargs(settings.kafka) == {"security_protocol": "PLAINTEXT"}
+    assert broker_credentials(settings.kafka) is None
 
 
 def test_ssl_verifies_the_broker_with_the_given_ca(certs: Certs) -> None:
     settings = Settings.from_env(env_for("SSL", certs))
-    kwargs = kafka_client_kwargs(settings)
+    kwargs = kafka_client_kwargs(settings.kafka)
     assert set(kwargs) == {"security_protocol", "ssl_context"}
     assert kwargs["security_protocol"] == "SSL"
     context = kwargs["ssl_context"]
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert trusts(context, certs)
-    credentials = broker_credentials(settings)
+    credentials = broker_credentials(settings.kafka)
     assert isinstance(credentials, faust.SSLCredentials)
     assert credentials.protocol is AuthProtocol.SSL and trusts(credentials.context, certs)
 
@@ -73,14 +73,14 @@ def test_sasl_gives_the_same_to_faust_and_to_aiokafka(
     certs: Certs, protocol: str, mechanism: str
 ) -> None:
     settings = Settings.from_env(env_for(protocol, certs, mechanism.lower()))
-    kwargs = kafka_client_kwargs(settings)
+    kwargs = kafka_client_kwargs(settings.kafka)
     assert kwargs["security_protocol"] == protocol
     assert kwargs["sasl_mechanism"] == mechanism
     assert kwargs["sasl_plain_username"] == "alice"
     assert kwargs["sasl_plain_password"] == PASSWORD
     assert ("ssl_context" in kwargs) == (protocol == "SASL_SSL")
 
-    credentials = broker_credentials(settings)
+    credentials = broker_credentials(settings.kafka)
     assert isinstance(credentials, faust.SASLCredentials)
     assert credentials.protocol is AuthProtocol(protocol)
     assert credentials.mechanism is SASLMechanism(mechanism)
@@ -106,7 +106,7 @@ def test_mutual_tls_loads_the_client_certificate_and_an_encrypted_key(
         "RTP_KAFKA_KEY_PASSWORD": "key-pw-9",
     }
     settings = Settings.from_env(env)
-    assert isinstance(kafka_client_kwargs(settings)["ssl_context"], ssl.SSLContext)
+    assert isinstance(kafka_client_kwargs(settings.kafka)["ssl_context"], ssl.SSLContext)
     with pytest.raises(SettingsError, match="cannot be loaded") as wrong:
         Settings.from_env(env | {"RTP_KAFKA_KEY_PASSWORD": "not-it-77"})
     assert "not-it-77" not in str(wrong.value)
@@ -191,26 +191,28 @@ def test_good_tls_settings_pass(certs: Certs) -> None:
         "RTP_REDIS_KEY_FILE": str(certs.client_key),
     }
     settings = Settings.from_env(env)
-    assert settings.redis_tls == RedisTLS(
+    assert settings.redis.tls == RedisTLS(
         str(certs.ca), str(certs.client_cert), str(certs.client_key)
     )
 
 
 def test_settings_never_show_secrets(certs: Certs) -> None:
-    settings = replace(
-        Settings.from_env(
-            env_for("SASL_SSL", certs)
-            | {"RTP_REDIS_URL": "rediss://worker:redis-Secret-pw@redis:6380/2"}
-        ),
-        kafka_key_password="key-Secret-pw",
-        pseudonym_key="k" * 40,
+    base = Settings.from_env(
+        env_for("SASL_SSL", certs)
+        | {
+            "RTP_REDIS_URL": "rediss://worker:redis-Secret-pw@redis:6380/2",
+            "RTP_PSEUDONYM_KEY": "k" * 40,
+        }
     )
-    for text in (repr(settings), str(settings), f"{settings}"):
+    # Unvalidated copy: a key password without a certificate would be refused.
+    kafka = base.kafka.model_copy(update={"key_password": SecretStr("key-Secret-pw")})
+    settings = base.model_copy(update={"kafka": kafka})
+    for text in (repr(settings), str(settings), f"{settings}", str(settings.model_dump())):
         for secret in (PASSWORD, "redis-Secret-pw", "key-Secret-pw", "k" * 40):
             assert secret not in text
     shown = repr(settings)
-    assert "redis_url='rediss://***@redis:6380/2'" in shown
-    assert "kafka_username='alice'" in shown and "max_tokens=64" in shown
+    assert "url=SecretStr('**********')" in shown
+    assert "username='alice'" in shown and "max_tokens=64" in shown
     # A URL that fails to parse is shown without its password too.
     message = problems({"RTP_REDIS_URL": "http://worker:redis-Secret-pw@redis:6379/0"})
     assert "RTP_REDIS_URL" in message and "redis-Secret-pw" not in message

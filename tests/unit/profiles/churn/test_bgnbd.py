@@ -18,6 +18,7 @@ from profiles.churn.bgnbd import (
     BGNBDParams,
     Variant,
     expected_purchases,
+    expected_purchases_one,
     fit,
     log_likelihood,
     model_version,
@@ -351,3 +352,14 @@ def test_mbgnbd_fit_matches_lifetimes_on_cdnow() -> None:
     ours = fit(x, t_x, T, variant="mbgnbd")
     for name in ("r", "alpha", "a", "b"):
         assert getattr(ours, name) == pytest.approx(float(ref.params_[name]), rel=1e-3), name
+
+
+@pytest.mark.parametrize("variant", ["bgnbd", "mbgnbd"])
+def test_expected_purchases_one_matches_the_array_version(variant: Variant) -> None:
+    params = BGNBDParams(0.243, 4.414, 0.793, 2.426, variant)
+    x, t_x, T = cdnow()
+    for i in range(0, x.size, 97):
+        for t in (1.0, 30.0, 273.0):
+            want = float(expected_purchases(params, t, x[i], t_x[i], T[i]))
+            got = expected_purchases_one(params, t, int(x[i]), float(t_x[i]), float(T[i]))
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-15)

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.evaluation.churn import SECTION, auc, main
+from stream.evaluation.churn import SECTION, SECTION_REAL, auc, main
+from stream.evaluation.churn_log import average_precision, ece, read_log
 from stream.evaluation.markdown import replace_section
 
 
@@ -59,8 +60,68 @@ def test_small_run_writes_only_its_section(
     assert main([*argv, "--write", "--evaluation-file", str(target)]) == 0
     text = target.read_text(encoding="utf-8")
     assert text.startswith("# Evaluation\n\n## Other (issue 4)\n\nuntouched\n\n" + SECTION)
-    assert "**MBG/NBD + engagement (shipped)**" in text
+    assert "**P(no purchase in 30 d), MBG/NBD (shipped, uncalibrated)**" in text
+    assert "previous shipped score" in text
     assert "recency baseline" in text
     assert text.count(SECTION) == 1
     printed = capsys.readouterr().out
     assert SECTION in printed
+
+
+def _log(path: Path, customers: int = 600, seed: int = 0) -> None:
+    """A purchase log of steady buyers and buyers who stop, as CSV."""
+    rng = np.random.default_rng(seed)
+    lines = ["customer,time,amount"]
+    for c in range(customers):
+        start = int(rng.integers(0, 60))
+        rate = rng.gamma(1.0, 1 / 20.0)
+        stop = start + rng.exponential(150.0)
+        day = float(start)
+        while day < min(stop, 360):
+            lines.append(f"c{c},{np.datetime64('2024-01-01') + int(day)},{rng.uniform(5, 50):.2f}")
+            day += rng.exponential(1.0 / rate) + 1
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_backtest_on_a_purchase_log_writes_its_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "purchases.csv"
+    _log(log)
+    target = tmp_path / "EVALUATION.md"
+    plot = tmp_path / "calibration.png"
+    argv = ["--log", str(log), "--calibration-end", "2024-07-01", "--horizons", "30", "90"]
+    argv += ["--no-progress", "--plot", str(plot), "--write", "--evaluation-file", str(target)]
+    assert main(argv) == 0
+    text = target.read_text(encoding="utf-8")
+    assert text.count(SECTION_REAL) == 1
+    for row in ("shipped", "recency alone", "BG/NBD expected purchases", "previous shipped"):
+        assert row in text
+    assert "**H = 30 days**" in text and "**H = 90 days**" in text
+    assert "| decile |" in text and "| high |" in text
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert SECTION_REAL in capsys.readouterr().out
+
+
+def test_backtest_refuses_a_bad_log(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("who,when\na,b\n", encoding="utf-8")
+    assert main(["--log", str(bad), "--no-progress"]) == 2
+    assert main(["--log", str(tmp_path / "missing.csv"), "--no-progress"]) == 2
+
+
+def test_read_log_formats_agree() -> None:
+    csv_rows = read_log(["customer,time,amount", "a,2024-01-01,5", "a,2024-01-01T10:00:00,7"])
+    jsonl = read_log(['{"customer": "a", "time": "2024-01-01", "amount": 12}'])
+    cdnow = read_log(["customer_id date number_of_cds dollar_value", "a 20240101 1 12.0"])
+    assert csv_rows == jsonl == cdnow and len(csv_rows) == 1
+
+
+def test_average_precision_and_ece_agree_with_sklearn() -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(2)
+    p = rng.random(2000)
+    y = rng.random(2000) < p
+    assert average_precision(p, y) == pytest.approx(metrics.average_precision_score(y, p))
+    assert ece(p, y) < 0.05  # drawn from p: calibrated
+    assert ece(np.clip(p + 0.3, 0, 1), y) > 0.15

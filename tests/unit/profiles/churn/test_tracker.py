@@ -1,4 +1,4 @@
-"""The tracker's fast path at events is a safe lower bound of the exact next crossing."""
+"""The tracker: its fast path at events is a safe lower bound of the exact next crossing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from profiles.churn.bgnbd import BGNBDParams
 from profiles.churn.features import DAY_MS
-from profiles.churn.risk import RiskConfig, next_crossing_ms
+from profiles.churn.risk import RiskConfig, assess, next_crossing_ms
 from profiles.churn.tracker import ChurnTracker
 from profiles.core.profile import Profile
 
@@ -35,8 +35,17 @@ def test_quiet_period_never_passes_a_real_crossing(
     )
     tracker = ChurnTracker()
     tracker.params = PARAMS if fitted else None
-    assert tracker.update(profile, last) is None  # an event: low, silent
-    assert profile.churn is not None and profile.churn["level"] == "low"
+    change = tracker.update(profile, last)
+    assert profile.churn is not None
+    if fitted and orders:
+        # A customer with a model is scored exactly at the event: P(no purchase in 30 days).
+        found = assess(profile, last, PARAMS, RiskConfig(), None)
+        assert profile.churn["risk"] == round(found.risk.risk, 6)
+        assert profile.churn["next_check_ms"] == found.next_check_ms
+        assert (change is None) == (found.risk.level == "low")
+        return
+    assert change is None  # an event: low, silent
+    assert profile.churn["level"] == "low"
     exact = next_crossing_ms(profile, last, tracker.params, RiskConfig(), "low")
     assert exact is None or profile.churn["next_check_ms"] <= exact
 

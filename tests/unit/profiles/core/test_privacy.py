@@ -197,17 +197,17 @@ def test_receipts_name_the_user_by_its_hash_only() -> None:
 
 
 def test_pseudonymisation_settings_are_validated() -> None:
-    assert Settings.from_env({}).pseudonymize is False
+    assert Settings.from_env({}).privacy.pseudonymize is False
     with pytest.raises(SettingsError, match="RTP_PSEUDONYMIZE=true needs RTP_PSEUDONYM_KEY"):
         Settings.from_env({"RTP_PSEUDONYMIZE": "true"})
     with pytest.raises(SettingsError, match="RTP_PSEUDONYM_KEY") as short:
         Settings.from_env({"RTP_PSEUDONYMIZE": "true", "RTP_PSEUDONYM_KEY": "short-key"})
     assert "short-key" not in str(short.value)  # a secret is never echoed
     ok = Settings.from_env({"RTP_PSEUDONYMIZE": "yes", "RTP_PSEUDONYM_KEY": SECRET})
-    assert ok.pseudonymize and ok.pseudonym_key == SECRET
+    assert ok.privacy.pseudonymize and ok.privacy.key == SECRET
     assert SECRET not in repr(ok)
     # A key without pseudonymisation: only the erasure markers use it.
     markers_only = Settings.from_env({"RTP_PSEUDONYM_KEY": SECRET})
-    assert not markers_only.pseudonymize
+    assert not markers_only.privacy.pseudonymize
     table = settings_table()
     assert "| `RTP_PSEUDONYMIZE` | `False` |" in table and "`RTP_PSEUDONYM_KEY`" in table

@@ -166,3 +166,25 @@ async def test_older_catalog_update_loses() -> None:
     old = {**new, "event_id": "c1", "ts": 4, "title": "Old"}
     await updater(store).process(recs(new, old))
     assert store.items["p"]["title"] == "New"
+
+
+async def test_a_seen_title_never_describes_another_users_event() -> None:
+    # Another user's click described p7 first (a *seen* catalog entry, for the item index):
+    # which user that was depends on processing order, so it must not fill in this click.
+    store = MemoryStore()
+    store.items["p7"] = {"product_id": "p7", "title": "Blue Hat", "category": ["Hats"]}
+    store.items["p7"]["seen_in"] = "click"
+    result = await updater(store).process(recs(click(1, "a", product_id="p7")))
+    assert result.updated[0].top_tags(5, CFG.half_life_ms) == []
+    # The event's own title still counts, and a product event's entry still fills in.
+    own = await updater(store).process(
+        recs(click(2, "b", product_id="p7", title="Red Scarf", category=["Scarves"]), start=1)
+    )
+    assert {t for t, _ in own.updated[0].top_tags(5, CFG.half_life_ms)} == {
+        "red",
+        "scarf",
+        "scarves",
+    }
+    store.items["p7"] = {"product_id": "p7", "title": "Blue Hat", "category": ["Hats"]}
+    known = await updater(store).process(recs(click(3, "c", product_id="p7"), start=2))
+    assert {t for t, _ in known.updated[0].top_tags(5, CFG.half_life_ms)} == {"blue", "hat", "hats"}

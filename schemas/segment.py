@@ -1,0 +1,236 @@
+"""Segment / RudderStack-spec calls translated into our own schema_version 1 events.
+
+``decode`` hands a call here when its ``type`` is a Segment call type; what comes back
+is either one of our events (then checked against our contracts like any other) or a
+``Refusal``. The mapping table is in the README ("Segment / RudderStack events").
+
+Not supported yet, and refused with their own reasons so nothing is lost silently:
+calls with only an ``anonymousId`` (``anonymous_only``: identity stitching is separate
+work), ``identify`` / ``alias`` / ``group`` and the corrections ``Order Refunded``,
+``Order Cancelled``, ``Product Removed`` (``unsupported_segment_event``), and any other
+track name or a page/screen without a product (``unmapped_segment_event``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+import fastjsonschema
+
+__all__ = ["REASONS", "TYPES", "Refusal", "load_segment_schema", "mapped_track_names", "translate"]
+
+_DIR: Final = Path(__file__).resolve().parent / "segment"
+
+#: Segment call types; ``decode`` sends objects whose ``type`` is one of these here.
+TYPES: Final[frozenset[str]] = frozenset({"track", "page", "screen", "identify", "alias", "group"})
+_UNSUPPORTED_TYPES: Final = frozenset({"identify", "alias", "group"})
+_UNSUPPORTED_TRACK: Final = frozenset({"order refunded", "order cancelled", "product removed"})
+
+REASONS: Final[tuple[str, ...]] = (
+    "anonymous_only",
+    "unsupported_segment_event",
+    "unmapped_segment_event",
+)
+
+DEFAULT_CURRENCY: Final = "USD"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+
+
+class Refusal(NamedTuple):
+    """Why a Segment call was not translated: a reason code and a short explanation."""
+
+    reason: str
+    detail: str
+
+
+Event = dict[str, Any]
+
+
+def load_segment_schema(name: str) -> dict[str, Any]:
+    """Load ``segment/<name>.schema.json``."""
+    schema: dict[str, Any] = json.loads((_DIR / f"{name}.schema.json").read_text("utf-8"))
+    return schema
+
+
+def _base(kind: str, call: Event, ts: int) -> Event:
+    return {
+        "event_id": call["messageId"],
+        "type": kind,
+        "schema_version": 1,
+        "user_id": call["userId"],
+        "ts": ts,
+    }
+
+
+def _product_fields(event: Event, props: Event) -> None:
+    """Optional product properties shared by views, cart adds and order items."""
+    if "name" in props:
+        event["title"] = props["name"]
+    category = props.get("category")
+    if category:
+        event["category"] = [category]
+    if "price" in props:
+        event["price"] = props["price"]
+
+
+def _click(call: Event, props: Event, ts: int) -> Event:
+    event = _base("click", call, ts)
+    event["product_id"] = props["product_id"]
+    _product_fields(event, props)
+    return event
+
+
+def _page(call: Event, props: Event, ts: int) -> Event:
+    # A page's properties.name is the page's name, not the product's title.
+    event = _base("click", call, ts)
+    event["product_id"] = props["product_id"]
+    category = props.get("category")
+    if category:
+        event["category"] = [category]
+    if "price" in props:
+        event["price"] = props["price"]
+    return event
+
+
+def _add_to_cart(call: Event, props: Event, ts: int) -> Event:
+    event = _base("add_to_cart", call, ts)
+    event["product_id"] = props["product_id"]
+    event["quantity"] = props.get("quantity", 1)
+    _product_fields(event, props)
+    return event
+
+
+def _search(call: Event, props: Event, ts: int) -> Event:
+    event = _base("search", call, ts)
+    event["query"] = props["query"]
+    return event
+
+
+def _purchase(call: Event, props: Event, ts: int) -> Event:
+    items = []
+    for product in props["products"]:
+        item: Event = {
+            "product_id": product["product_id"],
+            "quantity": product.get("quantity", 1),
+        }
+        _product_fields(item, product)
+        items.append(item)
+    amount = props.get("total")
+    if amount is None:
+        amount = props.get("revenue")
+    if amount is None:
+        amount = sum(i["price"] * i["quantity"] for i in items)
+    event = _base("purchase", call, ts)
+    event["order_id"] = props["order_id"]
+    event["items"] = items
+    event["amount"] = amount
+    event["currency"] = props.get("currency", DEFAULT_CURRENCY).upper()
+    return event
+
+
+def _review(call: Event, props: Event, ts: int) -> Event:
+    event = _base("review", call, ts)
+    event["product_id"] = props["product_id"]
+    event["rating"] = props["rating"]
+    event["text"] = props.get("review_body", "")
+    if "name" in props:
+        event["title"] = props["name"]
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    schema: str
+    build: Callable[[Event, Event, int], Event]
+
+
+_TRACK: Final[dict[str, _Shape]] = {
+    "product viewed": _Shape("track_product", _click),
+    "product clicked": _Shape("track_product", _click),
+    "product added": _Shape("track_product", _add_to_cart),
+    "products searched": _Shape("track_products_searched", _search),
+    "order completed": _Shape("track_order_completed", _purchase),
+    "product reviewed": _Shape("track_product_reviewed", _review),
+}
+_PAGE: Final = _Shape("page", _page)
+_SCHEMA_NAMES: Final = sorted({s.schema for s in (*_TRACK.values(), _PAGE)})
+_VALIDATORS: Final[dict[str, Callable[[Any], Any]]] = {
+    name: fastjsonschema.compile(load_segment_schema(name)) for name in _SCHEMA_NAMES
+}
+
+
+def mapped_track_names() -> dict[str, str]:
+    """Track event name (normalised) -> the schema it must satisfy; for docs and tests."""
+    return {name: shape.schema for name, shape in _TRACK.items()}
+
+
+def _event_time(call: Event) -> int | str:
+    """Epoch ms of ``timestamp`` (else ``originalTimestamp``), or a detail saying why not."""
+    value: Any = call.get("timestamp")
+    if value is None:
+        value = call.get("originalTimestamp")
+    if type(value) is not str:
+        return int(value)  # the schema admitted a number
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return f"timestamp {value[:64]!r} is not ISO-8601"
+    if moment.tzinfo is None:
+        # A wall-clock time without an offset would shift decay by the producer's zone.
+        return f"timestamp {value!r} has no UTC offset (add Z or +hh:mm)"
+    return (moment - _EPOCH) // _MS
+
+
+def _shape_of(call: Event, kind: str) -> _Shape | Refusal:
+    if kind in _UNSUPPORTED_TYPES:
+        return Refusal(
+            "unsupported_segment_event",
+            f"Segment {kind} calls are not supported yet (identity stitching)",
+        )
+    if kind != "track":
+        props = call.get("properties")
+        if type(props) is dict and "product_id" in props:
+            return _PAGE
+        return Refusal("unmapped_segment_event", f"{kind} call without properties.product_id")
+    name = call.get("event")
+    if type(name) is not str:
+        return Refusal("schema_violation", "Segment track call needs a string 'event' name")
+    key = name.strip().lower().replace("_", " ")
+    shape = _TRACK.get(key)
+    if shape is not None:
+        return shape
+    if key in _UNSUPPORTED_TRACK:
+        return Refusal(
+            "unsupported_segment_event", f"track {name!r} is not supported yet (corrections)"
+        )
+    return Refusal("unmapped_segment_event", f"track {name[:100]!r} has no mapping")
+
+
+def translate(call: Event) -> Event | Refusal:
+    """Our event for one Segment call (``call["type"]`` in ``TYPES``), or why not.
+
+    The result still has to pass our own contract check (text, event-time bounds).
+    """
+    kind = call["type"]
+    shape = _shape_of(call, kind)
+    if isinstance(shape, Refusal):
+        return shape
+    if not call.get("userId") and call.get("anonymousId"):
+        return Refusal(
+            "anonymous_only",
+            f"{kind} call has only an anonymousId; anonymous profiles are not supported yet",
+        )
+    try:
+        _VALIDATORS[shape.schema](call)
+    except fastjsonschema.JsonSchemaException as exc:
+        return Refusal("schema_violation", f"Segment {shape.schema}: {exc}")
+    ts = _event_time(call)
+    if isinstance(ts, str):
+        return Refusal("schema_violation", ts)
+    return shape.build(call, call["properties"], ts)
