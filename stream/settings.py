@@ -367,6 +367,11 @@ class EmbeddingSettings(Section):
         "RTP_SHORT_HALF_LIFE_MIN", 30.0, "Half-life of the short-term (session) vector, minutes."
     )
     interests: Positive = env("RTP_INTERESTS", 5, "Interest vectors kept per user.")
+    text_channel: bool = env(
+        "RTP_TEXT_CHANNEL",
+        True,
+        "Mix a hashed word channel into vectors of texts the model cannot read (see README).",
+    )
 
 
 class SegmentSettings(Section):

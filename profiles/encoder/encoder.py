@@ -26,7 +26,7 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,11 @@ class EncoderConfig:
     "" means the bundled all-MiniLM-L6-v2. ``device`` is ``auto`` (CUDA when present),
     ``cpu``, ``cuda`` or ``cuda:N``. ``int8`` applies dynamic int8 quantisation to the
     Linear layers on CPU and is refused (:class:`Int8QualityError`) when it costs more than
-    ``1 - INT8_MIN_COSINE`` of cosine on calibration texts.
+    ``1 - INT8_MIN_COSINE`` of cosine on calibration texts. ``prompt_name`` picks one of
+    the prompts a sentence-transformers model declares (``query``, ``document``, ...); ""
+    means the model's ``default_prompt_name`` (none when it declares none), ``"none"``
+    means no prompt. ``max_length`` is lowered to the model's ``max_seq_length`` when that
+    is shorter.
 
     >>> EncoderConfig().max_length
     64
@@ -107,6 +111,7 @@ class EncoderConfig:
     max_length: int = 64
     batch_size: int = 256
     int8: bool = False
+    prompt_name: str = ""
 
 
 class Encoder:
@@ -137,16 +142,35 @@ class Encoder:
         self.device = _resolve_device(config.device)
         if config.int8 and self.device != "cpu":
             raise ValueError("int8 quantisation is CPU-only; use device='cpu' or int8=False")
-        self.pooling = _read_pooling(model_dir)
+        layout = _read_layout(model_dir)
+        self.pooling = layout.pooling
+        self._dense = layout.dense
+        self._lower = layout.lower_case
+        self.prompt_name, self.prompt = _choose_prompt(layout, config.prompt_name, model_dir)
 
         tokenizer, model = _load(model_dir)
-        model_max = getattr(tokenizer, "model_max_length", None)
-        if isinstance(model_max, int) and config.max_length > model_max:
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and config.max_length > positions:
             raise ValueError(
-                f"max_length {config.max_length} exceeds this model's {model_max}-token limit"
+                f"max_length {config.max_length} exceeds this model's {positions}-token limit"
             )
+        # sentence-transformers keeps max_seq_length in sentence_bert_config.json (older) or
+        # as the tokenizer's model_max_length (newer); transformers uses a huge int for "none".
+        limit = layout.max_seq_length
+        tokenizer_max = getattr(tokenizer, "model_max_length", None)
+        if limit is None and isinstance(tokenizer_max, int) and tokenizer_max < 1_000_000:
+            limit = tokenizer_max
+        self.max_length = config.max_length
+        if limit is not None and limit < config.max_length:
+            log.info(
+                "%s: max_length %d lowered to the model's max_seq_length %d",
+                model_dir.name,
+                config.max_length,
+                limit,
+            )
+            self.max_length = max(2, limit)
         self._tokenizer = tokenizer
-        self.dim = int(model.config.hidden_size)
+        self.dim = layout.dense[-1].out_features if layout.dense else int(model.config.hidden_size)
         self._pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         self._unk_id: int | None = tokenizer.unk_token_id
         self._special_ids = np.array(
@@ -165,12 +189,17 @@ class Encoder:
         else:
             self.dtype = "fp32"
         self._model = model
+        if self.device != "cpu":
+            self._dense = [layer.to(self.device) for layer in self._dense]
 
         if config.int8:
             self._model = self._checked_int8(model)
             self.dtype = "int8"
 
         base = BUNDLED_MODEL_ID if display is None else f"{display}@{_fingerprint(model_dir)}"
+        if self.prompt:
+            # The prompt's text is in the fingerprint; which of the model's prompts is not.
+            base += f":{self.prompt_name}"
         # int8 vectors are only accepted within INT8_MIN_COSINE of fp32, but keeping them under
         # their own id means a cache never serves one precision's vectors to the other.
         self.model_id = base + "+int8" if config.int8 else base
@@ -178,26 +207,40 @@ class Encoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return ``(len(texts), dim)`` float32 unit rows; duplicates are encoded once."""
         with self._lock:
-            try:
-                return self._encode(texts)
-            except torch.cuda.OutOfMemoryError as exc:
-                # A full (often shared) GPU: a retry later can pass; the texts are fine.
-                torch.cuda.empty_cache()
-                raise DeviceOutage(f"{self.device} out of memory ({len(texts)} texts)") from exc
+            return self._guarded(texts)[0]
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_with_unk(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode`, and per text the share of its content tokens that are unknown.
+
+        Content tokens are those left after truncation that are not special ([CLS], [SEP],
+        padding); a text with none has rate 0.
+        """
+        with self._lock:
+            return self._guarded(texts)
+
+    def _guarded(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return self._encode(texts)
+        except torch.cuda.OutOfMemoryError as exc:
+            # A full (often shared) GPU: a retry later can pass; the texts are fine.
+            torch.cuda.empty_cache()
+            raise DeviceOutage(f"{self.device} out of memory ({len(texts)} texts)") from exc
+
+    def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         index: dict[str, int] = {}
         rows = [index.setdefault(t, len(index)) for t in texts]
         distinct = list(index)
         out = np.empty((len(distinct), self.dim), dtype=np.float32)
+        rates = np.zeros(len(distinct), dtype=np.float64)
         if not distinct:
             self.last_unk_rate = 0.0
-            return out
+            return out, rates
 
+        inputs = [self.prompt + (t.lower() if self._lower else t) for t in distinct]
         ids: list[list[int]] = self._tokenizer(
-            distinct,
+            inputs,
             truncation=True,
-            max_length=self.config.max_length,
+            max_length=self.max_length,
             padding=False,
             return_attention_mask=False,
             return_token_type_ids=False,
@@ -208,9 +251,11 @@ class Encoder:
         for start in range(0, len(order), self.config.batch_size):
             chunk = order[start : start + self.config.batch_size]
             input_ids, mask = self._pad([ids[i] for i in chunk])
-            unk, content = self._count_unk(input_ids, mask)
+            unk_rows, content_rows = self._count_unk(input_ids, mask)
+            unk, content = int(unk_rows.sum()), int(content_rows.sum())
             unk_total += unk
             content_total += content
+            rates[chunk] = unk_rows / np.maximum(content_rows, 1)
             if content and unk / content > UNK_WARN_RATE and not self._unk_warned:
                 self._unk_warned = True
                 log.warning(
@@ -218,7 +263,7 @@ class Encoder:
                 )
             out[chunk] = self._forward(input_ids, mask)
         self.last_unk_rate = unk_total / content_total if content_total else 0.0
-        return out[rows]
+        return out[rows], rates[rows]
 
     def _pad(self, seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         width = max(len(s) for s in seqs)
@@ -229,11 +274,13 @@ class Encoder:
             mask[row, : len(seq)] = 1
         return input_ids, mask
 
-    def _count_unk(self, input_ids: np.ndarray, mask: np.ndarray) -> tuple[int, int]:
+    def _count_unk(self, input_ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: unknown content tokens, content tokens."""
         content = (mask == 1) & ~np.isin(input_ids, self._special_ids)
+        per_row = content.sum(axis=1)
         if self._unk_id is None:
-            return 0, int(content.sum())
-        return int((content & (input_ids == self._unk_id)).sum()), int(content.sum())
+            return np.zeros_like(per_row), per_row
+        return (content & (input_ids == self._unk_id)).sum(axis=1), per_row
 
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         cuda = self.device.startswith("cuda")
@@ -251,16 +298,20 @@ class Encoder:
             hidden = self._model(**tensors).last_hidden_state
         # Pool and normalise in fp32: half-precision sums over 64 tokens lose digits.
         pooled = _pool(hidden.float(), tensors["attention_mask"], self.pooling)
+        if self._dense:
+            with torch.inference_mode():
+                for layer in self._dense:
+                    pooled = layer(pooled)
         pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=-1)
         result: np.ndarray = pooled.cpu().numpy().astype(np.float32, copy=False)
         return result
 
     def _checked_int8(self, model: torch.nn.Module) -> torch.nn.Module:
         quantised = _quantise_int8(model)
-        reference = self._encode(list(_CALIBRATION_TEXTS))
+        reference = self._encode(list(_CALIBRATION_TEXTS))[0]
         self._model = quantised
         try:
-            candidate = self._encode(list(_CALIBRATION_TEXTS))
+            candidate = self._encode(list(_CALIBRATION_TEXTS))[0]
         finally:
             self._model = model
             self.last_unk_rate = 0.0
@@ -275,12 +326,24 @@ class Encoder:
 
 
 def _pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """sentence-transformers' Pooling modes, for right-padded batches."""
     if mode == "cls":
         return hidden[:, 0]
     keep = mask.unsqueeze(-1).to(hidden.dtype)
     if mode == "max":
         return hidden.masked_fill(keep == 0, float("-inf")).amax(dim=1)
-    return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
+    if mode == "lasttoken":
+        last = mask.sum(dim=1).clamp(min=1) - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    if mode == "weightedmean":
+        # Position weights 1..n: later tokens count more (SGPT).
+        positions = torch.arange(1, hidden.shape[1] + 1, device=hidden.device, dtype=hidden.dtype)
+        keep = keep * positions.view(1, -1, 1)
+    summed = (hidden * keep).sum(dim=1)
+    count = keep.sum(dim=1).clamp(min=1e-9)
+    if mode == "mean_sqrt_len_tokens":
+        return summed / count.sqrt()
+    return summed / count
 
 
 @contextmanager
@@ -333,28 +396,132 @@ def _resolve_model_dir(model: str) -> tuple[Path, str | None]:
     return Path(snapshot), model.replace("/", "--")
 
 
-def _read_pooling(model_dir: Path) -> str:
+_POOLING_MODES = ("mean", "cls", "max", "lasttoken", "weightedmean", "mean_sqrt_len_tokens")
+
+# Activations a Dense module may name; only torch.nn classes, never an arbitrary import.
+_ACTIVATIONS: dict[str, type[torch.nn.Module]] = {
+    "Tanh": torch.nn.Tanh,
+    "Identity": torch.nn.Identity,
+    "ReLU": torch.nn.ReLU,
+    "GELU": torch.nn.GELU,
+    "Sigmoid": torch.nn.Sigmoid,
+    "SiLU": torch.nn.SiLU,
+}
+
+
+class _Dense(torch.nn.Module):
+    """sentence-transformers' Dense module: activation(linear(x))."""
+
+    def __init__(self, linear: torch.nn.Linear, activation: torch.nn.Module) -> None:
+        super().__init__()
+        self.linear = linear
+        self.activation = activation
+        self.out_features = linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.activation(self.linear(x))
+        return out
+
+
+@dataclass
+class _Layout:
+    """What a model directory's modules.json (and the configs it points to) asks for."""
+
+    pooling: str = "mean"
+    dense: list[_Dense] = field(default_factory=list)
+    max_seq_length: int | None = None
+    lower_case: bool = False
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt: str | None = None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def _read_layout(model_dir: Path) -> _Layout:
     modules_file = model_dir / "modules.json"
     if not modules_file.is_file():
         # Plain BERT-style checkpoints (bert-base-chinese) are trained with [CLS] heads.
-        return "cls"
-    modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        return _Layout(pooling="cls")
+    layout = _Layout()
+    st_config = _read_json(model_dir / "config_sentence_transformers.json")
+    prompts = st_config.get("prompts") or {}
+    if isinstance(prompts, dict):
+        layout.prompts = {str(k): str(v) for k, v in prompts.items()}
+    default = st_config.get("default_prompt_name")
+    layout.default_prompt = str(default) if default else None
     pooling_cfg: dict[str, Any] | None = None
-    for module in modules:
-        kind = str(module.get("type", ""))
-        if kind.endswith(".Pooling"):
-            cfg_file = model_dir / str(module.get("path", "")) / "config.json"
-            if cfg_file.is_file():
-                pooling_cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-        elif kind.endswith(".Dense"):
-            log.warning(
-                "%s has a Dense layer after pooling that this encoder skips; vectors "
-                "still work for similarity but differ from SentenceTransformer's",
-                model_dir.name,
+    for module in json.loads(modules_file.read_text(encoding="utf-8")):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        path = model_dir / str(module.get("path", ""))
+        if kind == "Transformer":
+            bert_cfg = _read_json(path / "sentence_bert_config.json")
+            if isinstance(bert_cfg.get("max_seq_length"), int):
+                layout.max_seq_length = int(bert_cfg["max_seq_length"])
+            layout.lower_case = bool(bert_cfg.get("do_lower_case", False))
+        elif kind == "Pooling":
+            pooling_cfg = _read_json(path / "config.json")
+            if pooling_cfg.get("include_prompt") is False and layout.prompts:
+                raise ValueError(
+                    f"{model_dir.name}: pooling without the prompt tokens (include_prompt "
+                    "false) is not supported"
+                )
+        elif kind == "Dense":
+            if pooling_cfg is None:
+                raise ValueError(f"{model_dir.name}: a Dense module before Pooling is unsupported")
+            layout.dense.append(_read_dense(path, model_dir.name))
+        elif kind != "Normalize":
+            # Vectors are always L2-normalised here, so Normalize needs nothing; anything
+            # else would silently give vectors that differ from the model's.
+            raise ValueError(
+                f"{model_dir.name}: sentence-transformers module {kind!r} is not supported "
+                "(supported: Transformer, Pooling, Dense, Normalize)"
             )
-    if pooling_cfg is None:
-        return "mean"
-    return _pooling_mode(pooling_cfg, model_dir)
+    if pooling_cfg is not None:
+        layout.pooling = _pooling_mode(pooling_cfg, model_dir)
+    return layout
+
+
+def _read_dense(path: Path, name: str) -> _Dense:
+    cfg = _read_json(path / "config.json")
+    token_level = cfg.get("module_input_name", "sentence_embedding") != "sentence_embedding"
+    if cfg.get("use_residual") or token_level:
+        raise ValueError(f"{name}: Dense module {path.name} (residual or per token) unsupported")
+    activation_name = str(cfg.get("activation_function") or "torch.nn.modules.linear.Identity")
+    activation = _ACTIVATIONS.get(activation_name.rsplit(".", 1)[-1])
+    if activation is None or not activation_name.startswith("torch.nn."):
+        raise ValueError(f"{name}: Dense activation {activation_name!r} is not supported")
+    bias = bool(cfg.get("bias", True))
+    linear = torch.nn.Linear(int(cfg["in_features"]), int(cfg["out_features"]), bias=bias)
+    if (path / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        state = load_file(str(path / "model.safetensors"))
+    elif (path / "pytorch_model.bin").is_file():
+        state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise ModelNotFoundError(f"{name}: Dense module {path.name} has no weights file")
+    linear.load_state_dict({k.removeprefix("linear."): v.float() for k, v in state.items()})
+    dense = _Dense(linear, activation())
+    dense.eval()
+    return dense
+
+
+def _choose_prompt(layout: _Layout, wanted: str, model_dir: Path) -> tuple[str, str]:
+    """(name, text) of the prompt put before every text; ("", "") for none."""
+    if wanted == "none":
+        return "", ""
+    name = wanted or layout.default_prompt or ""
+    if not name:
+        return "", ""
+    if name not in layout.prompts:
+        known = ", ".join(sorted(layout.prompts)) or "none"
+        raise ValueError(f"{model_dir.name} declares no prompt {name!r} (it declares: {known})")
+    return name, layout.prompts[name]
 
 
 def _pooling_mode(cfg: dict[str, Any], model_dir: Path) -> str:
@@ -373,11 +540,11 @@ def _pooling_mode(cfg: dict[str, Any], model_dir: Path) -> str:
     modes = [mode] if isinstance(mode, str) else list(mode)
     if len(modes) != 1:
         raise ValueError(f"{model_dir.name}: concatenated pooling {modes} is not supported")
-    # sum/sqrt(n) is a positive multiple of sum/n, so after L2 normalisation it *is* mean.
-    name = "mean" if modes[0] == "mean_sqrt_len_tokens" else str(modes[0])
-    if name not in ("mean", "cls", "max"):
+    name = str(modes[0])
+    if name not in _POOLING_MODES:
         raise ValueError(
-            f"{model_dir.name}: pooling {name!r} is not supported (supported: mean, cls, max)"
+            f"{model_dir.name}: pooling {name!r} is not supported "
+            f"(supported: {', '.join(_POOLING_MODES)})"
         )
     return name
 
@@ -385,12 +552,18 @@ def _pooling_mode(cfg: dict[str, Any], model_dir: Path) -> str:
 def _fingerprint(model_dir: Path) -> str:
     """Short content hash: same files give the same id on any machine (no mtimes)."""
     digest = hashlib.sha256()
-    for name in ("config.json", "modules.json", "1_Pooling/config.json"):
+    configs = ["config.json", "modules.json", "config_sentence_transformers.json"]
+    configs += ["sentence_bert_config.json", "1_Pooling/config.json"]
+    weights = [model_dir / n for n in _WEIGHT_FILES if (model_dir / n).is_file()]
+    weights += sorted(model_dir.glob("model-*-of-*.safetensors"))
+    # The modules after pooling (Dense, ...) change the vectors too.
+    for sub in sorted(p for p in model_dir.glob("[0-9]_*") if p.is_dir()):
+        configs.append(f"{sub.name}/config.json")
+        weights += [sub / n for n in _WEIGHT_FILES if (sub / n).is_file()]
+    for name in configs:
         path = model_dir / name
         if path.is_file():
             digest.update(name.encode() + b"\0" + path.read_bytes())
-    weights = [model_dir / n for n in _WEIGHT_FILES if (model_dir / n).is_file()]
-    weights += sorted(model_dir.glob("model-*-of-*.safetensors"))
     for path in weights:
         size = path.stat().st_size
         digest.update(f"{path.name}\0{size}\0".encode())

@@ -24,7 +24,8 @@ from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.core.errors import Outage
 from profiles.core.privacy import pseudonymizer
 from profiles.core.profile import Profile
-from profiles.embedding.cache import EmbeddingCache
+from profiles.embedding.cache import EmbeddingCache, TextEncoder
+from profiles.embedding.channel import ChannelEncoder
 from profiles.embedding.embedder import Embedder
 from profiles.embedding.profile import EmbeddingConfig
 from profiles.encoder.encoder import Encoder, EncoderConfig
@@ -189,10 +190,14 @@ class Runtime(Service):
                 batch_size=s.encoder.batch,
             )
         )
+        # The channel wraps the encoder below the cache, so every consumer of text vectors
+        # (profiles, interests, segments, the item index) gets the same mixed vectors, under
+        # the mixed model id.
+        vectors: TextEncoder = ChannelEncoder(encoder) if s.embedding.text_channel else encoder
         self._tier = RedisVectorTier(s.redis.url.get_secret_value(), tls=s.redis.tls)
-        cache = EmbeddingCache(encoder, capacity=s.encoder.vector_cache, tier=self._tier)
+        cache = EmbeddingCache(vectors, capacity=s.encoder.vector_cache, tier=self._tier)
         config = EmbeddingConfig(
-            model_id=encoder.model_id,
+            model_id=vectors.model_id,
             dim=encoder.dim,
             long_half_life_ms=s.profile.half_life_ms,
             short_half_life_ms=int(s.embedding.short_half_life_min * 60_000),
@@ -200,7 +205,7 @@ class Runtime(Service):
         )
         log.info(
             "encoder %s (dim %d, %s, %s, pooling %s)",
-            encoder.model_id,
+            vectors.model_id,
             encoder.dim,
             encoder.device,
             encoder.dtype,

@@ -101,6 +101,7 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_WEB_OPEN": False,
     "RTP_WEB_OPEN_OPS": True,
     "RTP_CRASH_EXIT_S": 30.0,  # added with crash visibility
+    "RTP_TEXT_CHANNEL": True,  # added with the Chinese text channel
     "RTP_INPUT_PARTITIONS": 4,
     "RTP_TOPIC_REPLICATION": 1,
     "RTP_TOPIC_MIN_INSYNC": 1,
@@ -208,6 +209,7 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_WEB_TOKENS": ("read+ops:" + "t" * 24, "read+ops:" + "t" * 24),
         "RTP_WEB_TOKENS_FILE": (str(tokens), str(tokens)),
         "RTP_CRASH_EXIT_S": ("0", 0.0),
+        "RTP_TEXT_CHANNEL": ("false", False),
         "RTP_INPUT_PARTITIONS": ("12", 12),
         "RTP_TOPIC_REPLICATION": ("3", 3),
         "RTP_TOPIC_MIN_INSYNC": ("2", 2),
