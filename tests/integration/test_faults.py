@@ -152,9 +152,12 @@ class _LazyEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if self._encoder is None:
+            from profiles.embedding.channel import ChannelEncoder
             from profiles.encoder.encoder import Encoder, EncoderConfig
 
-            self._encoder = Encoder(EncoderConfig())
+            plain = Encoder(EncoderConfig())
+            # The worker mixes the text channel in by default (RTP_TEXT_CHANNEL): so must we.
+            self._encoder = ChannelEncoder(plain) if SETTINGS.embedding.text_channel else plain
             assert self._encoder.model_id == self.model_id
         return np.asarray(self._encoder.encode(list(texts)))
 
