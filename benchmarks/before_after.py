@@ -110,6 +110,8 @@ async def run(
                             "others": s.others,
                             "dead": s.extra.get("dead", 0.0),
                             "emitted": s.extra.get("emitted", 0.0),
+                            "encoded": s.extra.get("encoded", 0.0),
+                            "encoder_s": s.extra.get("encoder_s", 0.0),
                         }
                         key = f"{name}:{label}"
                         results.setdefault(key, []).append(row)
@@ -124,22 +126,35 @@ async def run(
     return results
 
 
+def _value(row: dict[str, float], metric: str) -> float:
+    # CPU seconds per event, in µs: less sensitive than wall time to others' load on the
+    # machine (they take cores away, not instructions), though not immune (caches, SMT).
+    if metric == "cpu_us":
+        return 1e6 * row["cpu"] / row["rate"]
+    return row[metric]
+
+
 def table(results: dict[str, list[dict[str, float]]], pipelines: tuple[str, ...]) -> str:
     lines = [
-        "| configuration | old: runs (events/s) | old median | new: runs (events/s) "
-        "| new median | new/old |",
+        "| configuration, measure | old: runs | old median | new: runs | new median | new/old |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name in pipelines:
-        for metric, what in (("rate", "end to end"), ("ingest", "ingest stage")):
+        for metric, what in (
+            ("rate", "end to end, events/s"),
+            ("ingest", "ingest stage, events/s"),
+            ("cpu_us", "worker CPU µs/event"),
+        ):
             cells = []
             meds = []
             for label in ("old", "new"):
                 rows = results.get(f"{name}:{label}", [])
+                values = [_value(r, metric) for r in rows]
                 runs = ", ".join(
-                    f"{r[metric]:,.0f}" + ("†" if r["others"] > BUSY_CORES else "") for r in rows
+                    f"{v:,.0f}" + ("†" if r["others"] > BUSY_CORES else "")
+                    for v, r in zip(values, rows, strict=True)
                 )
-                med = median([r[metric] for r in rows])
+                med = median(values)
                 meds.append(med)
                 cells += [runs, f"**{med:,.0f}**"]
             ratio = meds[1] / meds[0] if meds[0] else float("nan")
