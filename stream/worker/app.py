@@ -45,7 +45,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         loghandlers=[],
     )
     runtime = Runtime(settings)
-    runtime.metrics.registry.register(records.SkippedCollector())
+    records.listen(runtime.note_skipped)  # counted in rtp_skipped_records_total, logged
     app.add_dependency(runtime)
     topics = agents.Topics.declare(app, settings)
     agents.register(app, settings, runtime, topics)

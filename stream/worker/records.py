@@ -20,8 +20,9 @@ records it has not yet yielded. There, a header name that is not UTF-8 is decode
 (``name.encode("utf-8", "surrogateescape")``), and ingest dead-letters it as
 ``undecodable_record`` (:func:`undecodable`; a valid UTF-8 string never holds a lone
 surrogate, so the mark cannot be forged). A record whose body does not parse at all is
-skipped with an ERROR log naming its partition and offsets, and counted in
-:data:`SKIPPED` (exported as ``rtp_records_skipped_total``). CRC checks and everything else
+skipped with an ERROR log naming its partition and offsets, and counted in :data:`SKIPPED`
+and by the worker's listener (``rtp_skipped_records_total{reason="unparseable_record"}``,
+see :func:`listen`). CRC checks and everything else
 stay aiokafka's.
 """
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +39,6 @@ from aiokafka.errors import CorruptRecordException
 from aiokafka.record.default_records import _DefaultRecordBatchPy
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import decode_varint
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +46,25 @@ _LOG_OVERHEAD = struct.calcsize(">qi")  # base offset, batch length
 _MAGIC_AT = struct.calcsize(">qii")  # base offset, batch length, partition leader epoch
 
 
+#: ``(reason, topic, partition, offset, detail)`` of a skipped record, to the worker.
+SkipListener = Callable[[str, str, int, int, str], None]
+
+
 class _Skipped:
-    """Records skipped because not even the tolerant parser could read them."""
+    """Records skipped because not even the tolerant parser could read them (process-wide,
+    like the patch), and who is told: the running worker, which counts and logs them."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.listener: SkipListener | None = None
 
 
 SKIPPED = _Skipped()
 
 
-class SkippedCollector(Collector):
-    """``rtp_records_skipped_total``: :data:`SKIPPED` in a worker's registry (the patch is
-    process-wide, so the count is too)."""
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "rtp_records_skipped", "Records skipped: unreadable even by the tolerant parser"
-        )
-        family.add_metric([], SKIPPED.count)
-        yield family
+def listen(listener: SkipListener | None) -> None:
+    """Tell ``listener`` of every record skipped from now on (one listener: the worker's)."""
+    SKIPPED.listener = listener
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,14 +153,14 @@ def _nullable(buffer: bytearray, pos: int) -> tuple[bytes | None, int]:
 
 def _skip(tp: Any, batch: _DefaultRecordBatchPy, index: int, why: str) -> None:
     SKIPPED.count += 1
-    log.error(
-        "skipped an unreadable record: %s, record %d of the batch at offsets %d-%d: %s",
-        tp,
-        index,
-        batch.base_offset,
-        batch.next_offset - 1,
-        why,
-    )
+    where = f"record {index} of the batch at offsets {batch.base_offset}-{batch.next_offset - 1}"
+    if SKIPPED.listener is not None:
+        topic, partition = getattr(tp, "topic", "?"), getattr(tp, "partition", -1)
+        SKIPPED.listener(
+            "unparseable_record", topic, partition, batch.base_offset, f"{where}: {why}"
+        )
+        return
+    log.error("skipped an unreadable record: %s, %s: %s", tp, where, why)
 
 
 class TolerantBatch:

@@ -11,7 +11,6 @@ from aiokafka.consumer.fetcher import PartitionRecords
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
-from prometheus_client import CollectorRegistry
 
 from schemas.validate import Limits
 from stream.worker import records
@@ -111,9 +110,18 @@ def test_a_record_body_that_does_not_parse_is_skipped_logged_and_counted(
         got = list(parts)
     assert [r.value for r in got] == [b"first", b"third"]
     assert records.SKIPPED.count == before + 1
-    registry = CollectorRegistry()
-    registry.register(records.SkippedCollector())
-    assert registry.get_sample_value("rtp_records_skipped_total") == before + 1
+    # With a worker listening, the worker is told (it counts and logs with coordinates).
+    told: list[tuple[str, str, int, int, str]] = []
+    records.listen(lambda *skipped: told.append(skipped))
+    try:
+        memory = records.TolerantMemoryRecords(bytes(data))
+        memory.tp = TP  # what the fetcher's patched PartitionRecords sets
+        parts = PartitionRecords(TP, memory, [], 0, None, None, False, 0)
+        assert [r.value for r in parts] == [b"first", b"third"]
+    finally:
+        records.listen(None)
+    assert [(t[0], t[2], t[3]) for t in told] == [("unparseable_record", TP.partition, 0)]
+    assert "offsets 0-2" in told[0][4]
     assert "in" in caplog.text and "offsets 0-2" in caplog.text
 
 
