@@ -17,9 +17,8 @@ import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
 import orjson
 
 from profiles.core.config import ProfileConfig
@@ -37,8 +36,8 @@ MAX_SUM = 2**53 - 1
 
 Tag = tuple[str, float]
 EventTagger = Callable[[dict[str, Any]], Sequence[Tag]]
-#: The event's vector (unit, model space of the profile's embedding), or None.
-EventEmbedder = Callable[[dict[str, Any]], "np.ndarray | None"]
+#: A feature's per-event learning step: (profile, event, event time, interest weight, tags).
+EventLearner = Callable[["Profile", dict[str, Any], int, float, Sequence[Tag]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +85,63 @@ class Profile:
     purchased: list[str] = field(default_factory=list)
     fences: dict[str, int] = field(default_factory=dict)
     recent_ids: list[str] = field(default_factory=list)
-    # Vectors live in their own Redis field; the blob is decoded only when needed.
-    embedding: EmbeddingProfile | None = field(default=None, compare=False, repr=False)
-    embedding_blob: bytes | None = field(default=None, compare=False, repr=False)
-    # Depends on the shared clustering model, not only on the user's events: stored apart.
-    segment: int | None = field(default=None, compare=False, repr=False)
-    # Churn state (level, next check): depends on the clock of the sweep, so stored apart.
-    churn: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-    # Recommendation throttle state (last list: time, trigger, items) and the long-term vector
-    # (float16 bytes) it was computed from; written with the profile, erased with it.
-    recs: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-    recs_vector: bytes | None = field(default=None, compare=False, repr=False)
+    # State of the profile's features (``profiles/pipeline/feature.py``), by name: each feature
+    # owns its own Redis hash fields, so they are loaded and stored apart from ``d``.
+    parts: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # Typed views of the built-in features' parts (a new feature needs none: it uses ``parts``).
+    @property
+    def embedding(self) -> EmbeddingProfile | None:
+        """Decoded vectors (``profiles/embedding``); ``embedding_blob`` until decoded."""
+        return cast("EmbeddingProfile | None", self.parts.get("embedding"))
+
+    @embedding.setter
+    def embedding(self, value: EmbeddingProfile | None) -> None:
+        self.parts["embedding"] = value
+
+    @property
+    def embedding_blob(self) -> bytes | None:
+        return cast("bytes | None", self.parts.get("embedding_blob"))
+
+    @embedding_blob.setter
+    def embedding_blob(self, value: bytes | None) -> None:
+        self.parts["embedding_blob"] = value
+
+    @property
+    def segment(self) -> int | None:
+        """Depends on the shared clustering model, not only on the user's events."""
+        return cast("int | None", self.parts.get("segment"))
+
+    @segment.setter
+    def segment(self, value: int | None) -> None:
+        self.parts["segment"] = value
+
+    @property
+    def churn(self) -> dict[str, Any] | None:
+        """Churn state (level, next check): depends on the clock of the sweep too."""
+        return cast("dict[str, Any] | None", self.parts.get("churn"))
+
+    @churn.setter
+    def churn(self, value: dict[str, Any] | None) -> None:
+        self.parts["churn"] = value
+
+    @property
+    def recs(self) -> dict[str, Any] | None:
+        """Recommendation throttle state (last list: time, trigger, items)."""
+        return cast("dict[str, Any] | None", self.parts.get("recs"))
+
+    @recs.setter
+    def recs(self, value: dict[str, Any] | None) -> None:
+        self.parts["recs"] = value
+
+    @property
+    def recs_vector(self) -> bytes | None:
+        """The long-term vector (float16 bytes) the last list was computed from."""
+        return cast("bytes | None", self.parts.get("recs_vector"))
+
+    @recs_vector.setter
+    def recs_vector(self, value: bytes | None) -> None:
+        self.parts["recs_vector"] = value
 
     def top_tags(self, n: int, half_life_ms: int, as_of: int | None = None) -> list[Tag]:
         """The ``n`` strongest tags with scores decayed to ``as_of`` (default: last event)."""
@@ -150,7 +195,7 @@ def apply(
     records: Sequence[Record],
     config: ProfileConfig,
     tagger: EventTagger,
-    embed: EventEmbedder | None = None,
+    learners: Sequence[EventLearner] = (),
 ) -> Outcome:
     """Apply ``records`` (one user's, in arrival order) to ``profile`` in place.
 
@@ -178,10 +223,8 @@ def apply(
         _remember(profile, recent, event["event_id"], config.recent_ids)
         outcome.counted.append(record)
         weight, tags = _learn(profile, event, ts, config, tagger)
-        if embed is not None and profile.embedding is not None and weight > 0:
-            vector = embed(event)
-            if vector is not None:
-                profile.embedding.learn_one(vector, weight, ts, tags)
+        for learn in learners:  # features that learn from each event (vectors)
+            learn(profile, event, ts, weight, tags)
         # Per event, not per batch: the result must not depend on batch boundaries.
         _prune_tags(profile, config.top_tags)
         outcome.applied += 1

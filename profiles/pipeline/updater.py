@@ -24,6 +24,7 @@ from profiles.core.errors import Contention
 from profiles.core.ownership import owner
 from profiles.core.profile import Outcome, Profile, Record, apply
 from profiles.embedding.embedder import Embedder
+from profiles.embedding.feature import vector_learner
 from profiles.embedding.profile import EmbeddingProfile
 from profiles.embedding.text import combine, event_texts
 from profiles.pipeline.store import Commit, Erasure, ProfileStore
@@ -377,9 +378,8 @@ class BatchUpdater:
             return combine(event_texts(event, items), vectors)
 
         def flush() -> None:
-            outcome = apply(
-                res.profile, pending, self.config, tagger, embed if self.embedder else None
-            )
+            learners = [vector_learner(embed)] if self.embedder else []
+            outcome = apply(res.profile, pending, self.config, tagger, learners)
             _merge(res.outcome, outcome)
             pending.clear()
 

@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+from profiles.core import indexes
 from profiles.redis.slots import slot_of, tag_for_slot
 
 PREFIX = "rtp:"
@@ -66,16 +67,21 @@ ERASURE_RECEIPTS = f"{PREFIX}erasures"
 SECRET = f"{PREFIX}secret"
 
 
+def index(name: str) -> str:
+    """The key of a feature's index (``profiles/core/indexes.py`` names them)."""
+    return f"{PREFIX}{name}"
+
+
 def segment_members(segment: int) -> str:
-    return f"{PREFIX}seg:members:{segment}"
+    return index(indexes.segment_members(segment))
 
 
 def churn_due(partition: int) -> str:
-    return f"{PREFIX}churn:due:{partition}"
+    return index(indexes.churn_due(partition))
 
 
 def churn_customers(partition: int) -> str:
-    return f"{PREFIX}churn:customers:{partition}"
+    return index(indexes.churn_customers(partition))
 
 
 CHURN_PARAMS = f"{PREFIX}churn:params"

@@ -54,6 +54,7 @@ import numpy as np
 from profiles.core.config import DEFAULT_KIND_WEIGHTS, ProfileConfig
 from profiles.core.profile import Profile, Record, apply
 from profiles.embedding.channel import CHANNEL_WEIGHT, channel_model_id, mix
+from profiles.embedding.feature import vector_learner
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import combine, event_texts, item_text
 from profiles.recommend.blend import BlendConfig, recommend
@@ -287,6 +288,7 @@ def _replay(shard: int) -> tuple[list[Outcome], dict[str, np.ndarray]]:
     def embed(ev: dict[str, Any]) -> np.ndarray | None:
         return combine(event_texts(ev, items), vectors)
 
+    learn = [vector_learner(embed)]
     for i, ev in enumerate(events):
         if ev["type"] == "product":
             items[ev["product_id"]] = ev
@@ -309,7 +311,7 @@ def _replay(shard: int) -> tuple[list[Outcome], dict[str, np.ndarray]]:
                 done.add(user)
                 del profiles[user]
             else:
-                apply(profile, [Record("site-events:0", i, ev)], config, tag, embed)
+                apply(profile, [Record("site-events:0", i, ev)], config, tag, learn)
         for pid, w in _interactions(ev):
             index.record(pid, w, int(ev["ts"]))
     return out, at_cut

@@ -1,0 +1,25 @@
+"""Logical names of the indexes features keep beside the profiles.
+
+Features name an index; the store maps the name to its key (the Redis store adds
+``rtp:``, ``profiles/redis/keys.py``), so the pure feature code never spells a Redis key.
+
+>>> segment_members(3), churn_due(0)
+('seg:members:3', 'churn:due:0')
+"""
+
+from __future__ import annotations
+
+
+def segment_members(segment: int) -> str:
+    """The users currently in ``segment`` (a set)."""
+    return f"seg:members:{segment}"
+
+
+def churn_due(partition: int) -> str:
+    """Users of an owner partition by the time their churn level may change (sorted set)."""
+    return f"churn:due:{partition}"
+
+
+def churn_customers(partition: int) -> str:
+    """Users of an owner partition with a purchase: the BG/NBD population (a set)."""
+    return f"churn:customers:{partition}"

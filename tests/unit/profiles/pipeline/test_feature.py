@@ -1,0 +1,78 @@
+"""The feature interface's built-in pieces: field codecs, index operations, emits."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from profiles.churn.feature import ChurnFeature
+from profiles.churn.tracker import ChurnTracker
+from profiles.core.ownership import owner
+from profiles.core.profile import Outcome, Profile
+from profiles.pipeline.feature import (
+    Batch,
+    Feature,
+    ScoreSet,
+    SetAdd,
+    SetRemove,
+    Stats,
+    UserResult,
+    decode_all,
+    stored_fields,
+)
+from profiles.redis import keys
+from profiles.segments.feature import SegmentsFeature, moves
+
+
+def test_index_names_are_the_redis_keys_without_prefix() -> None:
+    assert keys.index("seg:members:4") == keys.segment_members(4) == "rtp:seg:members:4"
+    assert keys.churn_due(2) == "rtp:churn:due:2"
+    assert keys.churn_customers(2) == "rtp:churn:customers:2"
+
+
+def test_segment_moves_leave_the_old_set_and_join_the_new() -> None:
+    assert moves("u", 1, 2) == [SetRemove("seg:members:1", "u"), SetAdd("seg:members:2", "u")]
+    assert moves("u", None, 2) == [SetAdd("seg:members:2", "u")]
+    assert moves("u", 3, None) == [SetRemove("seg:members:3", "u")]
+
+
+def test_codecs_round_trip_through_the_stored_fields() -> None:
+    churn = ChurnFeature(ChurnTracker(), partitions=4)
+    segments = SegmentsFeature.__new__(SegmentsFeature)  # the codec needs no segmenter
+    features: list[Feature] = [segments, churn]
+    assert stored_fields(features) == ("s", "c")
+    p = Profile("u")
+    p.segment, p.churn = 3, {"level": "low"}
+    written = {**segments.encode(p), **churn.encode(p)}
+    back = Profile("u")
+    stored = [str(written["s"]).encode(), written["c"]]
+    decode_all(features, back, [v if isinstance(v, bytes) else None for v in stored])
+    assert (back.segment, back.churn) == (3, {"level": "low"})
+    assert orjson.loads(written["c"]) == {"level": "low"}
+
+
+def test_two_features_cannot_claim_one_field() -> None:
+    churn = ChurnFeature(None, partitions=1)
+    with pytest.raises(ValueError, match="fields already taken"):
+        stored_fields([churn, churn])
+
+
+async def test_churn_plans_the_next_check_and_indexes_customers() -> None:
+    feature = ChurnFeature(ChurnTracker(), partitions=4)
+    p = Profile("buyer", version=1, last_ts=1_000, orders=1, last_purchase_ts=1_000)
+    p.counts = {"purchase": 1}
+    user = UserResult(p, outcome=Outcome(applied=1))
+    await feature.compute(Batch([], {}, {}), [user], Stats())
+    part = owner("buyer", 4)
+    assert p.churn is not None and p.churn["level"] == "low"
+    assert ScoreSet(f"churn:due:{part}", "buyer", p.churn["next_check_ms"]) in user.ops
+    assert SetAdd(f"churn:customers:{part}", "buyer") in user.ops
+    assert user.emits == []  # a new user starts at "low" silently
+
+
+async def test_churn_without_scoring_still_keeps_the_population() -> None:
+    feature = ChurnFeature(None, partitions=1)
+    p = Profile("buyer", version=1, last_ts=5, orders=2)
+    user = UserResult(p, outcome=Outcome(applied=1))
+    await feature.compute(Batch([], {}, {}), [user], Stats())
+    assert user.ops == [SetAdd("churn:customers:0", "buyer")] and p.churn is None
