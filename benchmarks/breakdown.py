@@ -64,6 +64,7 @@ from profiles.core.config import ProfileConfig
 from profiles.core.profile import Profile, Record, apply
 from profiles.embedding.cache import EmbeddingCache
 from profiles.embedding.embedder import Embedder
+from profiles.embedding.feature import vector_learner
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import combine, event_texts
 from profiles.encoder.encoder import Encoder, EncoderConfig
@@ -333,11 +334,12 @@ async def run_update(batches: list[list[Record]], ctx: UpdateContext, t: Timings
                 texts = _texts(records, ctx.catalog)
                 batch_vectors = dict(zip(texts, ctx.vectors.cache.get_many(texts), strict=True))
         touched = []
+        learners = [vector_learner(embed)] if ctx.vectors else []
         with t.clock("apply"):
             for uid, recs in by_user.items():
                 profile = cache[uid]
                 base = profile.version
-                if apply(profile, recs, config, tagger, embed if ctx.vectors else None).applied:
+                if apply(profile, recs, config, tagger, learners).applied:
                     profile.version = base + 1
                     touched.append(profile)
         _serialize(touched, t)

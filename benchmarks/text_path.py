@@ -34,6 +34,7 @@ from profiles.core.config import ProfileConfig
 from profiles.core.profile import Profile, Record, apply
 from profiles.embedding.cache import EmbeddingCache
 from profiles.embedding.embedder import Embedder
+from profiles.embedding.feature import vector_learner
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import combine, event_texts
 from profiles.encoder.encoder import Encoder, EncoderConfig
@@ -197,7 +198,7 @@ def naive(
             [rec],
             ProfileConfig(),
             lambda e: event_tags(e, text_tagger, {}),
-            lambda e, v=vectors: combine(event_texts(e, {}), v),  # type: ignore[misc]
+            [vector_learner(lambda e, v=vectors: combine(event_texts(e, {}), v))],  # type: ignore[misc]
         )
         profile.version += 1
         new = {

@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 
 from profiles.core.profile import Profile, apply
 from profiles.embedding.cache import EmbeddingCache
+from profiles.embedding.feature import vector_learner
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import combine, event_texts
 from profiles.redis import keys
@@ -195,7 +196,7 @@ def expected_embeddings(
             records,
             CONFIG,
             lambda e: event_tags(e, tagger, items),
-            lambda e: combine(event_texts(e, items), vectors),
+            [vector_learner(lambda e: combine(event_texts(e, items), vectors))],
         )
         out[user] = profile.embedding
     return out
