@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from profiles.core.profile import Profile
-from profiles.recommend.recommender import RecsChange
-from profiles.segments.segmenter import SegmentChange
 
 TOP_TAGS_OUT = 10
 
@@ -41,54 +39,3 @@ def profile_updated(
         if with_vector and vector is not None:
             event["vector"] = [round(float(x), 6) for x in vector]
     return event
-
-
-def segment_changed(change: SegmentChange, now_ms: int) -> dict[str, Any]:
-    """The ``segment_changed`` event; the id names the profile version that moved."""
-    profile = change.profile
-    return {
-        "type": "segment_changed",
-        "schema_version": 1,
-        "event_id": f"{profile.user_id}:{profile.version}:segment",
-        "user_id": profile.user_id,
-        "segment": change.segment,
-        "previous": change.previous,
-        "model_version": change.model_version,
-        "profile_version": profile.version,
-        "ts": profile.last_ts,
-        "processed_at": now_ms,
-    }
-
-
-def recommendation_event(change: RecsChange, model: str, now_ms: int) -> dict[str, Any]:
-    """The ``recommendation`` output event (contract: ``schemas/outputs``); its id names the
-    profile version, so a redelivered batch's repeat is recognisable downstream.
-
-    >>> from profiles.recommend.blend import Recommendation
-    >>> p = Profile("u1", version=4, last_ts=7)
-    >>> r = Recommendation("tea", 0.9, {"source": "popularity", "scope": "global"})
-    >>> e = recommendation_event(RecsChange(p, (r,), "first"), "m", now_ms=9)
-    >>> e["event_id"], e["items"][0]["rank"], e["items"][0]["product_id"]
-    ('u1:4:recs', 1, 'tea')
-    """
-    profile = change.profile
-    return {
-        "type": "recommendation",
-        "schema_version": 1,
-        "event_id": f"{profile.user_id}:{profile.version}:recs",
-        "user_id": profile.user_id,
-        "profile_version": profile.version,
-        "model": model,
-        "trigger": change.trigger,
-        "ts": profile.last_ts,
-        "processed_at": now_ms,
-        "items": [
-            {
-                "product_id": r.product_id,
-                "rank": rank,
-                "score": round(float(r.score), 6),
-                "reason": r.reason,
-            }
-            for rank, r in enumerate(change.items, start=1)
-        ],
-    }

@@ -28,6 +28,7 @@ from profiles.embedding.feature import vector_learner
 from profiles.embedding.profile import EmbeddingProfile
 from profiles.embedding.text import combine, event_texts
 from profiles.pipeline.store import Commit, Erasure, ProfileStore
+from profiles.recommend.feature import product_lines, seen_item
 from profiles.recommend.popularity import Contribution, count_field, interactions
 from profiles.recommend.recommender import Recommender, RecsChange
 from profiles.segments.segmenter import SegmentChange, Segmenter
@@ -446,32 +447,6 @@ class BatchUpdater:
         announce = res.write or (res.outcome.fenced > 0 and res.profile.last_ts is not None)
         if announce:
             result.updated.append(res.profile)
-
-
-def product_lines(event: dict[str, Any]) -> list[dict[str, Any]]:
-    """The parts of a tracking event that name a product (purchase lines, or the event)."""
-    kind = event["type"]
-    if kind == "purchase":
-        return list(event["items"])
-    if kind in ("click", "add_to_cart", "review"):
-        return [event]
-    return []
-
-
-def seen_item(line: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    """A catalog entry made from a tracking event's product fields (``seen_in`` says so)."""
-    item = {
-        "type": "product",
-        "product_id": line["product_id"],
-        "title": line["title"],
-        "category": list(line["category"]),
-        "ts": event["ts"],
-        "event_id": event["event_id"],
-        "seen_in": event["type"],
-    }
-    if "price" in line:
-        item["price"] = float(line["price"])
-    return item
 
 
 def _merge(total: Outcome, part: Outcome) -> None:

@@ -26,8 +26,10 @@ from faust.types import TP, AgentT, EventT, StreamT, TopicT
 
 from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.core.profile import Record
-from profiles.pipeline.downstream import profile_updated, recommendation_event, segment_changed
+from profiles.pipeline.downstream import profile_updated
 from profiles.pipeline.updater import BatchResult
+from profiles.recommend.feature import recommendation_event
+from profiles.segments.feature import segment_changed
 from stream.settings import Settings
 from stream.worker import dead_letters, topics
 from stream.worker.delivery import Outgoing, deliver_all

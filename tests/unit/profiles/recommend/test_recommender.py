@@ -11,10 +11,10 @@ from profiles.core.config import ProfileConfig
 from profiles.core.profile import Profile, Record
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import item_text
-from profiles.pipeline.downstream import recommendation_event
 from profiles.pipeline.store import MemoryStore
 from profiles.pipeline.updater import BatchUpdater
 from profiles.recommend.blend import BlendConfig, recommend
+from profiles.recommend.feature import recommendation_event
 from profiles.recommend.index import Item, ItemIndex
 from profiles.recommend.popularity import FencedCounts, split_fields
 from profiles.recommend.recommender import Recommender, RecsConfig
