@@ -68,6 +68,7 @@ from profiles.embedding.feature import vector_learner
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import combine, event_texts
 from profiles.encoder.encoder import Encoder, EncoderConfig
+from profiles.pipeline.builtin import CODECS, builtin_features
 from profiles.pipeline.downstream import profile_updated
 from profiles.pipeline.store import Commit
 from profiles.pipeline.updater import BatchUpdater
@@ -348,7 +349,10 @@ async def run_update(batches: list[list[Record]], ctx: UpdateContext, t: Timings
                 orjson.dumps(profile_updated(p, config.half_life_ms, ctx.now_ms)) for p in touched
             ]
         with t.clock("commit"):
-            result = await ctx.store.commit(Commit(profiles=touched, items=products))
+            fields = {
+                p.user_id: {k: v for c in CODECS for k, v in c.encode(p).items()} for p in touched
+            }
+            result = await ctx.store.commit(Commit(profiles=touched, fields=fields, items=products))
         if result.conflicts:
             raise RuntimeError(f"unexpected version conflicts: {sorted(result.conflicts)[:5]}")
         with t.clock("emit"):
@@ -380,9 +384,8 @@ async def run_updater(
     """Cross-check: the real BatchUpdater on the same batches (fresh profiles, flushed Redis,
     the warm vector cache)."""
     embedder = None if vectors is None else Embedder(vectors.cache, vectors.config)
-    updater = BatchUpdater(
-        store, ProfileConfig(), TagExtractor(), cache_users=200_000, embedder=embedder
-    )
+    features = builtin_features(partitions=1, embedder=embedder)
+    updater = BatchUpdater(store, ProfileConfig(), TagExtractor(), features, cache_users=200_000)
     with t.clock("updater"):
         for records in batches:
             await updater.process(records)

@@ -37,6 +37,7 @@ from profiles.embedding.cache import EmbeddingCache
 from profiles.embedding.embedder import Embedder
 from profiles.embedding.profile import EmbeddingConfig
 from profiles.embedding.text import item_text
+from profiles.pipeline.builtin import builtin_features
 from profiles.pipeline.store import MemoryStore
 from profiles.pipeline.updater import BatchUpdater
 from profiles.recommend.index import Item, ItemIndex
@@ -90,9 +91,8 @@ async def run_once(
         if index is None
         else Recommender(index, RecsConfig(), config.half_life_ms, embedder.config)
     )
-    updater = BatchUpdater(
-        MemoryStore(), config, tagger, embedder=embedder, recommender=rec, partitions=4
-    )
+    features = builtin_features(partitions=4, embedder=embedder, recommender=rec, config=config)
+    updater = BatchUpdater(MemoryStore(), config, tagger, features)
     lists = 0
     recs_s = 0.0
     started = time.perf_counter()

@@ -38,6 +38,7 @@ from profiles.embedding.feature import vector_learner
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import combine, event_texts
 from profiles.encoder.encoder import Encoder, EncoderConfig
+from profiles.pipeline.builtin import builtin_features
 from profiles.pipeline.store import MemoryStore
 from profiles.pipeline.updater import BatchUpdater
 from profiles.tags.event_tags import event_tags
@@ -143,7 +144,8 @@ async def pipeline(
     if redis_url:
         await store.load_scripts()
     config = EmbeddingConfig(encoder.model_id, encoder.dim)
-    updater = BatchUpdater(store, ProfileConfig(), text_tagger, embedder=Embedder(cache, config))
+    features = builtin_features(partitions=1, embedder=Embedder(cache, config))
+    updater = BatchUpdater(store, ProfileConfig(), text_tagger, features)
     latencies = []
     started = time.perf_counter()
     with GpuSampler() as gpu:

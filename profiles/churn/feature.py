@@ -22,6 +22,7 @@ from profiles.pipeline.feature import (
     Batch,
     Emit,
     Feature,
+    Fields,
     FieldValue,
     ScoreRemove,
     ScoreSet,
@@ -32,19 +33,23 @@ from profiles.pipeline.feature import (
 )
 
 
-class ChurnFeature(Feature):
-    name = "churn"
-    fields = ("c",)
-
-    def __init__(self, tracker: ChurnTracker | None, partitions: int) -> None:
-        self.tracker = tracker  # None: scoring off, the customer index only
-        self.partitions = partitions
+class ChurnFields(Fields):
+    names = ("c",)
 
     def decode(self, profile: Profile, values: Sequence[bytes | None]) -> None:
         profile.churn = None if values[0] is None else orjson.loads(values[0])
 
     def encode(self, profile: Profile) -> dict[str, FieldValue]:
         return {} if profile.churn is None else {"c": orjson.dumps(profile.churn)}
+
+
+class ChurnFeature(Feature):
+    name = "churn"
+    fields = ChurnFields()
+
+    def __init__(self, tracker: ChurnTracker | None, partitions: int) -> None:
+        self.tracker = tracker  # None: scoring off, the customer index only
+        self.partitions = partitions
 
     async def compute(self, batch: Batch, users: Sequence[UserResult], stats: Stats) -> None:
         for user in users:

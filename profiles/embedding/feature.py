@@ -17,7 +17,7 @@ from profiles.core.profile import EventLearner, Profile, Tag
 from profiles.embedding.embedder import Embedder
 from profiles.embedding.profile import EmbeddingProfile
 from profiles.embedding.text import combine, event_texts
-from profiles.pipeline.feature import Batch, Feature, FieldValue, Stats
+from profiles.pipeline.feature import Batch, Feature, Fields, FieldValue, Stats
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +39,23 @@ def vector_learner(embed: Callable[[dict[str, Any]], np.ndarray | None]) -> Even
     return learn
 
 
-class EmbeddingFeature(Feature):
-    name = "embedding"
-    fields = ("e",)
-
-    def __init__(self, embedder: Embedder, emit_vector: bool = False) -> None:
-        self.embedder = embedder
-        self.emit_vector = emit_vector
+class EmbeddingFields(Fields):
+    names = ("e",)
 
     def decode(self, profile: Profile, values: Sequence[bytes | None]) -> None:
         profile.embedding_blob = values[0]  # decoded only when the profile is computed
 
     def encode(self, profile: Profile) -> dict[str, FieldValue]:
         return {} if profile.embedding is None else {"e": profile.embedding.to_bytes()}
+
+
+class EmbeddingFeature(Feature):
+    name = "embedding"
+    fields = EmbeddingFields()
+
+    def __init__(self, embedder: Embedder, emit_vector: bool = False) -> None:
+        self.embedder = embedder
+        self.emit_vector = emit_vector
 
     async def prepare(self, batch: Batch, stats: Stats) -> None:
         texts = [text for r in batch.records for text, _ in event_texts(r.event, batch.items)]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from profiles.core.profile import Profile
+from profiles.pipeline.feature import Feature
 
 TOP_TAGS_OUT = 10
 
 
 def profile_updated(
-    profile: Profile, half_life_ms: int, now_ms: int, with_vector: bool = False
+    profile: Profile, half_life_ms: int, now_ms: int, features: Sequence[Feature] = ()
 ) -> dict[str, Any]:
     """The ``profile_updated`` event; ``event_id`` is deterministic so consumers can dedupe.
+    Each feature adds its own fields (:meth:`Feature.describe`).
 
     >>> p = Profile("u1", version=3, last_ts=5, counts={"click": 2})
     >>> e = profile_updated(p, 1000, now_ms=9)
@@ -31,11 +34,6 @@ def profile_updated(
         "rfm": profile.rfm(),
         "counts": dict(sorted(profile.counts.items())),
     }
-    if profile.segment is not None:
-        event["segment"] = profile.segment
-    if profile.embedding is not None:
-        event["model"] = profile.embedding.model_id
-        vector = profile.embedding.long_term()
-        if with_vector and vector is not None:
-            event["vector"] = [round(float(x), 6) for x in vector]
+    for feature in features:
+        feature.describe(profile, event)
     return event

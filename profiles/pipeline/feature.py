@@ -2,7 +2,7 @@
 
 A feature (vectors, segments, churn, recommendations, ...) is one package with one
 class implementing :class:`Feature`. It owns some Redis hash fields of the profile
-(``fields``; how they (de)serialise: :meth:`Feature.decode` / :meth:`Feature.encode`),
+(``fields``, a :class:`Fields` codec saying how they (de)serialise),
 may learn from every applied event (:meth:`Feature.learner`), and computes, for the users
 a batch wrote, what to store with them, which indexes to update and which events to emit
 (:meth:`Feature.compute`). All of it is pure: the store commits what the features return,
@@ -131,20 +131,31 @@ class Stats:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+class Fields:
+    """The profile hash fields a feature owns, and how its state (de)serialises.
+
+    Stateless: readers of profiles (the API, the CLI) decode every built-in field
+    without loading the feature's models, and a disabled feature's fields stay as stored.
+    """
+
+    #: The hash fields (read on load, in this order; written by :meth:`encode`).
+    names: tuple[str, ...] = ()
+
+    def decode(self, profile: Profile, values: Sequence[bytes | None]) -> None:
+        """Set the feature's state on ``profile`` from its stored fields (None: absent)."""
+
+    def encode(self, profile: Profile) -> dict[str, FieldValue]:
+        """Fields written with every write of ``profile`` (absent ones are left as stored)."""
+        return {}
+
+
 class Feature:
     """Base class of profile features; every hook defaults to doing nothing."""
 
     #: Unique name; also the key of its state in :attr:`Profile.parts`.
     name: str = ""
-    #: The profile hash fields it owns (read on load, written by :meth:`encode`).
-    fields: tuple[str, ...] = ()
-
-    def decode(self, profile: Profile, values: Sequence[bytes | None]) -> None:
-        """Set the feature's state on ``profile`` from its stored ``fields`` (None: absent)."""
-
-    def encode(self, profile: Profile) -> dict[str, FieldValue]:
-        """Fields written with every write of ``profile`` (absent ones are left as stored)."""
-        return {}
+    #: Its hash fields; a feature that stores nothing of its own keeps the empty default.
+    fields: Fields = Fields()
 
     async def prepare(self, batch: Batch, stats: Stats) -> None:
         """Batch-level work before users are computed (e.g. one encoder call)."""
@@ -166,23 +177,30 @@ class Feature:
         """Add the feature's fields to the ``profile_updated`` event."""
 
 
-def stored_fields(features: Sequence[Feature]) -> tuple[str, ...]:
-    """Every feature hash field, in feature order (after the base ``v`` and ``d``)."""
+def stored_fields(codecs: Sequence[Fields]) -> tuple[str, ...]:
+    """Every feature hash field, in codec order (after the base ``v`` and ``d``)."""
     out: list[str] = []
-    for feature in features:
-        clash = set(feature.fields) & set(out) | set(feature.fields) & {"v", "d"}
+    for codec in codecs:
+        clash = set(codec.names) & (set(out) | {"v", "d"})
         if clash:
-            raise ValueError(f"feature {feature.name!r} claims fields already taken: {clash}")
-        out += feature.fields
+            raise ValueError(f"{type(codec).__name__} claims fields already taken: {clash}")
+        out += codec.names
     return tuple(out)
 
 
-def decode_all(
-    features: Sequence[Feature], profile: Profile, values: Sequence[bytes | None]
-) -> None:
-    """Hand each feature its share of ``values`` (read in :func:`stored_fields` order)."""
+def decode_all(codecs: Sequence[Fields], profile: Profile, values: Sequence[bytes | None]) -> None:
+    """Hand each codec its share of ``values`` (read in :func:`stored_fields` order)."""
     at = 0
-    for feature in features:
-        n = len(feature.fields)
-        feature.decode(profile, values[at : at + n])
+    for codec in codecs:
+        n = len(codec.names)
+        codec.decode(profile, values[at : at + n])
         at += n
+
+
+def encode_all(features: Sequence[Feature], user: UserResult) -> dict[str, FieldValue]:
+    """The feature fields a written user stores: every codec's, then the batch's own."""
+    out: dict[str, FieldValue] = {}
+    for feature in features:
+        out.update(feature.fields.encode(user.profile))
+    out.update(user.writes)
+    return out

@@ -9,14 +9,27 @@ inside each profile this makes every write idempotent.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from profiles.core.profile import Profile
-from profiles.recommend.popularity import Contribution, FencedCounts
+from profiles.pipeline.builtin import CODECS
+from profiles.pipeline.feature import (
+    CountsAdd,
+    Fields,
+    FieldValue,
+    IndexOp,
+    ScoreRemove,
+    ScoreSet,
+    SetAdd,
+    SetRemove,
+    decode_all,
+    stored_fields,
+)
+from profiles.recommend.popularity import FencedCounts
 
 
 @dataclass(slots=True)
@@ -38,24 +51,23 @@ class Commit:
     """Everything one batch writes; applied in a single round trip by the Redis store."""
 
     profiles: list[Profile] = field(default_factory=list)  # version already bumped by one
+    # user -> the feature hash fields written with its profile (``Feature.fields``)
+    fields: dict[str, dict[str, FieldValue]] = field(default_factory=dict)
     erasures: list[Erasure] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)  # ``product`` events
     # Items known only from tracking events (title + category): stored unless catalogued.
     seen_items: list[dict[str, Any]] = field(default_factory=list)
-    # (user, previous segment, new segment): membership sets follow the profiles.
-    moves: list[tuple[str, int | None, int | None]] = field(default_factory=list)
-    # (user, owner partition, next churn check ms or None to drop from the due index)
-    due: list[tuple[str, int, int | None]] = field(default_factory=list)
-    customers: list[tuple[str, int, bool]] = field(default_factory=list)  # add (True) / remove
-    # user -> (last recommendation state, its long-term vector): written with the profile.
-    recs: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
-    # owner partition -> item popularity contributions (fenced by source offset in the store)
-    popularity: dict[int, list[Contribution]] = field(default_factory=dict)
-    popularity_half_life_ms: int = 7 * 86_400_000
+    ops: list[IndexOp] = field(default_factory=list)  # index updates that follow profiles
+    counts: list[CountsAdd] = field(default_factory=list)  # fenced by source offset
 
     def __bool__(self) -> bool:
         return bool(
-            self.profiles or self.erasures or self.items or self.seen_items or self.popularity
+            self.profiles
+            or self.erasures
+            or self.items
+            or self.seen_items
+            or self.ops
+            or self.counts
         )
 
 
@@ -91,17 +103,25 @@ def item_wins(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
 class MemoryStore:
     """Dict-backed store with the same semantics as the Redis one, for unit tests."""
 
-    def __init__(self) -> None:
-        self.profiles: dict[str, tuple[int, bytes, bytes | None]] = {}
+    def __init__(self, codecs: Sequence[Fields] = CODECS) -> None:
+        self.codecs = tuple(codecs)
+        self._names = stored_fields(self.codecs)
+        # user -> (version, base profile bytes, feature fields as Redis returns them)
+        self.profiles: dict[str, tuple[int, bytes, dict[str, bytes]]] = {}
         self.erased: dict[str, tuple[int, dict[str, int], dict[str, Any]]] = {}
         self.items: dict[str, dict[str, Any]] = {}
-        self.segments: dict[str, int] = {}
-        self.churn: dict[str, dict[str, Any]] = {}
-        self.due: dict[int, dict[str, int]] = {}
-        self.members: dict[int, set[str]] = {}
-        self.recs: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self.sets: dict[str, set[str]] = {}
+        self.scores: dict[str, dict[str, int]] = {}
         self.popularity: dict[int, FencedCounts] = {}
         self.commits = 0
+
+    def field(self, user_id: str, name: str) -> bytes | None:
+        """A stored feature field of ``user_id`` (None: absent)."""
+        return self.profiles[user_id][2].get(name) if user_id in self.profiles else None
+
+    def set_field(self, user_id: str, name: str, value: FieldValue) -> None:
+        """Write one feature field of a stored user (as another worker would have)."""
+        self.profiles[user_id][2][name] = _stored(value)
 
     async def load(
         self, user_ids: Collection[str], item_ids: Collection[str]
@@ -112,13 +132,9 @@ class MemoryStore:
 
     def _load_one(self, user_id: str) -> Profile:
         if user_id in self.profiles:
-            version, blob, vectors = self.profiles[user_id]
+            version, blob, stored = self.profiles[user_id]
             profile = Profile.from_bytes(user_id, version, blob)
-            profile.embedding_blob = vectors
-            profile.segment = self.segments.get(user_id)
-            profile.churn = self.churn.get(user_id)
-            if user_id in self.recs:
-                profile.recs, profile.recs_vector = self.recs[user_id]
+            decode_all(self.codecs, profile, [stored.get(n) for n in self._names])
             return profile
         if user_id in self.erased:
             version, fences, _ = self.erased[user_id]
@@ -141,48 +157,33 @@ class MemoryStore:
                 result.conflicts.add(erasure.user_id)
                 continue
             existed = self.profiles.pop(erasure.user_id, None) is not None
-            self.recs.pop(erasure.user_id, None)
-            old_segment = self.segments.pop(erasure.user_id, None)
-            if old_segment is not None:
-                self.members.get(old_segment, set()).discard(erasure.user_id)
             self.erased[erasure.user_id] = (erasure.new_version, erasure.fences, erasure.receipt)
             result.erased_keys[erasure.user_id] = int(existed)
         for profile in commit.profiles:
             if self._version(profile.user_id) != profile.version - 1:
                 result.conflicts.add(profile.user_id)
                 continue
-            vectors = (
-                profile.embedding.to_bytes()
-                if profile.embedding is not None
-                else self.profiles.get(profile.user_id, (0, b"", None))[2]
-            )
-            self.profiles[profile.user_id] = (profile.version, profile.to_bytes(), vectors)
-            if profile.segment is not None:
-                self.segments[profile.user_id] = profile.segment
-            if profile.churn is not None:
-                self.churn[profile.user_id] = dict(profile.churn)
-            if profile.user_id in commit.recs:
-                state, vector = commit.recs[profile.user_id]
-                self.recs[profile.user_id] = (dict(state), vector)
-        for user, previous, segment in commit.moves:
-            if previous is not None:
-                self.members.get(previous, set()).discard(user)
-            if segment is not None:
-                self.members.setdefault(segment, set()).add(user)
-        for user, partition, next_ms in commit.due:
-            index = self.due.setdefault(partition, {})
-            if next_ms is None:
-                index.pop(user, None)
-            else:
-                index[user] = next_ms
-        for partition, entries in commit.popularity.items():
-            counts = self.popularity.setdefault(
-                partition, FencedCounts(commit.popularity_half_life_ms)
-            )
-            counts.add(entries)
+            old = self.profiles.get(profile.user_id)
+            stored = dict(old[2]) if old is not None else {}  # unwritten fields stay
+            written = commit.fields.get(profile.user_id, {})
+            stored.update({name: _stored(value) for name, value in written.items()})
+            self.profiles[profile.user_id] = (profile.version, profile.to_bytes(), stored)
+        for op in commit.ops:
+            match op:
+                case SetAdd(index, member):
+                    self.sets.setdefault(index, set()).add(member)
+                case SetRemove(index, member):
+                    self.sets.get(index, set()).discard(member)
+                case ScoreSet(index, member, score):
+                    self.scores.setdefault(index, {})[member] = score
+                case ScoreRemove(index, member):
+                    self.scores.get(index, {}).pop(member, None)
+        for add in commit.counts:
+            counts = self.popularity.setdefault(add.partition, FencedCounts(add.half_life_ms))
+            counts.add(add.entries)
         for item in commit.items:
-            old = self.items.get(item["product_id"])
-            if old is None or "seen_in" in old or item_wins(item, old):
+            old_item = self.items.get(item["product_id"])
+            if old_item is None or "seen_in" in old_item or item_wins(item, old_item):
                 self.items[item["product_id"]] = orjson.loads(orjson.dumps(item))
         for item in commit.seen_items:
             if item["product_id"] not in self.items:
@@ -196,3 +197,8 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+
+def _stored(value: FieldValue) -> bytes:
+    """A field value as Redis hands it back: ints and strings as their text."""
+    return value if isinstance(value, bytes) else str(value).encode()

@@ -18,7 +18,15 @@ import orjson
 
 from profiles.core.ownership import owner
 from profiles.core.profile import Profile
-from profiles.pipeline.feature import Batch, CountsAdd, Emit, Feature, Stats, UserResult
+from profiles.pipeline.feature import (
+    Batch,
+    CountsAdd,
+    Emit,
+    Feature,
+    Fields,
+    Stats,
+    UserResult,
+)
 from profiles.recommend.popularity import Contribution, count_field, interactions
 from profiles.recommend.recommender import Recommender, RecsChange
 
@@ -83,9 +91,20 @@ def seen_item(line: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+class RecsFields(Fields):
+    """The last list's state and its long-term vector; written only with a fresh list."""
+
+    names = ("r", "rv")
+
+    def decode(self, profile: Profile, values: Sequence[bytes | None]) -> None:
+        recs, vector = values
+        profile.recs = None if recs is None else orjson.loads(recs)
+        profile.recs_vector = vector
+
+
 class RecommendFeature(Feature):
     name = "recommend"
-    fields = ("r", "rv")
+    fields = RecsFields()
 
     def __init__(
         self,
@@ -98,11 +117,6 @@ class RecommendFeature(Feature):
         self.kind_weights = kind_weights
         self.partitions = partitions
         self.model_id = model_id
-
-    def decode(self, profile: Profile, values: Sequence[bytes | None]) -> None:
-        recs, vector = values
-        profile.recs = None if recs is None else orjson.loads(recs)
-        profile.recs_vector = vector
 
     async def prepare(self, batch: Batch, stats: Stats) -> None:
         batch.seen_items += self._seen_items(batch)

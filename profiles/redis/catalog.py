@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from profiles.recommend.popularity import Contribution, PartitionCounts
+from profiles.pipeline.feature import CountsAdd
+from profiles.recommend.popularity import PartitionCounts
 from profiles.redis import keys
 
 #: Catalog change-log length kept (approximate trim): a worker further behind bootstraps again.
@@ -68,8 +69,7 @@ POPULARITY_SHA = hashlib.sha1(POPULARITY_SCRIPT.encode()).hexdigest()
 def queue_writes(
     pipe: Any,
     items: Sequence[Mapping[str, Any]],
-    popularity: Mapping[int, Sequence[Contribution]],
-    half_life_ms: int,
+    counts: Sequence[CountsAdd],
 ) -> None:
     """Add the catalog log entries and popularity counts of one commit to ``pipe``.
 
@@ -80,13 +80,13 @@ def queue_writes(
         pid = item["product_id"]
         pipe.sadd(keys.CATALOG_IDS, pid)
         pipe.xadd(keys.CATALOG_LOG, {"p": pid}, maxlen=LOG_MAXLEN, approximate=True)
-    for partition, entries in sorted(popularity.items()):
-        if not entries:
+    for add in sorted(counts, key=lambda c: c.partition):
+        if not add.entries:
             continue
-        argv: list[Any] = [half_life_ms]
-        for source, offset, ts, name, weight in entries:
+        argv: list[Any] = [add.half_life_ms]
+        for source, offset, ts, name, weight in add.entries:
             argv += [source, offset, ts, name, repr(float(weight))]
-        pipe.evalsha(POPULARITY_SHA, 1, keys.popularity(partition), *argv)
+        pipe.evalsha(POPULARITY_SHA, 1, keys.popularity(add.partition), *argv)
 
 
 class RedisCatalog:

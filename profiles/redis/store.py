@@ -22,6 +22,16 @@ from redis.exceptions import NoScriptError
 
 from profiles.core.privacy import KeyedHash, stored_receipt
 from profiles.core.profile import Profile
+from profiles.pipeline.builtin import CODECS
+from profiles.pipeline.feature import (
+    Fields,
+    ScoreRemove,
+    ScoreSet,
+    SetAdd,
+    SetRemove,
+    decode_all,
+    stored_fields,
+)
 from profiles.pipeline.store import Commit, CommitResult
 from profiles.redis import keys
 from profiles.redis.catalog import POPULARITY_SCRIPT, queue_writes
@@ -93,8 +103,12 @@ class RedisStore:
     first worker and read by every other one, so all workers name markers alike.
     """
 
-    def __init__(self, client: aioredis.Redis, secret: str | None = None) -> None:
+    def __init__(
+        self, client: aioredis.Redis, secret: str | None = None, codecs: Sequence[Fields] = CODECS
+    ) -> None:
         self.client = client
+        self._codecs = tuple(codecs)
+        self._fields = ("v", "d", *stored_fields(self._codecs))  # the order loads read them
         self._secret = secret or None
         self._marker_hash: KeyedHash | None = None
         sources = (_WRITE_PROFILE, _ERASE_USER, _UPSERT_ITEM, _WRITE_CHURN, _INSERT_SEEN)
@@ -140,14 +154,14 @@ class RedisStore:
         marker = await self.marker_hash()
         pipe = self.client.pipeline(transaction=False)
         for uid in users:
-            pipe.hmget(keys.profile(uid), *_FIELDS)
+            pipe.hmget(keys.profile(uid), *self._fields)
             pipe.hmget(keys.erased(uid, marker(uid)), "v", "f")
         for pid in products:
             pipe.hget(keys.item(pid), "d")
         replies = await pipe.execute()
         self.round_trips += 1
         profiles = {
-            uid: _profile_from(uid, replies[2 * i], replies[2 * i + 1])
+            uid: self._profile_from(uid, replies[2 * i], replies[2 * i + 1])
             for i, uid in enumerate(users)
         }
         items = {
@@ -168,15 +182,8 @@ class RedisStore:
             calls.append((self._erase, user_keys, argv, e.user_id))
         for p in commit.profiles:
             argv = [p.version - 1, p.version, "d", p.to_bytes()]
-            if p.embedding is not None:
-                argv += ["e", p.embedding.to_bytes()]
-            if p.segment is not None:
-                argv += ["s", p.segment]
-            if p.churn is not None:
-                argv += ["c", orjson.dumps(p.churn)]
-            if p.user_id in commit.recs:
-                state, vector = commit.recs[p.user_id]
-                argv += ["r", orjson.dumps(state), "rv", vector]
+            for name, value in commit.fields.get(p.user_id, {}).items():
+                argv += [name, value]
             user_keys = [keys.profile(p.user_id), keys.erased(p.user_id, marker(p.user_id))]
             calls.append((self._write, user_keys, argv, p.user_id))
         for item in commit.items:
@@ -215,12 +222,7 @@ class RedisStore:
                 pipe.xadd(keys.ERASURE_RECEIPTS, {"r": orjson.dumps(receipt)}, maxlen=100_000)
             _indexes(pipe, commit)
             if commit is not None:
-                queue_writes(
-                    pipe,
-                    [*commit.items, *commit.seen_items],
-                    commit.popularity,
-                    commit.popularity_half_life_ms,
-                )
+                queue_writes(pipe, [*commit.items, *commit.seen_items], commit.counts)
             replies = await pipe.execute(raise_on_error=False)
             self.round_trips += 1
             if not any(isinstance(r, NoScriptError) for r in replies):
@@ -301,8 +303,19 @@ class RedisStore:
                 await self.client.zadd(keys.churn_due(partition), batch, lt=True)
 
     async def get(self, user_id: str) -> Profile | None:
-        reply = await self.client.hmget(keys.profile(user_id), *_FIELDS)
-        return _profile_from(user_id, reply, [None, None]) if reply[1] is not None else None
+        reply = await self.client.hmget(keys.profile(user_id), *self._fields)
+        return self._profile_from(user_id, reply, [None, None]) if reply[1] is not None else None
+
+    def _profile_from(self, user_id: str, current: list[Any], erased: list[Any]) -> Profile:
+        version, blob, *stored = current
+        if blob is not None:
+            profile = Profile.from_bytes(user_id, int(version), blob)
+            decode_all(self._codecs, profile, stored)
+            return profile
+        erased_version, fences = erased
+        if erased_version is not None:
+            return Profile(user_id, version=int(erased_version), fences=orjson.loads(fences))
+        return Profile(user_id)
 
     async def get_item(self, product_id: str) -> dict[str, Any] | None:
         blob = await self.client.hget(keys.item(product_id), "d")
@@ -314,43 +327,16 @@ class RedisStore:
 
 def _indexes(pipe: Any, commit: Commit | None) -> None:
     """Index updates that follow the profiles; all idempotent, so a replay is harmless."""
-    if commit is None:
-        return
-    for user, previous, segment in commit.moves:
-        if previous is not None:
-            pipe.srem(keys.segment_members(previous), user)
-        if segment is not None:
-            pipe.sadd(keys.segment_members(segment), user)
-    for user, partition, next_ms in commit.due:
-        if next_ms is None:
-            pipe.zrem(keys.churn_due(partition), user)
-        else:
-            pipe.zadd(keys.churn_due(partition), {user: next_ms})
-    for user, partition, add in commit.customers:
-        if add:
-            pipe.sadd(keys.churn_customers(partition), user)
-        else:
-            pipe.srem(keys.churn_customers(partition), user)
-
-
-#: Profile hash fields, in the order loads read them.
-_FIELDS = ("v", "d", "e", "s", "c", "r", "rv")
-
-
-def _profile_from(user_id: str, current: list[Any], erased: list[Any]) -> Profile:
-    version, blob, vectors, segment, churn, recs, recs_vector = current
-    if blob is not None:
-        profile = Profile.from_bytes(user_id, int(version), blob)
-        profile.embedding_blob = vectors
-        profile.segment = None if segment is None else int(segment)
-        profile.churn = None if churn is None else orjson.loads(churn)
-        profile.recs = None if recs is None else orjson.loads(recs)
-        profile.recs_vector = recs_vector
-        return profile
-    erased_version, fences = erased
-    if erased_version is not None:
-        return Profile(user_id, version=int(erased_version), fences=orjson.loads(fences))
-    return Profile(user_id)
+    for op in commit.ops if commit is not None else ():
+        match op:
+            case SetAdd(index, member):
+                pipe.sadd(keys.index(index), member)
+            case SetRemove(index, member):
+                pipe.srem(keys.index(index), member)
+            case ScoreSet(index, member, score):
+                pipe.zadd(keys.index(index), {member: score})
+            case ScoreRemove(index, member):
+                pipe.zrem(keys.index(index), member)
 
 
 def _sample_hash(user_id: str) -> bytes:

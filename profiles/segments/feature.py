@@ -12,6 +12,7 @@ from profiles.pipeline.feature import (
     Batch,
     Emit,
     Feature,
+    Fields,
     FieldValue,
     IndexOp,
     SetAdd,
@@ -49,18 +50,22 @@ def moves(user: str, previous: int | None, segment: int | None) -> list[IndexOp]
     return ops
 
 
-class SegmentsFeature(Feature):
-    name = "segment"
-    fields = ("s",)
-
-    def __init__(self, segmenter: Segmenter) -> None:
-        self.segmenter = segmenter
+class SegmentFields(Fields):
+    names = ("s",)
 
     def decode(self, profile: Profile, values: Sequence[bytes | None]) -> None:
         profile.segment = None if values[0] is None else int(values[0])
 
     def encode(self, profile: Profile) -> dict[str, FieldValue]:
         return {} if profile.segment is None else {"s": profile.segment}
+
+
+class SegmentsFeature(Feature):
+    name = "segment"
+    fields = SegmentFields()
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
 
     def erased(self, before: Profile, user: UserResult) -> None:
         user.ops += moves(user.user_id, before.segment, None)

@@ -28,8 +28,6 @@ from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.core.profile import Record
 from profiles.pipeline.downstream import profile_updated
 from profiles.pipeline.updater import BatchResult
-from profiles.recommend.feature import recommendation_event
-from profiles.segments.feature import segment_changed
 from stream.settings import Settings
 from stream.worker import dead_letters, topics
 from stream.worker.delivery import Outgoing, deliver_all
@@ -81,6 +79,16 @@ class Topics:
             recs=output("recs"),
         )
 
+    def by_role(self, role: str) -> TopicT:
+        """The user-keyed output of ``role`` (what a feature's emit names)."""
+        if role not in topics.COMPACTED:
+            raise KeyError(f"no user-keyed output topic for role {role!r}")
+        return cast(TopicT, getattr(self, role))
+
+    def user_keyed(self) -> tuple[TopicT, ...]:
+        """The compacted per-user outputs: an erasure tombstones the user on each."""
+        return tuple(self.by_role(role) for role in topics.ROLES if role in topics.COMPACTED)
+
     async def declare_outputs(self) -> None:
         """Create the output topics at start-up (idempotent), so the first send never waits
         on a broker's auto-creation, or fails where that is off (Apache Kafka in production)."""
@@ -120,6 +128,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 with kafka_outages():  # start-up is retried through an outage too
                     await topics.declare_outputs()
                 done.append(True)
+                runtime.outputs_declared = True
 
     def watch(agent: AgentT[Any], name: str) -> None:
         """Record the agent's crash (Faust's own handler, kept, only tells the consumer)."""
@@ -382,24 +391,15 @@ def _update_outgoing(
 
     for user_id in result.erased:
         # A tombstone on every user-keyed output: compacted topics forget the user too.
-        for topic in (topics.profiles, topics.segments, topics.churn, topics.recs):
+        for topic in topics.user_keyed():
             add(topic, user_id, "tombstone", None)
-    half_life = settings.profile.half_life_ms
+    half_life, features = settings.profile.half_life_ms, runtime.updater.features
     for profile in result.updated:
-        payload = orjson.dumps(
-            profile_updated(profile, half_life, now_ms, settings.embedding.emit_vector)
-        )
+        payload = orjson.dumps(profile_updated(profile, half_life, now_ms, features))
         add(topics.profiles, profile.user_id, "profile_updated", payload)
-    for change in result.segment_changes:
-        payload = orjson.dumps(segment_changed(change, now_ms))
-        add(topics.segments, change.profile.user_id, "segment_changed", payload)
-    for churn in result.churn_changes:
-        payload = orjson.dumps(churn_event(churn, now_ms))
-        add(topics.churn, churn.profile.user_id, "churn_risk", payload)
-    model = runtime.embedder.config.model_id if runtime.embedder else ""
-    for recs in result.recommendations:
-        payload = orjson.dumps(recommendation_event(recs, model, now_ms))
-        add(topics.recs, recs.profile.user_id, "recommendation", payload)
+    for emit in result.emits:
+        payload = orjson.dumps(emit.build(now_ms))
+        add(topics.by_role(emit.role), emit.user_id, emit.kind, payload)
     for dead in result.dead:
         where = _coordinates(dead.record)
         letter = dead_letters.letter(

@@ -29,6 +29,8 @@ from profiles.embedding.channel import ChannelEncoder
 from profiles.embedding.embedder import Embedder
 from profiles.embedding.profile import EmbeddingConfig
 from profiles.encoder.encoder import Encoder, EncoderConfig
+from profiles.pipeline.builtin import builtin_features
+from profiles.pipeline.feature import Feature
 from profiles.pipeline.updater import BatchUpdater
 from profiles.recommend.blend import BlendConfig, Recommendation
 from profiles.recommend.index import DAY_MS, ItemIndex
@@ -137,22 +139,22 @@ class Runtime(Service):
         self.churn = ChurnTracker(horizon) if settings.churn.enabled else None
         # The model version whose change last put every customer back on the due index.
         self._churn_requeued: str | None = None
-        self.updater = BatchUpdater(
-            self.store,
-            settings.profile,
-            self.tagger,
-            cache_users=settings.profiles.cache_users,
-            churn=self.churn,
-            partitions=settings.kafka.partitions,
-        )
         self.watermark_ms = 0  # latest event time seen by this worker
         self.embedder: Embedder | None = None
         self.segmenter: Segmenter | None = None
         self.recommender: Recommender | None = None
         self.mirror: ItemMirror | None = None
         self._tier: RedisVectorTier | None = None
+        self.updater = BatchUpdater(
+            self.store,
+            settings.profile,
+            self.tagger,
+            self._features(),
+            cache_users=settings.profiles.cache_users,
+        )
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
+        self.outputs_declared = False  # set by the agents once every output topic exists
 
     async def ensure_ready(self) -> None:
         """Connect to Redis and warm up; safe to call from every agent."""
@@ -167,17 +169,28 @@ class Runtime(Service):
             await asyncio.to_thread(self.tagger.warm_up)
             if self.settings.embedding.enabled:
                 self.embedder = await asyncio.to_thread(self._load_embedder)
-                self.updater.embedder = self.embedder
                 if self.settings.segments.enabled:
                     self.segmenter = self._segmenter(self.embedder.config.dim)
                     await self.segmenter.start()
-                    self.updater.segmenter = self.segmenter
                 if self.settings.recommend.enabled:
                     await self._start_recommendations(self.embedder)
+            self.updater.features = self._features()
             self._ready.set()
             log.info(
                 "runtime ready: redis %s", redact_url(self.settings.redis.url.get_secret_value())
             )
+
+    def _features(self) -> list[Feature]:
+        """The enabled features with what is loaded so far (the model: ``ensure_ready``)."""
+        return builtin_features(
+            partitions=self.settings.kafka.partitions,
+            embedder=self.embedder,
+            emit_vector=self.settings.embedding.emit_vector,
+            segmenter=self.segmenter,
+            churn=self.churn,
+            recommender=self.recommender,
+            config=self.settings.profile,
+        )
 
     def _load_embedder(self) -> Embedder:
         """Load the model (seconds; in a thread) and wire the two-tier vector cache."""
@@ -244,8 +257,6 @@ class Runtime(Service):
             embedder.config,
             lock=self.mirror.lock,
         )
-        self.updater.recommender = self.recommender
-        self.updater.popularity_half_life_ms = index.popularity_half_life_ms
         await self.mirror.load()
         self.metrics.index_items.set(len(index))
 
@@ -305,6 +316,8 @@ class Runtime(Service):
         problems = self.health.problems()
         if not self.ready:
             problems.insert(0, "starting: Redis not answered or the model not loaded yet")
+        elif not self.outputs_declared:
+            problems.insert(0, "starting: output topics not declared yet")
         if self.stats.assigned <= 0:
             problems.append("no partitions assigned (yet)")
         ready = not problems
@@ -549,6 +562,7 @@ class Runtime(Service):
             "model_version": model.version,
             "seeded": model.seeded,
             "ids": list(model.ids),
+            "next_id": model.next_id,
             "merges": self.segmenter.merges,
         }
 

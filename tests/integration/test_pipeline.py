@@ -141,8 +141,18 @@ async def test_unkeyed_events_are_routed_and_counted_exactly(
     bob = orjson.loads(await redis_client.hget(keys.profile("bob"), "d"))
     assert bob["counts"] == {"add_to_cart": 1}
     assert {"espresso", "coffee"} <= set(bob["tags"])
+
+    # The second copies sit at later offsets, maybe on another partition: wait for
+    # them to be fenced, then check the first copies' effect did not change.
+    async def fenced() -> bool:
+        return bool((await worker.stats())["duplicates"] >= 5)
+
+    await eventually(fenced)
     stats = await worker.stats()
     assert stats["duplicates"] == 5
+    assert (
+        orjson.loads(await redis_client.hget(keys.profile("ann"), "d"))["counts"] == ann["counts"]
+    )
 
 
 async def _count(client: aioredis.Redis, user: str, total: int) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from profiles.pipeline.feature import CountsAdd
 from profiles.pipeline.store import Commit
 from profiles.recommend.index import ItemIndex
 from profiles.recommend.mirror import ItemMirror
@@ -62,7 +63,7 @@ async def test_popularity_script_matches_the_python_fences(redis_client: aioredi
         replay = sent[max(0, i - 2)]  # redelivery of an earlier batch: fenced everywhere
         for entries in (batch, replay):
             expected.add(entries)
-            await store.commit(Commit(popularity={3: entries}, popularity_half_life_ms=H))
+            await store.commit(Commit(counts=[CountsAdd(3, entries, H)]))
     stored = (await RedisCatalog(redis_client).popularity(4))[3]
     assert stored.anchor == expected.state.anchor and stored.latest == expected.state.latest
     assert stored.counts.keys() == expected.state.counts.keys()
@@ -110,11 +111,10 @@ async def test_mirror_follows_upserts_title_changes_and_discontinued_items(
     # Popularity written by commits is read back on the next poll.
     await store.commit(
         Commit(
-            popularity={
-                0: [("in:0", 1, 5, "p:cup", 5.0), ("in:0", 1, 5, "s1:tea", 2.0)],
-                1: [("in:1", 1, 5, "p:tea", 1.0), ("in:1", 1, 5, "s1:cup", 1.0)],
-            },
-            popularity_half_life_ms=H,
+            counts=[
+                CountsAdd(0, [("in:0", 1, 5, "p:cup", 5.0), ("in:0", 1, 5, "s1:tea", 2.0)], H),
+                CountsAdd(1, [("in:1", 1, 5, "p:tea", 1.0), ("in:1", 1, 5, "s1:cup", 1.0)], H),
+            ]
         )
     )
     await mirror.poll()

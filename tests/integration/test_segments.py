@@ -72,10 +72,12 @@ async def test_users_get_stable_segments_and_changes_go_downstream(
         )
 
     out = await read_topic(brokers, f"seg-{names.tag}", complete, timeout=60)
+    # A refit may retire an id an early event named, but ids are issued in order.
+    issued = int(stats["segments"]["next_id"])
     for message in out[:40]:
         payload = orjson.loads(message.value or b"{}")
         validate_output("segment_changed", payload)
-        assert payload["segment"] in ids and payload["previous"] != payload["segment"]
+        assert 0 <= payload["segment"] < issued and payload["previous"] != payload["segment"]
 
     # Membership sets agree with the profiles, and the API summarises them.
     for user, segment in stored.items():

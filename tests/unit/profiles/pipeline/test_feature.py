@@ -5,13 +5,15 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from profiles.churn.feature import ChurnFeature
+from profiles.churn.feature import ChurnFeature, ChurnFields
 from profiles.churn.tracker import ChurnTracker
+from profiles.core.config import ProfileConfig
 from profiles.core.ownership import owner
 from profiles.core.profile import Outcome, Profile
+from profiles.pipeline.builtin import CODECS
 from profiles.pipeline.feature import (
     Batch,
-    Feature,
+    Fields,
     ScoreSet,
     SetAdd,
     SetRemove,
@@ -20,8 +22,11 @@ from profiles.pipeline.feature import (
     decode_all,
     stored_fields,
 )
+from profiles.pipeline.store import MemoryStore
+from profiles.pipeline.updater import BatchUpdater
 from profiles.redis import keys
-from profiles.segments.feature import SegmentsFeature, moves
+from profiles.segments.feature import SegmentFields, moves
+from tests.unit.profiles.pipeline.test_updater import Words
 
 
 def test_index_names_are_the_redis_keys_without_prefix() -> None:
@@ -37,24 +42,24 @@ def test_segment_moves_leave_the_old_set_and_join_the_new() -> None:
 
 
 def test_codecs_round_trip_through_the_stored_fields() -> None:
-    churn = ChurnFeature(ChurnTracker(), partitions=4)
-    segments = SegmentsFeature.__new__(SegmentsFeature)  # the codec needs no segmenter
-    features: list[Feature] = [segments, churn]
-    assert stored_fields(features) == ("s", "c")
+    codecs: list[Fields] = [SegmentFields(), ChurnFields()]
+    assert stored_fields(codecs) == ("s", "c")
+    assert stored_fields(CODECS) == ("e", "s", "c", "r", "rv")
     p = Profile("u")
     p.segment, p.churn = 3, {"level": "low"}
-    written = {**segments.encode(p), **churn.encode(p)}
+    written = {k: v for c in codecs for k, v in c.encode(p).items()}
     back = Profile("u")
     stored = [str(written["s"]).encode(), written["c"]]
-    decode_all(features, back, [v if isinstance(v, bytes) else None for v in stored])
+    decode_all(codecs, back, [v if isinstance(v, bytes) else None for v in stored])
     assert (back.segment, back.churn) == (3, {"level": "low"})
     assert orjson.loads(written["c"]) == {"level": "low"}
 
 
 def test_two_features_cannot_claim_one_field() -> None:
-    churn = ChurnFeature(None, partitions=1)
     with pytest.raises(ValueError, match="fields already taken"):
-        stored_fields([churn, churn])
+        stored_fields([ChurnFields(), ChurnFields()])
+    with pytest.raises(ValueError, match="share a name"):
+        BatchUpdater(MemoryStore(), ProfileConfig(), Words(), [ChurnFeature(None, 1)] * 2)
 
 
 async def test_churn_plans_the_next_check_and_indexes_customers() -> None:

@@ -14,6 +14,7 @@ from profiles.embedding.cache import EmbeddingCache
 from profiles.embedding.embedder import Embedder
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import combine, event_texts, item_text
+from profiles.pipeline.builtin import builtin_features
 from profiles.pipeline.store import MemoryStore
 from profiles.pipeline.updater import BatchUpdater
 from tests.unit.profiles.pipeline.test_updater import Words, click
@@ -43,7 +44,8 @@ def embedder(encoder: HashEncoder) -> Embedder:
 
 
 def updater(store: MemoryStore, enc: HashEncoder) -> BatchUpdater:
-    return BatchUpdater(store, CFG, Words(), clock=lambda: 1.0, embedder=embedder(enc))
+    features = builtin_features(partitions=1, embedder=embedder(enc))
+    return BatchUpdater(store, CFG, Words(), features, clock=lambda: 1.0)
 
 
 def recs(*events: dict[str, Any], start: int = 0) -> list[Record]:
@@ -71,7 +73,7 @@ async def test_one_encoder_call_per_batch_with_deduplicated_texts() -> None:
 async def test_single_event_user_long_term_vector_is_the_text_vector() -> None:
     enc, store = HashEncoder(), MemoryStore()
     await updater(store, enc).process(recs(click(1, "a", title="tea", category=["Food"])))
-    _, _, blob = store.profiles["a"]
+    blob = store.field("a", "e")
     profile, changed = EmbeddingProfile.load(blob, EmbeddingConfig("hash-a", 16))
     expected = HashEncoder().encode([item_text("tea", ["Food"])])[0]
     long_term = profile.long_term()
@@ -94,7 +96,7 @@ async def test_model_change_discards_old_vectors_never_mixes_them() -> None:
     other = HashEncoder("hash-b")
     result = await updater(store, other).process(recs(click(2, "a", title="y"), start=1))
     assert result.model_changes == 1
-    _, _, blob = store.profiles["a"]
+    blob = store.field("a", "e")
     profile, changed = EmbeddingProfile.load(blob, EmbeddingConfig("hash-b", 16))
     assert not changed
     assert profile.long.total == CFG.kind_weights["click"]  # only the new model's event

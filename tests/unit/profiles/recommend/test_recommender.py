@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from profiles.core.config import ProfileConfig
 from profiles.core.profile import Profile, Record
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import item_text
+from profiles.pipeline.builtin import builtin_features
 from profiles.pipeline.store import MemoryStore
 from profiles.pipeline.updater import BatchUpdater
 from profiles.recommend.blend import BlendConfig, recommend
@@ -44,9 +46,8 @@ def build(interval_ms: int = 10 * MIN) -> tuple[BatchUpdater, MemoryStore, Recom
     rec = Recommender(
         index, RecsConfig(BlendConfig(k=3), interval_ms, 0.1), CFG.half_life_ms, emb.config
     )
-    up = BatchUpdater(
-        store, CFG, Words(), clock=lambda: 1.0, embedder=emb, recommender=rec, partitions=2
-    )
+    features = builtin_features(partitions=2, embedder=emb, recommender=rec, config=CFG)
+    up = BatchUpdater(store, CFG, Words(), features, clock=lambda: 1.0)
     return up, store, rec
 
 
@@ -111,7 +112,7 @@ async def test_lists_are_throttled_and_a_purchase_leaves_the_list() -> None:
     listed = [r.product_id for r in change.items]
     assert "pot" not in listed and len(listed) == 3
     assert {"tea", "cup"} <= set(listed)  # the user's interest: tea things first
-    state, vector = store.recs["u"]
+    state, vector = orjson.loads(store.field("u", "r") or b"{}"), store.field("u", "rv") or b""
     assert state["items"] == listed and state["ts"] == 20 * MIN and state["trigger"] == "purchase"
     assert len(vector) == 2 * 16  # float16 long-term vector
 
@@ -150,7 +151,8 @@ async def test_interactions_count_for_the_users_segment_too() -> None:
     ]
     await up.process(recs(*searches))  # profiles exist, nothing counted (no item)
     up.forget()
-    store.segments.update({"a": 2, "b": 2})  # as if the segmenter had placed them; "c": none
+    for user in "ab":  # as if the segmenter had placed them; "c": none
+        store.set_field(user, "s", 2)
     batch = [buy(1, "a", "pen", MIN), see(2, "b", "pad", MIN), see(3, "c", "tea", MIN)]
     await up.process(recs(*batch, see(4, "c", "tea", MIN), start=3))
     counts: dict[str, float] = {}
@@ -183,9 +185,9 @@ async def test_interactions_count_for_the_users_segment_too() -> None:
 async def test_erasure_removes_the_recommendation_state() -> None:
     up, store, _ = build()
     await up.process(recs(*(see(i, "u", "tea", i * MIN) for i in range(1, 4))))
-    assert "u" in store.recs
+    assert store.field("u", "r") is not None
     await up.process(recs(erase(4, "u"), start=3))
-    assert "u" not in store.recs
+    assert store.field("u", "r") is None and "u" not in store.profiles
 
 
 def test_pull_with_another_k_and_purchased_items_excluded() -> None:
@@ -271,7 +273,7 @@ async def test_an_empty_catalog_pushes_nothing_and_asks_again_later() -> None:
     for pid in list(CATALOG):
         rec.index.remove(pid)
     first = await up.process(recs(*(see(i, "u", "tea", i * MIN) for i in range(1, 4))))
-    assert first.recommendations == [] and "u" not in store.recs
+    assert first.recommendations == [] and store.field("u", "r") is None
     title, cat = CATALOG["pot"]
     vector = HashEncoder().encode([item_text(title, cat)])[0]
     rec.index.upsert(Item("pot", vector, frozenset(), tuple(cat), 1.0))

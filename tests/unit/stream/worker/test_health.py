@@ -111,6 +111,9 @@ def test_health_report_says_what_is_wrong() -> None:
     runtime._ready.set()
     runtime.stats.assigned = 4
     ready, body = runtime.health_report()
+    assert not ready and body["problems"] == ["starting: output topics not declared yet"]
+    runtime.outputs_declared = True
+    ready, body = runtime.health_report()
     assert ready and "problems" not in body
     assert runtime.metrics.registry.get_sample_value("rtp_ready") == 1
     runtime.health.crash("update", KeyError("boom"))

@@ -1,0 +1,49 @@
+"""The built-in features, in the order the updater runs them, and their field codecs.
+
+Order matters: vectors first (the encoder call and the per-event learning), then
+segments (they read the vectors), churn, and recommendations last (they read the
+segment of this batch). A new feature is one package with a :class:`Feature`; it joins
+here and, if it stores fields, in :data:`CODECS`.
+"""
+
+from __future__ import annotations
+
+from profiles.churn.feature import ChurnFeature, ChurnFields
+from profiles.churn.tracker import ChurnTracker
+from profiles.core.config import ProfileConfig
+from profiles.embedding.embedder import Embedder
+from profiles.embedding.feature import EmbeddingFeature, EmbeddingFields
+from profiles.pipeline.feature import Feature, Fields
+from profiles.recommend.feature import RecommendFeature, RecsFields
+from profiles.recommend.recommender import Recommender
+from profiles.segments.feature import SegmentFields, SegmentsFeature
+from profiles.segments.segmenter import Segmenter
+
+#: Every built-in field codec, enabled or not: stores read (and keep) all of them, so a
+#: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv.
+CODECS: tuple[Fields, ...] = (EmbeddingFields(), SegmentFields(), ChurnFields(), RecsFields())
+
+
+def builtin_features(
+    *,
+    partitions: int,
+    embedder: Embedder | None = None,
+    emit_vector: bool = False,
+    segmenter: Segmenter | None = None,
+    churn: ChurnTracker | None = None,
+    recommender: Recommender | None = None,
+    config: ProfileConfig | None = None,
+) -> list[Feature]:
+    """The enabled built-in features. Churn is always on: with ``churn=None`` it keeps only
+    the customer index, so turning scoring on later finds every customer."""
+    features: list[Feature] = []
+    if embedder is not None:
+        features.append(EmbeddingFeature(embedder, emit_vector))
+    if segmenter is not None:
+        features.append(SegmentsFeature(segmenter))
+    features.append(ChurnFeature(churn, partitions))
+    if recommender is not None:
+        model = embedder.config.model_id if embedder is not None else ""
+        weights = dict((config or ProfileConfig()).kind_weights)  # what counts as popular
+        features.append(RecommendFeature(recommender, weights, partitions, model))
+    return features
