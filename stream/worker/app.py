@@ -10,6 +10,7 @@ from stream.security import broker_credentials
 from stream.settings import Settings
 from stream.worker import agents, records, web
 from stream.worker.runtime import Runtime
+from stream.worker.transport import Topics
 
 
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
@@ -47,7 +48,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     runtime = Runtime(settings)
     records.listen(runtime.note_skipped)  # counted in rtp_skipped_records_total, logged
     app.add_dependency(runtime)
-    topics = agents.Topics.declare(app, settings)
+    topics = Topics.declare(app, settings)
     agents.register(app, settings, runtime, topics)
     web.register(app, settings, runtime, guard)
     return app, runtime

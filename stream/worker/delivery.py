@@ -26,9 +26,9 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 from faust.exceptions import ProducerSendError
-from faust.types import TopicT
 
 from stream.worker import dead_letters
+from stream.worker.transport import Sink
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ REFUSED_VALUE_MAX = 1024
 class Outgoing:
     """One message to send, and what a refusal dead letter needs to say about it."""
 
-    topic: TopicT
+    role: str  # the topic's role (``stream/worker/topics.py``), resolved by the sink
     key: bytes | None
     value: bytes | None
     kind: str  # what it is: "bundle", "dead_letter", "profile_updated", ...
@@ -80,7 +80,7 @@ def _outage(exc: BaseException) -> BaseException:
     return cause if isinstance(exc, ProducerSendError) and cause is not None else exc
 
 
-async def deliver(outgoing: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
+async def deliver(outgoing: Sequence[Outgoing], sink: Sink) -> list[tuple[Outgoing, BaseException]]:
     """Queue every message in order (bundles of one partition must stay ordered), wait for
     the broker to confirm each, and return the refused ones with their error. An outage is
     raised (after every confirmation came back), for the caller to retry the whole batch."""
@@ -89,12 +89,7 @@ async def deliver(outgoing: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseExce
     outage: BaseException | None = None
     for out in outgoing:
         try:
-            future = await out.topic.send(
-                key=out.key,
-                value=out.value,
-                headers=list(out.headers) if out.headers is not None else None,
-                partition=out.partition,
-            )
+            future = await sink.send(out.role, out.key, out.value, out.headers, out.partition)
         except Exception as exc:
             why = _rejection(exc)
             if why is None:
@@ -116,9 +111,9 @@ async def deliver(outgoing: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseExce
     return refused
 
 
-def refusal(out: Outgoing, error: BaseException, dlq: TopicT) -> Outgoing:
-    """A small dead letter saying that ``out`` was refused, and why, where it came from."""
-    name = out.topic.get_topic_name()
+def refusal(out: Outgoing, error: BaseException, name: str) -> Outgoing:
+    """A small dead letter saying that ``out`` (sent to topic ``name``) was refused, and why,
+    where it came from."""
     why = dict(out.headers or ()).get(dead_letters.REASON)
     was = f" (a dead letter: {why.decode('utf-8', 'replace')})" if why else ""
     detail = f"{out.kind} to {name}{was} refused: {type(error).__name__}: {error}"
@@ -135,15 +130,17 @@ def refusal(out: Outgoing, error: BaseException, dlq: TopicT) -> Outgoing:
         value_max=REFUSED_VALUE_MAX,
         extra=[(dead_letters.OUTPUT_TOPIC, name.encode())],
     )
-    return Outgoing(dlq, letter.key, letter.value, "refusal", out.stage, out.origin, letter.headers)
+    return Outgoing(
+        "dlq", letter.key, letter.value, "refusal", out.stage, out.origin, letter.headers
+    )
 
 
-async def deliver_all(outgoing: Sequence[Outgoing], dlq: TopicT) -> int:
+async def deliver_all(outgoing: Sequence[Outgoing], sink: Sink) -> int:
     """:func:`deliver`, then a refusal dead letter for each refused message (a refused bundle
     becomes the refusals of its records, :attr:`Outgoing.parts`). Returns the number of
     refusals; a refusal that is refused too (it cannot be, by its size) is logged and dropped.
     """
-    refused = await deliver(outgoing)
+    refused = await deliver(outgoing, sink)
     if not refused:
         return 0
     letters: list[Outgoing] = []
@@ -151,13 +148,13 @@ async def deliver_all(outgoing: Sequence[Outgoing], dlq: TopicT) -> int:
         log.error(
             "%s to %s refused (%s: %s); dead-lettering it as output_rejected",
             out.kind,
-            out.topic.get_topic_name(),
+            sink.topic_name(out.role),
             type(error).__name__,
             error,
         )
         parts = out.parts() if out.parts is not None else (out,)
-        letters += [refusal(p, error, dlq) for p in parts]
-    for out, error in await deliver(letters):
+        letters += [refusal(p, error, sink.topic_name(p.role)) for p in parts]
+    for out, error in await deliver(letters, sink):
         log.error(
             "refusal dead letter for %s refused too (%s: %s); dropped",
             out.origin,
