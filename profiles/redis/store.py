@@ -11,7 +11,6 @@ Cluster.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import secrets
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -81,14 +80,6 @@ return 1
 """
 
 
-# KEYS: profile. ARGV: version the churn state was computed from, churn JSON.
-_WRITE_CHURN = """
-if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'c', ARGV[2])
-return 1
-"""
-
-
 class _Script:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -111,9 +102,9 @@ class RedisStore:
         self._fields = ("v", "d", *stored_fields(self._codecs))  # the order loads read them
         self._secret = secret or None
         self._marker_hash: KeyedHash | None = None
-        sources = (_WRITE_PROFILE, _ERASE_USER, _UPSERT_ITEM, _WRITE_CHURN, _INSERT_SEEN)
+        sources = (_WRITE_PROFILE, _ERASE_USER, _UPSERT_ITEM, _INSERT_SEEN)
         self._scripts = [_Script(s) for s in sources]
-        self._write, self._erase, self._upsert, self._churn, self._seen = self._scripts
+        self._write, self._erase, self._upsert, self._seen = self._scripts
         self.round_trips = 0
 
     @classmethod
@@ -237,71 +228,6 @@ class RedisStore:
                 raise reply
         return list(replies[: len(calls)])
 
-    async def due(self, partition: int, until_ms: int, limit: int = 1000) -> list[str]:
-        """Users of ``partition`` whose churn level may have changed by ``until_ms``."""
-        found = await self.client.zrangebyscore(
-            keys.churn_due(partition), "-inf", until_ms, start=0, num=limit
-        )
-        return [u.decode() if isinstance(u, bytes) else str(u) for u in found]
-
-    async def forget_due(self, partition: int, user_ids: Sequence[str]) -> None:
-        """Drop users (erased ones) from the churn due index of ``partition``."""
-        await self.client.zrem(keys.churn_due(partition), *user_ids)
-
-    async def save_churn(self, updates: Sequence[tuple[Profile, int]]) -> set[str]:
-        """Store swept churn states (if the profile did not change meanwhile) and their next
-        checks, in one pipeline; returns the users skipped because their version moved."""
-        pipe = self.client.pipeline(transaction=False)
-        for profile, _ in updates:
-            pipe.evalsha(
-                self._churn.sha,
-                1,
-                keys.profile(profile.user_id),
-                profile.version,
-                orjson.dumps(profile.churn),
-            )
-        for profile, partition in updates:
-            next_ms = (profile.churn or {}).get("next_check_ms")
-            if next_ms is None:
-                pipe.zrem(keys.churn_due(partition), profile.user_id)
-            else:
-                pipe.zadd(keys.churn_due(partition), {profile.user_id: next_ms})
-        replies = await pipe.execute(raise_on_error=False)
-        if any(isinstance(r, NoScriptError) for r in replies):
-            await self.load_scripts()
-            return await self.save_churn(updates)
-        return {p.user_id for (p, _), r in zip(updates, replies, strict=False) if r == 0}
-
-    async def sample_customers(self, partitions: int, per_partition: int) -> list[str]:
-        """Up to ``per_partition`` customers of each partition, chosen by a hash of their id:
-        the same customers at every fit (so refits on the same data agree), all of them in
-        partitions with fewer."""
-        chosen: list[str] = []
-        for partition in range(partitions):
-            members = [
-                u.decode() async for u in self.client.sscan_iter(keys.churn_customers(partition))
-            ]
-            if len(members) > per_partition:
-                members = heapq.nsmallest(per_partition, members, key=_sample_hash)
-            chosen += members
-        return sorted(set(chosen))
-
-    async def requeue_customers(self, partitions: Sequence[int], chunk: int = 5000) -> None:
-        """Put every customer of ``partitions`` on the churn due index now (after a new fit).
-
-        ``ZADD ... LT`` only lowers: users already due keep their time, and no cross-key
-        command is needed (the two keys may live on different cluster slots).
-        """
-        for partition in partitions:
-            batch: dict[str, int] = {}
-            async for member in self.client.sscan_iter(keys.churn_customers(partition)):
-                batch[member.decode()] = 0
-                if len(batch) >= chunk:
-                    await self.client.zadd(keys.churn_due(partition), batch, lt=True)
-                    batch = {}
-            if batch:
-                await self.client.zadd(keys.churn_due(partition), batch, lt=True)
-
     async def get(self, user_id: str) -> Profile | None:
         reply = await self.client.hmget(keys.profile(user_id), *self._fields)
         return self._profile_from(user_id, reply, [None, None]) if reply[1] is not None else None
@@ -337,7 +263,3 @@ def _indexes(pipe: Any, commit: Commit | None) -> None:
                 pipe.zadd(keys.index(index), {member: score})
             case ScoreRemove(index, member):
                 pipe.zrem(keys.index(index), member)
-
-
-def _sample_hash(user_id: str) -> bytes:
-    return hashlib.blake2b(user_id.encode(), digest_size=8).digest()

@@ -51,7 +51,6 @@ class _KafkaSource:
 
 def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topics) -> None:
     """Attach the agents and timers to ``app``."""
-    stats = runtime.stats
     declared = asyncio.Lock()
     done: list[bool] = []
     sink = KafkaSink(topics)
@@ -102,14 +101,13 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         # Users of revoked partitions may be written by another worker from now on.
         runtime.updater.forget()
         runtime.epochs.forget()
-        stats.rebalances += 1
         runtime.metrics.rebalances.inc()
 
     @app.on_partitions_assigned.connect
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", ())
-        stats.assigned = sum(1 for tp in assigned if tp.topic == settings.topics.routed)
-        runtime.metrics.assigned.set(stats.assigned)
+        owned = sum(1 for tp in assigned if tp.topic == settings.topics.routed)
+        runtime.metrics.assigned.set(owned)
         runtime.keep_positions({(tp.topic, tp.partition) for tp in assigned})
 
     @app.timer(interval=settings.segments.sync_s)  # type: ignore[untyped-decorator]

@@ -131,7 +131,6 @@ async def send_confirmed(build: Callable[[], list[Awaitable[Awaitable[object]]]]
 
 def _count_refusals(runtime: Runtime, stage: str, refused: int) -> None:
     if refused:
-        runtime.stats.dead["output_rejected"] += refused
         runtime.metrics.dead.labels("output_rejected", stage).inc(refused)
 
 

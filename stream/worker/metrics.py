@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -139,6 +140,39 @@ class Metrics:
         self.ready = Gauge(
             "rtp_ready", "1 when /health answers ready, 0 when it does not", registry=r
         )
+        self.consumed = Counter(
+            "rtp_messages_consumed_total",
+            "Messages consumed: input messages (ingest), bundles (update)",
+            ["stage"],
+            registry=r,
+        )
+        self.batches = Counter(
+            "rtp_batches_total", "Batches taken, by stage", ["stage"], registry=r
+        )
+        self.last_batch = Gauge(
+            "rtp_last_batch_messages", "Messages in the last batch, by stage", ["stage"], registry=r
+        )
+        self.last_update_seconds = Gauge(
+            "rtp_last_update_batch_seconds", "Duration of the last update batch", registry=r
+        )
+        self.catalog_items = Counter(
+            "rtp_catalog_items_total", "Catalog (product) events applied", registry=r
+        )
+        self.conflicts = Counter(
+            "rtp_version_conflicts_total",
+            "Users whose commit met a newer version (another worker wrote them): recomputed",
+            registry=r,
+        )
+        self.model_changes = Counter(
+            "rtp_model_changes_total",
+            "Profiles whose stored vectors came from another model (discarded)",
+            registry=r,
+        )
+        self.churn_swept = Counter(
+            "rtp_churn_sweep_changes_total",
+            "Churn levels the sweep found changed with time alone",
+            registry=r,
+        )
         self.fence_epochs = Counter(
             "rtp_fence_epochs_total",
             "Input partitions whose offsets started again (new fence epoch)",
@@ -209,4 +243,92 @@ NAMES: tuple[str, ...] = (
     "rtp_skipped_records_total",
     "rtp_ready",
     "rtp_fence_epochs_total",
+    "rtp_messages_consumed_total",
+    "rtp_batches_total",
+    "rtp_last_batch_messages",
+    "rtp_last_update_batch_seconds",
+    "rtp_catalog_items_total",
+    "rtp_version_conflicts_total",
+    "rtp_model_changes_total",
+    "rtp_churn_sweep_changes_total",
 )
+
+
+def _samples(metric: Counter | Gauge) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of a counter's totals or a gauge's values, read from the metric."""
+    return [
+        (sample.labels, sample.value)
+        for family in metric.collect()
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    ]
+
+
+def _total(metric: Counter | Gauge, **where: str) -> int:
+    """The sum over the samples whose labels match ``where``."""
+    found = _samples(metric)
+    return int(sum(v for labels, v in found if all(labels.get(k) == x for k, x in where.items())))
+
+
+def _by(metric: Counter | Gauge, label: str, zeros: bool = False) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for labels, value in _samples(metric):
+        if value or zeros:
+            out[labels[label]] = out.get(labels[label], 0) + int(value)
+    return out
+
+
+class Stats:
+    """What ``/stats`` and the demo show, read from the Prometheus instruments: one source
+    for both views, so they cannot disagree."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+        self.started_at = time.time()
+
+    @property
+    def assigned(self) -> int:
+        return _total(self.m.assigned)
+
+    @property
+    def recommendations(self) -> int:
+        return _total(self.m.emitted, type="recommendation")
+
+    def dead(self) -> dict[str, int]:
+        """Dead letters by reason, every stage together."""
+        return _by(self.m.dead, "reason")
+
+    def as_dict(self) -> dict[str, Any]:
+        m = self.m
+        applied = _by(m.applied, "outcome")
+        lag = _by(m.lag, "topic", zeros=True)
+        return {
+            "started_at": self.started_at,
+            "consumed": _total(m.consumed, stage="ingest"),
+            "routed": _total(m.events),
+            "applied": applied.get("applied", 0),
+            "fenced": applied.get("fenced", 0),
+            "duplicates": applied.get("duplicate", 0),
+            "items": _total(m.catalog_items),
+            "conflicts": _total(m.conflicts),
+            "profiles_emitted": _total(m.emitted, type="profile_updated"),
+            "tombstones": _total(m.emitted, type="tombstone"),
+            "batches": _total(m.batches, stage="ingest"),
+            "bundles": _total(m.consumed, stage="update"),
+            "last_batch": _total(m.last_batch, stage="ingest"),
+            "last_commit_ms": round(_value(m.last_update_seconds) * 1000, 3),
+            "rebalances": _total(m.rebalances),
+            "assigned": self.assigned,
+            "model_changes": _total(m.model_changes),
+            "churn_swept": _total(m.churn_swept),
+            "recommendations": self.recommendations,
+            "retries": _total(m.retries),
+            "lag": lag,
+            "kinds": _by(m.events, "kind"),
+            "dead": self.dead(),
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }
+
+
+def _value(gauge: Gauge) -> float:
+    return sum(v for _, v in _samples(gauge))

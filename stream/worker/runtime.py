@@ -9,17 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from mode import Service
 
 from profiles.churn.bgnbd import BGNBDParams
-from profiles.churn.calibration import Calibrator
-from profiles.churn.population import fit_population
 from profiles.churn.risk import RiskConfig
+from profiles.churn.sweeper import ChurnSweeper
 from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.core.errors import Outage
 from profiles.core.privacy import pseudonymizer
@@ -36,8 +32,8 @@ from profiles.recommend.blend import BlendConfig, Recommendation
 from profiles.recommend.index import DAY_MS, ItemIndex
 from profiles.recommend.mirror import ItemMirror
 from profiles.recommend.recommender import Recommender, RecsConfig
-from profiles.redis import keys
 from profiles.redis.catalog import RedisCatalog
+from profiles.redis.churn import RedisChurnStore
 from profiles.redis.marks import MarkStore
 from profiles.redis.segments import CentroidStore
 from profiles.redis.store import RedisStore
@@ -52,7 +48,7 @@ from stream.settings import Settings
 from stream.worker.epochs import InputEpochs
 from stream.worker.health import Health
 from stream.worker.ingest import Inbound, Routed
-from stream.worker.metrics import Metrics
+from stream.worker.metrics import Metrics, Stats
 from stream.worker.outages import OutageTracker
 
 if TYPE_CHECKING:
@@ -62,43 +58,6 @@ if TYPE_CHECKING:
     from profiles.pipeline.updater import BatchResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Stats:
-    """Counters shown by ``/stats`` and the demo view (Prometheus comes from these too)."""
-
-    started_at: float = field(default_factory=time.time)
-    consumed: int = 0
-    routed: int = 0
-    applied: int = 0
-    fenced: int = 0
-    duplicates: int = 0
-    items: int = 0
-    conflicts: int = 0
-    profiles_emitted: int = 0
-    tombstones: int = 0
-    batches: int = 0
-    bundles: int = 0
-    last_batch: int = 0
-    last_commit_ms: float = 0.0
-    rebalances: int = 0
-    assigned: int = 0  # partitions this worker owns now
-    model_changes: int = 0
-    churn_swept: int = 0
-    recommendations: int = 0
-    retries: int = 0
-    lag: dict[str, int] = field(default_factory=dict)  # topic -> messages behind (last measure)
-    kinds: Counter[str] = field(default_factory=Counter)
-    dead: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if not isinstance(v, Counter)}
-        out["lag"] = dict(self.lag)
-        out["kinds"] = dict(self.kinds)
-        out["dead"] = dict(self.dead)
-        out["uptime_s"] = round(time.time() - self.started_at, 3)
-        return out
 
 
 def decode_limits(settings: Settings) -> Limits:
@@ -118,8 +77,8 @@ class Runtime(Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.limits = decode_limits(settings)
-        self.stats = Stats()
         self.metrics = Metrics()
+        self.stats = Stats(self.metrics)
         # (topic, partition) -> (next offset to process, broker timestamp ms of the last one)
         self.positions: dict[tuple[str, int], tuple[int, int]] = {}
         self._cache_seen = (0, 0, 0)
@@ -137,8 +96,6 @@ class Runtime(Service):
         self.tagger = TagExtractor()
         horizon = RiskConfig(horizon_days=settings.churn.horizon_days)
         self.churn = ChurnTracker(horizon) if settings.churn.enabled else None
-        # The model version whose change last put every customer back on the due index.
-        self._churn_requeued: str | None = None
         self.watermark_ms = 0  # latest event time seen by this worker
         self.embedder: Embedder | None = None
         self.segmenter: Segmenter | None = None
@@ -151,6 +108,18 @@ class Runtime(Service):
             self.tagger,
             self._features(),
             cache_users=settings.profiles.cache_users,
+        )
+        self.churn_store = RedisChurnStore(self.store.client)
+        self.sweeper = (
+            None
+            if self.churn is None
+            else ChurnSweeper(
+                self.churn,
+                self.churn_store,
+                self.store,
+                self.updater.profiles.get,
+                settings.kafka.partitions,
+            )
         )
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -165,6 +134,7 @@ class Runtime(Service):
                 return
             await self.store.client.ping()
             await self.store.load_scripts()
+            await self.churn_store.load_scripts()
             await self.epochs.marks.load_scripts()
             await asyncio.to_thread(self.tagger.warm_up)
             if self.settings.embedding.enabled:
@@ -295,7 +265,6 @@ class Runtime(Service):
 
     def failed(self, what: str, exc: Outage) -> None:
         """An outage made ``what`` fail; it is retried (see :mod:`stream.worker.retry`)."""
-        self.stats.retries += 1
         cause = exc.__cause__ or exc
         self.metrics.retries.labels(type(cause).__name__).inc()
         self.outages.failed(what, exc)
@@ -328,13 +297,10 @@ class Runtime(Service):
         return ready, body
 
     def observe_ingest(self, messages: list[Inbound], routed: Routed) -> None:
-        s, m = self.stats, self.metrics
-        s.consumed += len(messages)
-        s.routed += routed.events
-        s.kinds.update(routed.kinds)
-        s.dead.update(d.reason for d in routed.dead)
-        s.batches += 1
-        s.last_batch = len(messages)
+        m = self.metrics
+        m.consumed.labels("ingest").inc(len(messages))
+        m.batches.labels("ingest").inc()
+        m.last_batch.labels("ingest").set(len(messages))
         for kind, n in routed.kinds.items():
             m.events.labels(kind).inc(n)
         for d in routed.dead:
@@ -345,18 +311,14 @@ class Runtime(Service):
     def observe_update(
         self, bundles: list[Inbound], records: list[Record], result: BatchResult, elapsed: float
     ) -> None:
-        s, m = self.stats, self.metrics
-        s.bundles += len(bundles)
-        s.applied += result.applied
-        s.fenced += result.fenced
-        s.duplicates += result.duplicates
-        s.items += result.items
-        s.conflicts += result.conflicts
-        s.profiles_emitted += len(result.updated)
-        s.tombstones += len(result.erased)
-        s.model_changes += result.model_changes
-        s.dead.update(d.reason for d in result.dead)
-        s.last_commit_ms = elapsed * 1000
+        m = self.metrics
+        m.consumed.labels("update").inc(len(bundles))
+        m.batches.labels("update").inc()
+        m.last_batch.labels("update").set(len(bundles))
+        m.catalog_items.inc(result.items)
+        m.conflicts.inc(result.conflicts)
+        m.model_changes.inc(result.model_changes)
+        m.last_update_seconds.set(elapsed)
         m.batch_size.labels("update").observe(len(records))
         m.batch_seconds.observe(elapsed)
         m.redis_seconds.observe(result.store_seconds)
@@ -374,7 +336,6 @@ class Runtime(Service):
         m.emitted.labels("segment_changed").inc(len(result.segment_changes))
         m.emitted.labels("churn_risk").inc(len(result.churn_changes))
         m.emitted.labels("recommendation").inc(len(result.recommendations))
-        s.recommendations += len(result.recommendations)
         if result.recs_seconds:
             m.recommend_seconds.observe(result.recs_seconds)
         for r in records:
@@ -407,7 +368,6 @@ class Runtime(Service):
 
     def update_lag(self, highwaters: dict[tuple[str, int], int | None]) -> None:
         now_ms = time.time() * 1000
-        totals: dict[str, int] = {}
         for (topic, partition), end in highwaters.items():
             if end is None:
                 continue
@@ -417,8 +377,6 @@ class Runtime(Service):
             behind = max(0, end - position)
             age = (now_ms - stamp) / 1000 if behind and stamp else 0.0
             self.metrics.set_lag(topic, partition, behind, max(0.0, age))
-            totals[topic] = totals.get(topic, 0) + behind
-        self.stats.lag = totals
 
     def encoder_stats(self) -> dict[str, Any]:
         if self.embedder is None:
@@ -463,95 +421,19 @@ class Runtime(Service):
     async def sweep_churn(
         self, owned: set[int], announce: Callable[[list[ChurnChange]], Awaitable[None]]
     ) -> list[ChurnChange]:
-        """Re-score the owned users whose level may have changed; ``announce`` the changes of
-        each partition, then store the new levels, and return the changes.
-
-        Announce first: if the send fails, nothing is stored and the next sweep finds the same
-        users due again (a stored level whose event was never sent would be lost for good).
-        A level that is not stored after all (the user changed meanwhile) was announced anyway;
-        ``churn_risk`` events are at least once."""
-        if self.churn is None:
+        """Timer body: :meth:`ChurnSweeper.sweep` of the owned partitions, now."""
+        if self.sweeper is None:
             return []
-        await self._refresh_churn_params()
-        version = self.churn.version()
-        if self.churn.params is not None and version != self._churn_requeued:
-            # A new fit can change any customer's level, also of those the due index dropped
-            # (already "high", or scored before the first fit): re-check them all once.
-            await self.store.requeue_customers(sorted(owned))
-            self._churn_requeued = version
-        as_of = self.churn_now()
-        changes: list[ChurnChange] = []
-        for partition in sorted(owned):
-            users = await self.store.due(partition, as_of)
-            if not users:
-                continue
-            profiles, _ = await self.store.load(users, ())
-            updates = []
-            found = []
-            # Erased meanwhile (or a sweep raced an erasure and re-indexed them): drop them, or
-            # the index would name an erased user for ever.
-            gone = [p.user_id for p in profiles.values() if p.last_ts is None]
-            if gone:
-                await self.store.forget_due(partition, gone)
-            for profile in profiles.values():
-                if profile.last_ts is None:
-                    continue
-                change = self.churn.update(profile, as_of)
-                updates.append((profile, partition))
-                if change is not None:
-                    found.append(change)
-            await announce(found)
-            await self.store.save_churn(updates)  # a user changed meanwhile keeps its level
-            for profile, _ in updates:
-                cached = self.updater.profiles.get(profile.user_id)
-                if cached is not None and cached.version == profile.version:
-                    cached.churn = profile.churn
-            changes += found  # announced, stored or not
-        self.stats.churn_swept += len(changes)
+        changes = await self.sweeper.sweep(owned, self.churn_now(), announce)
+        self.metrics.churn_swept.inc(len(changes))
         return changes
 
-    async def _refresh_churn_params(self) -> None:
-        raw = await self.store.client.get(keys.CHURN_PARAMS)
-        if raw is not None and self.churn is not None:
-            state = orjson.loads(raw)
-            self.churn.params = BGNBDParams(
-                state["r"], state["alpha"], state["a"], state["b"], state["variant"]
-            )
-            cal = state.get("calibrator")
-            self.churn.calibrator = None if cal is None else Calibrator.from_dict(cal)
-
     async def fit_churn(self) -> BGNBDParams | None:
-        """Refit the population (one worker per interval, under a Redis lock)."""
-        if self.churn is None:
+        """Timer body: refit the population (one worker per interval)."""
+        if self.sweeper is None:
             return None
         ttl = max(1, int(self.settings.churn.fit_s * 0.9))
-        client = self.store.client
-        if not await client.set(keys.CHURN_FIT_LOCK, b"1", nx=True, ex=ttl):
-            return None
-        # A deterministic sample (the customers with the smallest hashes), large enough that
-        # refits on the same data agree within 2% (EVALUATION.md).
-        partitions = self.settings.kafka.partitions
-        per_partition = max(1000, 50_000 // max(partitions, 1))
-        users = await self.store.sample_customers(partitions, per_partition)
-        profiles, _ = await self.store.load(users, ())
-        as_of = self.churn_now()
-        params = await asyncio.to_thread(
-            fit_population, list(profiles.values()), as_of, 50, init=self.churn.params
-        )
-        if params is not None:
-            state = {
-                "r": params.r,
-                "alpha": params.alpha,
-                "a": params.a,
-                "b": params.b,
-                "variant": params.variant,
-                "as_of": as_of,
-                "customers": len(profiles),
-            }
-            await client.set(keys.CHURN_PARAMS, orjson.dumps(state))
-            self.churn.params = params
-            log.info("churn model refit on %d customers: %s", len(profiles), params)
-        return params
+        return await self.sweeper.fit(self.churn_now(), ttl)
 
     def segment_stats(self) -> dict[str, Any]:
         if self.segmenter is None:

@@ -85,12 +85,15 @@ async def test_one_batch_flows_from_input_to_redis_and_every_output_role(
     stored = orjson.loads(await redis_client.hget(keys.profile("ann"), "d"))
     assert stored["counts"] == {"click": 1, "search": 1}
     assert await redis_client.hget(keys.profile("bob"), "c") is not None  # churn scored
-    assert runtime.stats.applied == 3 and runtime.stats.dead["invalid_json"] == 1
+    stats = runtime.stats.as_dict()  # what /stats shows, read from the Prometheus counters
+    assert stats["applied"] == 3 and stats["dead"] == {"invalid_json": 1}
+    assert stats["profiles_emitted"] == 2 and stats["routed"] == 3
 
     # Redelivered (the input offsets were not acknowledged): nothing applies twice.
     again = await run(runtime, source, batch, MemorySink())
     assert orjson.loads(await redis_client.hget(keys.profile("ann"), "d")) == stored
-    assert runtime.stats.applied == 3 and runtime.stats.duplicates + runtime.stats.fenced >= 3
+    stats = runtime.stats.as_dict()
+    assert stats["applied"] == 3 and stats["duplicates"] + stats["fenced"] >= 3
     versions = {m.key: orjson.loads(m.value or b"")["version"] for m in again.take("profiles")}
     assert versions == {k: p["version"] for k, p in profiles.items()}  # the same events again
 
@@ -117,4 +120,6 @@ async def test_a_refused_output_is_dead_lettered_and_the_batch_still_commits(
     assert heads[dead_letters.OUTPUT_TOPIC] == "memory-profiles"
     assert (heads[dead_letters.TOPIC], heads[dead_letters.OFFSET]) == ("site-events", "0")
     assert await redis_client.hget(keys.profile("cy"), "d") is not None
-    assert runtime.stats.dead["output_rejected"] == 1
+    assert runtime.stats.dead() == {"output_rejected": 1}
+    exported = runtime.metrics.exposition().decode()
+    assert 'rtp_dead_letters_total{reason="output_rejected",stage="update"} 1.0' in exported

@@ -109,7 +109,7 @@ def test_health_report_says_what_is_wrong() -> None:
     ready, body = runtime.health_report()
     assert not ready and body["problems"][0].startswith("starting")
     runtime._ready.set()
-    runtime.stats.assigned = 4
+    runtime.metrics.assigned.set(4)
     ready, body = runtime.health_report()
     assert not ready and body["problems"] == ["starting: output topics not declared yet"]
     runtime.outputs_declared = True
