@@ -67,7 +67,6 @@ from profiles.embedding.embedder import Embedder
 from profiles.embedding.feature import vector_learner
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import combine, event_texts
-from profiles.encoder.encoder import Encoder, EncoderConfig
 from profiles.pipeline.builtin import CODECS, builtin_features
 from profiles.pipeline.downstream import profile_updated
 from profiles.pipeline.store import Commit
@@ -79,6 +78,7 @@ from schemas.validate import Limits, decode
 from stream.devtools.services import BROKER, REDIS
 from stream.settings import Settings
 from stream.worker.ingest import Inbound, route, unpack
+from stream.worker.runtime import encoder_from
 
 SUBSECTION = "### Per-event cost breakdown (`benchmarks/breakdown.py`)"
 #: The core variant gets its own subsection, so both can stand side by side.
@@ -199,14 +199,7 @@ def _texts(records: Sequence[Record], catalog: dict[str, dict[str, Any]]) -> lis
 def encode_all(batches: list[list[Record]], catalog: dict[str, dict[str, Any]]) -> Vectors:
     """Encode every distinct text once, batch by batch, as a fresh worker would."""
     settings = Settings()
-    encoder = Encoder(
-        EncoderConfig(
-            model=settings.encoder.model,
-            device=settings.encoder.device,
-            max_length=settings.encoder.max_tokens,
-            batch_size=settings.encoder.batch,
-        )
-    )
+    encoder = encoder_from(settings)  # as the worker loads it
     # No Redis tier: a cold start has nothing in it, and the LRU then serves every run.
     cache = EmbeddingCache(encoder, capacity=10_000_000)
     started = time.perf_counter()

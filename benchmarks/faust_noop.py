@@ -23,28 +23,20 @@ import faust
 from faust.types import StreamT
 from faust.web import Request, Response, View
 
+from stream.worker.transport import consumer_options
+
 
 def build_app(args: argparse.Namespace) -> faust.App:
-    """The no-op app; keep its settings in step with ``stream/worker/app.py``."""
-    session = args.session_timeout
+    """The no-op app, consuming as the worker does (``stream/worker/app.py``)."""
     app = faust.App(
         args.app_id,
         broker=args.broker,
-        store="memory://",
         datadir=f"{args.data_dir}/{{conf.name}}-data",
         topic_partitions=4,
         topic_replication_factor=1,
-        producer_acks=-1,
-        stream_publish_on_commit=False,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=session,
-        broker_heartbeat_interval=max(0.5, session / 10),
-        broker_rebalance_timeout=max(session * 2, 20.0),
-        broker_commit_interval=1.0,
         web_port=args.web_port,
         web_host="127.0.0.1",
-        web_in_thread=False,
-        loghandlers=[],
+        **consumer_options(args.session_timeout),
     )
     topic = app.topic(args.topic, key_serializer="raw", value_serializer="raw")
     consumed = [0]  # a cell the agent and the web view share

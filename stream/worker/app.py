@@ -10,12 +10,11 @@ from stream.security import broker_credentials
 from stream.settings import Settings
 from stream.worker import agents, records, web
 from stream.worker.runtime import Runtime
-from stream.worker.transport import Topics
+from stream.worker.transport import Topics, consumer_options
 
 
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     """A configured app with its topics, agents and web views, and its runtime."""
-    session = settings.kafka.session_timeout_s
     records.install()  # a record aiokafka cannot decode must not crash the fetcher
     Path(settings.worker.data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
     guard = web.guard_for(settings)
@@ -23,27 +22,17 @@ def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
         settings.kafka.app_id,
         broker=settings.kafka.broker,
         broker_credentials=broker_credentials(settings.kafka),  # SASL and/or TLS, or None
-        store="memory://",
         datadir=f"{settings.worker.data_dir}/{{conf.name}}-data",
-        # State lives in Redis; Faust only consumes, routes and produces.
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.topics.replication,
-        producer_acks=-1,
         # The dead-letter bounds are checked against it (Settings: dead_letters.check_fits).
         producer_max_request_size=settings.ingest.max_request_bytes,
-        stream_publish_on_commit=False,
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=session,
-        broker_heartbeat_interval=max(0.5, session / 10),
-        broker_rebalance_timeout=max(session * 2, 20.0),
-        broker_commit_interval=1.0,
         web_port=settings.web.port,
         web_host=settings.web.host,
         # Faust binds web_bind (default 0.0.0.0) and uses web_host only in its own URL.
         web_bind=settings.web.host,
         web_application_options={"middlewares": [web.auth_middleware(guard)]},
-        web_in_thread=False,
-        loghandlers=[],
+        **consumer_options(settings.kafka.session_timeout_s),
     )
     runtime = Runtime(settings)
     records.listen(runtime.note_skipped)  # counted in rtp_skipped_records_total, logged

@@ -70,6 +70,18 @@ def decode_limits(settings: Settings) -> Limits:
     )
 
 
+def encoder_from(settings: Settings) -> Encoder:
+    """The text encoder the settings name (loads the model: seconds)."""
+    return Encoder(
+        EncoderConfig(
+            model=settings.encoder.model,
+            device=settings.encoder.device,
+            max_length=settings.encoder.max_tokens,
+            batch_size=settings.encoder.batch,
+        )
+    )
+
+
 class Runtime(Service):
     """Owns the Redis connection and the batch updater of one worker."""
 
@@ -165,14 +177,7 @@ class Runtime(Service):
     def _load_embedder(self) -> Embedder:
         """Load the model (seconds; in a thread) and wire the two-tier vector cache."""
         s = self.settings
-        encoder = Encoder(
-            EncoderConfig(
-                model=s.encoder.model,
-                device=s.encoder.device,
-                max_length=s.encoder.max_tokens,
-                batch_size=s.encoder.batch,
-            )
-        )
+        encoder = encoder_from(s)
         # The channel wraps the encoder below the cache, so every consumer of text vectors
         # (profiles, interests, segments, the item index) gets the same mixed vectors, under
         # the mixed model id.

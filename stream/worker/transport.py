@@ -60,6 +60,24 @@ class Sink(Protocol):
         ...
 
 
+def consumer_options(session_timeout_s: float) -> dict[str, Any]:
+    """How the worker consumes and produces (the throughput benchmark's no-op agent uses
+    the same, so the two differ only in the work per batch)."""
+    session = session_timeout_s
+    return {
+        "store": "memory://",  # state lives in Redis; Faust only consumes, routes, produces
+        "producer_acks": -1,
+        "stream_publish_on_commit": False,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": session,
+        "broker_heartbeat_interval": max(0.5, session / 10),
+        "broker_rebalance_timeout": max(session * 2, 20.0),
+        "broker_commit_interval": 1.0,
+        "web_in_thread": False,
+        "loghandlers": [],
+    }
+
+
 @dataclass(frozen=True)
 class Topics:
     """Every topic the worker reads or writes, declared once per app."""
