@@ -19,6 +19,7 @@ import fastjsonschema
 import orjson
 
 from schemas import framing, segment
+from schemas.kinds import USER_KINDS
 
 __all__ = [
     "KINDS",
@@ -50,7 +51,6 @@ KINDS: Final[tuple[str, ...]] = (
     "product",
     "user_erasure",
 )
-USER_KINDS: Final[frozenset[str]] = frozenset(KINDS) - {"product"}
 
 SCHEMA_VERSION: Final = 1
 

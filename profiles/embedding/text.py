@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from profiles.core.catalog import described
+from schemas.kinds import is_own_line
 
 
 def item_text(title: str, category: Sequence[str]) -> str:
@@ -25,7 +26,7 @@ def item_text(title: str, category: Sequence[str]) -> str:
 
 
 def event_texts(
-    event: dict[str, Any], items: Mapping[str, dict[str, Any]]
+    event: Mapping[str, Any], items: Mapping[str, dict[str, Any]]
 ) -> list[tuple[str, float]]:
     """``(text, share)`` pairs of an event; shares sum to 1 (empty: nothing to encode)."""
     kind = event["type"]
@@ -40,7 +41,7 @@ def event_texts(
         ]
     elif kind == "review":
         parts = [(event["text"], 0.5), (_line_text(event, items), 0.5)]
-    elif kind in ("click", "add_to_cart"):
+    elif is_own_line(kind):  # click, add_to_cart: the event is its one product line
         parts = [(_line_text(event, items), 1.0)]
     else:
         return []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -29,6 +29,7 @@ from profiles.pipeline.feature import (
 )
 from profiles.recommend.popularity import Contribution, count_field, interactions
 from profiles.recommend.recommender import Recommender, RecsChange
+from schemas.kinds import product_lines as product_lines  # re-exported: the lines seen_item takes
 
 
 def recommendation_event(change: RecsChange, model: str, now_ms: int) -> dict[str, Any]:
@@ -65,17 +66,7 @@ def recommendation_event(change: RecsChange, model: str, now_ms: int) -> dict[st
     }
 
 
-def product_lines(event: dict[str, Any]) -> list[dict[str, Any]]:
-    """The parts of a tracking event that name a product (purchase lines, or the event)."""
-    kind = event["type"]
-    if kind == "purchase":
-        return list(event["items"])
-    if kind in ("click", "add_to_cart", "review"):
-        return [event]
-    return []
-
-
-def seen_item(line: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+def seen_item(line: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str, Any]:
     """A catalog entry made from a tracking event's product fields (``seen_in`` says so)."""
     item = {
         "type": "product",

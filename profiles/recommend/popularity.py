@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from profiles.core.decay import rebase
+from schemas.kinds import product_lines
 
 __all__ = [
     "Contribution",
@@ -65,13 +66,9 @@ def interactions(
     weight = float(kind_weights.get(kind, 0.0))
     if weight <= 0:
         return []
-    if kind == "purchase":
-        return [(line["product_id"], weight) for line in event["items"]]
-    if kind in ("click", "add_to_cart"):
-        return [(event["product_id"], weight)]
     if kind == "review":
-        return [(event["product_id"], weight * event["rating"] / 5.0)]
-    return []
+        weight = weight * event["rating"] / 5.0
+    return [(line["product_id"], weight) for line in product_lines(event)]
 
 
 def count_field(product_id: str, segment: int | None = None) -> str:

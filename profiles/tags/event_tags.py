@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from profiles.core.catalog import described
+from schemas.kinds import product_lines
 
 Tag = tuple[str, float]
 
@@ -90,13 +91,7 @@ def merge(parts: Sequence[tuple[Sequence[Tag], float]]) -> list[Tag]:
     return sorted(((t, w / mass) for t, w in scores.items()), key=lambda kv: (-kv[1], kv[0]))
 
 
-def needs_catalog(event: dict[str, Any]) -> list[str]:
+def needs_catalog(event: Mapping[str, Any]) -> list[str]:
     """Product ids whose title or category the event lacks (to look up in the catalog)."""
-    kind = event["type"]
-    if kind == "purchase":
-        lines: list[dict[str, Any]] = event["items"]
-    elif kind in ("click", "add_to_cart", "review"):
-        lines = [event]
-    else:
-        return []
+    lines = product_lines(event)
     return [ln["product_id"] for ln in lines if not (ln.get("title") and ln.get("category"))]

@@ -62,6 +62,7 @@ from profiles.recommend.index import Item, ItemIndex
 from profiles.segments.kmeans import MiniBatchKMeans
 from profiles.tags.event_tags import event_tags
 from profiles.tags.extractor import TagExtractor
+from schemas.kinds import product_lines
 from stream.evaluation.markdown import write_section
 from stream.simulation.generator import TrafficConfig, TrafficGenerator
 
@@ -250,13 +251,9 @@ def _interactions(ev: Mapping[str, Any]) -> list[tuple[str, float]]:
     """(product, weight) pairs an event adds to popularity: the profile's kind weights."""
     kind = ev["type"]
     w = DEFAULT_KIND_WEIGHTS.get(kind, 0.0)
-    if kind == "purchase":
-        return [(line["product_id"], w) for line in ev["items"]]
-    if kind in ("click", "add_to_cart"):
-        return [(ev["product_id"], w)]
     if kind == "review":
-        return [(ev["product_id"], w * ev["rating"] / 5.0)]
-    return []
+        w = w * ev["rating"] / 5.0
+    return [(line["product_id"], w) for line in product_lines(ev)]
 
 
 def _replay(shard: int) -> tuple[list[Outcome], dict[str, np.ndarray]]:
