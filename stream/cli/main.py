@@ -147,6 +147,27 @@ def register(app: faust.App, settings: Settings) -> None:
         if not all(row.ok for row in rows):
             raise SystemExit(1)
 
+    @app.command(
+        option("--chunk", type=int, default=500, help="Items and users per Redis round trip."),
+        option(
+            "--dry-run",
+            is_flag=True,
+            default=False,
+            help="Count what would change; write no profile (catalog vectors are cached).",
+        ),
+    )
+    async def reembed(self: AppCommand, chunk: int, dry_run: bool) -> None:
+        """After a model change (RTP_MODEL): encode the catalog with it and rebuild (from
+        purchases) or drop the user vectors of other models. Safe to repeat or interrupt."""
+        from stream.cli.reembed import run, summary
+
+        if chunk < 1:
+            raise SystemExit(f"--chunk must be at least 1, got {chunk}")
+        if not settings.embedding.enabled:
+            raise SystemExit("RTP_EMBEDDINGS is false: there are no vectors to re-embed")
+        report = await run(settings, chunk, dry_run)
+        self.say(summary(report, dry_run))
+
     @app.command(argument("user_id", type=str))
     async def profile(self: AppCommand, user_id: str) -> None:
         """Print a user's profile from Redis as JSON."""

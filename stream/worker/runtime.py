@@ -82,6 +82,34 @@ def encoder_from(settings: Settings) -> Encoder:
     )
 
 
+def load_embedder(settings: Settings, tier: RedisVectorTier | None) -> Embedder:
+    """Load the model (seconds: call it in a thread) and wire the two-tier vector cache, as
+    the worker does (the re-embedding command too, so both name vectors alike)."""
+    s = settings
+    encoder = encoder_from(s)
+    # The channel wraps the encoder below the cache, so every consumer of text vectors
+    # (profiles, interests, segments, the item index) gets the same mixed vectors, under
+    # the mixed model id.
+    vectors: TextEncoder = ChannelEncoder(encoder) if s.embedding.text_channel else encoder
+    cache = EmbeddingCache(vectors, capacity=s.encoder.vector_cache, tier=tier)
+    config = EmbeddingConfig(
+        model_id=vectors.model_id,
+        dim=encoder.dim,
+        long_half_life_ms=s.profile.half_life_ms,
+        short_half_life_ms=int(s.embedding.short_half_life_min * 60_000),
+        interests=s.embedding.interests,
+    )
+    log.info(
+        "encoder %s (dim %d, %s, %s, pooling %s)",
+        vectors.model_id,
+        encoder.dim,
+        encoder.device,
+        encoder.dtype,
+        encoder.pooling,
+    )
+    return Embedder(cache, config)
+
+
 class Runtime(Service):
     """Owns the Redis connection and the batch updater of one worker."""
 
@@ -175,31 +203,10 @@ class Runtime(Service):
         )
 
     def _load_embedder(self) -> Embedder:
-        """Load the model (seconds; in a thread) and wire the two-tier vector cache."""
-        s = self.settings
-        encoder = encoder_from(s)
-        # The channel wraps the encoder below the cache, so every consumer of text vectors
-        # (profiles, interests, segments, the item index) gets the same mixed vectors, under
-        # the mixed model id.
-        vectors: TextEncoder = ChannelEncoder(encoder) if s.embedding.text_channel else encoder
-        self._tier = RedisVectorTier(s.redis.url.get_secret_value(), tls=s.redis.tls)
-        cache = EmbeddingCache(vectors, capacity=s.encoder.vector_cache, tier=self._tier)
-        config = EmbeddingConfig(
-            model_id=vectors.model_id,
-            dim=encoder.dim,
-            long_half_life_ms=s.profile.half_life_ms,
-            short_half_life_ms=int(s.embedding.short_half_life_min * 60_000),
-            interests=s.embedding.interests,
+        self._tier = RedisVectorTier(
+            self.settings.redis.url.get_secret_value(), tls=self.settings.redis.tls
         )
-        log.info(
-            "encoder %s (dim %d, %s, %s, pooling %s)",
-            vectors.model_id,
-            encoder.dim,
-            encoder.device,
-            encoder.dtype,
-            encoder.pooling,
-        )
-        return Embedder(cache, config)
+        return load_embedder(self.settings, self._tier)
 
     async def _start_recommendations(self, embedder: Embedder) -> None:
         """Build the item index from the stored catalog; the update stage then recommends."""
