@@ -145,13 +145,15 @@ class BatchUpdater:
         cache_users: int = 50_000,
         item_ttl_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        cache: LruCache[Profile] | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.tagger = tagger
         self.features = list(features)
         self.clock = clock
-        self.profiles: LruCache[Profile] = LruCache(cache_users)
+        # The worker's copy of the profiles it owns (``cache``: shared with its other parts).
+        self.profiles: LruCache[Profile] = cache if cache is not None else LruCache(cache_users)
         self._items: LruCache[tuple[float, dict[str, Any]]] = LruCache(100_000)
         self.item_ttl_s = item_ttl_s
 

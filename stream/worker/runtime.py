@@ -27,7 +27,7 @@ from profiles.embedding.profile import EmbeddingConfig
 from profiles.encoder.encoder import Encoder, EncoderConfig
 from profiles.pipeline.builtin import builtin_features
 from profiles.pipeline.feature import Feature
-from profiles.pipeline.updater import BatchUpdater
+from profiles.pipeline.updater import BatchUpdater, LruCache
 from profiles.recommend.blend import BlendConfig, Recommendation
 from profiles.recommend.index import DAY_MS, ItemIndex
 from profiles.recommend.mirror import ItemMirror
@@ -142,13 +142,9 @@ class Runtime(Service):
         self.recommender: Recommender | None = None
         self.mirror: ItemMirror | None = None
         self._tier: RedisVectorTier | None = None
-        self.updater = BatchUpdater(
-            self.store,
-            settings.profile,
-            self.tagger,
-            self._features(),
-            cache_users=settings.profiles.cache_users,
-        )
+        # The profiles this worker owns, shared by the updater and the churn sweep.
+        self.profiles: LruCache[Profile] = LruCache(settings.profiles.cache_users)
+        self.updater = self._updater()  # the base features; rebuilt whole once models load
         self.churn_store = RedisChurnStore(self.store.client)
         self.sweeper = (
             None
@@ -157,7 +153,7 @@ class Runtime(Service):
                 self.churn,
                 self.churn_store,
                 self.store,
-                self.updater.profiles.get,
+                self.profiles.get,
                 settings.kafka.partitions,
             )
         )
@@ -184,11 +180,18 @@ class Runtime(Service):
                     await self.segmenter.start()
                 if self.settings.recommend.enabled:
                     await self._start_recommendations(self.embedder)
-            self.updater.features = self._features()
+            self.updater = self._updater()
             self._ready.set()
             log.info(
                 "runtime ready: redis %s", redact_url(self.settings.redis.url.get_secret_value())
             )
+
+    def _updater(self) -> BatchUpdater:
+        """The batch updater with every enabled feature, as far as the models are loaded."""
+        s = self.settings
+        return BatchUpdater(
+            self.store, s.profile, self.tagger, self._features(), cache=self.profiles
+        )
 
     def _features(self) -> list[Feature]:
         """The enabled features with what is loaded so far (the model: ``ensure_ready``)."""
