@@ -67,18 +67,17 @@ from profiles.embedding.embedder import Embedder
 from profiles.embedding.feature import vector_learner
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import combine, event_texts
-from profiles.pipeline.builtin import CODECS, builtin_features
+from profiles.pipeline.builtin import CODECS
 from profiles.pipeline.downstream import profile_updated
 from profiles.pipeline.store import Commit
-from profiles.pipeline.updater import BatchUpdater
 from profiles.redis.store import RedisStore
 from profiles.tags.event_tags import event_tags
 from profiles.tags.extractor import Tag, TagExtractor
 from schemas.validate import Limits, decode
 from stream.devtools.services import BROKER, REDIS
 from stream.settings import Settings
+from stream.worker.compose import Models, build_updater, embedding_config, encoder_from
 from stream.worker.ingest import Inbound, route, unpack
-from stream.worker.runtime import encoder_from
 
 SUBSECTION = "### Per-event cost breakdown (`benchmarks/breakdown.py`)"
 #: The core variant gets its own subsection, so both can stand side by side.
@@ -208,13 +207,7 @@ def encode_all(batches: list[list[Record]], catalog: dict[str, dict[str, Any]]) 
         if texts:
             cache.get_many(texts)
     seconds = time.perf_counter() - started
-    config = EmbeddingConfig(
-        model_id=encoder.model_id,
-        dim=encoder.dim,
-        long_half_life_ms=settings.profile.half_life_ms,
-        short_half_life_ms=int(settings.embedding.short_half_life_min * 60_000),
-        interests=settings.embedding.interests,
-    )
+    config = embedding_config(settings, encoder.model_id, encoder.dim)
     device = f"{encoder.device} {encoder.dtype}"
     return Vectors(cache, config, seconds, cache.misses, device)
 
@@ -376,9 +369,10 @@ async def run_updater(
 ) -> None:
     """Cross-check: the real BatchUpdater on the same batches (fresh profiles, flushed Redis,
     the warm vector cache)."""
-    embedder = None if vectors is None else Embedder(vectors.cache, vectors.config)
-    features = builtin_features(partitions=1, embedder=embedder)
-    updater = BatchUpdater(store, ProfileConfig(), TagExtractor(), features, cache_users=200_000)
+    # One owner partition, every user cached: the pipeline alone, as the pieces measure it.
+    settings = Settings.from_env({"RTP_CACHE_USERS": "200000", "RTP_PARTITIONS": "1"})
+    models = Models(None if vectors is None else Embedder(vectors.cache, vectors.config))
+    updater = build_updater(settings, store, TagExtractor(), models, churn=None)
     with t.clock("updater"):
         for records in batches:
             await updater.process(records)

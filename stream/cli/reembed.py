@@ -18,7 +18,7 @@ from profiles.redis.tier import RedisVectorTier
 from profiles.redis.vectors import RedisVectorStore
 from profiles.tags.extractor import TagExtractor
 from stream.settings import Settings
-from stream.worker.runtime import load_embedder
+from stream.worker.compose import load_embedder
 
 
 async def run(settings: Settings, chunk: int, dry_run: bool) -> Report:

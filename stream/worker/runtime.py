@@ -20,31 +20,20 @@ from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.core.errors import Outage
 from profiles.core.privacy import pseudonymizer
 from profiles.core.profile import Profile
-from profiles.embedding.cache import EmbeddingCache, TextEncoder
-from profiles.embedding.channel import ChannelEncoder
 from profiles.embedding.embedder import Embedder
-from profiles.embedding.profile import EmbeddingConfig
-from profiles.encoder.encoder import Encoder, EncoderConfig
-from profiles.pipeline.builtin import builtin_features
-from profiles.pipeline.feature import Feature
-from profiles.pipeline.updater import BatchUpdater, LruCache
-from profiles.recommend.blend import BlendConfig, Recommendation
-from profiles.recommend.index import DAY_MS, ItemIndex
+from profiles.pipeline.updater import LruCache
+from profiles.recommend.blend import Recommendation
 from profiles.recommend.mirror import ItemMirror
-from profiles.recommend.recommender import Recommender, RecsConfig
-from profiles.redis.catalog import RedisCatalog
+from profiles.recommend.recommender import Recommender
 from profiles.redis.churn import RedisChurnStore
 from profiles.redis.marks import MarkStore
-from profiles.redis.segments import CentroidStore
 from profiles.redis.store import RedisStore
-from profiles.redis.tier import RedisVectorTier
-from profiles.segments.features import BEHAVIOUR_FEATURES, FeatureConfig
-from profiles.segments.kmeans import MiniBatchKMeans
 from profiles.segments.segmenter import Segmenter
 from profiles.tags.extractor import TagExtractor
 from schemas.validate import Limits
 from stream.security import redact_url
 from stream.settings import Settings
+from stream.worker.compose import Models, build_updater, load_models
 from stream.worker.epochs import InputEpochs
 from stream.worker.health import Health
 from stream.worker.ingest import Inbound, Routed
@@ -68,46 +57,6 @@ def decode_limits(settings: Settings) -> Limits:
         earliest_ms=settings.ingest.earliest_ms,
         registry_framing=settings.ingest.registry_framing == "accept",
     )
-
-
-def encoder_from(settings: Settings) -> Encoder:
-    """The text encoder the settings name (loads the model: seconds)."""
-    return Encoder(
-        EncoderConfig(
-            model=settings.encoder.model,
-            device=settings.encoder.device,
-            max_length=settings.encoder.max_tokens,
-            batch_size=settings.encoder.batch,
-        )
-    )
-
-
-def load_embedder(settings: Settings, tier: RedisVectorTier | None) -> Embedder:
-    """Load the model (seconds: call it in a thread) and wire the two-tier vector cache, as
-    the worker does (the re-embedding command too, so both name vectors alike)."""
-    s = settings
-    encoder = encoder_from(s)
-    # The channel wraps the encoder below the cache, so every consumer of text vectors
-    # (profiles, interests, segments, the item index) gets the same mixed vectors, under
-    # the mixed model id.
-    vectors: TextEncoder = ChannelEncoder(encoder) if s.embedding.text_channel else encoder
-    cache = EmbeddingCache(vectors, capacity=s.encoder.vector_cache, tier=tier)
-    config = EmbeddingConfig(
-        model_id=vectors.model_id,
-        dim=encoder.dim,
-        long_half_life_ms=s.profile.half_life_ms,
-        short_half_life_ms=int(s.embedding.short_half_life_min * 60_000),
-        interests=s.embedding.interests,
-    )
-    log.info(
-        "encoder %s (dim %d, %s, %s, pooling %s)",
-        vectors.model_id,
-        encoder.dim,
-        encoder.device,
-        encoder.dtype,
-        encoder.pooling,
-    )
-    return Embedder(cache, config)
 
 
 class Runtime(Service):
@@ -137,14 +86,13 @@ class Runtime(Service):
         horizon = RiskConfig(horizon_days=settings.churn.horizon_days)
         self.churn = ChurnTracker(horizon) if settings.churn.enabled else None
         self.watermark_ms = 0  # latest event time seen by this worker
-        self.embedder: Embedder | None = None
-        self.segmenter: Segmenter | None = None
-        self.recommender: Recommender | None = None
-        self.mirror: ItemMirror | None = None
-        self._tier: RedisVectorTier | None = None
+        self.models = Models()  # loaded by ensure_ready
         # The profiles this worker owns, shared by the updater and the churn sweep.
         self.profiles: LruCache[Profile] = LruCache(settings.profiles.cache_users)
-        self.updater = self._updater()  # the base features; rebuilt whole once models load
+        # The base features until the models load; then built whole again.
+        self.updater = build_updater(
+            settings, self.store, self.tagger, self.models, self.churn, self.profiles
+        )
         self.churn_store = RedisChurnStore(self.store.client)
         self.sweeper = (
             None
@@ -173,77 +121,32 @@ class Runtime(Service):
             await self.churn_store.load_scripts()
             await self.epochs.marks.load_scripts()
             await asyncio.to_thread(self.tagger.warm_up)
-            if self.settings.embedding.enabled:
-                self.embedder = await asyncio.to_thread(self._load_embedder)
-                if self.settings.segments.enabled:
-                    self.segmenter = self._segmenter(self.embedder.config.dim)
-                    await self.segmenter.start()
-                if self.settings.recommend.enabled:
-                    await self._start_recommendations(self.embedder)
-            self.updater = self._updater()
+            self.models = await load_models(self.settings, self.store.client, self.tagger)
+            if self.models.mirror is not None:
+                self.metrics.index_items.set(len(self.models.mirror.index))
+            self.updater = build_updater(
+                self.settings, self.store, self.tagger, self.models, self.churn, self.profiles
+            )
             self._ready.set()
             log.info(
                 "runtime ready: redis %s", redact_url(self.settings.redis.url.get_secret_value())
             )
 
-    def _updater(self) -> BatchUpdater:
-        """The batch updater with every enabled feature, as far as the models are loaded."""
-        s = self.settings
-        return BatchUpdater(
-            self.store, s.profile, self.tagger, self._features(), cache=self.profiles
-        )
+    @property
+    def embedder(self) -> Embedder | None:
+        return self.models.embedder
 
-    def _features(self) -> list[Feature]:
-        """The enabled features with what is loaded so far (the model: ``ensure_ready``)."""
-        return builtin_features(
-            partitions=self.settings.kafka.partitions,
-            embedder=self.embedder,
-            emit_vector=self.settings.embedding.emit_vector,
-            segmenter=self.segmenter,
-            churn=self.churn,
-            recommender=self.recommender,
-            config=self.settings.profile,
-        )
+    @property
+    def segmenter(self) -> Segmenter | None:
+        return self.models.segmenter
 
-    def _load_embedder(self) -> Embedder:
-        self._tier = RedisVectorTier(
-            self.settings.redis.url.get_secret_value(), tls=self.settings.redis.tls
-        )
-        return load_embedder(self.settings, self._tier)
+    @property
+    def mirror(self) -> ItemMirror | None:
+        return self.models.mirror
 
-    async def _start_recommendations(self, embedder: Embedder) -> None:
-        """Build the item index from the stored catalog; the update stage then recommends."""
-        s = self.settings
-        device = str(getattr(embedder.cache.encoder, "device", "cpu"))
-        index = ItemIndex(
-            embedder.config.dim,
-            device=device,
-            popularity_half_life_ms=int(s.recommend.popularity_half_life_days * DAY_MS),
-        )
-        self.mirror = ItemMirror(
-            index,
-            RedisCatalog(self.store.client),
-            embedder,
-            self.tagger,
-            s.kafka.partitions,
-            popularity_every=max(1, round(10.0 / s.recommend.catalog_poll_s)),
-        )
-        blend = BlendConfig(
-            k=s.recommend.k,
-            w_vector=s.recommend.w_vector,
-            w_tags=s.recommend.w_tags,
-            w_popularity=s.recommend.w_popularity,
-            diversity=s.recommend.diversity,
-        )
-        self.recommender = Recommender(
-            index,
-            RecsConfig(blend, int(s.recommend.interval_s * 1000), s.recommend.shift),
-            s.profile.half_life_ms,
-            embedder.config,
-            lock=self.mirror.lock,
-        )
-        await self.mirror.load()
-        self.metrics.index_items.set(len(index))
+    @property
+    def recommender(self) -> Recommender | None:
+        return self.models.recommender
 
     async def poll_catalog(self) -> None:
         """Timer body: follow catalog changes and popularity (the log position is kept on a
@@ -413,20 +316,6 @@ class Runtime(Service):
             "unk_rate": round(float(getattr(encoder, "last_unk_rate", 0.0)), 4),
         }
 
-    def _segmenter(self, dim: int) -> Segmenter:
-        s = self.settings
-        # A small reservoir: the model blob (rewritten at every merge) stays ~1 MiB.
-        kmeans = MiniBatchKMeans(
-            s.segments.k, dim + len(BEHAVIOUR_FEATURES), forgetting=0.01, reservoir=500
-        )
-        return Segmenter(
-            kmeans,
-            CentroidStore(self.store.client),
-            FeatureConfig(),
-            margin=s.segments.margin,
-            seed_after_users=s.segments.seed_users,
-        )
-
     def churn_now(self) -> int:
         """``as_of`` of sweeps: the wall clock live, the event-time watermark for replays."""
         if self.settings.churn.clock == "event":
@@ -490,5 +379,4 @@ class Runtime(Service):
 
     async def on_stop(self) -> None:
         await self.store.close()
-        if self._tier is not None:
-            self._tier.close()
+        self.models.close()

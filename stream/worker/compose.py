@@ -1,0 +1,202 @@
+"""The composition root: every collaborator of the update stage, built whole from settings.
+
+The worker's runtime calls :func:`load_models` once Redis answers, then
+:func:`build_updater`; the benchmarks and tests that need the worker's pipeline call the
+same functions, so no wiring is copied. Loading the model takes seconds and runs in a
+thread; everything else here is cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from profiles.churn.tracker import ChurnTracker
+from profiles.core.profile import Profile
+from profiles.embedding.cache import EmbeddingCache, TextEncoder
+from profiles.embedding.channel import ChannelEncoder
+from profiles.embedding.embedder import Embedder
+from profiles.embedding.profile import EmbeddingConfig
+from profiles.encoder.encoder import Encoder, EncoderConfig
+from profiles.pipeline.builtin import builtin_features
+from profiles.pipeline.store import ProfileStore
+from profiles.pipeline.updater import BatchUpdater, LruCache
+from profiles.recommend.blend import BlendConfig
+from profiles.recommend.index import DAY_MS, ItemIndex
+from profiles.recommend.mirror import ItemMirror
+from profiles.recommend.recommender import Recommender, RecsConfig
+from profiles.redis.catalog import RedisCatalog
+from profiles.redis.segments import CentroidStore
+from profiles.redis.tier import RedisVectorTier
+from profiles.segments.features import BEHAVIOUR_FEATURES, FeatureConfig
+from profiles.segments.kmeans import MiniBatchKMeans
+from profiles.segments.segmenter import Segmenter
+from profiles.tags.event_tags import TextTagger
+from profiles.tags.extractor import TagExtractor
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def encoder_from(settings: Settings) -> Encoder:
+    """The text encoder the settings name (loads the model: seconds)."""
+    return Encoder(
+        EncoderConfig(
+            model=settings.encoder.model,
+            device=settings.encoder.device,
+            max_length=settings.encoder.max_tokens,
+            batch_size=settings.encoder.batch,
+        )
+    )
+
+
+def embedding_config(settings: Settings, model_id: str, dim: int) -> EmbeddingConfig:
+    """How profile vectors learn, for vectors of ``model_id`` with ``dim`` components."""
+    s = settings
+    return EmbeddingConfig(
+        model_id=model_id,
+        dim=dim,
+        long_half_life_ms=s.profile.half_life_ms,
+        short_half_life_ms=int(s.embedding.short_half_life_min * 60_000),
+        interests=s.embedding.interests,
+    )
+
+
+def load_embedder(settings: Settings, tier: RedisVectorTier | None) -> Embedder:
+    """Load the model (seconds: call it in a thread) and wire the two-tier vector cache, as
+    the worker does (the re-embedding command too, so both name vectors alike)."""
+    s = settings
+    encoder = encoder_from(s)
+    # The channel wraps the encoder below the cache, so every consumer of text vectors
+    # (profiles, interests, segments, the item index) gets the same mixed vectors, under
+    # the mixed model id.
+    vectors: TextEncoder = ChannelEncoder(encoder) if s.embedding.text_channel else encoder
+    cache = EmbeddingCache(vectors, capacity=s.encoder.vector_cache, tier=tier)
+    log.info(
+        "encoder %s (dim %d, %s, %s, pooling %s)",
+        vectors.model_id,
+        encoder.dim,
+        encoder.device,
+        encoder.dtype,
+        encoder.pooling,
+    )
+    return Embedder(cache, embedding_config(s, vectors.model_id, encoder.dim))
+
+
+def segmenter_for(settings: Settings, client: aioredis.Redis, dim: int) -> Segmenter:
+    """The online k-means over ``dim``-wide vectors plus the behaviour features."""
+    s = settings
+    # A small reservoir: the model blob (rewritten at every merge) stays ~1 MiB.
+    kmeans = MiniBatchKMeans(
+        s.segments.k, dim + len(BEHAVIOUR_FEATURES), forgetting=0.01, reservoir=500
+    )
+    return Segmenter(
+        kmeans,
+        CentroidStore(client),
+        FeatureConfig(),
+        margin=s.segments.margin,
+        seed_after_users=s.segments.seed_users,
+    )
+
+
+def recommendations_for(
+    settings: Settings, client: aioredis.Redis, embedder: Embedder, tagger: TagExtractor
+) -> tuple[ItemMirror, Recommender]:
+    """The item index with the catalog follower that fills it, and the recommender over it
+    (the mirror is empty until :meth:`ItemMirror.load`)."""
+    s = settings
+    device = str(getattr(embedder.cache.encoder, "device", "cpu"))
+    index = ItemIndex(
+        embedder.config.dim,
+        device=device,
+        popularity_half_life_ms=int(s.recommend.popularity_half_life_days * DAY_MS),
+    )
+    mirror = ItemMirror(
+        index,
+        RedisCatalog(client),
+        embedder,
+        tagger,
+        s.kafka.partitions,
+        popularity_every=max(1, round(10.0 / s.recommend.catalog_poll_s)),
+    )
+    blend = BlendConfig(
+        k=s.recommend.k,
+        w_vector=s.recommend.w_vector,
+        w_tags=s.recommend.w_tags,
+        w_popularity=s.recommend.w_popularity,
+        diversity=s.recommend.diversity,
+    )
+    recommender = Recommender(
+        index,
+        RecsConfig(blend, int(s.recommend.interval_s * 1000), s.recommend.shift),
+        s.profile.half_life_ms,
+        embedder.config,
+        lock=mirror.lock,
+    )
+    return mirror, recommender
+
+
+@dataclass(slots=True)
+class Models:
+    """What exists only once the model is loaded; all None while it is not (or is off)."""
+
+    embedder: Embedder | None = None
+    segmenter: Segmenter | None = None
+    mirror: ItemMirror | None = None
+    recommender: Recommender | None = None
+    tier: RedisVectorTier | None = None  # the vector cache's Redis tier (its own connection)
+
+    def close(self) -> None:
+        if self.tier is not None:
+            self.tier.close()
+
+
+async def load_models(settings: Settings, client: aioredis.Redis, tagger: TagExtractor) -> Models:
+    """Load the model in a thread and start what needs it: the segmenter (its centroids from
+    Redis) and the item index (the stored catalog), as the settings enable them."""
+    models = Models()
+    if not settings.embedding.enabled:
+        return models
+    url = settings.redis.url.get_secret_value()
+    models.tier = RedisVectorTier(url, tls=settings.redis.tls)
+    models.embedder = await asyncio.to_thread(load_embedder, settings, models.tier)
+    if settings.segments.enabled:
+        models.segmenter = segmenter_for(settings, client, models.embedder.config.dim)
+        await models.segmenter.start()
+    if settings.recommend.enabled:
+        models.mirror, models.recommender = recommendations_for(
+            settings, client, models.embedder, tagger
+        )
+        await models.mirror.load()
+    return models
+
+
+def build_updater(
+    settings: Settings,
+    store: ProfileStore,
+    tagger: TextTagger,
+    models: Models,
+    churn: ChurnTracker | None,
+    cache: LruCache[Profile] | None = None,
+) -> BatchUpdater:
+    """The batch updater with every enabled feature the loaded ``models`` allow."""
+    features = builtin_features(
+        partitions=settings.kafka.partitions,
+        embedder=models.embedder,
+        emit_vector=settings.embedding.emit_vector,
+        segmenter=models.segmenter,
+        churn=churn,
+        recommender=models.recommender,
+        config=settings.profile,
+    )
+    return BatchUpdater(
+        store,
+        settings.profile,
+        tagger,
+        features,
+        cache_users=settings.profiles.cache_users,
+        cache=cache,
+    )
