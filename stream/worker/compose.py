@@ -162,15 +162,19 @@ async def load_models(settings: Settings, client: aioredis.Redis, tagger: TagExt
         return models
     url = settings.redis.url.get_secret_value()
     models.tier = RedisVectorTier(url, tls=settings.redis.tls)
-    models.embedder = await asyncio.to_thread(load_embedder, settings, models.tier)
-    if settings.segments.enabled:
-        models.segmenter = segmenter_for(settings, client, models.embedder.config.dim)
-        await models.segmenter.start()
-    if settings.recommend.enabled:
-        models.mirror, models.recommender = recommendations_for(
-            settings, client, models.embedder, tagger
-        )
-        await models.mirror.load()
+    try:
+        models.embedder = await asyncio.to_thread(load_embedder, settings, models.tier)
+        if settings.segments.enabled:
+            models.segmenter = segmenter_for(settings, client, models.embedder.config.dim)
+            await models.segmenter.start()
+        if settings.recommend.enabled:
+            models.mirror, models.recommender = recommendations_for(
+                settings, client, models.embedder, tagger
+            )
+            await models.mirror.load()
+    except BaseException:
+        models.close()  # the caller retries (Redis down at start): no tier connection left behind
+        raise
     return models
 
 

@@ -20,15 +20,11 @@ from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.core.errors import Outage
 from profiles.core.privacy import pseudonymizer
 from profiles.core.profile import Profile
-from profiles.embedding.embedder import Embedder
 from profiles.pipeline.updater import LruCache
 from profiles.recommend.blend import Recommendation
-from profiles.recommend.mirror import ItemMirror
-from profiles.recommend.recommender import Recommender
 from profiles.redis.churn import RedisChurnStore
 from profiles.redis.marks import MarkStore
 from profiles.redis.store import RedisStore
-from profiles.segments.segmenter import Segmenter
 from profiles.tags.extractor import TagExtractor
 from schemas.validate import Limits
 from stream.security import redact_url
@@ -132,52 +128,36 @@ class Runtime(Service):
                 "runtime ready: redis %s", redact_url(self.settings.redis.url.get_secret_value())
             )
 
-    @property
-    def embedder(self) -> Embedder | None:
-        return self.models.embedder
-
-    @property
-    def segmenter(self) -> Segmenter | None:
-        return self.models.segmenter
-
-    @property
-    def mirror(self) -> ItemMirror | None:
-        return self.models.mirror
-
-    @property
-    def recommender(self) -> Recommender | None:
-        return self.models.recommender
-
     async def poll_catalog(self) -> None:
         """Timer body: follow catalog changes and popularity (the log position is kept on a
         failure: the next tick resumes from it)."""
-        if self.mirror is None or not self.mirror.loaded:
+        if self.models.mirror is None or not self.models.mirror.loaded:
             return
         try:
-            await self.mirror.poll()
+            await self.models.mirror.poll()
         finally:
-            self.metrics.index_items.set(len(self.mirror.index))
+            self.metrics.index_items.set(len(self.models.mirror.index))
 
     async def recommend_for(
         self, user_id: str, k: int
     ) -> tuple[Profile, list[Recommendation]] | None:
         """A fresh list for one user from the stored profile (None: unknown user)."""
-        if self.recommender is None:
+        if self.models.recommender is None:
             raise LookupError("recommendations are off (RTP_RECOMMEND / RTP_EMBEDDINGS)")
         profile = await self.store.get(user_id)
         if profile is None:
             return None
-        (items,) = await self.recommender.compute_many([profile], k)
+        (items,) = await self.models.recommender.compute_many([profile], k)
         return profile, items
 
     def recs_stats(self) -> dict[str, Any]:
-        if self.mirror is None:
+        if self.models.mirror is None:
             return {"enabled": False}
         return {
             "enabled": True,
-            "items": len(self.mirror.index),
-            "index_device": self.mirror.index.device,
-            "catalog_updates": self.mirror.updates,
+            "items": len(self.models.mirror.index),
+            "index_device": self.models.mirror.index.device,
+            "catalog_updates": self.models.mirror.updates,
             "recommendations": self.stats.recommendations,
         }
 
@@ -263,16 +243,16 @@ class Runtime(Service):
         self._advance(bundles)
 
     def _observe_encoder(self) -> None:
-        if self.embedder is None:
+        if self.models.embedder is None:
             return
-        cache, m = self.embedder.cache, self.metrics
+        cache, m = self.models.embedder.cache, self.metrics
         now = (cache.hits, cache.tier_hits, cache.misses)
         for source, new, old in zip(
             ("memory", "redis", "encoded"), now, self._cache_seen, strict=True
         ):
             m.texts.labels(source).inc(new - old)
         self._cache_seen = now
-        m.encode_seconds.observe(self.embedder.stats.last_ms / 1000)
+        m.encode_seconds.observe(self.models.embedder.stats.last_ms / 1000)
         m.unk_rate.set(float(getattr(cache.encoder, "last_unk_rate", 0.0)))
 
     def _advance(self, messages: list[Inbound]) -> None:
@@ -297,13 +277,13 @@ class Runtime(Service):
             self.metrics.set_lag(topic, partition, behind, max(0.0, age))
 
     def encoder_stats(self) -> dict[str, Any]:
-        if self.embedder is None:
+        if self.models.embedder is None:
             return {"enabled": False}
-        cache, enc = self.embedder.cache, self.embedder.stats
+        cache, enc = self.models.embedder.cache, self.models.embedder.stats
         encoder = cache.encoder
         return {
             "enabled": True,
-            "model": self.embedder.config.model_id,
+            "model": self.models.embedder.config.model_id,
             "device": getattr(encoder, "device", "?"),
             "dtype": getattr(encoder, "dtype", "?"),
             "calls": enc.calls,
@@ -340,24 +320,24 @@ class Runtime(Service):
         return await self.sweeper.fit(self.churn_now(), ttl)
 
     def segment_stats(self) -> dict[str, Any]:
-        if self.segmenter is None:
+        if self.models.segmenter is None:
             return {"enabled": False}
-        model = self.segmenter.model
+        model = self.models.segmenter.model
         return {
             "enabled": True,
             "model_version": model.version,
             "seeded": model.seeded,
             "ids": list(model.ids),
             "next_id": model.next_id,
-            "merges": self.segmenter.merges,
+            "merges": self.models.segmenter.merges,
         }
 
     async def sync_segments(self) -> None:
         """Timer body: merge this worker's statistics (a failed merge loses nothing: the next
         tick merges them)."""
-        if self.segmenter is None:
+        if self.models.segmenter is None:
             return
-        await self.segmenter.sync()
+        await self.models.segmenter.sync()
 
     async def tick(self, what: str, call: Callable[[], Awaitable[object]]) -> bool:
         """Run one timer body; a failure waits for the next tick. An outage is logged once
