@@ -32,6 +32,7 @@ import numpy as np
 
 from benchmarks.common import DataSpec, generate_events, machine_facts
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Record
 from profiles.embedding.cache import EmbeddingCache
 from profiles.embedding.embedder import Embedder
@@ -112,7 +113,7 @@ async def main_async(args: argparse.Namespace) -> None:
     embedder = Embedder(
         EmbeddingCache(HashEncoder(), capacity=1_000_000), EmbeddingConfig("hash-384", DIM)
     )
-    records = [Record("bench:0", i, e) for i, e in enumerate(events)]
+    records = [Record(InputPartition("bench", 0), i, e) for i, e in enumerate(events)]
     # Encode every text once, before timing (both variants then hit the same warm cache).
     from profiles.embedding.text import event_texts
 

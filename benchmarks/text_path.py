@@ -31,6 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record, apply
 from profiles.embedding.cache import EmbeddingCache
 from profiles.embedding.embedder import Embedder
@@ -82,7 +83,8 @@ def events(n: int, users: int, seed: int) -> list[dict[str, Any]]:
 
 def records(evs: list[dict[str, Any]], prefix: str) -> list[Record]:
     return [
-        Record("bench:0", i, {**e, "user_id": prefix + e["user_id"]}) for i, e in enumerate(evs)
+        Record(InputPartition("bench", 0), i, {**e, "user_id": prefix + e["user_id"]})
+        for i, e in enumerate(evs)
     ]
 
 

@@ -62,6 +62,16 @@ class ChurnFeature(Feature):
             elif user.erasures:
                 user.ops.append(SetRemove(indexes.churn_customers(partition), uid))
 
+    def indexed(self, profile: Profile) -> list[SetAdd | ScoreSet]:
+        uid, partition = profile.user_id, owner(profile.user_id, self.partitions)
+        out: list[SetAdd | ScoreSet] = []
+        if profile.orders > 0:
+            out.append(SetAdd(indexes.churn_customers(partition), uid))
+        next_ms = (profile.churn or {}).get("next_check_ms")
+        if self.tracker is not None and next_ms is not None:
+            out.append(ScoreSet(indexes.churn_due(partition), uid, int(next_ms)))
+        return out
+
     def _score(self, user: UserResult, partition: int, tracker: ChurnTracker) -> None:
         """Churn risk of a written user as of its latest event; plan its next check."""
         due = indexes.churn_due(partition)

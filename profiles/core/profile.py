@@ -4,9 +4,11 @@ Everything here is deterministic and uses event time only, so replaying a log
 gives the same profile as live traffic. Redis and Kafka never appear here.
 
 >>> from profiles.core.config import ProfileConfig
+>>> from profiles.core.partition import InputPartition
 >>> p = Profile("u1")
 >>> e = {"type": "search", "event_id": "e1", "user_id": "u1", "ts": 1000, "query": "q"}
->>> out = apply(p, [Record("site-events:0", 5, e)], ProfileConfig(), lambda ev: (("q", 1.0),))
+>>> records = [Record(InputPartition("site-events", 0), 5, e)]
+>>> out = apply(p, records, ProfileConfig(), lambda ev: (("q", 1.0),))
 >>> (out.applied, p.counts, p.fences, p.version)
 (1, {'search': 1}, {'site-events:0': 5}, 0)
 """
@@ -23,6 +25,7 @@ import orjson
 
 from profiles.core.config import ProfileConfig
 from profiles.core.decay import rebase
+from profiles.core.partition import InputPartition
 
 if TYPE_CHECKING:
     from profiles.embedding.profile import EmbeddingProfile
@@ -44,7 +47,7 @@ EventLearner = Callable[["Profile", dict[str, Any], int, float, Sequence[Tag]], 
 class Record:
     """One validated event and where it came from (the offset fence needs both)."""
 
-    source: str  # "<topic>:<partition>" of the *input* topic
+    source: InputPartition  # the *input* partition (its key names the fence)
     offset: int
     event: dict[str, Any]
     produced_ms: int = 0  # broker timestamp of the input message (for latency metrics only)
@@ -206,12 +209,12 @@ def apply(
     outcome = Outcome()
     recent = set(profile.recent_ids)
     for record in records:
-        fence = profile.fences.get(record.source, -1)
+        fence = profile.fences.get(record.source.key, -1)
         if record.offset <= fence:
             outcome.fenced += 1
             outcome.counted.append(record)
             continue
-        profile.fences[record.source] = record.offset
+        profile.fences[record.source.key] = record.offset
         event = record.event
         if event["event_id"] in recent:
             outcome.duplicates += 1

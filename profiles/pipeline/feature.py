@@ -173,6 +173,16 @@ class Feature:
     async def compute(self, batch: Batch, users: Sequence[UserResult], stats: Stats) -> None:
         """Add field writes, index operations and emits to the ``users`` of the batch."""
 
+    def indexed(self, profile: Profile) -> list[SetAdd | ScoreSet]:
+        """The index entries ``profile``'s state implies (what :meth:`compute` maintains).
+
+        Read only after a commit conflict: the store applies the conflicting attempt's index
+        operations anyway (they cannot share the user's atomic write: an index is not in the
+        user's hash slot), so the updater undoes those this state does not imply.
+        A feature that emits index operations must say here which entries it keeps.
+        """
+        return []
+
     def describe(self, profile: Profile, event: dict[str, Any]) -> None:
         """Add the feature's fields to the ``profile_updated`` event."""
 

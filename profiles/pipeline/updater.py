@@ -24,6 +24,11 @@ from profiles.pipeline.feature import (
     Batch,
     Emit,
     Feature,
+    IndexOp,
+    ScoreRemove,
+    ScoreSet,
+    SetAdd,
+    SetRemove,
     Stats,
     UserResult,
     encode_all,
@@ -205,6 +210,7 @@ class BatchUpdater:
         learners = [x for f in self.features if (x := f.learner(batch)) is not None]
         commit = Commit(items=products, seen_items=batch.seen_items)
         todo = dict(by_user)
+        stale: dict[str, list[IndexOp]] = {}  # index ops of conflicting attempts, per user
         try:
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 batch.attempt = attempt
@@ -213,6 +219,9 @@ class BatchUpdater:
                 ]
                 for feature in self.features:
                     await feature.compute(batch, users, stats)
+                for user in users:
+                    if user.user_id in stale:
+                        user.ops = self._repair(stale.pop(user.user_id), user)
                 if attempt == 1:  # batch-level counts: the store's fences decide what is new
                     commit.counts = list(batch.counts)
                 written = [u for u in users if u.write]
@@ -234,6 +243,9 @@ class BatchUpdater:
                     "version conflict on %d users (attempt %d); reloading", len(conflicts), attempt
                 )
                 todo = {uid: by_user[uid] for uid in conflicts}
+                for user in users:
+                    if user.user_id in conflicts:
+                        stale[user.user_id] = user.ops
                 commit = Commit()
                 for uid in conflicts:
                     self.profiles.pop(uid)
@@ -306,10 +318,10 @@ class BatchUpdater:
                 pending.append(record)
                 continue
             flush()
-            if record.offset <= res.profile.fences.get(record.source, -1):
+            if record.offset <= res.profile.fences.get(record.source.key, -1):
                 res.outcome.fenced += 1
                 continue
-            fences = {**res.profile.fences, record.source: record.offset}
+            fences = {**res.profile.fences, record.source.key: record.offset}
             erasure = Erasure(user_id, base, fences, _receipt(record, self.clock()))
             res.erasures.append(erasure)
             before, res.profile = (
@@ -325,6 +337,31 @@ class BatchUpdater:
         if res.write:
             res.profile.version = base + 1
         return res
+
+    def _repair(self, stale: list[IndexOp], user: UserResult) -> list[IndexOp]:
+        """``user``'s ops, plus undoing what earlier, conflicting attempts did to the indexes.
+
+        Their ops were applied with the failed writes; any entry they touched that this
+        attempt does not set again is put back as the profile's state implies (removed, or
+        re-added if a stale attempt removed it).
+        """
+        touched = {(op.index, op.member) for op in user.ops}
+        implied = {
+            (op.index, op.member): op for f in self.features for op in f.indexed(user.profile)
+        }
+        fixes: list[IndexOp] = []
+        for op in stale:
+            key = (op.index, op.member)
+            if key in touched:
+                continue
+            touched.add(key)
+            if key in implied:
+                fixes.append(implied[key])
+            elif isinstance(op, SetAdd):
+                fixes.append(SetRemove(op.index, op.member))
+            elif isinstance(op, ScoreSet):
+                fixes.append(ScoreRemove(op.index, op.member))
+        return [*fixes, *user.ops]
 
     def _settle(self, user: UserResult, result: BatchResult) -> None:
         self.profiles.put(user.user_id, user.profile)
@@ -365,5 +402,5 @@ def _receipt(record: Record, now: float) -> dict[str, Any]:
         "event_id": event["event_id"],
         "requested_ts": event["ts"],
         "erased_at_ms": int(now * 1000),
-        "source": f"{record.source}@{record.offset}",
+        "source": f"{record.source.key}@{record.offset}",
     }

@@ -150,9 +150,9 @@ class RecommendFeature(Feature):
             for r in user.outcome.counted:
                 ts = int(r.event["ts"])
                 for pid, w in interactions(r.event, self.kind_weights):
-                    entries.append((r.source, r.offset, ts, count_field(pid), w))
+                    entries.append((r.source.key, r.offset, ts, count_field(pid), w))
                     if segment is not None:
-                        entries.append((r.source, r.offset, ts, count_field(pid, segment), w))
+                        entries.append((r.source.key, r.offset, ts, count_field(pid, segment), w))
         half_life = self.recommender.index.popularity_half_life_ms
         return [CountsAdd(p, e, half_life) for p, e in out.items() if e]
 

@@ -15,6 +15,7 @@ from profiles.pipeline.feature import (
     Fields,
     FieldValue,
     IndexOp,
+    ScoreSet,
     SetAdd,
     SetRemove,
     Stats,
@@ -69,6 +70,11 @@ class SegmentsFeature(Feature):
 
     def erased(self, before: Profile, user: UserResult) -> None:
         user.ops += moves(user.user_id, before.segment, None)
+
+    def indexed(self, profile: Profile) -> list[SetAdd | ScoreSet]:
+        if profile.segment is None:
+            return []
+        return [SetAdd(indexes.segment_members(profile.segment), profile.user_id)]
 
     async def compute(self, batch: Batch, users: Sequence[UserResult], stats: Stats) -> None:
         """Segments of the users written in this batch, as of the batch's latest event time."""

@@ -40,6 +40,7 @@ from profiles.churn.features import DAY_MS, Behaviour, customer_summary
 from profiles.churn.population import fit_population
 from profiles.churn.risk import LEVELS, RiskConfig, level_of, next_crossing_ms, score
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record, apply
 from stream.evaluation import churn_log
 from stream.evaluation.markdown import write_section
@@ -91,7 +92,7 @@ def build(args: argparse.Namespace) -> Data:
         if user == CATALOG_USER_ID:
             continue
         if event["ts"] < split_ms:
-            records[user].append(Record("eval:0", i, event))
+            records[user].append(Record(InputPartition("eval", 0), i, event))
         elif event["type"] == "purchase":
             bought_later.add(user)
     config = ProfileConfig()

@@ -46,6 +46,7 @@ from profiles.churn.features import DAY_MS, Behaviour, customer_summary
 from profiles.churn.population import fit_population
 from profiles.churn.risk import LEVELS, RiskConfig, assess, level_of, p_no_purchase, score
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record, apply
 
 FloatArray = npt.NDArray[np.float64]
@@ -136,7 +137,7 @@ def profiles_at(purchases: list[Purchase], cuts: list[int]) -> dict[int, dict[st
                 "items": [{"product_id": "item", "quantity": 1, "price": round(p.amount, 2)}],
             }
             profile = profiles.setdefault(p.customer, Profile(p.customer))
-            apply(profile, [Record("log:0", i, event)], config, lambda e: ())
+            apply(profile, [Record(InputPartition("log", 0), i, event)], config, lambda e: ())
             i += 1
         out[cut] = {u: Behaviour.read(p) for u, p in profiles.items()}
     return out

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from profiles.core.config import DEFAULT_KIND_WEIGHTS, ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record, apply
 from profiles.embedding.channel import CHANNEL_WEIGHT, channel_model_id, mix
 from profiles.embedding.feature import vector_learner
@@ -308,7 +309,9 @@ def _replay(shard: int) -> tuple[list[Outcome], dict[str, np.ndarray]]:
                 done.add(user)
                 del profiles[user]
             else:
-                apply(profile, [Record("site-events:0", i, ev)], config, tag, learn)
+                apply(
+                    profile, [Record(InputPartition("site-events", 0), i, ev)], config, tag, learn
+                )
         for pid, w in _interactions(ev):
             index.record(pid, w, int(ev["ts"]))
     return out, at_cut

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from profiles.core.partition import InputPartition
 from profiles.redis.marks import MarkStore, fingerprint
 from stream.security import kafka_client_kwargs
 from stream.settings import Settings
@@ -34,16 +35,6 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 #: (topic, partition, offset) -> (key, value) of the message there, or None if unavailable.
 Fetch = Callable[[str, int, int], Awaitable[tuple[bytes | None, bytes | None] | None]]
-
-
-def source_name(topic: str, partition: int, epoch: int) -> str:
-    return f"{topic}:{partition}" if epoch == 0 else f"{topic}#{epoch}:{partition}"
-
-
-def source_topic(source: str) -> tuple[str, int]:
-    """``(topic, partition)`` of a source name, whatever its epoch."""
-    topic, _, partition = source.rpartition(":")
-    return topic.split("#", 1)[0], int(partition)
 
 
 class InputEpochs:
@@ -64,7 +55,7 @@ class InputEpochs:
         messages: Sequence[Inbound],
         highwater: Callable[[str, int], int | None],
         fetch: Fetch,
-    ) -> list[str]:
+    ) -> list[InputPartition]:
         """The fence source of each message (in order), starting new epochs where needed."""
         out = []
         for i, m in enumerate(messages):
@@ -73,7 +64,7 @@ class InputEpochs:
             if expected is None or m.offset < expected:
                 await self._check(tp, m.offset, messages[i:], highwater, fetch)
             self._next[tp] = m.offset + 1
-            out.append(source_name(m.topic, m.partition, self._epoch[tp]))
+            out.append(InputPartition(m.topic, m.partition, self._epoch[tp]))
         return out
 
     async def advance(self, messages: Sequence[Inbound]) -> None:

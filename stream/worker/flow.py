@@ -29,7 +29,7 @@ from profiles.pipeline.updater import BatchResult
 from stream.settings import Settings
 from stream.worker import dead_letters
 from stream.worker.delivery import Outgoing, deliver_all
-from stream.worker.epochs import Fetch, source_topic
+from stream.worker.epochs import Fetch
 from stream.worker.ingest import MAX_BUNDLE_BYTES, Routed, route, unpack
 from stream.worker.retry import apply_batch, kafka_outages, until_done
 from stream.worker.runtime import Runtime
@@ -185,8 +185,7 @@ def ingest_outgoing(routed: Routed, value_max: int) -> list[Outgoing]:
 
 
 def _coordinates(record: Record) -> tuple[str, int, int]:
-    topic, partition = source_topic(record.source)  # whatever the fence epoch
-    return topic, partition, record.offset
+    return record.source.topic, record.source.partition, record.offset  # whatever the epoch
 
 
 def _bundle_parts(bundle: bytes) -> list[Outgoing]:

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from profiles.core.ownership import owner
+from profiles.core.partition import InputPartition
 from profiles.core.privacy import Pseudonymizer
 from profiles.core.profile import Record
 from schemas.validate import Limits, Rejected, decode
@@ -72,7 +73,7 @@ def route(
     now_ms: int,
     pseudonyms: Pseudonymizer | None = None,
     max_bundle_bytes: int = MAX_BUNDLE_BYTES,
-    sources: Sequence[str] | None = None,
+    sources: Sequence[InputPartition] | None = None,
 ) -> Routed:
     """Decode, validate, pseudonymise (if ``pseudonyms``) and bundle one batch of messages.
 
@@ -95,9 +96,11 @@ def route(
             pseudonyms.event(decoded)
         routed.kinds[kind] = routed.kinds.get(kind, 0) + 1
         key = decoded["product_id"] if kind == "product" else decoded["user_id"]
-        source = sources[i] if sources is not None else f"{message.topic}:{message.partition}"
+        source = (
+            sources[i] if sources is not None else InputPartition(message.topic, message.partition)
+        )
         per_partition.setdefault(owner(key, partitions), []).append(
-            [source, message.offset, decoded, message.timestamp_ms]
+            [source.key, message.offset, decoded, message.timestamp_ms]
         )
         routed.events += 1
     for partition, records in per_partition.items():
@@ -121,4 +124,4 @@ def unpack(bundle: bytes) -> list[Record]:
     body = orjson.loads(bundle)
     if body.get("v") != BUNDLE_VERSION:
         raise ValueError(f"unknown bundle version {body.get('v')!r}")
-    return [Record(*fields) for fields in body["r"]]
+    return [Record(InputPartition.parse(s), offset, e, ts) for s, offset, e, ts in body["r"]]

@@ -13,6 +13,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record, apply
 from profiles.redis import keys
 from profiles.tags.event_tags import event_tags
@@ -40,7 +41,9 @@ def replay_log(
             if event["type"] == "product":
                 items[event["product_id"]] = event
                 continue
-            by_user[event["user_id"]].append(Record(f"{name}:{msg.partition}", msg.offset, event))
+            by_user[event["user_id"]].append(
+                Record(InputPartition(name, msg.partition), msg.offset, event)
+            )
     return items, by_user
 
 

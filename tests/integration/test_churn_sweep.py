@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from profiles.churn.tracker import ChurnChange
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Record
 from stream.settings import Settings
 from stream.worker.runtime import Runtime
@@ -50,7 +51,9 @@ async def test_sweep_cost_follows_due_users_and_restart_does_not_repeat(redis_ur
     await first.store.load_scripts()
     quiet = [click(1, f"q{i}", 29) for i in range(97)]  # active lately: not due at day 30
     silent = [click(1, f"s{i}", 0) for i in range(3)]  # silent for 30 days: due
-    await first.updater.process([Record("in:0", i, e) for i, e in enumerate(quiet + silent)])
+    await first.updater.process(
+        [Record(InputPartition("in", 0), i, e) for i, e in enumerate(quiet + silent)]
+    )
 
     loaded: list[str] = []
     original = first.store.load
@@ -90,7 +93,10 @@ async def test_an_erased_user_left_in_the_due_index_is_dropped_by_the_sweep(
         "ts": START + DAY,
         "requested_by": "privacy-desk",
     }
-    records = [Record("in:0", 0, click(1, "gone", 0)), Record("in:0", 1, erase)]
+    records = [
+        Record(InputPartition("in", 0), 0, click(1, "gone", 0)),
+        Record(InputPartition("in", 0), 1, erase),
+    ]
     await rt.updater.process(records)
     partition = owner("gone", 2)
     due = keys.churn_due(partition)
@@ -134,7 +140,7 @@ async def test_after_a_fit_every_customer_is_rechecked_also_those_already_high(
     ]
     events.append(purchase(0, "h", 0))
     events.sort(key=lambda e: int(e["ts"]))
-    await rt.updater.process([Record("in:0", i, e) for i, e in enumerate(events)])
+    await rt.updater.process([Record(InputPartition("in", 0), i, e) for i, e in enumerate(events)])
     # Before any fit "h" is scored by engagement: silent for 60 days, "high", and then out of
     # the due index (nothing more can happen to it without events).
     rt.watermark_ms = START + 60 * DAY
@@ -170,7 +176,7 @@ async def test_a_failed_announcement_stores_nothing_and_the_next_sweep_sends_it(
 
     rt = runtime(redis_url)
     await rt.store.load_scripts()
-    await rt.updater.process([Record("in:0", 0, click(1, "s0", 0))])
+    await rt.updater.process([Record(InputPartition("in", 0), 0, click(1, "s0", 0))])
     rt.watermark_ms = START + 30 * DAY
 
     async def broker_down(changes: list[ChurnChange]) -> None:

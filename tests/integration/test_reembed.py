@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.reembed import reembed
@@ -61,7 +62,7 @@ def click(n: int, user: str, pid: str) -> dict[str, Any]:
 async def write(store: RedisStore, model: str, events: list[dict[str, Any]], at: int) -> None:
     features = builtin_features(partitions=1, embedder=embedder(HashEncoder(model)))
     up = BatchUpdater(store, ProfileConfig(), Words(), features, clock=lambda: 1.0)
-    await up.process([Record("in:0", at + i, e) for i, e in enumerate(events)])
+    await up.process([Record(InputPartition("in", 0), at + i, e) for i, e in enumerate(events)])
 
 
 async def test_a_model_change_rebuilds_buyers_drops_the_rest_and_repeats_as_a_no_op(

@@ -8,6 +8,7 @@ from profiles.churn.bgnbd import BGNBDParams, fit
 from profiles.churn.features import DAY_MS
 from profiles.churn.population import fit_population, summaries
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record, apply
 from tests.unit.profiles.churn.test_bgnbd import simulate
 
@@ -30,7 +31,12 @@ def profile_with_purchases(user: str, days: list[float], first_seen: float = 0.0
             }
         )
     p = Profile(user)
-    apply(p, [Record("t:0", i, e) for i, e in enumerate(events)], ProfileConfig(), lambda e: ())
+    apply(
+        p,
+        [Record(InputPartition("t", 0), i, e) for i, e in enumerate(events)],
+        ProfileConfig(),
+        lambda e: (),
+    )
     return p
 
 

@@ -24,6 +24,7 @@ from profiles.churn.risk import (
     score,
 )
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record, apply
 
 CFG = RiskConfig()
@@ -391,7 +392,12 @@ def test_profile_mapping_and_stored_json_score_alike() -> None:
             "currency": "CNY",
         },
     ]
-    apply(p, [Record("t:0", i, e) for i, e in enumerate(events)], ProfileConfig(), lambda e: ())
+    apply(
+        p,
+        [Record(InputPartition("t", 0), i, e) for i, e in enumerate(events)],
+        ProfileConfig(),
+        lambda e: (),
+    )
     import orjson
 
     stored = orjson.loads(p.to_bytes())

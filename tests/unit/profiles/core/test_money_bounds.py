@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import MAX_SUM, Profile, Record, apply
 from schemas.validate import MAX_AMOUNT, MAX_PRICE, Limits, Rejected, decode, load_schema
 
@@ -62,7 +63,10 @@ def test_sums_saturate_and_the_profile_still_serialises() -> None:
     profile = Profile("u")
     profile.spend_cents["USD"] = MAX_SUM - 5
     profile.items_bought = MAX_SUM - 1
-    records = [Record("t:0", i, purchase(i, MAX_AMOUNT, quantity=10_000)) for i in range(3)]
+    records = [
+        Record(InputPartition("t", 0), i, purchase(i, MAX_AMOUNT, quantity=10_000))
+        for i in range(3)
+    ]
     out = apply(profile, records, ProfileConfig(), lambda e: ())
     assert out.applied == 3
     assert profile.spend_cents["USD"] == MAX_SUM and profile.items_bought == MAX_SUM
@@ -73,7 +77,7 @@ def test_sums_saturate_and_the_profile_still_serialises() -> None:
 
 def test_largest_valid_orders_sum_exactly_until_the_cap() -> None:
     profile = Profile("u")
-    records = [Record("t:0", i, purchase(i, MAX_AMOUNT)) for i in range(1000)]
+    records = [Record(InputPartition("t", 0), i, purchase(i, MAX_AMOUNT)) for i in range(1000)]
     apply(profile, records, ProfileConfig(), lambda e: ())
     assert profile.spend_cents["USD"] == 1000 * MAX_AMOUNT * 100
     Profile.from_bytes("u", 0, profile.to_bytes())

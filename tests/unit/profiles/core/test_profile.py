@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record, apply, decayed
 
 DAY = 86_400_000
@@ -35,7 +36,7 @@ def purchase(n: int, ts: int, amount: float, currency: str = "CNY") -> dict[str,
 def test_counts_money_and_recency() -> None:
     p = Profile("u")
     recs = [
-        Record("t:0", i, e)
+        Record(InputPartition("t", 0), i, e)
         for i, e in enumerate(
             [ev(1, ts=DAY), purchase(2, 2 * DAY, 19.99), purchase(3, 3 * DAY, 0.01, "USD")]
         )
@@ -60,7 +61,7 @@ def test_counts_money_and_recency() -> None:
 
 def test_offset_fence_makes_redelivery_a_no_op() -> None:
     p = Profile("u")
-    recs = [Record("t:0", 10, ev(1)), Record("t:1", 3, ev(2))]
+    recs = [Record(InputPartition("t", 0), 10, ev(1)), Record(InputPartition("t", 1), 3, ev(2))]
     apply(p, recs, CFG, tags_of)
     before = p.to_bytes()
     again = apply(p, recs, CFG, tags_of)
@@ -70,15 +71,22 @@ def test_offset_fence_makes_redelivery_a_no_op() -> None:
 
 def test_duplicate_event_id_at_new_offset_is_ignored() -> None:
     p = Profile("u")
-    out = apply(p, [Record("t:0", 1, ev(1)), Record("t:0", 2, ev(1))], CFG, tags_of)
+    out = apply(
+        p,
+        [Record(InputPartition("t", 0), 1, ev(1)), Record(InputPartition("t", 0), 2, ev(1))],
+        CFG,
+        tags_of,
+    )
     assert (out.applied, out.duplicates, p.counts["search"]) == (1, 1, 1)
 
 
 def test_events_later_than_lateness_are_returned_not_applied() -> None:
     p = Profile("u")
-    late = Record("t:0", 2, ev(2, ts=10 * DAY - 3 * DAY))
-    ok_late = Record("t:0", 3, ev(3, ts=10 * DAY - DAY))
-    out = apply(p, [Record("t:0", 1, ev(1, ts=10 * DAY)), late, ok_late], CFG, tags_of)
+    late = Record(InputPartition("t", 0), 2, ev(2, ts=10 * DAY - 3 * DAY))
+    ok_late = Record(InputPartition("t", 0), 3, ev(3, ts=10 * DAY - DAY))
+    out = apply(
+        p, [Record(InputPartition("t", 0), 1, ev(1, ts=10 * DAY)), late, ok_late], CFG, tags_of
+    )
     assert out.late == [late]
     assert out.applied == 2
     assert p.first_ts == 9 * DAY
@@ -86,8 +94,8 @@ def test_events_later_than_lateness_are_returned_not_applied() -> None:
 
 def test_tag_scores_decay_by_half_life_in_event_time() -> None:
     p = Profile("u")
-    apply(p, [Record("t:0", 1, ev(1, ts=0, query="a"))], CFG, tags_of)
-    apply(p, [Record("t:0", 2, ev(2, ts=10 * DAY, query="b"))], CFG, tags_of)
+    apply(p, [Record(InputPartition("t", 0), 1, ev(1, ts=0, query="a"))], CFG, tags_of)
+    apply(p, [Record(InputPartition("t", 0), 2, ev(2, ts=10 * DAY, query="b"))], CFG, tags_of)
     scores = dict(p.top_tags(5, CFG.half_life_ms))
     weight = CFG.kind_weights["search"]
     assert abs(scores["b"] - weight) < 1e-6
@@ -97,10 +105,14 @@ def test_tag_scores_decay_by_half_life_in_event_time() -> None:
 def test_out_of_order_within_lateness_equals_in_order() -> None:
     events = [ev(i, ts=i * 3600_000, query=f"q{i % 4}") for i in range(30)]
     in_order, shuffled = Profile("u"), Profile("u")
-    apply(in_order, [Record("t:0", i, e) for i, e in enumerate(events)], CFG, tags_of)
+    apply(
+        in_order, [Record(InputPartition("t", 0), i, e) for i, e in enumerate(events)], CFG, tags_of
+    )
     mixed = events[:]
     random.Random(1).shuffle(mixed)
-    apply(shuffled, [Record("t:0", i, e) for i, e in enumerate(mixed)], CFG, tags_of)
+    apply(
+        shuffled, [Record(InputPartition("t", 0), i, e) for i, e in enumerate(mixed)], CFG, tags_of
+    )
     a, b = (
         dict(in_order.top_tags(5, CFG.half_life_ms)),
         dict(shuffled.top_tags(5, CFG.half_life_ms)),
@@ -112,7 +124,7 @@ def test_out_of_order_within_lateness_equals_in_order() -> None:
 
 def test_replay_gives_byte_equal_profile() -> None:
     events = [ev(i, ts=i * 60_000, query=f"q{i % 7}") for i in range(200)]
-    recs = [Record("t:0", i, e) for i, e in enumerate(events)]
+    recs = [Record(InputPartition("t", 0), i, e) for i, e in enumerate(events)]
     one, two = Profile("u"), Profile("u")
     apply(one, recs, CFG, tags_of)
     for start in range(0, 200, 17):  # same log, other batch boundaries
@@ -121,7 +133,10 @@ def test_replay_gives_byte_equal_profile() -> None:
 
 
 def test_pruning_does_not_depend_on_batch_boundaries() -> None:
-    recs = [Record("t:0", i, ev(i, ts=i * 1000, query=f"q{i % 23}")) for i in range(120)]
+    recs = [
+        Record(InputPartition("t", 0), i, ev(i, ts=i * 1000, query=f"q{i % 23}"))
+        for i in range(120)
+    ]
     whole, pieces = Profile("u"), Profile("u")
     apply(whole, recs, CFG, tags_of)
     for start in range(0, 120, 7):
@@ -131,14 +146,14 @@ def test_pruning_does_not_depend_on_batch_boundaries() -> None:
 
 def test_tags_are_pruned_to_the_strongest() -> None:
     p = Profile("u")
-    recs = [Record("t:0", i, ev(i, ts=i, query=f"q{i}")) for i in range(40)]
+    recs = [Record(InputPartition("t", 0), i, ev(i, ts=i, query=f"q{i}")) for i in range(40)]
     apply(p, recs, CFG, tags_of)
     assert len(p.tags) <= 2 * CFG.top_tags
 
 
 def test_serialisation_round_trip() -> None:
     p = Profile("u")
-    apply(p, [Record("t:0", 1, purchase(1, DAY, 5.0))], CFG, tags_of)
+    apply(p, [Record(InputPartition("t", 0), 1, purchase(1, DAY, 5.0))], CFG, tags_of)
     again = Profile.from_bytes("u", p.version, p.to_bytes())
     assert again == p
 
@@ -148,7 +163,7 @@ def test_serialisation_round_trip() -> None:
 def test_scores_stay_finite_over_decades(times: list[int]) -> None:
     p = Profile("u")
     big = ProfileConfig(half_life_ms=DAY, lateness_ms=100 * 365 * DAY)
-    recs = [Record("t:0", i, ev(i, ts=t, query="a")) for i, t in enumerate(times)]
+    recs = [Record(InputPartition("t", 0), i, ev(i, ts=t, query="a")) for i, t in enumerate(times)]
     apply(p, recs, big, tags_of)
     ((tag, score),) = p.top_tags(1, big.half_life_ms)
     assert tag == "a" and 0 <= score < float("inf")

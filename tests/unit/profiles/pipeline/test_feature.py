@@ -25,7 +25,7 @@ from profiles.pipeline.feature import (
 from profiles.pipeline.store import MemoryStore
 from profiles.pipeline.updater import BatchUpdater
 from profiles.redis import keys
-from profiles.segments.feature import SegmentFields, moves
+from profiles.segments.feature import SegmentFields, SegmentsFeature, moves
 from tests.unit.profiles.pipeline.test_updater import Words
 
 
@@ -81,3 +81,25 @@ async def test_churn_without_scoring_still_keeps_the_population() -> None:
     user = UserResult(p, outcome=Outcome(applied=1))
     await feature.compute(Batch([], {}, {}), [user], Stats())
     assert user.ops == [SetAdd("churn:customers:0", "buyer")] and p.churn is None
+
+
+@pytest.mark.parametrize("tracker", [ChurnTracker(), None])
+async def test_churn_says_which_index_entries_a_profile_keeps(tracker: ChurnTracker | None) -> None:
+    # What a write maintains is what `indexed` claims: the updater's repair after a
+    # commit conflict relies on the two agreeing.
+    feature = ChurnFeature(tracker, partitions=4)
+    p = Profile("buyer", version=1, last_ts=1_000, orders=1, last_purchase_ts=1_000)
+    p.counts = {"purchase": 1}
+    user = UserResult(p, outcome=Outcome(applied=1))
+    await feature.compute(Batch([], {}, {}), [user], Stats())
+    kept = [op for op in user.ops if isinstance(op, SetAdd | ScoreSet)]
+    assert sorted(map(repr, feature.indexed(p))) == sorted(map(repr, kept)) != []
+    assert feature.indexed(Profile("browser")) == []
+
+
+def test_segments_say_which_index_entries_a_profile_keeps() -> None:
+    feature = SegmentsFeature(None)  # type: ignore[arg-type]  # indexed reads the profile only
+    p = Profile("u")
+    assert feature.indexed(p) == []
+    p.segment = 2
+    assert feature.indexed(p) == [op for op in moves("u", 1, 2) if isinstance(op, SetAdd)]

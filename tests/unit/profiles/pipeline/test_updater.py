@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from profiles.core.config import ProfileConfig
-from profiles.core.profile import Record
+from profiles.core.partition import InputPartition
+from profiles.core.profile import Profile, Record
+from profiles.pipeline.feature import Batch, Feature, ScoreSet, SetAdd, SetRemove, Stats, UserResult
 from profiles.pipeline.store import MemoryStore
 from profiles.pipeline.updater import BatchUpdater
 
@@ -49,7 +51,7 @@ def erase(n: int, user: str) -> dict[str, Any]:
 
 
 def recs(*events: dict[str, Any], start: int = 0) -> list[Record]:
-    return [Record("site-events:0", start + i, e) for i, e in enumerate(events)]
+    return [Record(InputPartition("site-events", 0), start + i, e) for i, e in enumerate(events)]
 
 
 def updater(store: MemoryStore) -> BatchUpdater:
@@ -118,6 +120,47 @@ async def test_version_conflict_reloads_and_applies_once() -> None:
     assert result.conflicts == 1
     final = await store.get("a")
     assert final is not None and final.counts == {"click": 3} and final.version == 3
+
+
+def search(n: int, user: str) -> dict[str, Any]:
+    return {**click(n, user), "type": "search", "query": "tea"}
+
+
+class Leaning(Feature):
+    """A diff-style index like segments: users who click more than they search, or not."""
+
+    name = "leaning"
+
+    @staticmethod
+    def label(profile: Profile) -> str:
+        counts = profile.counts
+        return "clicker" if counts.get("click", 0) > counts.get("search", 0) else "searcher"
+
+    def attach(self, profile: Profile, stats: Stats) -> None:
+        profile.parts[self.name] = self.label(profile)  # the label as read, before the batch
+
+    async def compute(self, batch: Batch, users: Sequence[UserResult], stats: Stats) -> None:
+        for user in users:
+            before, now = user.profile.parts[self.name], self.label(user.profile)
+            if user.write and now != before:
+                user.ops += [SetRemove(before, user.user_id), SetAdd(now, user.user_id)]
+
+    def indexed(self, profile: Profile) -> list[SetAdd | ScoreSet]:
+        return [SetAdd(self.label(profile), profile.user_id)]
+
+
+async def test_a_conflicting_attempts_index_ops_are_undone_on_retry() -> None:
+    store = MemoryStore()
+    first, second = (BatchUpdater(store, CFG, Words(), [Leaning()]) for _ in range(2))
+    await first.process(recs(click(0, "a")))
+    assert store.sets == {"clicker": {"a"}}
+    # A rebalance: another worker applies offsets 1-2 and ends where it started (clicker).
+    await second.process(recs(search(1, "a"), click(2, "a"), start=1))
+    # The old owner, from its stale copy, applies offset 1 again: it computes "searcher" and
+    # its index ops land with the failed write; the retry finds offset 1 fenced.
+    result = await first.process(recs(search(1, "a"), start=1))
+    assert result.conflicts == 1 and result.fenced == 1 and result.applied == 0
+    assert store.sets == {"clicker": {"a"}, "searcher": set()}
 
 
 async def test_late_events_become_dead_letters() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Record
 from profiles.embedding.cache import EmbeddingCache
 from profiles.embedding.embedder import Embedder
@@ -49,7 +50,7 @@ def updater(store: MemoryStore, enc: HashEncoder) -> BatchUpdater:
 
 
 def recs(*events: dict[str, Any], start: int = 0) -> list[Record]:
-    return [Record("in:0", start + i, e) for i, e in enumerate(events)]
+    return [Record(InputPartition("in", 0), start + i, e) for i, e in enumerate(events)]
 
 
 async def test_one_encoder_call_per_batch_with_deduplicated_texts() -> None:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import item_text
@@ -73,7 +74,7 @@ def buy(n: int, user: str, pid: str, ts: int) -> dict[str, Any]:
 
 
 def recs(*events: dict[str, Any], start: int = 0) -> list[Record]:
-    return [Record("in:0", start + i, e) for i, e in enumerate(events)]
+    return [Record(InputPartition("in", 0), start + i, e) for i, e in enumerate(events)]
 
 
 async def test_cold_users_get_popularity_on_pull_and_a_first_push_once_personal() -> None:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from profiles.core.config import ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record, apply
 from profiles.segments.features import (
     BEHAVIOUR_FEATURES,
@@ -80,7 +81,7 @@ def test_profile_dataclass_and_its_json_give_the_same_vector() -> None:
             "currency": "USD",
         },
     ]
-    records = [Record("site-events:0", i, e) for i, e in enumerate(events)]
+    records = [Record(InputPartition("site-events", 0), i, e) for i, e in enumerate(events)]
     apply(profile, records, ProfileConfig(), lambda e: ())
     as_of = 2_000 + DAY_MS
     direct = behaviour_vector_of(profile, as_of)

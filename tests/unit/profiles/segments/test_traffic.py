@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from profiles.core.config import DEFAULT_KIND_WEIGHTS, ProfileConfig
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record, apply
 from profiles.segments.features import (
     DAY_MS,
@@ -48,7 +49,12 @@ def test_segments_recover_planted_interests() -> None:
         user = event["user_id"]
         if user not in profiles or event["type"] in ("product", "user_erasure"):
             continue
-        apply(profiles[user], [Record("site-events:0", offset, event)], ProfileConfig(), tags)
+        apply(
+            profiles[user],
+            [Record(InputPartition("site-events", 0), offset, event)],
+            ProfileConfig(),
+            tags,
+        )
         if "category" in event:
             key = top_key[event["category"][0]]
             weight = DEFAULT_KIND_WEIGHTS[event["type"]]

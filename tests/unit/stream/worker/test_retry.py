@@ -19,6 +19,7 @@ from faust.exceptions import ProducerSendError
 
 from profiles.core.config import ProfileConfig
 from profiles.core.errors import DeviceOutage, Outage
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Record
 from profiles.encoder.encoder import Encoder
 from profiles.pipeline.store import Commit, CommitResult, MemoryStore
@@ -74,7 +75,9 @@ async def test_an_outage_is_waited_out_and_applies_everything_once(monkeypatch: 
     store = Flaky(outages=3)
     seen = Seen()
     updater = BatchUpdater(store, ProfileConfig(), Words(), clock=lambda: 1.0)
-    records = [Record("in:0", i, click(i, f"u{i % 2}", title="tea cup")) for i in range(6)]
+    records = [
+        Record(InputPartition("in", 0), i, click(i, f"u{i % 2}", title="tea cup")) for i in range(6)
+    ]
     result = await retry.apply_batch(updater, records, seen)
     assert seen.events == [("failed", "RedisOutage")] * 3 + [("ok", "update batch")]
     assert result.applied == 6 and result.dead == []
@@ -88,8 +91,8 @@ async def test_an_outage_is_waited_out_and_applies_everything_once(monkeypatch: 
 async def test_a_poison_user_is_dead_lettered_and_the_others_applied() -> None:
     store = MemoryStore()
     updater = BatchUpdater(store, ProfileConfig(), Touchy(), clock=lambda: 1.0)
-    good = [Record("in:0", i, click(i, "ok", title="tea cup")) for i in range(3)]
-    bad = [Record("in:0", 3, click(3, "bad", title="boom box"))]
+    good = [Record(InputPartition("in", 0), i, click(i, "ok", title="tea cup")) for i in range(3)]
+    bad = [Record(InputPartition("in", 0), 3, click(3, "bad", title="boom box"))]
     result = await retry.apply_batch(updater, [*good, *bad])
     assert result.applied == 3
     assert [(d.record.offset, d.reason) for d in result.dead] == [(3, "internal_error")]
@@ -118,8 +121,10 @@ async def test_deterministic_errors_of_any_builtin_type_are_split_off_not_retrie
     store = MemoryStore()
     seen = Seen()
     updater = BatchUpdater(store, ProfileConfig(), Touchy(error), clock=lambda: 1.0)
-    good = [Record("in:0", i, click(i, f"u{i}", title="tea cup")) for i in range(4)]
-    bad = [Record("in:0", 9, click(9, "bad", title="boom box"))]
+    good = [
+        Record(InputPartition("in", 0), i, click(i, f"u{i}", title="tea cup")) for i in range(4)
+    ]
+    bad = [Record(InputPartition("in", 0), 9, click(9, "bad", title="boom box"))]
     result = await asyncio.wait_for(retry.apply_batch(updater, [*good, *bad], seen), 30)
     assert not [e for e in seen.events if e[0] == "failed"], seen.events  # never retried
     assert result.applied == 4
