@@ -108,7 +108,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         assigned = args[0] if args else kwargs.get("assigned", ())
         owned = sum(1 for tp in assigned if tp.topic == settings.topics.routed)
         runtime.metrics.assigned.set(owned)
-        runtime.keep_positions({(tp.topic, tp.partition) for tp in assigned})
+        runtime.observer.keep({(tp.topic, tp.partition) for tp in assigned})
 
     @app.timer(interval=settings.segments.sync_s)  # type: ignore[untyped-decorator]
     async def merge_segments() -> None:
@@ -163,6 +163,6 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
     async def measure_lag() -> None:
         """Lag per owned partition: the fetcher's end offset minus our position."""
         consumer = app.consumer
-        runtime.update_lag(
+        runtime.observer.lag(
             {(tp.topic, tp.partition): consumer.highwater(tp) for tp in consumer.assignment()}
         )

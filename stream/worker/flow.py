@@ -70,7 +70,7 @@ class IngestStage:
         )
         advance = functools.partial(runtime.epochs.advance, messages)
         await until_done(advance, "input marks", runtime)
-        runtime.observe_ingest(messages, routed)
+        runtime.observer.ingest(messages, routed)
         _count_refusals(runtime, "ingest", refused)
         runtime.health.alive("ingest")
         return routed
@@ -100,7 +100,7 @@ class UpdateStage:
         refused = await until_done(
             functools.partial(_deliver, outgoing, sink), "output sends", runtime
         )
-        runtime.observe_update(bundles, records, result, elapsed)
+        runtime.observer.update(bundles, records, result, elapsed, runtime.models.embedder)
         _count_refusals(runtime, "update", refused)
         runtime.health.alive("update")
         return result

@@ -15,8 +15,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from stream.worker.outages import OutageTracker
 
@@ -87,3 +88,24 @@ class Health:
             if now - c.since >= self.exit_after_s:
                 return f"{name} crashed {now - c.since:.0f} s ago and did not recover: {c.reason}"
         return None
+
+
+def report(
+    health: Health, *, started: bool, outputs_declared: bool, assigned: int, gauge: Gauge
+) -> tuple[bool, dict[str, Any]]:
+    """``/health``: ready once Redis answered (``started``), the output topics exist and
+    partitions are owned, and while nothing crashed, no dependency is down and no partition is
+    refused; the reasons if not. Sets ``gauge`` (``rtp_ready``) to match."""
+    problems = health.problems()
+    if not started:
+        problems.insert(0, "starting: Redis not answered or the model not loaded yet")
+    elif not outputs_declared:
+        problems.insert(0, "starting: output topics not declared yet")
+    if assigned <= 0:
+        problems.append("no partitions assigned (yet)")
+    ready = not problems
+    gauge.set(1 if ready else 0)
+    body: dict[str, Any] = {"alive": True, "ready": ready, "assigned": assigned}
+    if problems:
+        body["problems"] = problems
+    return ready, body

@@ -10,9 +10,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from profiles.embedding.embedder import Embedder
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 _FRESHNESS_BUCKETS = (*_LATENCY_BUCKETS, 86_400, 7 * 86_400, 30 * 86_400)
@@ -332,3 +335,25 @@ class Stats:
 
 def _value(gauge: Gauge) -> float:
     return sum(v for _, v in _samples(gauge))
+
+
+def encoder_stats(embedder: Embedder | None) -> dict[str, Any]:
+    """``/stats`` of the text encoder: the embedder's own counters (not the instruments)."""
+    if embedder is None:
+        return {"enabled": False}
+    cache, enc = embedder.cache, embedder.stats
+    encoder = cache.encoder
+    return {
+        "enabled": True,
+        "model": embedder.config.model_id,
+        "device": getattr(encoder, "device", "?"),
+        "dtype": getattr(encoder, "dtype", "?"),
+        "calls": enc.calls,
+        "texts": enc.texts,
+        "seconds": round(enc.seconds, 3),
+        "last_ms": round(enc.last_ms, 1),
+        "cache_hits": cache.hits,
+        "tier_hits": cache.tier_hits,
+        "encoded": cache.misses,
+        "unk_rate": round(float(getattr(encoder, "last_unk_rate", 0.0)), 4),
+    }

@@ -31,16 +31,13 @@ from stream.security import redact_url
 from stream.settings import Settings
 from stream.worker.compose import Models, build_updater, load_models
 from stream.worker.epochs import InputEpochs
-from stream.worker.health import Health
-from stream.worker.ingest import Inbound, Routed
+from stream.worker.health import Health, report
 from stream.worker.metrics import Metrics, Stats
+from stream.worker.observe import Observer
 from stream.worker.outages import OutageTracker
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-
-    from profiles.core.profile import Record
-    from profiles.pipeline.updater import BatchResult
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +61,7 @@ class Runtime(Service):
         self.limits = decode_limits(settings)
         self.metrics = Metrics()
         self.stats = Stats(self.metrics)
-        # (topic, partition) -> (next offset to process, broker timestamp ms of the last one)
-        self.positions: dict[tuple[str, int], tuple[int, int]] = {}
-        self._cache_seen = (0, 0, 0)
+        self.observer = Observer(self.metrics)  # per-batch metrics, positions, watermark
         self.store = RedisStore.from_url(
             settings.redis.url.get_secret_value(), settings.privacy.key, tls=settings.redis.tls
         )
@@ -81,7 +76,6 @@ class Runtime(Service):
         self.tagger = TagExtractor()
         horizon = RiskConfig(horizon_days=settings.churn.horizon_days)
         self.churn = ChurnTracker(horizon) if settings.churn.enabled else None
-        self.watermark_ms = 0  # latest event time seen by this worker
         self.models = Models()  # loaded by ensure_ready
         # The profiles this worker owns, shared by the updater and the churn sweep.
         self.profiles: LruCache[Profile] = LruCache(settings.profiles.cache_users)
@@ -178,128 +172,19 @@ class Runtime(Service):
         log.error("skipped %s:%s@%s (%s): %s", topic, partition, offset, reason, detail)
 
     def health_report(self) -> tuple[bool, dict[str, Any]]:
-        """``/health``: ready once Redis answered and partitions are owned, and while nothing
-        crashed, no dependency is down and no partition is refused; the reasons if not."""
-        problems = self.health.problems()
-        if not self.ready:
-            problems.insert(0, "starting: Redis not answered or the model not loaded yet")
-        elif not self.outputs_declared:
-            problems.insert(0, "starting: output topics not declared yet")
-        if self.stats.assigned <= 0:
-            problems.append("no partitions assigned (yet)")
-        ready = not problems
-        self.metrics.ready.set(1 if ready else 0)
-        body: dict[str, Any] = {"alive": True, "ready": ready, "assigned": self.stats.assigned}
-        if problems:
-            body["problems"] = problems
-        return ready, body
-
-    def observe_ingest(self, messages: list[Inbound], routed: Routed) -> None:
-        m = self.metrics
-        m.consumed.labels("ingest").inc(len(messages))
-        m.batches.labels("ingest").inc()
-        m.last_batch.labels("ingest").set(len(messages))
-        for kind, n in routed.kinds.items():
-            m.events.labels(kind).inc(n)
-        for d in routed.dead:
-            m.dead.labels(d.reason, "ingest").inc()
-        m.batch_size.labels("ingest").observe(len(messages))
-        self._advance(messages)
-
-    def observe_update(
-        self, bundles: list[Inbound], records: list[Record], result: BatchResult, elapsed: float
-    ) -> None:
-        m = self.metrics
-        m.consumed.labels("update").inc(len(bundles))
-        m.batches.labels("update").inc()
-        m.last_batch.labels("update").set(len(bundles))
-        m.catalog_items.inc(result.items)
-        m.conflicts.inc(result.conflicts)
-        m.model_changes.inc(result.model_changes)
-        m.last_update_seconds.set(elapsed)
-        m.batch_size.labels("update").observe(len(records))
-        m.batch_seconds.observe(elapsed)
-        m.redis_seconds.observe(result.store_seconds)
-        for outcome, n in (
-            ("applied", result.applied),
-            ("fenced", result.fenced),
-            ("duplicate", result.duplicates),
-            ("late", len(result.dead)),
-        ):
-            m.applied.labels(outcome).inc(n)
-        for d in result.dead:
-            m.dead.labels(d.reason, "update").inc()
-        m.emitted.labels("profile_updated").inc(len(result.updated))
-        m.emitted.labels("tombstone").inc(len(result.erased))
-        m.emitted.labels("segment_changed").inc(len(result.segment_changes))
-        m.emitted.labels("churn_risk").inc(len(result.churn_changes))
-        m.emitted.labels("recommendation").inc(len(result.recommendations))
-        if result.recs_seconds:
-            m.recommend_seconds.observe(result.recs_seconds)
-        for r in records:
-            self.watermark_ms = max(self.watermark_ms, int(r.event["ts"]))
-        m.observe_latency([r.produced_ms for r in records], [int(r.event["ts"]) for r in records])
-        self._observe_encoder()
-        self._advance(bundles)
-
-    def _observe_encoder(self) -> None:
-        if self.models.embedder is None:
-            return
-        cache, m = self.models.embedder.cache, self.metrics
-        now = (cache.hits, cache.tier_hits, cache.misses)
-        for source, new, old in zip(
-            ("memory", "redis", "encoded"), now, self._cache_seen, strict=True
-        ):
-            m.texts.labels(source).inc(new - old)
-        self._cache_seen = now
-        m.encode_seconds.observe(self.models.embedder.stats.last_ms / 1000)
-        m.unk_rate.set(float(getattr(cache.encoder, "last_unk_rate", 0.0)))
-
-    def _advance(self, messages: list[Inbound]) -> None:
-        for msg in messages:
-            self.positions[(msg.topic, msg.partition)] = (msg.offset + 1, msg.timestamp_ms)
-
-    def keep_positions(self, owned: set[tuple[str, int]]) -> None:
-        for tp in set(self.positions) - owned:
-            del self.positions[tp]
-            self.metrics.forget_partition(*tp)
-
-    def update_lag(self, highwaters: dict[tuple[str, int], int | None]) -> None:
-        now_ms = time.time() * 1000
-        for (topic, partition), end in highwaters.items():
-            if end is None:
-                continue
-            position, stamp = self.positions.get((topic, partition), (None, 0))
-            if position is None:
-                continue  # nothing consumed yet here: the group's committed offset says more
-            behind = max(0, end - position)
-            age = (now_ms - stamp) / 1000 if behind and stamp else 0.0
-            self.metrics.set_lag(topic, partition, behind, max(0.0, age))
-
-    def encoder_stats(self) -> dict[str, Any]:
-        if self.models.embedder is None:
-            return {"enabled": False}
-        cache, enc = self.models.embedder.cache, self.models.embedder.stats
-        encoder = cache.encoder
-        return {
-            "enabled": True,
-            "model": self.models.embedder.config.model_id,
-            "device": getattr(encoder, "device", "?"),
-            "dtype": getattr(encoder, "dtype", "?"),
-            "calls": enc.calls,
-            "texts": enc.texts,
-            "seconds": round(enc.seconds, 3),
-            "last_ms": round(enc.last_ms, 1),
-            "cache_hits": cache.hits,
-            "tier_hits": cache.tier_hits,
-            "encoded": cache.misses,
-            "unk_rate": round(float(getattr(encoder, "last_unk_rate", 0.0)), 4),
-        }
+        """``/health`` of this worker (:func:`~stream.worker.health.report`); sets ``rtp_ready``."""
+        return report(
+            self.health,
+            started=self.ready,
+            outputs_declared=self.outputs_declared,
+            assigned=self.stats.assigned,
+            gauge=self.metrics.ready,
+        )
 
     def churn_now(self) -> int:
         """``as_of`` of sweeps: the wall clock live, the event-time watermark for replays."""
         if self.settings.churn.clock == "event":
-            return self.watermark_ms
+            return self.observer.watermark_ms
         return int(time.time() * 1000)
 
     async def sweep_churn(

@@ -23,6 +23,7 @@ from profiles.pipeline.downstream import TOP_TAGS_OUT
 from profiles.recommend.blend import Recommendation
 from stream.settings import Settings
 from stream.tokens import Guard, TokenSet
+from stream.worker.metrics import encoder_stats
 from stream.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
         return web.json(
             {
                 **runtime.stats.as_dict(),
-                "encoder": runtime.encoder_stats(),
+                "encoder": encoder_stats(runtime.models.embedder),
                 "segments": runtime.segment_stats(),
                 "recommendations": runtime.recs_stats(),
             }

@@ -63,7 +63,7 @@ async def test_sweep_cost_follows_due_users_and_restart_does_not_repeat(redis_ur
         return await original(users, items)
 
     first.store.load = counting_load  # type: ignore[method-assign]
-    first.watermark_ms = START + 30 * DAY
+    first.observer.watermark_ms = START + 30 * DAY
     changes = await first.sweep_churn({0, 1}, announced)
     assert sorted(loaded) == ["s0", "s1", "s2"]  # the sweep never touched the 97 others
     assert sorted(c.profile.user_id for c in changes) == ["s0", "s1", "s2"]
@@ -71,7 +71,7 @@ async def test_sweep_cost_follows_due_users_and_restart_does_not_repeat(redis_ur
     await first.store.close()
 
     again = runtime(redis_url)  # a restarted worker on the same Redis
-    again.watermark_ms = START + 31 * DAY
+    again.observer.watermark_ms = START + 31 * DAY
     assert await again.sweep_churn({0, 1}, announced) == []
     await again.store.close()
 
@@ -102,7 +102,7 @@ async def test_an_erased_user_left_in_the_due_index_is_dropped_by_the_sweep(
     due = keys.churn_due(partition)
     assert await rt.store.client.zscore(due, "gone") is None  # the erasure cleaned it
     await rt.store.client.zadd(due, {"gone": START})  # what the racing sweep left behind
-    rt.watermark_ms = START + 30 * DAY
+    rt.observer.watermark_ms = START + 30 * DAY
     assert await rt.sweep_churn({0, 1}, announced) == []
     assert await rt.store.client.zscore(due, "gone") is None
     await rt.store.close()
@@ -143,7 +143,7 @@ async def test_after_a_fit_every_customer_is_rechecked_also_those_already_high(
     await rt.updater.process([Record(InputPartition("in", 0), i, e) for i, e in enumerate(events)])
     # Before any fit "h" is scored by engagement: silent for 60 days, "high", and then out of
     # the due index (nothing more can happen to it without events).
-    rt.watermark_ms = START + 60 * DAY
+    rt.observer.watermark_ms = START + 60 * DAY
     await rt.sweep_churn({0, 1}, announced)
     h = await rt.store.get("h")
     assert h is not None and h.churn is not None and h.churn["level"] == "high"
@@ -159,7 +159,7 @@ async def test_after_a_fit_every_customer_is_rechecked_also_those_already_high(
     assert after is not None and after.churn is not None
     assert ":mbgnbd-" in after.churn["model_version"]
     assert rt.churn is not None
-    fresh = score(after, rt.watermark_ms, params, rt.churn.config)
+    fresh = score(after, rt.observer.watermark_ms, params, rt.churn.config)
     assert after.churn["risk"] == round(fresh.risk, 6)
     assert after.churn["level"] == level_with_hysteresis("high", fresh.risk, rt.churn.config)
     stored = orjson.loads(await rt.store.client.hget(keys.profile("h"), "c"))
@@ -177,7 +177,7 @@ async def test_a_failed_announcement_stores_nothing_and_the_next_sweep_sends_it(
     rt = runtime(redis_url)
     await rt.store.load_scripts()
     await rt.updater.process([Record(InputPartition("in", 0), 0, click(1, "s0", 0))])
-    rt.watermark_ms = START + 30 * DAY
+    rt.observer.watermark_ms = START + 30 * DAY
 
     async def broker_down(changes: list[ChurnChange]) -> None:
         raise KafkaOutage("KafkaConnectionError: down")

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from profiles.redis.client import RedisOutage
 from stream.settings import Settings
-from stream.worker.health import Health
+from stream.worker.health import Health, report
 from stream.worker.outages import OutageTracker
 from stream.worker.retry import KafkaOutage
 from stream.worker.runtime import Runtime
@@ -127,6 +127,21 @@ def test_health_report_says_what_is_wrong() -> None:
         runtime.metrics.registry.get_sample_value("rtp_retries_total", {"error": "RedisOutage"})
         == 1
     )
+
+
+def test_report_is_ready_only_when_started_declared_and_assigned() -> None:
+    clock = Clock()
+    outages, r = tracker(clock)
+    health = Health(Counter("rtp_crashes_total", "", ["component"], registry=r), outages, 0.0)
+    gauge = Gauge("rtp_ready", "", registry=r)
+    ready, body = report(health, started=True, outputs_declared=True, assigned=0, gauge=gauge)
+    assert not ready and body["problems"] == ["no partitions assigned (yet)"]
+    assert body["assigned"] == 0 and value(r, "rtp_ready") == 0
+    ready, body = report(health, started=True, outputs_declared=True, assigned=2, gauge=gauge)
+    assert ready and body == {"alive": True, "ready": True, "assigned": 2}
+    assert value(r, "rtp_ready") == 1
+    ready, body = report(health, started=False, outputs_declared=True, assigned=2, gauge=gauge)
+    assert not ready and body["problems"][0].startswith("starting: Redis not answered")
 
 
 async def test_a_crashing_faust_agent_is_recorded_by_the_worker(tmp_path: Path) -> None:
