@@ -10,6 +10,7 @@ clock in replays (``RTP_CHURN_CLOCK=event``).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from stream.worker.ingest import Inbound, Routed
@@ -75,9 +76,8 @@ class Observer:
             m.dead.labels(d.reason, "update").inc()
         m.emitted.labels("profile_updated").inc(len(result.updated))
         m.emitted.labels("tombstone").inc(len(result.erased))
-        m.emitted.labels("segment_changed").inc(len(result.segment_changes))
-        m.emitted.labels("churn_risk").inc(len(result.churn_changes))
-        m.emitted.labels("recommendation").inc(len(result.recommendations))
+        for kind, n in Counter(e.kind for e in result.emits).items():  # every feature's kinds
+            m.emitted.labels(kind).inc(n)
         if result.recs_seconds:
             m.recommend_seconds.observe(result.recs_seconds)
         for r in records:
