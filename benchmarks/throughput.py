@@ -16,7 +16,9 @@ Consumers, each run ``--repeats`` times, interleaved (a, b, [b'], c0, c, a, b, .
      topics, and a flushed Redis for every repetition;
 (c0) the same worker with the optional model features off (``RTP_EMBEDDINGS``,
      ``RTP_SEGMENTS``, ``RTP_CHURN`` = false): the Kafka, validation, tag and Redis path
-     (``--pipeline core|default`` picks which of c0 and c run; both by default).
+     (``--pipeline core|default`` picks which of c0 and c run; both by default);
+(c0f) c0 with its input read by a Faust agent (``RTP_INGEST_CONSUMER=faust``), as every
+     worker did before the batch ingest consumer (``--pipeline core-faust``).
 
 (b) and (c) are measured the same way from outside: ``/stats`` is polled every ``--poll-ms``
 and the clock runs from the last poll that saw nothing consumed to the first poll that saw
@@ -103,6 +105,12 @@ VARIANTS: dict[str, Variant] = {
         "(c0)",
         "pipeline core (`RTP_EMBEDDINGS`, `RTP_SEGMENTS`, `RTP_CHURN` = false)",
         _FEATURES_OFF,
+    ),
+    "core-faust": Variant(
+        "pipeline-core-faust",
+        "(c0f)",
+        "pipeline core, input read by a Faust agent (`RTP_INGEST_CONSUMER=faust`, as before)",
+        {**_FEATURES_OFF, "RTP_INGEST_CONSUMER": "faust"},
     ),
     "default": Variant(
         "pipeline", "(c)", "pipeline, defaults (embeddings, segments, churn on)", {}
@@ -895,7 +903,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, Path | None]:
         action="append",
         choices=tuple(VARIANTS),
         default=None,
-        help="worker configurations to run, repeatable (default: both)",
+        help="worker configurations to run, repeatable (default: all)",
     )
     parser.add_argument(
         "--redo",

@@ -307,6 +307,12 @@ class RedisSettings(Section):
 
 
 class IngestSettings(Section):
+    consumer: Literal["batch", "faust"] = env(
+        "RTP_INGEST_CONSUMER",
+        "batch",
+        "batch: the input read in batches by its own consumer group (`<app id>-ingest`), "
+        "off Faust's per-message path; faust: a Faust agent, as before.",
+    )
     batch_max: Positive = env("RTP_BATCH_MAX", 2000, "Most input messages per batch.")
     batch_within_s: PositiveFloat = env(
         "RTP_BATCH_WITHIN", 0.05, "Seconds to wait to fill a batch."

@@ -1,4 +1,4 @@
-"""Consumer lag of the worker group, read from the broker (for ops without Prometheus)."""
+"""Consumer lag of the worker's groups, read from the broker (for ops without Prometheus)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.security import kafka_client_kwargs
 from stream.settings import Settings
+from stream.worker.topics import group_of
 
 
 @dataclass(frozen=True)
@@ -27,19 +28,23 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
     # A consumer named after the group, never subscribed, so it never joins the group: it
     # only asks the coordinator for committed offsets (OffsetFetch). Tansu answers that,
     # but not the admin client's ListConsumerGroupOffsets request.
-    group = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.broker_hosts,
-        **kafka_client_kwargs(settings.kafka),
-        group_id=settings.kafka.app_id,
-        enable_auto_commit=False,
-    )
+    groups = {
+        name: AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka.broker_hosts,
+            **kafka_client_kwargs(settings.kafka),
+            group_id=name,
+            enable_auto_commit=False,
+        )
+        for name in {group_of(settings, t) for t in wanted}
+    }
     reader = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.broker_hosts,
         **kafka_client_kwargs(settings.kafka),
         group_id=None,
         enable_auto_commit=False,
     )
-    await group.start()
+    for group in groups.values():
+        await group.start()
     await reader.start()
     try:
         metadata = await reader._client.fetch_all_metadata()
@@ -54,7 +59,7 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
         ends = {tp: await true_end(reader, tp, listed[tp]) for tp in tps}
         rows = []
         for tp in tps:
-            offset = await group.committed(tp)
+            offset = await groups[group_of(settings, tp.topic)].committed(tp)
             done = offset if offset is not None and offset >= 0 else None
             behind = ends[tp] - (done or 0)
             age = await _age(reader, tp, done or 0) if behind > 0 else 0.0
@@ -62,7 +67,8 @@ async def group_lag(settings: Settings, topics: list[str] | None = None) -> list
         return rows
     finally:
         await reader.stop()
-        await group.stop()
+        for group in groups.values():
+            await group.stop()
 
 
 async def true_end(reader: AIOKafkaConsumer, tp: TopicPartition, listed: int) -> int:

@@ -1,11 +1,13 @@
-"""The Faust side of the worker: two agents over the stages of ``stream/worker/flow.py``,
-and the timers.
+"""The Faust side of the worker: the input consumer and the update agent over the stages
+of ``stream/worker/flow.py``, and the timers.
 
-Follow one event: ``site-events`` -> :func:`ingest` (:class:`~stream.worker.flow.IngestStage`:
-decode, validate, bundle by owner partition) -> ``profiles-routed`` -> :func:`update`
-(:class:`~stream.worker.flow.UpdateStage`: one Redis round trip per batch via
-:class:`profiles.pipeline.updater.BatchUpdater`) -> ``profile-updated`` and the features'
-topics. Invalid input goes to ``site-events-dlq`` with the reason in its headers.
+Follow one event: ``site-events`` -> :class:`~stream.worker.consumer.BatchInput` (or, with
+``RTP_INGEST_CONSUMER=faust``, the :func:`ingest` agent) ->
+:class:`~stream.worker.flow.IngestStage` (decode, validate, bundle by owner partition) ->
+``profiles-routed`` -> :func:`update` (:class:`~stream.worker.flow.UpdateStage`: one Redis
+round trip per batch via :class:`profiles.pipeline.updater.BatchUpdater`) ->
+``profile-updated`` and the features' topics. Invalid input goes to ``site-events-dlq`` with
+the reason in its headers.
 
 Offsets are acknowledged only after a batch's sends are confirmed by the broker
 and its Redis commit returned, so a crash redelivers instead of losing.
@@ -23,6 +25,7 @@ from faust.types import TP, AgentT, StreamT
 
 from profiles.churn.tracker import ChurnChange
 from stream.settings import Settings
+from stream.worker.consumer import BatchInput
 from stream.worker.epochs import Fetch, broker_fetch
 from stream.worker.flow import IngestStage, UpdateStage, announce_churn
 from stream.worker.health import EXIT_CRASHED
@@ -54,7 +57,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
     declared = asyncio.Lock()
     done: list[bool] = []
     sink = KafkaSink(topics)
-    source = _KafkaSource(app, broker_fetch(settings))
+    fetch = broker_fetch(settings)
+    source = _KafkaSource(app, fetch)
     ingest_stage, update_stage = IngestStage(settings, runtime), UpdateStage(settings, runtime)
 
     async def start() -> None:
@@ -77,13 +81,22 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
 
         agent._on_error = on_error  # type: ignore[attr-defined]
 
-    @app.agent(topics.input, name="ingest")
-    async def ingest(stream: StreamT[Any]) -> None:
-        await until_done(start, "start-up", runtime)
-        async for events in cast(faust.Stream[Any], stream).take_events(
-            settings.ingest.batch_max, settings.ingest.batch_within_s
-        ):
-            await ingest_stage.handle([inbound(e) for e in events], source, sink)
+    batch_input: BatchInput | None = None
+    if settings.ingest.consumer == "batch":
+        batch_input = BatchInput(settings, runtime, ingest_stage, sink, fetch, start)
+        app.add_dependency(batch_input)  # started and stopped with the worker
+    else:
+
+        @app.agent(topics.input, name="ingest")
+        async def ingest(stream: StreamT[Any]) -> None:
+            await until_done(start, "start-up", runtime)
+            async for events in cast(faust.Stream[Any], stream).take_events(
+                settings.ingest.batch_max, settings.ingest.batch_within_s
+            ):
+                await ingest_stage.handle([inbound(e) for e in events], source, sink)
+
+        watch(ingest, "ingest")
+    faust_topics = {settings.topics.routed} | (set() if batch_input else {settings.topics.input})
 
     @app.agent(topics.routed, name="update")
     async def update(stream: StreamT[Any]) -> None:
@@ -93,14 +106,14 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         ):
             await update_stage.handle([inbound(e) for e in events], sink)
 
-    watch(ingest, "ingest")
     watch(update, "update")
 
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Users of revoked partitions may be written by another worker from now on.
         runtime.updater.forget()
-        runtime.epochs.forget()
+        if batch_input is None:  # the batch consumer's own rebalances forget its epochs
+            runtime.epochs.forget()
         runtime.metrics.rebalances.inc()
 
     @app.on_partitions_assigned.connect
@@ -108,7 +121,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         assigned = args[0] if args else kwargs.get("assigned", ())
         owned = sum(1 for tp in assigned if tp.topic == settings.topics.routed)
         runtime.metrics.assigned.set(owned)
-        runtime.observer.keep({(tp.topic, tp.partition) for tp in assigned})
+        runtime.observer.keep({(tp.topic, tp.partition) for tp in assigned}, faust_topics)
 
     @app.timer(interval=settings.segments.sync_s)  # type: ignore[untyped-decorator]
     async def merge_segments() -> None:
@@ -163,6 +176,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
     async def measure_lag() -> None:
         """Lag per owned partition: the fetcher's end offset minus our position."""
         consumer = app.consumer
-        runtime.observer.lag(
-            {(tp.topic, tp.partition): consumer.highwater(tp) for tp in consumer.assignment()}
-        )
+        ends: dict[tuple[str, int], int | None] = {
+            (tp.topic, tp.partition): consumer.highwater(tp) for tp in consumer.assignment()
+        }
+        if batch_input is not None:
+            ends.update({tp: batch_input.highwater(*tp) for tp in batch_input.owned})
+        runtime.observer.lag(ends)

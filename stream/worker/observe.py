@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from stream.worker.ingest import Inbound, Routed
@@ -103,9 +104,10 @@ class Observer:
         for msg in messages:
             self.positions[(msg.topic, msg.partition)] = (msg.offset + 1, msg.timestamp_ms)
 
-    def keep(self, owned: set[tuple[str, int]]) -> None:
-        """After a rebalance: forget the positions (and lag gauges) of partitions not owned."""
-        for tp in set(self.positions) - owned:
+    def keep(self, owned: set[tuple[str, int]], topics: Collection[str]) -> None:
+        """After a rebalance of the consumer of ``topics``: forget the positions (and lag
+        gauges) of their partitions not ``owned`` (another consumer keeps its own)."""
+        for tp in {tp for tp in self.positions if tp[0] in topics} - owned:
             del self.positions[tp]
             self.metrics.forget_partition(*tp)
 

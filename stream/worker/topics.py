@@ -101,3 +101,16 @@ def drift(spec: TopicSpec, found: Found | None) -> list[str]:
         if have != want:
             out.append(f"{key}={have if have is not None else '(unset)'}, want {want}")
     return out
+
+
+def ingest_group(settings: Settings) -> str:
+    """The consumer group whose committed offsets say how far the input was routed: the
+    batch ingest consumer's own (``stream/worker/consumer.py``), or the Faust app's."""
+    if settings.ingest.consumer == "batch":
+        return f"{settings.kafka.app_id}-ingest"
+    return settings.kafka.app_id
+
+
+def group_of(settings: Settings, topic: str) -> str:
+    """The worker's consumer group reading ``topic``."""
+    return ingest_group(settings) if topic == settings.topics.input else settings.kafka.app_id

@@ -33,7 +33,6 @@ def replay_log(
     items: dict[str, dict[str, Any]] = {}
     by_user: dict[str, list[Record]] = defaultdict(list)
     for epoch, part in enumerate([log, *epochs]):
-        name = topic if epoch == 0 else f"{topic}#{epoch}"
         for msg in sorted(part, key=lambda m: (m.partition, m.offset)):
             event = decode(msg.value, Limits(), now_ms=int(time.time() * 1000))
             if isinstance(event, Rejected):
@@ -42,7 +41,7 @@ def replay_log(
                 items[event["product_id"]] = event
                 continue
             by_user[event["user_id"]].append(
-                Record(InputPartition(name, msg.partition), msg.offset, event)
+                Record(InputPartition(topic, msg.partition, epoch), msg.offset, event)
             )
     return items, by_user
 

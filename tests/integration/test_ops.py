@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -182,3 +183,58 @@ async def test_dead_letters_replay_to_the_input_topic_by_reason(
     back = await read_topic(brokers, names.input, lambda got: len(got) >= 2, timeout=20)
     assert sorted(m.value for m in back) == [b"raw-0", b"raw-2"]
     assert all(m.headers == {"trace": f"t{m.value[-1] - 48}"} for m in back)
+
+
+async def test_switching_the_ingest_consumer_from_faust_continues_where_it_left(
+    worker_env: dict[str, str], brokers: str, names: Names, tmp_path: Path
+) -> None:
+    """RTP_INGEST_CONSUMER=batch reads in a group of its own; on first use it starts where
+    the Faust agent's group left each partition, so switching repeats nothing."""
+    from stream.cli.lag import group_lag
+    from stream.settings import Settings
+
+    def searches(prefix: str, n: int) -> list[dict[str, object]]:
+        return [
+            {
+                "event_id": f"{prefix}{i}",
+                "type": "search",
+                "schema_version": 1,
+                "user_id": f"{prefix}{i % 4}",
+                "ts": START + i,
+                "query": "lamp",
+            }
+            for i in range(n)
+        ]
+
+    before, after = searches("f", 40), searches("b", 12)
+    old = Worker({**worker_env, "RTP_INGEST_CONSUMER": "faust"}, tmp_path / "faust.log").start()
+    try:
+        await old.wait_ready()
+        await produce(brokers, names.input, before, key=lambda e: str(e["user_id"]).encode())
+
+        async def routed_all() -> bool:
+            return int((await old.stats())["applied"]) >= len(before)
+
+        await eventually(routed_all)
+        await asyncio.sleep(2.5)  # Faust commits offsets every second
+    finally:
+        old.stop()
+    await produce(brokers, names.input, after, key=lambda e: str(e["user_id"]).encode())
+    new = Worker(worker_env, tmp_path / "batch.log").start()  # the default: batch
+    try:
+        await new.wait_ready()
+
+        async def applied_all() -> bool:
+            return int((await new.stats())["applied"]) >= len(after)
+
+        await eventually(applied_all)
+        await asyncio.sleep(1.0)  # anything routed twice would arrive by now
+        stats = await new.stats()
+        # Only the new events were read and applied; the old ones were not routed again.
+        assert int(stats["consumed"]) == len(after), stats
+        assert int(stats["applied"]) == len(after), stats
+        assert int(stats["fenced"]) == 0, stats
+        rows = await group_lag(Settings.from_env(worker_env), [names.input])
+        assert sum(r.lag for r in rows) == 0 and sum(r.end for r in rows) == 52, rows
+    finally:
+        new.stop()

@@ -106,6 +106,7 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_TOPIC_REPLICATION": 1,
     "RTP_TOPIC_MIN_INSYNC": 1,
     "RTP_TOPIC_RETENTION_HOURS": 168.0,
+    "RTP_INGEST_CONSUMER": "batch",  # added with the batch ingest consumer
 }
 
 
@@ -205,6 +206,7 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_MAX_REQUEST_BYTES": ("2000000", 2_000_000),
         "RTP_CHURN_HORIZON_DAYS": ("90", 90.0),
         "RTP_REGISTRY_FRAMING": ("accept", "accept"),
+        "RTP_INGEST_CONSUMER": ("faust", "faust"),
         "RTP_WEB_OPEN_OPS": ("false", False),
         "RTP_WEB_TOKENS": ("read+ops:" + "t" * 24, "read+ops:" + "t" * 24),
         "RTP_WEB_TOKENS_FILE": (str(tokens), str(tokens)),
@@ -240,6 +242,7 @@ def test_bad_values_are_all_reported_together_by_name() -> None:
         "RTP_EARLIEST": "yesterday",
         "RTP_EMBEDDINGS": "maybe",
         "RTP_CHURN_CLOCK": "sundial",
+        "RTP_INGEST_CONSUMER": "librdkafka",
         "RTP_DEVICE": "tpu",
         "RTP_RECS_DIVERSITY": "1.5",
         "RTP_LOG_LEVEL": "loud",

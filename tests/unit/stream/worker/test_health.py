@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -148,7 +150,8 @@ async def test_a_crashing_faust_agent_is_recorded_by_the_worker(tmp_path: Path) 
     """The wiring: Faust's on_error of both agents reaches Health (and Faust's own handler)."""
     from stream.worker.app import create_app
 
-    app, runtime = create_app(Settings.from_env({"RTP_DATA_DIR": str(tmp_path / "faust")}))
+    env = {"RTP_DATA_DIR": str(tmp_path / "faust"), "RTP_INGEST_CONSUMER": "faust"}
+    app, runtime = create_app(Settings.from_env(env))
     for name in ("ingest", "update"):
         agent = app.agents[name]
         await agent._on_error(agent, RuntimeError(f"{name} boom"))  # type: ignore[attr-defined]
@@ -158,3 +161,27 @@ async def test_a_crashing_faust_agent_is_recorded_by_the_worker(tmp_path: Path) 
     )
     ready, body = runtime.health_report()
     assert not ready and "ingest crashed 0 s ago: RuntimeError: ingest boom" in body["problems"]
+
+
+async def test_a_crashing_batch_consumer_is_recorded_by_the_worker(tmp_path: Path) -> None:
+    """With the batch ingest consumer (the default) there is no Faust ingest agent; a bug in
+    its loop is a crash of "ingest" all the same, and ends the loop like a crashed agent."""
+    from stream.worker.app import create_app
+    from stream.worker.consumer import BatchInput
+
+    settings = Settings.from_env({"RTP_DATA_DIR": str(tmp_path / "faust")})
+    app, runtime = create_app(settings)
+    assert sorted(app.agents) == ["update"]
+
+    async def ready() -> None:
+        return None
+
+    async def broken(within_ms: int) -> dict[Any, list[Any]]:
+        raise RuntimeError("ingest boom")
+
+    batch = BatchInput(settings, runtime, None, None, None, ready)  # type: ignore[arg-type]
+    batch._poll = broken  # type: ignore[method-assign]
+    await asyncio.wait_for(batch.consume(), 10)
+    assert list(runtime.health.crashed) == ["ingest"]
+    ready_now, body = runtime.health_report()
+    assert not ready_now and any("RuntimeError: ingest boom" in p for p in body["problems"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from profiles.core.partition import InputPartition
 from profiles.core.profile import Record
 from profiles.pipeline.updater import BatchResult
 from stream.worker.ingest import Inbound, Routed
@@ -28,7 +29,7 @@ def test_positions_become_lag_and_are_forgotten_with_their_partition() -> None:
     assert sample("rtp_consumer_lag_messages", {"topic": "in", "partition": "1"}) == 0
     assert sample("rtp_consumer_lag_messages", {"topic": "in", "partition": "2"}) is None
     assert sample("rtp_events_total", {"kind": "page_view"}) == 2
-    observer.keep({("in", 1)})
+    observer.keep({("in", 1)}, {"in"})
     assert list(observer.positions) == [("in", 1)]
     assert sample("rtp_consumer_lag_messages", {"topic": "in", "partition": "0"}) is None
 
@@ -36,11 +37,16 @@ def test_positions_become_lag_and_are_forgotten_with_their_partition() -> None:
 def test_update_moves_the_watermark_forward_only() -> None:
     metrics = Metrics()
     observer = Observer(metrics)
-    records = [Record("in:0", 1, {"ts": 2_000}), Record("in:0", 2, {"ts": 1_000})]
+    records = [
+        Record(InputPartition("in", 0), 1, {"ts": 2_000}),
+        Record(InputPartition("in", 0), 2, {"ts": 1_000}),
+    ]
     bundle = Inbound("routed", 3, 7, None, b"")
     observer.update([bundle], records, BatchResult(applied=2), 0.01, None)
     assert observer.watermark_ms == 2_000
-    observer.update([bundle], [Record("in:0", 3, {"ts": 500})], BatchResult(), 0.01, None)
+    observer.update(
+        [bundle], [Record(InputPartition("in", 0), 3, {"ts": 500})], BatchResult(), 0.01, None
+    )
     assert observer.watermark_ms == 2_000
     assert observer.positions == {("routed", 3): (8, 0)}
     sample = metrics.registry.get_sample_value
