@@ -518,6 +518,8 @@ async def run_child(
         sample.extra["dead"] = float(sum(window.final.get("dead", {}).values()))
         # The update stage's fan-out: one Kafka message per profile written, per batch.
         sample.extra["emitted"] = float(window.final.get("profiles_emitted", 0))
+        if "loop_lag_max_ms" in window.final:  # older checkouts do not measure it
+            sample.extra["loop_lag_max_ms"] = float(window.final["loop_lag_max_ms"])
         encoder = window.final.get("encoder") or {}
         if encoder.get("enabled"):
             sample.extra["encoded"] = float(encoder.get("encoded", 0))

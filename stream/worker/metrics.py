@@ -143,6 +143,18 @@ class Metrics:
         self.ready = Gauge(
             "rtp_ready", "1 when /health answers ready, 0 when it does not", registry=r
         )
+        self.loop_lag = Histogram(
+            "rtp_event_loop_lag_seconds",
+            "How late the event loop ran a 100 ms timer: CPU work inside the loop stalls "
+            "the web server, heartbeats and every other task by as much",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.loop_lag_max = Gauge(
+            "rtp_event_loop_lag_max_seconds",
+            "The largest event-loop lag since the worker started",
+            registry=r,
+        )
         self.consumed = Counter(
             "rtp_messages_consumed_total",
             "Messages consumed: input messages (ingest), bundles (update)",
@@ -254,6 +266,8 @@ NAMES: tuple[str, ...] = (
     "rtp_version_conflicts_total",
     "rtp_model_changes_total",
     "rtp_churn_sweep_changes_total",
+    "rtp_event_loop_lag_seconds",
+    "rtp_event_loop_lag_max_seconds",
 )
 
 
@@ -321,6 +335,7 @@ class Stats:
             "last_batch": _total(m.last_batch, stage="ingest"),
             "last_commit_ms": round(_value(m.last_update_seconds) * 1000, 3),
             "rebalances": _total(m.rebalances),
+            "loop_lag_max_ms": round(_value(m.loop_lag_max) * 1000, 1),
             "assigned": self.assigned,
             "model_changes": _total(m.model_changes),
             "churn_swept": _total(m.churn_swept),

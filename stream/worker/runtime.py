@@ -52,6 +52,9 @@ def decode_limits(settings: Settings) -> Limits:
     )
 
 
+LOOP_TICK_S = 0.1
+
+
 class Runtime(Service):
     """Owns the Redis connection and the batch updater of one worker."""
 
@@ -97,7 +100,19 @@ class Runtime(Service):
         )
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._loop_lag_max = 0.0
         self.outputs_declared = False  # set by the agents once every output topic exists
+
+    @Service.task
+    async def _watch_loop(self) -> None:
+        """The event loop's lag: how late a short timer fires (``rtp_event_loop_lag_seconds``)."""
+        while not self.should_stop:
+            started = time.perf_counter()
+            await asyncio.sleep(LOOP_TICK_S)
+            lag = max(0.0, time.perf_counter() - started - LOOP_TICK_S)
+            self.metrics.loop_lag.observe(lag)
+            self._loop_lag_max = max(self._loop_lag_max, lag)
+            self.metrics.loop_lag_max.set(self._loop_lag_max)
 
     async def ensure_ready(self) -> None:
         """Connect to Redis and warm up; safe to call from every agent."""
