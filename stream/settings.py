@@ -318,6 +318,12 @@ class IngestSettings(Section):
         "RTP_BATCH_WITHIN", 0.05, "Seconds to wait to fill a batch."
     )
     bundle_max: Positive = env("RTP_BUNDLE_MAX", 64, "Most routed bundles per update batch.")
+    update_chunk: Positive = env(
+        "RTP_UPDATE_CHUNK",
+        4000,
+        "Events applied per Redis round trip: a bigger update batch is applied in parts "
+        "(each user in one part), so that none holds the event loop for long.",
+    )
     max_future_s: NonNegative = env("RTP_MAX_FUTURE_S", 300.0, "Tolerated clock skew ahead.")
     earliest_ms: Annotated[int, BeforeValidator(_date_ms)] = env(
         "RTP_EARLIEST",

@@ -9,6 +9,7 @@ users and recomputes them from their records.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict, defaultdict
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 V = TypeVar("V")
 
 MAX_ATTEMPTS = 5
+#: Longest stretch of CPU work between two yields to the event loop while computing users.
+SLICE_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +217,13 @@ class BatchUpdater:
         try:
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 batch.attempt = attempt
-                users = [
-                    self._compute(uid, recs, batch, learners, stats) for uid, recs in todo.items()
-                ]
+                users = []
+                slice_ends = time.perf_counter() + SLICE_S
+                for uid, recs in todo.items():
+                    users.append(self._compute(uid, recs, batch, learners, stats))
+                    if time.perf_counter() > slice_ends:  # let the loop breathe (web, heartbeats)
+                        await asyncio.sleep(0)
+                        slice_ends = time.perf_counter() + SLICE_S
                 for feature in self.features:
                     await feature.compute(batch, users, stats)
                 for user in users:
@@ -236,6 +243,9 @@ class BatchUpdater:
                 for user in users:
                     if user.user_id not in conflicts:
                         self._settle(user, result)
+                if attempt == 1:  # the store decided which catalog entry wins: read it anew
+                    for item in [*products, *batch.seen_items]:
+                        self._items.pop(item["product_id"])
                 if not conflicts:
                     return result
                 result.conflicts += len(conflicts)
@@ -404,3 +414,28 @@ def _receipt(record: Record, now: float) -> dict[str, Any]:
         "erased_at_ms": int(now * 1000),
         "source": f"{record.source.key}@{record.offset}",
     }
+
+
+def chunks(records: Sequence[Record], size: int) -> list[list[Record]]:
+    """``records`` in parts of about ``size`` (more only for one user's records), each
+    user's records in one part and in order, catalog events first: applied part after part,
+    they give what the whole would, with a bounded stretch of work per part.
+
+    >>> from profiles.core.partition import InputPartition
+    >>> src = InputPartition("in", 0)
+    >>> evs = [{"type": "click", "user_id": u} for u in "abab"] + [{"type": "product"}]
+    >>> parts = chunks([Record(src, i, e) for i, e in enumerate(evs)], 2)
+    >>> [[r.offset for r in part] for part in parts]
+    [[4, 0, 2], [1, 3]]
+    """
+    catalog = [r for r in records if r.event["type"] == "product"]
+    users: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        if record.event["type"] != "product":
+            users[record.event["user_id"]].append(record)
+    parts: list[list[Record]] = [catalog]
+    for group in users.values():
+        if len(parts[-1]) >= size:
+            parts.append([])
+        parts[-1] += group
+    return [part for part in parts if part]

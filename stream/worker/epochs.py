@@ -58,13 +58,18 @@ class InputEpochs:
     ) -> list[InputPartition]:
         """The fence source of each message (in order), starting new epochs where needed."""
         out = []
+        current: dict[TP, InputPartition] = {}  # one value per partition and epoch, not per message
         for i, m in enumerate(messages):
             tp = (m.topic, m.partition)
             expected = self._next.get(tp)
             if expected is None or m.offset < expected:
                 await self._check(tp, m.offset, messages[i:], highwater, fetch)
+                current.pop(tp, None)
             self._next[tp] = m.offset + 1
-            out.append(InputPartition(m.topic, m.partition, self._epoch[tp]))
+            source = current.get(tp)
+            if source is None:
+                source = current[tp] = InputPartition(m.topic, m.partition, self._epoch[tp])
+            out.append(source)
         return out
 
     async def advance(self, messages: Sequence[Inbound]) -> None:

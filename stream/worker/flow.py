@@ -15,6 +15,7 @@ the bundles (:class:`~profiles.pipeline.updater.BatchUpdater`, one Redis round t
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -25,7 +26,7 @@ import orjson
 from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.core.profile import Record
 from profiles.pipeline.downstream import profile_updated
-from profiles.pipeline.updater import BatchResult
+from profiles.pipeline.updater import SLICE_S, BatchResult, chunks
 from stream.settings import Settings
 from stream.worker import dead_letters
 from stream.worker.delivery import Outgoing, deliver_all
@@ -87,13 +88,21 @@ class UpdateStage:
         runtime = self.runtime
         records: list[Record] = []
         bad: list[tuple[InputRecord, Exception]] = []
+        slice_ends = time.perf_counter() + SLICE_S
         for bundle in bundles:
             try:
                 records.extend(unpack(bundle.value or b""))
             except (ValueError, KeyError, TypeError) as exc:
                 bad.append((bundle, exc))
+            if time.perf_counter() > slice_ends:  # a batch of big bundles: let the loop run
+                await asyncio.sleep(0)
+                slice_ends = time.perf_counter() + SLICE_S
         started = time.perf_counter()
-        result = await apply_batch(runtime.updater, records, runtime)
+        result = BatchResult()
+        # A backlog makes big batches: apply them in parts, so no single stretch of work
+        # (load, compute, commit) holds the event loop for long.
+        for part in chunks(records, self.settings.ingest.update_chunk):
+            result.absorb(await apply_batch(runtime.updater, part, runtime))
         elapsed = time.perf_counter() - started
         now_ms = int(time.time() * 1000)
         outgoing = update_outgoing(self.settings, runtime, records, result, bad, now_ms)

@@ -107,6 +107,7 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_TOPIC_MIN_INSYNC": 1,
     "RTP_TOPIC_RETENTION_HOURS": 168.0,
     "RTP_INGEST_CONSUMER": "batch",  # added with the batch ingest consumer
+    "RTP_UPDATE_CHUNK": 4000,
 }
 
 
@@ -207,6 +208,7 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_CHURN_HORIZON_DAYS": ("90", 90.0),
         "RTP_REGISTRY_FRAMING": ("accept", "accept"),
         "RTP_INGEST_CONSUMER": ("faust", "faust"),
+        "RTP_UPDATE_CHUNK": ("500", 500),
         "RTP_WEB_OPEN_OPS": ("false", False),
         "RTP_WEB_TOKENS": ("read+ops:" + "t" * 24, "read+ops:" + "t" * 24),
         "RTP_WEB_TOKENS_FILE": (str(tokens), str(tokens)),

@@ -231,3 +231,40 @@ async def test_a_seen_title_never_describes_another_users_event() -> None:
     store.items["p7"] = {"product_id": "p7", "title": "Blue Hat", "category": ["Hats"]}
     known = await updater(store).process(recs(click(3, "c", product_id="p7"), start=2))
     assert {t for t, _ in known.updated[0].top_tags(5, CFG.half_life_ms)} == {"blue", "hat", "hats"}
+
+
+def test_chunk_examples_run() -> None:
+    import doctest
+
+    import profiles.pipeline.updater as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
+
+
+async def test_a_batch_applied_in_chunks_stores_what_it_would_whole() -> None:
+    from profiles.pipeline.updater import chunks
+
+    product = {
+        "event_id": "c1",
+        "type": "product",
+        "schema_version": 1,
+        "user_id": "catalog",
+        "ts": 1,
+        "product_id": "p1",
+        "title": "Espresso Machine",
+        "category": ["Home", "Coffee"],
+        "price": 99.0,
+        "currency": "USD",
+    }
+    events = [click(i, f"u{i % 7}", ts=DAY + i, title=f"t{i % 5} cup") for i in range(60)]
+    batch = recs(*events[:30], product, *events[30:])
+    whole, parted = MemoryStore(), MemoryStore()
+    await updater(whole).process(batch)
+    worker = updater(parted)
+    parts = chunks(batch, 10)
+    assert len(parts) > 3 and sum(map(len, parts)) == len(batch)
+    assert parts[0][0].event["type"] == "product"
+    for part in parts:
+        await worker.process(part)
+    assert parted.profiles == whole.profiles and parted.items == whole.items
