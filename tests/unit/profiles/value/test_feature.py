@@ -91,6 +91,22 @@ async def test_a_customer_gets_value_and_a_first_tier() -> None:
     assert ValueFeature(scorer()).indexed(loaded) == []  # no index to keep
 
 
+async def test_the_api_and_profile_updated_show_the_value() -> None:
+    from profiles.pipeline.downstream import profile_updated
+    from stream.settings import Settings
+    from stream.worker.web import profile_view
+
+    store = MemoryStore()
+    await worker(store, scorer()).process(recs(purchase(1, "a", 0, 30.0)))
+    loaded = await store.get("a")
+    assert loaded is not None
+    view = profile_view(loaded, Settings.from_env({}))
+    assert view["value"] == loaded.parts["value"] and view["value"]["tier"] == "new"
+    event = profile_updated(loaded, CFG.half_life_ms, 9, [ValueFeature(scorer())])
+    validate_output("profile_updated", event)
+    assert event["value"]["tier"] == "new" and set(event["value"]["expected"]) == {"90", "365"}
+
+
 async def test_a_user_without_purchases_has_no_value_and_nothing_is_sent() -> None:
     store = MemoryStore()
     result = await worker(store, scorer()).process(recs(visit(1, "b", 0)))
