@@ -241,6 +241,7 @@ class TopicSettings(Section):
     )
     churn: Topic = env("RTP_CHURN_TOPIC", "churn-risk", "Output: `churn_risk` events.")
     recs: Topic = env("RTP_RECS_TOPIC", "recommendations", "Output: `recommendation` events.")
+    value: Topic = env("RTP_VALUE_TOPIC", "value-changed", "Output: `value_changed` events.")
     input_partitions: Positive = env(
         "RTP_INPUT_PARTITIONS",
         4,
@@ -424,6 +425,25 @@ class ChurnSettings(Section):
     )
 
 
+class ValueSettings(Section):
+    enabled: bool = env(
+        "RTP_VALUE",
+        True,
+        "Customer value: Gamma-Gamma spend, expected value, RFM tiers, `value_changed` events "
+        "(fitted by the churn refit: needs RTP_CHURN).",
+    )
+    horizon_days: PositiveFloat = env(
+        "RTP_VALUE_HORIZON_DAYS",
+        365.0,
+        "Expected purchases and value over this many days (90 days are always given too).",
+    )
+    margin: Annotated[float, Field(ge=0, le=1)] = env(
+        "RTP_VALUE_MARGIN",
+        0.1,
+        "Hysteresis: an RFM score moves only when its value passes a cut by this fraction of it.",
+    )
+
+
 class RecommendSettings(Section):
     enabled: bool = env(
         "RTP_RECOMMEND",
@@ -588,6 +608,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
+    value: ValueSettings = Field(default_factory=ValueSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     web: WebSettings = Field(default_factory=WebSettings)

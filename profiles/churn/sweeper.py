@@ -3,7 +3,8 @@
 Churn is the absence of events, so the batch path alone never raises a silent user's risk:
 the due index (``profiles/churn/feature.py``) names, per owner partition, when each user's
 level may next change, and the sweep re-scores them then. The refit estimates the BG/NBD
-population from a deterministic sample of customers, one worker per interval. Pure logic
+population from a deterministic sample of customers, one worker per interval, and fits its
+companions (the customer-value model) from the same sample. Pure logic
 over two narrow ports: the churn store (``profiles/redis/churn.py``) and profile loads.
 """
 
@@ -34,6 +35,13 @@ class ChurnStore(Protocol):
     async def fit_lock(self, ttl_s: int) -> bool: ...
 
 
+class Companion(Protocol):
+    """Another population model fitted from the refit's customer sample (customer value)."""
+
+    async def refresh(self) -> None: ...
+    async def refit(self, profiles: Sequence[Profile], as_of: int) -> object: ...
+
+
 class ProfileLoader(Protocol):
     async def load(
         self, user_ids: Collection[str], item_ids: Collection[str]
@@ -50,8 +58,10 @@ class ChurnSweeper:
         profiles: ProfileLoader,
         cached: Callable[[str], Profile | None],
         partitions: int,
+        companions: Sequence[Companion] = (),
     ) -> None:
         self.tracker = tracker
+        self.companions = tuple(companions)
         self.store = store
         self.profiles = profiles
         self.cached = cached
@@ -114,6 +124,8 @@ class ChurnSweeper:
         model = await self.store.load_model()
         if model is not None:
             self.tracker.params, self.tracker.calibrator = model
+        for companion in self.companions:
+            await companion.refresh()
 
     async def fit(self, as_of: int, ttl_s: int) -> BGNBDParams | None:
         """Refit the population (one worker per ``ttl_s``, under the store's lock)."""
@@ -131,4 +143,6 @@ class ChurnSweeper:
             await self.store.save_model(params, as_of, len(loaded))
             self.tracker.params = params
             log.info("churn model refit on %d customers: %s", len(loaded), params)
+        for companion in self.companions:  # the same sample, under the same lock
+            await companion.refit(list(loaded.values()), as_of)
         return params

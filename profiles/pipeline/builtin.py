@@ -1,7 +1,7 @@
 """The built-in features, in the order the updater runs them, and their field codecs.
 
 Order matters: vectors first (the encoder call and the per-event learning), then
-segments (they read the vectors), churn, and recommendations last (they read the
+segments (they read the vectors), churn, customer value, and recommendations last (they read the
 segment of this batch). A new feature is one package with a :class:`Feature`; it joins
 here and, if it stores fields, in :data:`CODECS`.
 """
@@ -18,10 +18,18 @@ from profiles.recommend.feature import RecommendFeature, RecsFields
 from profiles.recommend.recommender import Recommender
 from profiles.segments.feature import SegmentFields, SegmentsFeature
 from profiles.segments.segmenter import Segmenter
+from profiles.value.feature import ValueFeature, ValueFields
+from profiles.value.scorer import ValueScorer
 
 #: Every built-in field codec, enabled or not: stores read (and keep) all of them, so a
-#: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv.
-CODECS: tuple[Fields, ...] = (EmbeddingFields(), SegmentFields(), ChurnFields(), RecsFields())
+#: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv, cv.
+CODECS: tuple[Fields, ...] = (
+    EmbeddingFields(),
+    SegmentFields(),
+    ChurnFields(),
+    RecsFields(),
+    ValueFields(),
+)
 
 
 def builtin_features(
@@ -33,6 +41,7 @@ def builtin_features(
     churn: ChurnTracker | None = None,
     recommender: Recommender | None = None,
     config: ProfileConfig | None = None,
+    value: ValueScorer | None = None,
 ) -> list[Feature]:
     """The enabled built-in features. Churn is always on: with ``churn=None`` it keeps only
     the customer index, so turning scoring on later finds every customer."""
@@ -42,6 +51,8 @@ def builtin_features(
     if segmenter is not None:
         features.append(SegmentsFeature(segmenter))
     features.append(ChurnFeature(churn, partitions))
+    if value is not None:
+        features.append(ValueFeature(value))
     if recommender is not None:
         model = embedder.config.model_id if embedder is not None else ""
         weights = dict((config or ProfileConfig()).kind_weights)  # what counts as popular

@@ -86,6 +86,8 @@ def churn_customers(partition: int) -> str:
 
 CHURN_PARAMS = f"{PREFIX}churn:params"
 CHURN_FIT_LOCK = f"{PREFIX}churn:fit-lock"
+#: The customer-value fits (Gamma-Gamma and RFM cuts), stored by the churn refit beside its own.
+VALUE_PARAMS = f"{PREFIX}value:params"
 
 
 CATALOG_IDS = f"{PREFIX}catalog:ids"

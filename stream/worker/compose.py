@@ -36,6 +36,7 @@ from profiles.segments.kmeans import MiniBatchKMeans
 from profiles.segments.segmenter import Segmenter
 from profiles.tags.event_tags import TextTagger
 from profiles.tags.extractor import TagExtractor
+from profiles.value.scorer import ValueScorer
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,17 @@ async def load_models(settings: Settings, client: aioredis.Redis, tagger: TagExt
     return models
 
 
+def value_scorer(settings: Settings, churn: ChurnTracker | None) -> ValueScorer | None:
+    """Customer value (RTP_VALUE), reading the churn tracker's BG/NBD fit for purchases."""
+    if not settings.value.enabled:
+        return None
+    return ValueScorer(
+        horizons_days=(90.0, settings.value.horizon_days),
+        margin=settings.value.margin,
+        bgnbd=(lambda: None) if churn is None else (lambda: churn.params),
+    )
+
+
 def build_updater(
     settings: Settings,
     store: ProfileStore,
@@ -185,6 +197,7 @@ def build_updater(
     models: Models,
     churn: ChurnTracker | None,
     cache: LruCache[Profile] | None = None,
+    value: ValueScorer | None = None,
 ) -> BatchUpdater:
     """The batch updater with every enabled feature the loaded ``models`` allow."""
     features = builtin_features(
@@ -195,6 +208,7 @@ def build_updater(
         churn=churn,
         recommender=models.recommender,
         config=settings.profile,
+        value=value,
     )
     return BatchUpdater(
         store,

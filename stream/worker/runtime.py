@@ -25,11 +25,13 @@ from profiles.recommend.blend import Recommendation
 from profiles.redis.churn import RedisChurnStore
 from profiles.redis.marks import MarkStore
 from profiles.redis.store import RedisStore
+from profiles.redis.value import RedisValueStore
 from profiles.tags.extractor import TagExtractor
+from profiles.value.refit import ValuePopulation
 from schemas.validate import Limits
 from stream.security import redact_url
 from stream.settings import Settings
-from stream.worker.compose import Models, build_updater, load_models
+from stream.worker.compose import Models, build_updater, load_models, value_scorer
 from stream.worker.epochs import InputEpochs
 from stream.worker.health import Health, report
 from stream.worker.metrics import Metrics, Stats
@@ -79,12 +81,13 @@ class Runtime(Service):
         self.tagger = TagExtractor()
         horizon = RiskConfig(horizon_days=settings.churn.horizon_days)
         self.churn = ChurnTracker(horizon) if settings.churn.enabled else None
+        self.value = value_scorer(settings, self.churn)
         self.models = Models()  # loaded by ensure_ready
         # The profiles this worker owns, shared by the updater and the churn sweep.
         self.profiles: LruCache[Profile] = LruCache(settings.profiles.cache_users)
         # The base features until the models load; then built whole again.
         self.updater = build_updater(
-            settings, self.store, self.tagger, self.models, self.churn, self.profiles
+            settings, self.store, self.tagger, self.models, self.churn, self.profiles, self.value
         )
         self.churn_store = RedisChurnStore(self.store.client)
         self.sweeper = (
@@ -96,6 +99,11 @@ class Runtime(Service):
                 self.store,
                 self.profiles.get,
                 settings.kafka.partitions,
+                companions=(
+                    ()
+                    if self.value is None
+                    else (ValuePopulation(self.value, RedisValueStore(self.store.client)),)
+                ),
             )
         )
         self._ready = asyncio.Event()
@@ -130,7 +138,13 @@ class Runtime(Service):
             if self.models.mirror is not None:
                 self.metrics.index_items.set(len(self.models.mirror.index))
             self.updater = build_updater(
-                self.settings, self.store, self.tagger, self.models, self.churn, self.profiles
+                self.settings,
+                self.store,
+                self.tagger,
+                self.models,
+                self.churn,
+                self.profiles,
+                self.value,
             )
             self._ready.set()
             log.info(

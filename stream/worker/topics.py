@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from stream.settings import Settings
 
 #: Topic roles, in the order the commands report them.
-ROLES = ("input", "routed", "profiles", "dlq", "segments", "churn", "recs")
+ROLES = ("input", "routed", "profiles", "dlq", "segments", "churn", "recs", "value")
 #: Outputs keyed by user id, where an erasure sends tombstones.
-COMPACTED = frozenset({"profiles", "segments", "churn", "recs"})
+COMPACTED = frozenset({"profiles", "segments", "churn", "recs", "value"})
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ def layout(settings: Settings) -> list[TopicSpec]:
         "segments": settings.topics.segment,
         "churn": settings.topics.churn,
         "recs": settings.topics.recs,
+        "value": settings.topics.value,
     }
     shared = {"min.insync.replicas": str(settings.topics.min_insync)}
     retention = str(int(settings.topics.retention_hours * 3_600_000))

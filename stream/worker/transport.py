@@ -2,7 +2,7 @@
 
 A stage reads :class:`InputRecord` batches and writes through a :class:`Sink`, naming
 topics by *role* (``stream/worker/topics.py``): ``routed``, ``profiles``, ``dlq``,
-``segments``, ``churn``, ``recs``. Production wires the Faust topics (:class:`KafkaSink`,
+``segments``, ``churn``, ``recs``, ``value``. Production wires the Faust topics (:class:`KafkaSink`,
 :func:`inbound`); tests wire :class:`MemorySource` and :class:`MemorySink`, which refuses
 what a broker would (a message over its size limit), so a whole flow runs in-process with
 the same code (``tests/integration/test_flow.py``).
@@ -89,6 +89,7 @@ class Topics:
     segments: TopicT
     churn: TopicT
     recs: TopicT
+    value: TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -115,6 +116,7 @@ class Topics:
             segments=output("segments"),
             churn=output("churn"),
             recs=output("recs"),
+            value=output("value"),
         )
 
     def by_role(self, role: str) -> TopicT:

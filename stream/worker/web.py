@@ -121,6 +121,7 @@ def profile_view(profile: Profile, settings: Settings) -> dict[str, Any]:
         "embedding": _embedding_view(profile),
         "segment": profile.segment,
         "churn": profile.churn,
+        "value": profile.parts.get("value"),
     }
 
 

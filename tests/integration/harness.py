@@ -40,6 +40,7 @@ class Names:
             "RTP_PROFILE_TOPIC": f"profiles-{self.tag}",
             "RTP_DLQ_TOPIC": f"dlq-{self.tag}",
             "RTP_RECS_TOPIC": f"recs-{self.tag}",
+            "RTP_VALUE_TOPIC": f"value-{self.tag}",
             "RTP_DATA_DIR": f"/tmp/rtp-test-faust/{self.tag}",
         }
 
@@ -58,6 +59,10 @@ class Names:
     @property
     def recs(self) -> str:
         return f"recs-{self.tag}"
+
+    @property
+    def value(self) -> str:
+        return f"value-{self.tag}"
 
 
 class Worker:

@@ -108,6 +108,10 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_TOPIC_RETENTION_HOURS": 168.0,
     "RTP_INGEST_CONSUMER": "batch",  # added with the batch ingest consumer
     "RTP_UPDATE_CHUNK": 4000,
+    "RTP_VALUE": True,  # added with customer value
+    "RTP_VALUE_HORIZON_DAYS": 365.0,
+    "RTP_VALUE_MARGIN": 0.1,
+    "RTP_VALUE_TOPIC": "value-changed",
 }
 
 
@@ -218,6 +222,10 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_TOPIC_REPLICATION": ("3", 3),
         "RTP_TOPIC_MIN_INSYNC": ("2", 2),
         "RTP_TOPIC_RETENTION_HOURS": ("24", 24.0),
+        "RTP_VALUE": ("false", False),
+        "RTP_VALUE_HORIZON_DAYS": ("90", 90.0),
+        "RTP_VALUE_MARGIN": ("0.2", 0.2),
+        "RTP_VALUE_TOPIC": ("value", "value"),
     }
 
 

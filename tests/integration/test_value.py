@@ -1,0 +1,123 @@
+"""Customer value through the real updater on a real Redis: the churn refit fits the value
+model and stores it beside its own, customers get tiers and ``value_changed``, another worker
+reads the fit, an erasure removes the state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from profiles.churn.tracker import ChurnChange
+from profiles.core.partition import InputPartition
+from profiles.core.profile import Record
+from profiles.redis import keys
+from profiles.value.scorer import value_event
+from schemas.validate import validate_output
+from stream.settings import Settings
+from stream.worker.runtime import Runtime
+
+pytestmark = pytest.mark.integration
+DAY = 86_400_000
+START = 1_767_225_600_000
+
+
+def purchase(n: int, user: str, day: float, amount: float) -> dict[str, Any]:
+    return {
+        "event_id": f"{user}-p{n}",
+        "type": "purchase",
+        "schema_version": 1,
+        "user_id": user,
+        "ts": START + int(day * DAY),
+        "order_id": f"{user}-o{n}",
+        "currency": "USD",
+        "amount": amount,
+        "items": [{"product_id": "p1", "quantity": 1, "price": amount, "title": "Tea"}],
+    }
+
+
+def runtime(redis_url: str) -> Runtime:
+    settings = Settings.from_env(
+        {
+            "RTP_REDIS_URL": redis_url,
+            "RTP_EMBEDDINGS": "false",
+            "RTP_SEGMENTS": "false",
+            "RTP_PARTITIONS": "2",
+            "RTP_CHURN_CLOCK": "event",
+        }
+    )
+    return Runtime(settings)
+
+
+async def announced(changes: list[ChurnChange]) -> None:
+    """The churn sweep's sends (not under test here)."""
+
+
+async def test_refit_fits_value_and_customers_get_tiers(redis_url: str) -> None:
+    rt = runtime(redis_url)
+    await rt.store.load_scripts()
+    assert rt.value is not None
+    events = [
+        purchase(k, f"c{i}", (i % 7) + k * (3 + i % 11), 10.0 + 7 * (i % 13) + k)
+        for i in range(60)
+        for k in range(1 + i % 5)
+    ]
+    events.sort(key=lambda e: int(e["ts"]))
+    records = [Record(InputPartition("in", 0), i, e) for i, e in enumerate(events)]
+    first = await rt.updater.process(records)
+    assert first.changes("value_changed") == []  # no fit yet: no tier
+    before = orjson.loads(await rt.store.client.hget(keys.profile("c4"), "cv"))
+    assert before["tier"] is None and before["expected"] == {}
+
+    rt.observer.watermark_ms = START + 60 * DAY
+    params = await rt.fit_churn()  # one refit: the MBG/NBD and the value model
+    assert params is not None
+    stored = orjson.loads(await rt.store.client.get(keys.VALUE_PARAMS))
+    assert stored["customers"] == 60 and stored["repeat_buyers"] == 48
+    assert stored["gg"] is not None and stored["rfm"] is not None
+    assert rt.value.fit is not None and rt.value.fit.to_dict() == stored
+
+    # New purchases are scored with both fits; every customer's first tier is announced.
+    more = [purchase(9, f"c{i}", 61, 25.0) for i in range(60)]
+    start = len(records)
+    result = await rt.updater.process(
+        [Record(InputPartition("in", 0), start + i, e) for i, e in enumerate(more)]
+    )
+    changes = result.changes("value_changed")
+    assert len(changes) == 60
+    for change in changes:
+        validate_output("value_changed", value_event(change, 1))
+    state = orjson.loads(await rt.store.client.hget(keys.profile("c4"), "cv"))
+    assert state["tier"] in {"champions", "loyal"}  # five orders, just now
+    assert set(state["expected"]) == {"90", "365"}
+    assert 0 < state["expected"]["90"]["purchases"] < state["expected"]["365"]["purchases"]
+    assert state["model_version"] == rt.value.version()
+    redelivered = await rt.updater.process(
+        [Record(InputPartition("in", 0), start + i, e) for i, e in enumerate(more)]
+    )
+    assert redelivered.changes("value_changed") == []  # fenced: nothing announced again
+
+    # Another worker reads the stored fit at its first sweep.
+    other = runtime(redis_url)
+    assert other.value is not None and other.value.fit is None
+    other.observer.watermark_ms = START + 61 * DAY
+    await other.sweep_churn({0, 1}, announced)
+    assert other.value.fit == rt.value.fit
+    await other.store.close()
+
+    # The erasure deletes the hash, value state included.
+    erase = {
+        "event_id": "c4-erase",
+        "type": "user_erasure",
+        "schema_version": 1,
+        "user_id": "c4",
+        "ts": START + 62 * DAY,
+        "requested_by": "privacy-desk",
+    }
+    gone = await rt.updater.process([Record(InputPartition("in", 0), 10_000, erase)])
+    assert gone.erased == ["c4"]
+    left = await rt.store.client.hget(keys.profile("c4"), "cv")
+    exists = await rt.store.client.exists(keys.profile("c4"))
+    await rt.store.close()
+    assert left is None and exists == 0
