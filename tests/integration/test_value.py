@@ -15,8 +15,7 @@ from profiles.core.profile import Record
 from profiles.redis import keys
 from profiles.value.scorer import value_event
 from schemas.validate import validate_output
-from stream.settings import Settings
-from stream.worker.runtime import Runtime
+from tests.integration.test_churn_sweep import runtime
 
 pytestmark = pytest.mark.integration
 DAY = 86_400_000
@@ -35,19 +34,6 @@ def purchase(n: int, user: str, day: float, amount: float) -> dict[str, Any]:
         "amount": amount,
         "items": [{"product_id": "p1", "quantity": 1, "price": amount, "title": "Tea"}],
     }
-
-
-def runtime(redis_url: str) -> Runtime:
-    settings = Settings.from_env(
-        {
-            "RTP_REDIS_URL": redis_url,
-            "RTP_EMBEDDINGS": "false",
-            "RTP_SEGMENTS": "false",
-            "RTP_PARTITIONS": "2",
-            "RTP_CHURN_CLOCK": "event",
-        }
-    )
-    return Runtime(settings)
 
 
 async def announced(changes: list[ChurnChange]) -> None:
