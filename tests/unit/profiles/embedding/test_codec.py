@@ -125,3 +125,37 @@ def test_model_is_read_from_every_format_and_another_model_is_discarded() -> Non
 def test_unknown_format_is_an_error_not_a_silent_reset() -> None:
     with pytest.raises(ValueError, match="unknown embedding blob format"):
         blob_format(b"\x09rest")
+
+
+def test_rounding_is_unbiased_so_small_updates_are_not_lost() -> None:
+    # A stored component grows by far less than a float16 step at every write: nearest
+    # rounding would keep it where it is forever; stochastic rounding moves it on average.
+    start, step, writes = 0.7, 5e-5, 4000  # a tenth of a step (nearest: never moves)
+    value = start
+    for i in range(writes):
+        meta, rows = unpack(
+            pack(lambda vec, x=value, n=i: {"s": vec(np.array([x + step, 1.0])), "i": n}, 2, "f16")
+        )
+        value = float(rows[meta["s"]][0])
+    assert abs((value - start) / (writes * step) - 1.0) < 0.15
+    assert blob_format(pack(lambda vec: {"s": vec(np.ones(2))}, 2, "f16")) == "f16"
+
+
+def test_a_heavy_user_written_after_every_event_keeps_float32_directions() -> None:
+    rng = np.random.default_rng(11)
+    dim, config = 384, EmbeddingConfig("m", 384)
+    items = rng.standard_normal((40, dim)) + 0.5  # shared bias, as real text vectors have
+    ref, stored = EmbeddingProfile(config), EmbeddingProfile(config)
+    for i in range(4000):
+        vec, w, ts = items[rng.integers(40)], float(rng.choice([1, 1, 1, 3, 5])), i * 1_000_000
+        ref.learn_one(vec, w, ts, [])
+        stored.learn_one(vec, w, ts, [])
+        stored, _ = EmbeddingProfile.load(stored.to_bytes("f16"), config)
+    assert cos(stored.long_term(), ref.long_term()) > 0.9999
+    for a, b in zip(stored.interest_list(), ref.interest_list(), strict=True):
+        assert cos(a.vector, b.vector) > 0.9999
+
+
+def test_the_same_state_always_stores_the_same_bytes() -> None:
+    p = profile(dim=384)
+    assert p.to_bytes("f16") == p.to_bytes("f16") and p.to_bytes("i8") == p.to_bytes("i8")
