@@ -69,10 +69,14 @@ def _cosines(ref: EmbeddingProfile, other: EmbeddingProfile) -> dict[str, list[f
         if a is not None and b is not None:
             out[name].append(float(a @ b))
     ri, oi = ref.interest_list(), other.interest_list()
-    out["interest clusters equal"].append(float([i.events for i in ri] == [i.events for i in oi]))
+    same = [i.events for i in ri] == [i.events for i in oi]
+    out["interest clusters equal"].append(float(same))
     if ri:
         refs = np.stack([i.vector for i in ri])
-        out["interests"].extend(float(np.max(refs @ i.vector)) for i in oi)
+        nearest = [float(np.max(refs @ i.vector)) for i in oi]
+        out["interests"].extend(nearest)
+        if same:
+            out["interests, users with the same interests"].extend(nearest)
     return out
 
 
