@@ -385,6 +385,12 @@ class EmbeddingSettings(Section):
         True,
         "Mix a hashed word channel into vectors of texts the model cannot read (see README).",
     )
+    vector_storage: Literal["f16", "i8", "f32"] = env(
+        "RTP_VECTOR_STORAGE",
+        "f16",
+        "How profile vectors are stored: f16 (default), i8, or f32 (the previous format, "
+        "for a rolling upgrade); every format loads.",
+    )
 
 
 class SegmentSettings(Section):

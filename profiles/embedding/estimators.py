@@ -7,14 +7,15 @@ late events give the same result as in-order delivery. Decay factors are always
 ``2^(-Δ/h) <= 1``: nothing can overflow however far apart events are, at worst an old
 contribution underflows to 0, which is what fifty half-lives mean anyway.
 
-Math is float64; serialised vectors are float32 (base64 in the dicts).
+Math is float64; ``to_dict`` writes vectors as base64 float32 unless told otherwise (the
+stored formats are in ``profiles/embedding/codec.py``).
 """
 
 from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -59,12 +60,19 @@ def _check_half_life(half_life_ms: float) -> float:
     return h
 
 
-def _encode_vec(v: np.ndarray) -> str:
+def encode_vec(v: np.ndarray) -> str:
+    """A vector as JSON: base64 of its float32 bytes (the original ``f32`` layout)."""
     return base64.b64encode(v.astype("<f4").tobytes()).decode("ascii")
 
 
-def _decode_vec(s: str) -> np.ndarray:
+def decode_vec(s: Any) -> np.ndarray:
     return np.frombuffer(base64.b64decode(s), dtype="<f4").astype(np.float64)
+
+
+#: How ``to_dict`` writes a vector into the dict / ``from_dict`` reads it back (the stored
+#: formats of ``profiles/embedding/codec.py`` put a row number there instead).
+VecOut = Callable[[np.ndarray], Any]
+VecIn = Callable[[Any], np.ndarray]
 
 
 #: Below this a decayed sum has gone subnormal (its direction is rounding noise): vanished.
@@ -141,20 +149,20 @@ class DecayedMean:
             return self.total
         return self.total * _decay(ts - self.ts, self.half_life_ms)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, vec: VecOut = encode_vec) -> dict[str, Any]:
         return {
             "half_life_ms": self.half_life_ms,
             "ts": self.ts,
             "total": self.total,
-            "sum": None if self._sum is None else _encode_vec(self._sum),
+            "sum": None if self._sum is None else vec(self._sum),
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DecayedMean:
+    def from_dict(cls, data: Mapping[str, Any], vec: VecIn = decode_vec) -> DecayedMean:
         m = cls(float(data["half_life_ms"]))
         m.ts = None if data["ts"] is None else int(data["ts"])
         m.total = float(data["total"])
-        m._sum = None if data["sum"] is None else _decode_vec(data["sum"])
+        m._sum = None if data["sum"] is None else vec(data["sum"])
         return m
 
     def __repr__(self) -> str:
@@ -350,7 +358,7 @@ class Interests:
             if near < keep:
                 keep -= 1
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, vec: VecOut = encode_vec) -> dict[str, Any]:
         return {
             "half_life_ms": self.half_life_ms,
             "k_max": self.k_max,
@@ -359,7 +367,7 @@ class Interests:
             "ts": self.ts,
             "clusters": [
                 {
-                    "sum": _encode_vec(c.sum),
+                    "sum": vec(c.sum),
                     "total": c.total,
                     "count": c.count,
                     "last_ts": c.last_ts,
@@ -370,7 +378,7 @@ class Interests:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Interests:
+    def from_dict(cls, data: Mapping[str, Any], vec: VecIn = decode_vec) -> Interests:
         it = cls(
             float(data["half_life_ms"]),
             k_max=int(data["k_max"]),
@@ -380,7 +388,7 @@ class Interests:
         it.ts = None if data["ts"] is None else int(data["ts"])
         it._clusters = [
             _Cluster(
-                sum=_decode_vec(c["sum"]),
+                sum=vec(c["sum"]),
                 total=float(c["total"]),
                 count=int(c["count"]),
                 last_ts=int(c["last_ts"]),

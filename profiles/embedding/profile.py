@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
-from profiles.embedding.estimators import DecayedMean, Interest, Interests
+from profiles.embedding.codec import Format, pack, unpack
+from profiles.embedding.estimators import DecayedMean, Interest, Interests, VecIn, decode_vec
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class EmbeddingConfig:
     short_half_life_ms: int = 30 * 60_000
     interests: int = 5
     join_threshold: float = 0.5
+    #: How the vectors are stored (``profiles/embedding/codec.py``); every format loads.
+    storage: Format = "f16"
 
 
 class EmbeddingProfile:
@@ -35,6 +37,7 @@ class EmbeddingProfile:
     def __init__(self, config: EmbeddingConfig) -> None:
         self.model_id = config.model_id
         self.dim = config.dim
+        self.storage: Format = config.storage
         self.long = DecayedMean(config.long_half_life_ms)
         self.short = DecayedMean(config.short_half_life_ms)
         self.interests = Interests(
@@ -57,16 +60,25 @@ class EmbeddingProfile:
     def interest_list(self) -> list[Interest]:
         return self.interests.interests()
 
-    def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
+    def to_bytes(self, storage: Format | None = None) -> bytes:
+        """The stored blob, in ``storage`` (default: the config's format)."""
+        return pack(
+            lambda vec: {
                 "model": self.model_id,
                 "dim": self.dim,
-                "long": self.long.to_dict(),
-                "short": self.short.to_dict(),
-                "interests": self.interests.to_dict(),
-            }
+                "long": self.long.to_dict(vec),
+                "short": self.short.to_dict(vec),
+                "interests": self.interests.to_dict(vec),
+            },
+            self.dim,
+            storage or self.storage,
         )
+
+    @staticmethod
+    def stored_model(blob: bytes) -> tuple[str, int]:
+        """The model id and dimension a stored blob names."""
+        state, _ = unpack(blob)
+        return str(state["model"]), int(state["dim"])
 
     @classmethod
     def load(cls, blob: bytes | None, config: EmbeddingConfig) -> tuple[EmbeddingProfile, bool]:
@@ -74,12 +86,13 @@ class EmbeddingProfile:
         fresh = cls(config)
         if not blob:
             return fresh, False
-        state: dict[str, Any] = orjson.loads(blob)
+        state, rows = unpack(blob)
         if state["model"] != config.model_id or state["dim"] != config.dim:
             return fresh, True
-        fresh.long = DecayedMean.from_dict(state["long"])
-        fresh.short = DecayedMean.from_dict(state["short"])
-        fresh.interests = Interests.from_dict(state["interests"])
+        vec: VecIn = decode_vec if rows.size == 0 else lambda i: rows[int(i)]
+        fresh.long = DecayedMean.from_dict(state["long"], vec)
+        fresh.short = DecayedMean.from_dict(state["short"], vec)
+        fresh.interests = Interests.from_dict(state["interests"], vec)
         return fresh, False
 
     def summary(self) -> dict[str, Any]:

@@ -28,12 +28,8 @@ from profiles.segments.summary import plot_segments, summarize
 def _long_term(profile: Profile) -> np.ndarray | None:
     if not profile.embedding_blob:
         return None
-    import orjson
-
-    state = orjson.loads(profile.embedding_blob)
-    embedding, _ = EmbeddingProfile.load(
-        profile.embedding_blob, EmbeddingConfig(state["model"], int(state["dim"]))
-    )
+    model, dim = EmbeddingProfile.stored_model(profile.embedding_blob)
+    embedding, _ = EmbeddingProfile.load(profile.embedding_blob, EmbeddingConfig(model, dim))
     return embedding.long_term()
 
 

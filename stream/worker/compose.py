@@ -63,6 +63,7 @@ def embedding_config(settings: Settings, model_id: str, dim: int) -> EmbeddingCo
         long_half_life_ms=s.profile.half_life_ms,
         short_half_life_ms=int(s.embedding.short_half_life_min * 60_000),
         interests=s.embedding.interests,
+        storage=s.embedding.vector_storage,
     )
 
 

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
-import orjson
 from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
 from profiles.core.profile import Profile
+from profiles.embedding.codec import unpack
 from profiles.pipeline.downstream import TOP_TAGS_OUT
 from profiles.recommend.blend import Recommendation
 from stream.settings import Settings
@@ -128,7 +128,7 @@ def profile_view(profile: Profile, settings: Settings) -> dict[str, Any]:
 def _embedding_view(profile: Profile) -> dict[str, Any] | None:
     """Model, dimension and interests; vectors only on request (they are large)."""
     if profile.embedding is None and profile.embedding_blob:
-        state = orjson.loads(profile.embedding_blob)
+        state, _ = unpack(profile.embedding_blob)  # any stored format; no estimators built
         return {
             "model": state["model"],
             "dim": state["dim"],

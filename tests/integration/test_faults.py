@@ -203,9 +203,12 @@ def expected_embeddings(
 
 
 def _close(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Equal directions: the worker stores vectors as float16 after every batch (stochastic
+    rounding, ``profiles/embedding/codec.py``), the recomputation keeps them in memory."""
     if a is None or b is None:
         return a is None and b is None
-    return bool(np.allclose(a, b, atol=1e-4))
+    cosine = float(a @ b) / float(np.linalg.norm(a) * np.linalg.norm(b))
+    return cosine > 0.9999 and bool(np.allclose(a, b, atol=2e-3))
 
 
 def vector_diff(
@@ -270,9 +273,9 @@ async def check_state(
     for user in users:
         pipe.hget(keys.profile(user), "e")
     blobs = dict(zip(users, await pipe.execute(), strict=True))
-    some = next((orjson.loads(b) for b in blobs.values() if b), None)
+    some = next((EmbeddingProfile.stored_model(b) for b in blobs.values() if b), None)
     assert some is not None, "the workers run with embeddings on (the default)"
-    config = embedding_config(some["model"], some["dim"])
+    config = embedding_config(*some)
     want = await asyncio.to_thread(expected_embeddings, names.input, log, config, redis_url)
     have = {u: EmbeddingProfile.load(b, config)[0] for u, b in blobs.items() if b}
     bad = vector_diff(want, have)

@@ -12,6 +12,7 @@ from profiles.core.config import ProfileConfig
 from profiles.core.partition import InputPartition
 from profiles.core.profile import Record
 from profiles.embedding.cache import EmbeddingCache
+from profiles.embedding.codec import blob_format
 from profiles.embedding.embedder import Embedder
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import combine, event_texts, item_text
@@ -125,3 +126,24 @@ def test_catalog_fills_event_text() -> None:
     items = {"p": {"title": "Kettle", "category": ["Home"]}}
     assert event_texts({"type": "click", "product_id": "p"}, items) == [("Kettle | Home", 1.0)]
     assert event_texts({"type": "click", "product_id": "q"}, items) == []
+
+
+async def test_a_profile_stored_as_float32_is_read_and_rewritten_compactly() -> None:
+    """Migration: a user whose ``e`` was written by the float32 encoder keeps their vectors;
+    the next write stores them in the configured compact format."""
+    enc, store = HashEncoder(), MemoryStore()
+    await updater(store, enc).process(recs(click(1, "a", title="tea", category=["Food"])))
+    blob = store.field("a", "e")
+    assert blob is not None and blob_format(blob) == "f16"
+    config = EmbeddingConfig("hash-a", 16)
+    before, _ = EmbeddingProfile.load(blob, config)
+    store.set_field("a", "e", before.to_bytes("f32"))  # as the previous release wrote it
+    await updater(store, enc).process(recs(click(2, "a", title="tea", category=["Food"]), start=1))
+    after = store.field("a", "e")
+    assert after is not None and blob_format(after) == "f16"
+    profile, changed = EmbeddingProfile.load(after, config)
+    assert not changed
+    assert profile.long.total == 2 * CFG.kind_weights["click"]  # both events, none lost
+    long_term, expected = profile.long_term(), before.long_term()
+    assert long_term is not None and expected is not None
+    assert float(long_term @ expected) > 0.9999
