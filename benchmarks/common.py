@@ -283,3 +283,22 @@ def write_subsection(subheading: str, body: str, path: Path = BENCHMARKS_MD) -> 
             sub_end -= 1
         lines[sub_begin:sub_end] = block
     path.write_text("\n".join(lines).rstrip("\n") + "\n")
+
+
+def write_section(heading: str, body: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace (or append) the ``## heading`` section of BENCHMARKS.md with ``body``.
+
+    Everything else in the file is left as it was: each script owns only its own section.
+    """
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    lines = text.rstrip("\n").split("\n")
+    block = [heading, "", *body.strip("\n").split("\n")]
+    span = _block_span(lines, heading, 2, 0, len(lines))
+    if span is None:
+        lines += ["", *block]
+    else:
+        begin, end = span
+        while end > begin + 1 and not lines[end - 1].strip():
+            end -= 1
+        lines[begin:end] = block
+    path.write_text("\n".join(lines).rstrip("\n") + "\n")
