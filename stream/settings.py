@@ -316,7 +316,9 @@ class IngestSettings(Section):
     )
     batch_max: Positive = env("RTP_BATCH_MAX", 2000, "Most input messages per batch.")
     batch_within_s: PositiveFloat = env(
-        "RTP_BATCH_WITHIN", 0.05, "Seconds to wait to fill a batch."
+        "RTP_BATCH_WITHIN",
+        0.05,
+        "Seconds to wait to fill a batch; also the longest a fetch waits at the broker.",
     )
     bundle_max: Positive = env("RTP_BUNDLE_MAX", 64, "Most routed bundles per update batch.")
     update_chunk: Positive = env(

@@ -8,7 +8,7 @@ import faust
 
 from stream.security import broker_credentials
 from stream.settings import Settings
-from stream.worker import agents, records, web
+from stream.worker import agents, fetch_wait, records, web
 from stream.worker.runtime import Runtime
 from stream.worker.transport import Topics, consumer_options
 
@@ -16,6 +16,7 @@ from stream.worker.transport import Topics, consumer_options
 def create_app(settings: Settings) -> tuple[faust.App, Runtime]:
     """A configured app with its topics, agents and web views, and its runtime."""
     records.install()  # a record aiokafka cannot decode must not crash the fetcher
+    fetch_wait.install(fetch_wait.wait_ms(settings.ingest.batch_within_s))
     Path(settings.worker.data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
     guard = web.guard_for(settings)
     app = faust.App(

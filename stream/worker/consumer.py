@@ -35,6 +35,7 @@ from mode import Service
 from stream.security import kafka_client_kwargs
 from stream.settings import Settings
 from stream.worker.epochs import Fetch
+from stream.worker.fetch_wait import wait_ms
 from stream.worker.flow import IngestStage
 from stream.worker.ingest import Inbound
 from stream.worker.retry import kafka_outages, until_done
@@ -100,6 +101,7 @@ class BatchInput(Service):
             heartbeat_interval_ms=max(500, session_ms // 10),
             rebalance_timeout_ms=max(2 * session_ms, 20_000),
             max_poll_records=self.settings.ingest.batch_max,
+            fetch_max_wait_ms=wait_ms(self.settings.ingest.batch_within_s),  # see fetch_wait.py
         )
 
     # -- Source (what the ingest stage asks beyond the batch) ---------------------------------
