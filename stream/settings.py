@@ -389,9 +389,9 @@ class EmbeddingSettings(Section):
     )
     vector_storage: Literal["f16", "i8", "f32"] = env(
         "RTP_VECTOR_STORAGE",
-        "f16",
-        "How profile vectors are stored: f16 (default), i8, or f32 (the previous format, "
-        "for a rolling upgrade); every format loads.",
+        "f32",
+        "How profile vectors are stored: f32 (default: replay equals live), f16 (~45% less "
+        "Redis memory; decisions near a threshold may depend on reloads), i8; every format loads.",
     )
 
 

@@ -28,7 +28,7 @@ class EmbeddingConfig:
     interests: int = 5
     join_threshold: float = 0.5
     #: How the vectors are stored (``profiles/embedding/codec.py``); every format loads.
-    storage: Format = "f16"
+    storage: Format = "f32"
 
 
 class EmbeddingProfile:

@@ -102,7 +102,7 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_WEB_OPEN_OPS": True,
     "RTP_CRASH_EXIT_S": 30.0,  # added with crash visibility
     "RTP_TEXT_CHANNEL": True,  # added with the Chinese text channel
-    "RTP_VECTOR_STORAGE": "f16",  # added with compact vector storage (issue 15)
+    "RTP_VECTOR_STORAGE": "f32",  # added with compact vector storage (issue 15)
     "RTP_INPUT_PARTITIONS": 4,
     "RTP_TOPIC_REPLICATION": 1,
     "RTP_TOPIC_MIN_INSYNC": 1,
@@ -219,7 +219,7 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_WEB_TOKENS_FILE": (str(tokens), str(tokens)),
         "RTP_CRASH_EXIT_S": ("0", 0.0),
         "RTP_TEXT_CHANNEL": ("false", False),
-        "RTP_VECTOR_STORAGE": ("f32", "f32"),
+        "RTP_VECTOR_STORAGE": ("f16", "f16"),
         "RTP_INPUT_PARTITIONS": ("12", 12),
         "RTP_TOPIC_REPLICATION": ("3", 3),
         "RTP_TOPIC_MIN_INSYNC": ("2", 2),
@@ -336,8 +336,8 @@ def test_log_level_reaches_the_worker(raw: str, faust: str) -> None:
 def test_vector_storage_reaches_the_embedding_config() -> None:
     from stream.worker.compose import embedding_config
 
-    assert embedding_config(Settings.from_env({}), "m", 8).storage == "f16"
-    rollback = Settings.from_env({"RTP_VECTOR_STORAGE": "f32"})
-    assert embedding_config(rollback, "m", 8).storage == "f32"
+    assert embedding_config(Settings.from_env({}), "m", 8).storage == "f32"
+    compact = Settings.from_env({"RTP_VECTOR_STORAGE": "f16"})
+    assert embedding_config(compact, "m", 8).storage == "f16"
     with pytest.raises(SettingsError, match="RTP_VECTOR_STORAGE"):
         Settings.from_env({"RTP_VECTOR_STORAGE": "f64"})

@@ -12,7 +12,7 @@ from profiles.core.config import ProfileConfig
 from profiles.core.partition import InputPartition
 from profiles.core.profile import Record
 from profiles.embedding.cache import EmbeddingCache
-from profiles.embedding.codec import blob_format
+from profiles.embedding.codec import Format, blob_format
 from profiles.embedding.embedder import Embedder
 from profiles.embedding.profile import EmbeddingConfig, EmbeddingProfile
 from profiles.embedding.text import combine, event_texts, item_text
@@ -41,12 +41,13 @@ class HashEncoder:
         return np.asarray(rows, dtype=np.float32)
 
 
-def embedder(encoder: HashEncoder) -> Embedder:
-    return Embedder(EmbeddingCache(encoder), EmbeddingConfig(encoder.model_id, encoder.dim))
+def embedder(encoder: HashEncoder, storage: Format = "f32") -> Embedder:
+    config = EmbeddingConfig(encoder.model_id, encoder.dim, storage=storage)
+    return Embedder(EmbeddingCache(encoder), config)
 
 
-def updater(store: MemoryStore, enc: HashEncoder) -> BatchUpdater:
-    features = builtin_features(partitions=1, embedder=embedder(enc))
+def updater(store: MemoryStore, enc: HashEncoder, storage: Format = "f32") -> BatchUpdater:
+    features = builtin_features(partitions=1, embedder=embedder(enc, storage))
     return BatchUpdater(store, CFG, Words(), features, clock=lambda: 1.0)
 
 
@@ -132,13 +133,15 @@ async def test_a_profile_stored_as_float32_is_read_and_rewritten_compactly() -> 
     """Migration: a user whose ``e`` was written by the float32 encoder keeps their vectors;
     the next write stores them in the configured compact format."""
     enc, store = HashEncoder(), MemoryStore()
-    await updater(store, enc).process(recs(click(1, "a", title="tea", category=["Food"])))
+    await updater(store, enc, "f16").process(recs(click(1, "a", title="tea", category=["Food"])))
     blob = store.field("a", "e")
     assert blob is not None and blob_format(blob) == "f16"
     config = EmbeddingConfig("hash-a", 16)
     before, _ = EmbeddingProfile.load(blob, config)
     store.set_field("a", "e", before.to_bytes("f32"))  # as the previous release wrote it
-    await updater(store, enc).process(recs(click(2, "a", title="tea", category=["Food"]), start=1))
+    await updater(store, enc, "f16").process(
+        recs(click(2, "a", title="tea", category=["Food"]), start=1)
+    )
     after = store.field("a", "e")
     assert after is not None and blob_format(after) == "f16"
     profile, changed = EmbeddingProfile.load(after, config)
