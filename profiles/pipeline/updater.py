@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, TypeVar
 
-from profiles.churn.tracker import ChurnChange
 from profiles.core.config import ProfileConfig
 from profiles.core.errors import Contention
 from profiles.core.profile import EventLearner, Outcome, Profile, Record, apply
@@ -37,7 +36,6 @@ from profiles.pipeline.feature import (
 )
 from profiles.pipeline.store import Commit, Erasure, ProfileStore
 from profiles.recommend.recommender import RecsChange
-from profiles.segments.segmenter import SegmentChange
 from profiles.tags.event_tags import TextTagger, event_tags, needs_catalog
 
 log = logging.getLogger(__name__)
@@ -84,14 +82,6 @@ class BatchResult:
     def changes(self, kind: str) -> list[Any]:
         """The features' records of the ``kind`` events emitted (for metrics and tests)."""
         return [e.change for e in self.emits if e.kind == kind]
-
-    @property
-    def segment_changes(self) -> list[SegmentChange]:
-        return self.changes("segment_changed")
-
-    @property
-    def churn_changes(self) -> list[ChurnChange]:
-        return self.changes("churn_risk")
 
     @property
     def recommendations(self) -> list[RecsChange]:
