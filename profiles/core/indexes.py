@@ -23,3 +23,8 @@ def churn_due(partition: int) -> str:
 def churn_customers(partition: int) -> str:
     """Users of an owner partition with a purchase: the BG/NBD population (a set)."""
     return f"churn:customers:{partition}"
+
+
+def value_due(partition: int) -> str:
+    """Users of an owner partition by the time their value tier may change (sorted set)."""
+    return f"value:due:{partition}"

@@ -52,7 +52,7 @@ def builtin_features(
         features.append(SegmentsFeature(segmenter))
     features.append(ChurnFeature(churn, partitions))
     if value is not None:
-        features.append(ValueFeature(value))
+        features.append(ValueFeature(value, partitions))
     if recommender is not None:
         model = embedder.config.model_id if embedder is not None else ""
         weights = dict((config or ProfileConfig()).kind_weights)  # what counts as popular

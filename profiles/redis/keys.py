@@ -84,6 +84,10 @@ def churn_customers(partition: int) -> str:
     return index(indexes.churn_customers(partition))
 
 
+def value_due(partition: int) -> str:
+    return index(indexes.value_due(partition))
+
+
 CHURN_PARAMS = f"{PREFIX}churn:params"
 CHURN_FIT_LOCK = f"{PREFIX}churn:fit-lock"
 #: The customer-value fits (Gamma-Gamma and RFM cuts), stored by the churn refit beside its own.

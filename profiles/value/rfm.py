@@ -2,7 +2,8 @@
 
 Each customer gets three scores 1-5 (5 = best): **R** recency (days since the last purchase;
 fewer is better), **F** frequency (orders), **M** monetary (total spend). The four cut points
-of each are the population's 20/40/60/80 % quantiles, re-estimated at every refit from the
+of each are the population's tie-aware 20/40/60/80 % quantiles (:meth:`RfmCuts.estimate`),
+re-estimated at every refit from the
 churn model's customer sample (:mod:`profiles.value.population`).
 
 A score moves only when the value crosses a cut by a margin (a fraction of the cut), so a
@@ -93,19 +94,29 @@ class RfmCuts:
     def estimate(
         cls, recency_days: Sequence[float], orders: Sequence[float], spend: Sequence[float]
     ) -> RfmCuts:
-        """The population's quantiles (linear interpolation) of each measure.
+        """Tie-aware population quantiles of each measure: a tied block of values takes the
+        score of its lowest rank (the ``min`` rank method), so each score holds the customers
+        whose rank falls in its fifth of the population, and a heavily tied value (most
+        customers ordered once) no longer swallows the next scores. Cut ``i`` is the largest
+        value with fewer than ``QUANTILES[i]`` of the population below it.
 
-        >>> RfmCuts.estimate([1, 2, 3, 4, 5], [1, 1, 1, 2, 9], [5, 10, 20, 40, 80]).frequency
-        (1.0, 1.0, 1.4, 3.4)
+        >>> cuts = RfmCuts.estimate([1, 2, 3, 4, 5], [1, 1, 1, 2, 9], [5, 10, 20, 40, 80])
+        >>> cuts.frequency, [score(v, cuts.frequency) for v in (1, 2, 9)]
+        ((1.0, 1.0, 1.0, 2.0), [1, 4, 5])
+        >>> cuts.recency  # fewer days is better: ranked on the negated scale
+        (2.0, 3.0, 4.0, 5.0)
         """
 
-        def q(values: Sequence[float]) -> tuple[float, ...]:
+        def q(values: Sequence[float], sign: float = 1.0) -> tuple[float, ...]:
             if len(values) == 0:
                 raise ValueError("cannot estimate quantiles without customers")
-            found = np.quantile(np.asarray(values, dtype=np.float64), QUANTILES)
-            return tuple(round(float(v), 6) for v in found)
+            ordered = np.sort(sign * np.asarray(values, dtype=np.float64))
+            distinct, first = np.unique(ordered, return_index=True)
+            below = first / len(ordered)  # share of the population below each distinct value
+            at = np.searchsorted(below, QUANTILES, side="left") - 1
+            return tuple(sorted(round(sign * float(distinct[i]), 6) for i in at))
 
-        return cls(q(recency_days), q(orders), q(spend))
+        return cls(q(recency_days, -1.0), q(orders), q(spend))
 
     def scores(
         self,
@@ -164,7 +175,7 @@ TIERS: tuple[TierRule, ...] = (
     TierRule("champions", r=(4, 5), f=(4, 5), m=(4, 5)),
     TierRule("loyal", r=(3, 5), f=(3, 5), m=(1, 5)),
     TierRule("new", r=(4, 5), f=(1, 1), m=(1, 5)),
-    TierRule("promising", r=(4, 5), f=(1, 3), m=(1, 5)),
+    TierRule("promising", r=(3, 5), f=(1, 2), m=(1, 5)),
     TierRule("cannot_lose", r=(1, 2), f=(4, 5), m=(4, 5)),
     TierRule("at_risk", r=(1, 2), f=(3, 5), m=(1, 5)),
     TierRule("hibernating", r=(2, 3), f=(1, 5), m=(1, 5)),

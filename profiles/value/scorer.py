@@ -20,7 +20,9 @@ from profiles.value.gammagamma import expected_value_one
 from profiles.value.population import ValueFit, measures, spend_of
 from profiles.value.rfm import Scores, tier_of
 
-__all__ = ["ValueChange", "ValueScorer", "value_event"]
+__all__ = ["ValueChange", "ValueScorer", "next_check", "value_event"]
+
+_DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,9 @@ class ValueScorer:
         return {
             "tier": tier,
             "scores": None if scores is None else list(scores),
+            "next_check_ms": None
+            if fit is None or fit.cuts is None
+            else next_check(fit.cuts.recency, recency, as_of_ms, self.margin),
             "recency_days": round(recency, 3),
             "orders": orders,
             "spend": round(spend_of(profile), 2),
@@ -100,6 +105,24 @@ class ValueScorer:
         if state is None or state["tier"] is None or state["tier"] == previous:
             return None
         return ValueChange(profile, previous, state)
+
+
+def next_check(
+    cuts: Sequence[float], recency_days: float, as_of_ms: int, margin: float
+) -> int | None:
+    """When the R score may next fall with time alone: recency passing the next cut beyond
+    the hysteresis margin (None: already past the last one). Only R moves with time; F and M
+    move with purchases, which write the profile anyway.
+
+    >>> next_check((7.0, 30.0, 90.0, 180.0), 10.0, 0, 0.1) == int(23.0 * 86_400_000) + 1
+    True
+    >>> next_check((7.0, 30.0, 90.0, 180.0), 200.0, 0, 0.1) is None
+    True
+    """
+    later = [c * (1.0 + margin) for c in cuts if c * (1.0 + margin) > recency_days]
+    if not later:
+        return None
+    return as_of_ms + int((min(later) - recency_days) * _DAY_MS) + 1
 
 
 def purchases(params: BGNBDParams, t: float, x: int, t_x: float, T: float) -> float:

@@ -24,10 +24,11 @@ import faust
 from faust.types import TP, AgentT, StreamT
 
 from profiles.churn.tracker import ChurnChange
+from profiles.value.scorer import ValueChange
 from stream.settings import Settings
 from stream.worker.consumer import BatchInput
 from stream.worker.epochs import Fetch, broker_fetch
-from stream.worker.flow import IngestStage, UpdateStage, announce_churn
+from stream.worker.flow import IngestStage, UpdateStage, announce_churn, announce_value
 from stream.worker.health import EXIT_CRASHED
 from stream.worker.retry import kafka_outages, until_done
 from stream.worker.runtime import Runtime
@@ -138,8 +139,13 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
             await announce_churn(sink, changes)
             runtime.metrics.emitted.labels("churn_risk").inc(len(changes))
 
-        # A failure waits for the next tick: the due index still holds the users.
+        async def announce_tiers(changes: list[ValueChange]) -> None:
+            await announce_value(sink, changes)
+            runtime.metrics.emitted.labels("value_changed").inc(len(changes))
+
+        # A failure waits for the next tick: the due indexes still hold the users.
         await runtime.tick("churn sweep", lambda: runtime.sweep_churn(owned, announce))
+        await runtime.tick("value sweep", lambda: runtime.sweep_value(owned, announce_tiers))
 
     @app.timer(interval=settings.churn.fit_s)  # type: ignore[untyped-decorator]
     async def fit_churn() -> None:

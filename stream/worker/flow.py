@@ -27,6 +27,7 @@ from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.core.profile import Record
 from profiles.pipeline.downstream import profile_updated
 from profiles.pipeline.updater import SLICE_S, BatchResult, chunks
+from profiles.value.scorer import ValueChange, value_event
 from stream.settings import Settings
 from stream.worker import dead_letters
 from stream.worker.delivery import Outgoing, deliver_all
@@ -122,6 +123,19 @@ async def announce_churn(sink: Sink, changes: Sequence[ChurnChange]) -> None:
     def build() -> list[Awaitable[Awaitable[object]]]:
         return [
             sink.send("churn", c.profile.user_id.encode(), orjson.dumps(churn_event(c, now_ms)))
+            for c in changes
+        ]
+
+    await send_confirmed(build)
+
+
+async def announce_value(sink: Sink, changes: Sequence[ValueChange]) -> None:
+    """The value sweep's tier changes (recency moved with time alone) to the ``value`` role."""
+    now_ms = int(time.time() * 1000)
+
+    def build() -> list[Awaitable[Awaitable[object]]]:
+        return [
+            sink.send("value", c.profile.user_id.encode(), orjson.dumps(value_event(c, now_ms)))
             for c in changes
         ]
 

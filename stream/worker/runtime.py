@@ -28,6 +28,8 @@ from profiles.redis.store import RedisStore
 from profiles.redis.value import RedisValueStore
 from profiles.tags.extractor import TagExtractor
 from profiles.value.refit import ValuePopulation
+from profiles.value.scorer import ValueChange
+from profiles.value.sweeper import ValueSweeper
 from schemas.validate import Limits
 from stream.security import redact_url
 from stream.settings import Settings
@@ -90,6 +92,7 @@ class Runtime(Service):
             settings, self.store, self.tagger, self.models, self.churn, self.profiles, self.value
         )
         self.churn_store = RedisChurnStore(self.store.client)
+        self.value_store = RedisValueStore(self.store.client)
         self.sweeper = (
             None
             if self.churn is None
@@ -100,11 +103,14 @@ class Runtime(Service):
                 self.profiles.get,
                 settings.kafka.partitions,
                 companions=(
-                    ()
-                    if self.value is None
-                    else (ValuePopulation(self.value, RedisValueStore(self.store.client)),)
+                    () if self.value is None else (ValuePopulation(self.value, self.value_store),)
                 ),
             )
+        )
+        self.value_sweeper = (
+            None
+            if self.value is None or self.sweeper is None  # the churn refit fits value
+            else ValueSweeper(self.value, self.value_store, self.store, self.profiles.get)
         )
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -132,6 +138,7 @@ class Runtime(Service):
             await self.store.client.ping()
             await self.store.load_scripts()
             await self.churn_store.load_scripts()
+            await self.value_store.load_scripts()
             await self.epochs.marks.load_scripts()
             await asyncio.to_thread(self.tagger.warm_up)
             self.models = await load_models(self.settings, self.store.client, self.tagger)
@@ -225,6 +232,15 @@ class Runtime(Service):
         changes = await self.sweeper.sweep(owned, self.churn_now(), announce)
         self.metrics.churn_swept.inc(len(changes))
         return changes
+
+    async def sweep_value(
+        self, owned: set[int], announce: Callable[[list[ValueChange]], Awaitable[None]]
+    ) -> list[ValueChange]:
+        """Timer body after the churn sweep (which refreshed the fits): value tiers that moved
+        with time alone."""
+        if self.value_sweeper is None:
+            return []
+        return await self.value_sweeper.sweep(owned, self.churn_now(), announce)
 
     async def fit_churn(self) -> BGNBDParams | None:
         """Timer body: refit the population (one worker per interval)."""

@@ -10,10 +10,11 @@ import orjson
 import pytest
 
 from profiles.churn.tracker import ChurnChange
+from profiles.core.ownership import owner
 from profiles.core.partition import InputPartition
 from profiles.core.profile import Record
 from profiles.redis import keys
-from profiles.value.scorer import value_event
+from profiles.value.scorer import ValueChange, value_event
 from schemas.validate import validate_output
 from tests.integration.test_churn_sweep import runtime
 
@@ -84,6 +85,27 @@ async def test_refit_fits_value_and_customers_get_tiers(redis_url: str) -> None:
     )
     assert redelivered.changes("value_changed") == []  # fenced: nothing announced again
 
+    # Time alone moves tiers: every customer is on the due index at the time its R score may
+    # fall; a sweep far later re-scores them, announces the moves and stores the states.
+    due = await rt.store.client.zscore(keys.value_due(owner("c4", 2)), "c4")
+    assert due == state["next_check_ms"] > START + 61 * DAY
+    rt.observer.watermark_ms = START + 400 * DAY
+    announced_tiers: list[ValueChange] = []
+
+    async def collect(found: list[ValueChange]) -> None:
+        announced_tiers.extend(found)
+
+    await rt.sweep_churn({0, 1}, announced)
+    moved = await rt.sweep_value({0, 1}, collect)
+    assert moved == announced_tiers and {c.profile.user_id for c in moved} >= {"c4"}
+    assert all(c.previous is not None and c.state["tier"] != c.previous for c in moved)
+    for change in moved:
+        validate_output("value_changed", value_event(change, 1))
+    swept = orjson.loads(await rt.store.client.hget(keys.profile("c4"), "cv"))
+    assert swept["tier"] in {"cannot_lose", "at_risk", "hibernating", "lost"}
+    assert swept["recency_days"] > 300 and swept["as_of"] == START + 400 * DAY
+    assert await rt.sweep_value({0, 1}, collect) == []  # nothing due again yet
+
     # Another worker reads the stored fit at its first sweep.
     other = runtime(redis_url)
     assert other.value is not None and other.value.fit is None
@@ -105,5 +127,6 @@ async def test_refit_fits_value_and_customers_get_tiers(redis_url: str) -> None:
     assert gone.erased == ["c4"]
     left = await rt.store.client.hget(keys.profile("c4"), "cv")
     exists = await rt.store.client.exists(keys.profile("c4"))
+    still_due = await rt.store.client.zscore(keys.value_due(owner("c4", 2)), "c4")
     await rt.store.close()
-    assert left is None and exists == 0
+    assert left is None and exists == 0 and still_due is None

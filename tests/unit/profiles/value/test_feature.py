@@ -11,9 +11,11 @@ import orjson
 from profiles.churn.bgnbd import BGNBDParams
 from profiles.churn.sweeper import ChurnSweeper
 from profiles.churn.tracker import ChurnTracker
+from profiles.core import indexes
+from profiles.core.ownership import owner
 from profiles.core.profile import Profile
 from profiles.pipeline.builtin import builtin_features
-from profiles.pipeline.feature import Batch, Outcome, Stats, UserResult
+from profiles.pipeline.feature import Batch, Outcome, ScoreSet, Stats, UserResult
 from profiles.pipeline.store import MemoryStore
 from profiles.pipeline.updater import BatchUpdater
 from profiles.value.feature import ValueFeature
@@ -88,7 +90,15 @@ async def test_a_customer_gets_value_and_a_first_tier() -> None:
     assert event["event_id"] == f"a:{changes[0].profile.version}:value:new"
     loaded = await store.get("a")
     assert loaded is not None and loaded.parts["value"] == state  # the codec round trip
-    assert ValueFeature(scorer()).indexed(loaded) == []  # no index to keep
+    # Due when recency passes the next R cut beyond the margin: 7 days * 1.1 after the order.
+    assert state["next_check_ms"] == purchase(1, "a", 0, 30.0)["ts"] + int(7.7 * DAY) + 1
+    due = indexes.value_due(owner("a", 2))
+    assert store.scores[due] == {"a": state["next_check_ms"]}
+    assert ValueFeature(scorer(), 2).indexed(loaded) == [ScoreSet(due, "a", state["next_check_ms"])]
+    # Past the last cut the R score cannot fall further: off the due index.
+    late = await worker(store, scorer()).process(recs(visit(2, "a", 200), start=1))
+    assert late.applied == 1 and "a" not in store.scores[due]
+    assert orjson.loads(store.field("a", "cv") or b"null")["next_check_ms"] is None
 
 
 async def test_the_api_and_profile_updated_show_the_value() -> None:
@@ -102,7 +112,7 @@ async def test_the_api_and_profile_updated_show_the_value() -> None:
     assert loaded is not None
     view = profile_view(loaded, Settings.from_env({}))
     assert view["value"] == loaded.parts["value"] and view["value"]["tier"] == "new"
-    event = profile_updated(loaded, CFG.half_life_ms, 9, [ValueFeature(scorer())])
+    event = profile_updated(loaded, CFG.half_life_ms, 9, [ValueFeature(scorer(), 4)])
     validate_output("profile_updated", event)
     assert event["value"]["tier"] == "new" and set(event["value"]["expected"]) == {"90", "365"}
 
@@ -169,7 +179,7 @@ async def test_erasure_removes_the_value_state() -> None:
 
 
 async def test_compute_skips_users_not_written() -> None:
-    feature = ValueFeature(scorer())
+    feature = ValueFeature(scorer(), 4)
     p = Profile("a", version=1, last_ts=DAY, orders=1, last_purchase_ts=DAY, first_purchase_ts=DAY)
     p.spend_cents = {"USD": 1000}
     unwritten = UserResult(p, outcome=Outcome(applied=0))

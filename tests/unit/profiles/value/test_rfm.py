@@ -38,7 +38,8 @@ def test_every_score_triple_has_a_tier_and_every_tier_is_reachable() -> None:
         ((1, 4, 4), "cannot_lose"),
         ((2, 4, 2), "at_risk"),
         ((1, 3, 1), "at_risk"),
-        ((3, 1, 3), "hibernating"),
+        ((3, 1, 3), "promising"),
+        ((2, 1, 3), "hibernating"),
         ((2, 2, 5), "hibernating"),
         ((1, 1, 1), "lost"),
         ((1, 2, 5), "lost"),
@@ -99,8 +100,11 @@ def test_recency_hysteresis_runs_the_other_way() -> None:
 
 def test_cuts_are_the_population_quantiles_and_round_trip() -> None:
     cuts = RfmCuts.estimate(list(range(1, 101)), [1] * 60 + [2] * 20 + [5] * 20, range(100))
-    assert cuts.recency == pytest.approx((20.8, 40.6, 60.4, 80.2))
-    assert cuts.frequency == pytest.approx((1.0, 1.0, 1.4, 2.6))
+    # Tie-aware: a tied block takes the score of its lowest rank, each score holds a fifth.
+    assert cuts.recency == pytest.approx((21.0, 41.0, 61.0, 81.0))
+    assert cuts.frequency == pytest.approx((1.0, 1.0, 1.0, 2.0))
+    assert [cuts.scores(r, 1, 0)[0] for r in (1, 20, 21, 80, 81, 100)] == [5, 5, 4, 2, 1, 1]
+    assert [cuts.scores(1, f, 0)[1] for f in (1, 2, 5)] == [1, 4, 5]
     assert RfmCuts.from_dict(cuts.to_dict()) == cuts
     with pytest.raises(ValueError, match="non-decreasing"):
         RfmCuts((3.0, 2.0, 1.0, 0.0), (1.0,) * 4, (1.0,) * 4)
