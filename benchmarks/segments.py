@@ -37,7 +37,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from benchmarks.common import BENCHMARKS_MD, machine_facts, markdown_table, median
-from profiles.redis.segments import CentroidStore
+from profiles.redis.segments import MODEL_KEY, CentroidStore
 from profiles.segments.features import (
     BEHAVIOUR_FEATURES,
     FeatureConfig,
@@ -162,7 +162,7 @@ async def _merge_ms(
     client = aioredis.Redis.from_url(url)
     try:
         await client.flushdb()
-        await client.hset("rtp:seg:model", mapping={"v": model.version, "d": model.to_bytes()})
+        await client.hset(MODEL_KEY, mapping={"v": model.version, "d": model.to_bytes()})
         store = CentroidStore(client)
         std = Standardizer()
         std.learn_many(np.zeros((1, len(BEHAVIOUR_FEATURES))))

@@ -171,7 +171,7 @@ def redis_problems(url: str, tls: RedisTLS) -> list[str]:
         ("RTP_REDIS_CERT_FILE", tls.cert_file),
         ("RTP_REDIS_KEY_FILE", tls.key_file),
     )
-    if not url.startswith("rediss://"):
+    if not url.startswith(("rediss://", "rediss+cluster://")):
         return [
             f"{env} is set but RTP_REDIS_URL does not use TLS: write rediss://..."
             for env, value in tls_files

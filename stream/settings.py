@@ -67,8 +67,12 @@ def _web_tokens(raw: SecretStr) -> SecretStr:
 
 
 def _redis_url(raw: SecretStr) -> SecretStr:
-    if not raw.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("must look like redis://[user:password@]host:port/db or rediss://...")
+    schemes = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+    if not raw.get_secret_value().startswith(schemes):
+        raise ValueError(
+            "must look like redis://[user:password@]host:port/db, rediss://..., or "
+            "redis+cluster://host:port (a Redis Cluster: one node's address)"
+        )
     return raw
 
 
@@ -275,7 +279,8 @@ class RedisSettings(Section):
     url: Annotated[SecretStr, AfterValidator(_redis_url)] = env(
         "RTP_REDIS_URL",
         SecretStr("redis://127.0.0.1:6379/0"),
-        "Redis URL (user, password, TLS via rediss://); never logged with its password.",
+        "Redis URL (user, password, TLS via rediss://, Redis Cluster via redis+cluster://); "
+        "never logged with its password.",
     )
     ca_file: str = env(
         "RTP_REDIS_CA_FILE",
@@ -292,6 +297,17 @@ class RedisSettings(Section):
         "RTP_REDIS_KEY_FILE",
         "",
         "Private key (PEM, unencrypted) of RTP_REDIS_CERT_FILE; empty: inside the certificate.",
+    )
+    wait_replicas: Annotated[int, Field(ge=0)] = env(
+        "RTP_REDIS_WAIT_REPLICAS",
+        0,
+        "Replicas that must hold each commit (WAIT) before its offsets count as done; 1 on a "
+        "Redis Cluster or replicated Redis makes a failover lose nothing (README).",
+    )
+    wait_ms: Positive = env(
+        "RTP_REDIS_WAIT_MS",
+        1000,
+        "How long a commit waits for RTP_REDIS_WAIT_REPLICAS; past it the batch is retried.",
     )
 
     @model_validator(mode="after")

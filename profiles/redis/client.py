@@ -5,6 +5,12 @@ and turns TLS on (``rediss://``); :class:`RedisTLS` adds what a URL cannot hold 
 that signed the server's certificate and, where the server asks for one, the client's own
 certificate and key (mutual TLS). Without a CA file the system's trust store is used.
 
+A ``redis+cluster://`` (or ``rediss+cluster://``) URL names one node of a Redis Cluster: the
+client then discovers the others, routes each command to the node owning its key's slot and
+follows ``MOVED``/``ASK`` as slots move or a replica is promoted. Every multi-key script and
+transaction of the project touches keys of one slot (hash tags: ``profiles/redis/keys.py``),
+and pipelines are split per node by the cluster client, so the same code runs on both.
+
 The clients built here raise :class:`RedisOutage` (an :class:`~profiles.core.errors.Outage`,
 still a ``redis.exceptions.ConnectionError``) for the errors a retry can cure: the server
 unreachable, timing out, loading its AOF, out of memory, read-only during a failover, a cluster
@@ -16,12 +22,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
 import redis.asyncio.client
+import redis.asyncio.cluster
 import redis.client
+import redis.cluster
 import redis.exceptions as rex
 
 from profiles.core.errors import Outage
@@ -100,6 +108,67 @@ class OutageSyncRedis(redis.Redis):
         return _SyncPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
 
+class _ClusterPipeline(redis.asyncio.cluster.ClusterPipeline):
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        # redis-py blocks EVALSHA in cluster pipelines, as a script may name keys of several
+        # slots. Ours name keys of one slot (the pipeline routes by them and refuses a mix
+        # with CROSSSLOT), so it is queued like any keyed command.
+        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        with outages():
+            return await super().execute(raise_on_error, allow_redirections)
+
+    async def watch(self, *names: Any) -> None:  # type: ignore[override]
+        with outages():
+            await super().watch(*names)  # type: ignore[no-untyped-call]
+
+
+class OutageRedisCluster(aioredis.RedisCluster):
+    """The asyncio Redis Cluster client; transient errors raise :class:`RedisOutage`."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with outages():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> _ClusterPipeline:
+        if shard_hint:
+            raise rex.RedisClusterException("shard_hint is deprecated in cluster mode")
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class OutageSyncRedisCluster(redis.RedisCluster):
+    """The blocking Redis Cluster client: MGET split per slot, transient errors of commands
+    wrapped (its only pipeline user, the vector tier, treats every error as a miss)."""
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with outages():
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def mget(self, keys: Any, *args: Any) -> list[Any]:
+        # The vector tier's keys spread over every slot on purpose (no hash tag).
+        return self.mget_nonatomic(keys, *args)
+
+
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def is_cluster(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster (``redis+cluster://`` or ``rediss+cluster://``)."""
+    return url.startswith(CLUSTER_SCHEMES)
+
+
+def node_url(url: str) -> str:
+    """The plain redis-py URL of the node a cluster URL names (the scheme without ``+cluster``).
+
+    >>> node_url("rediss+cluster://u:p@10.0.0.1:7000"), node_url("redis://h:1/0")
+    ('rediss://u:p@10.0.0.1:7000', 'redis://h:1/0')
+    """
+    return url.replace("+cluster://", "://", 1) if is_cluster(url) else url
+
+
 @dataclass(frozen=True)
 class RedisTLS:
     """CA and client certificate files for ``rediss://`` URLs; empty = not given."""
@@ -110,7 +179,7 @@ class RedisTLS:
 
     def options(self, url: str) -> dict[str, Any]:
         """redis-py keyword arguments; none for a plain ``redis://`` URL."""
-        if not url.startswith("rediss://"):
+        if not node_url(url).startswith("rediss://"):
             return {}
         out: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
         if self.ca_file:
@@ -122,11 +191,19 @@ class RedisTLS:
 
 
 def sync_client(url: str, tls: RedisTLS | None = None, **kwargs: Any) -> redis.Redis:
-    """A blocking client (vector tier, tools)."""
-    return OutageSyncRedis.from_url(url, **(tls or RedisTLS()).options(url), **kwargs)
+    """A blocking client (vector tier, tools); a cluster client for a cluster URL."""
+    options = {**(tls or RedisTLS()).options(url), **kwargs}
+    if is_cluster(url):
+        # Typed as the single-node client: the cluster one offers the same commands.
+        return cast(redis.Redis, OutageSyncRedisCluster.from_url(node_url(url), **options))
+    return OutageSyncRedis.from_url(url, **options)
 
 
 def async_client(url: str, tls: RedisTLS | None = None, **kwargs: Any) -> aioredis.Redis:
-    """An asyncio client (the store, on the worker's event loop)."""
-    client: aioredis.Redis = OutageRedis.from_url(url, **(tls or RedisTLS()).options(url), **kwargs)
+    """An asyncio client (the store, on the worker's event loop); a cluster client for a
+    cluster URL."""
+    options = {**(tls or RedisTLS()).options(url), **kwargs}
+    if is_cluster(url):
+        return cast(aioredis.Redis, OutageRedisCluster.from_url(node_url(url), **options))
+    client: aioredis.Redis = OutageRedis.from_url(url, **options)
     return client

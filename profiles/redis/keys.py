@@ -11,7 +11,8 @@
 | ``rtp:i:<product>`` | hash | catalog item: ``ts``, ``eid`` (event id), ``d`` item JSON |
 | ``rtp:erasures`` | stream | erasure receipts (who, when, which request; the user as ``<h>``) |
 | ``rtp:secret`` | string | the marker secret when ``RTP_PSEUDONYM_KEY`` is not set |
-| ``rtp:seg:model`` / ``rtp:seg:standardizer`` | hash / string | the shared segmentation model |
+| ``rtp:seg:{seg}:model`` | hash | the shared segmentation model (one hash tag: one slot) |
+| ``rtp:seg:{seg}:standardizer`` | string | its feature standardizer |
 | ``rtp:seg:members:<id>`` | set | user ids currently in segment ``<id>`` |
 | ``rtp:churn:due:<partition>`` | sorted set | users by the time their churn level may change |
 | ``rtp:churn:customers:<partition>`` | set | users with a purchase (the BG/NBD population) |

@@ -2,8 +2,8 @@
 
 | key | type | holds |
 | --- | --- | --- |
-| ``rtp:seg:model`` | hash | ``v`` model version, ``d`` :meth:`Model.to_bytes` |
-| ``rtp:seg:standardizer`` | string | :meth:`Standardizer.to_dict` as JSON |
+| ``rtp:seg:{seg}:model`` | hash | ``v`` model version, ``d`` :meth:`Model.to_bytes` |
+| ``rtp:seg:{seg}:standardizer`` | string | :meth:`Standardizer.to_dict` as JSON |
 
 A merge is an optimistic read-modify-write: WATCH both keys, read them, fold the worker's delta
 in, and write both in MULTI/EXEC. If another worker wrote in between, EXEC fails and the merge
@@ -11,8 +11,9 @@ starts again from the new state (bounded attempts, jittered backoff), so concurr
 overwrite each other's contribution. Everything merged lives in Redis: a restarted worker
 loses at most the delta it had not merged yet.
 
-On Redis Cluster both keys must share a slot: pass keys with one hash tag, e.g.
-``rtp:seg:{seg}:model`` and ``rtp:seg:{seg}:standardizer``.
+Both keys share the hash tag ``{seg}``, so the WATCH and the MULTI touch one slot on Redis
+Cluster too. Before they had the tag they were ``rtp:seg:model`` and ``rtp:seg:standardizer``:
+a single-node Redis that still holds only those gets them copied once at the first load.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from profiles.segments.kmeans import Delta, MiniBatchKMeans, Model
 
 __all__ = ["MODEL_KEY", "STANDARDIZER_KEY", "CentroidStore", "MergeConflictError"]
 
-MODEL_KEY = "rtp:seg:model"
-STANDARDIZER_KEY = "rtp:seg:standardizer"
+MODEL_KEY = "rtp:seg:{seg}:model"
+STANDARDIZER_KEY = "rtp:seg:{seg}:standardizer"
+#: The untagged names of earlier versions (``CentroidStore.load`` adopts them once).
+LEGACY_KEYS = {MODEL_KEY: "rtp:seg:model", STANDARDIZER_KEY: "rtp:seg:standardizer"}
 
 
 class MergeConflictError(RuntimeError):
@@ -91,6 +94,7 @@ class CentroidStore:
 
     async def load(self) -> Model | None:
         """The stored model (None if there is none yet); also loads the standardizer."""
+        await self._adopt_legacy()
         # One MULTI round trip: the model and the standardizer of the same merge.
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hget(self.model_key, "d")
@@ -150,6 +154,21 @@ class CentroidStore:
         raise MergeConflictError(
             f"segment merge lost {self.max_attempts} races in a row on {self.model_key!r}"
         )
+
+    async def _adopt_legacy(self) -> None:
+        """Copy the untagged keys of an earlier version to the tagged ones, once.
+
+        ``COPY`` without ``REPLACE`` never overwrites, so two workers starting at once, or a
+        merge that already wrote the new keys, are safe. Only a single-node Redis can hold
+        the old pair (on a cluster their WATCH failed with CROSSSLOT), so a cluster skips it.
+        """
+        if (self.model_key, self.standardizer_key) != (MODEL_KEY, STANDARDIZER_KEY):
+            return  # keys of a caller's own choosing (tests, benchmarks): nothing to adopt
+        if isinstance(self.client, aioredis.RedisCluster):
+            return
+        if not await self.client.exists(MODEL_KEY):
+            for new, old in LEGACY_KEYS.items():
+                await self.client.copy(old, new)
 
     async def _read(self, client: Any) -> tuple[bytes | None, bytes | None]:
         blob = await client.hget(self.model_key, "d")

@@ -5,7 +5,12 @@ from and writes the new state in one atomic step, so the offset fences inside
 the profile are always stored with the state they protect. A batch is one
 pipeline: one network round trip for any number of users. One script call per
 user keeps every call inside one hash slot, so the same code runs on Redis
-Cluster.
+Cluster (the cluster client splits the pipeline per node and runs the parts at once).
+
+With ``wait_replicas`` > 0 each commit pipeline ends with ``WAIT`` on every master, on
+the connection that carried the writes, so a commit counts as done only once that many
+replicas hold it: Redis replication is asynchronous, and a master killed before its replica
+caught up would otherwise take acknowledged writes with it when the replica is promoted.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from profiles.pipeline.feature import (
 from profiles.pipeline.store import Commit, CommitResult
 from profiles.redis import keys
 from profiles.redis.catalog import POPULARITY_SCRIPT, queue_writes
-from profiles.redis.client import RedisTLS, async_client
+from profiles.redis.client import RedisOutage, RedisTLS, async_client
 from profiles.redis.slots import tag_for_slot
 
 # KEYS: profile, erasure marker. ARGV: base version, new version, then field/value pairs.
@@ -95,9 +100,16 @@ class RedisStore:
     """
 
     def __init__(
-        self, client: aioredis.Redis, secret: str | None = None, codecs: Sequence[Fields] = CODECS
+        self,
+        client: aioredis.Redis,
+        secret: str | None = None,
+        codecs: Sequence[Fields] = CODECS,
+        wait_replicas: int = 0,
+        wait_ms: int = 1000,
     ) -> None:
         self.client = client
+        self.wait_replicas = wait_replicas
+        self.wait_ms = wait_ms
         self._codecs = tuple(codecs)
         self._fields = ("v", "d", *stored_fields(self._codecs))  # the order loads read them
         self._secret = secret or None
@@ -109,9 +121,16 @@ class RedisStore:
 
     @classmethod
     def from_url(
-        cls, url: str, secret: str | None = None, tls: RedisTLS | None = None
+        cls,
+        url: str,
+        secret: str | None = None,
+        tls: RedisTLS | None = None,
+        *,
+        wait_replicas: int = 0,
+        wait_ms: int = 1000,
     ) -> RedisStore:
-        return cls(async_client(url, tls, decode_responses=False), secret)
+        client = async_client(url, tls, decode_responses=False)
+        return cls(client, secret, wait_replicas=wait_replicas, wait_ms=wait_ms)
 
     async def load_scripts(self) -> None:
         for script in self._scripts:
@@ -214,6 +233,7 @@ class RedisStore:
             _indexes(pipe, commit)
             if commit is not None:
                 queue_writes(pipe, [*commit.items, *commit.seen_items], commit.counts)
+            waits = self._queue_waits(pipe)
             replies = await pipe.execute(raise_on_error=False)
             self.round_trips += 1
             if not any(isinstance(r, NoScriptError) for r in replies):
@@ -226,7 +246,26 @@ class RedisStore:
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+        if waits and min(int(r) for r in replies[-waits:]) < self.wait_replicas:
+            # Applied on the master, maybe not on a replica: retried (the scripts' version
+            # checks make the replay harmless) until a replica holds it.
+            raise RedisOutage(
+                f"a commit was not acknowledged by {self.wait_replicas} replica(s) within "
+                f"{self.wait_ms} ms (RTP_REDIS_WAIT_REPLICAS)"
+            )
         return list(replies[: len(calls)])
+
+    def _queue_waits(self, pipe: Any) -> int:
+        """``WAIT`` after the writes, on each master's connection; how many were queued."""
+        if self.wait_replicas <= 0:
+            return 0
+        if isinstance(self.client, aioredis.RedisCluster):
+            primaries = self.client.get_primaries()
+            for node in primaries:
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms, target_nodes=node)
+            return len(primaries)
+        pipe.execute_command("WAIT", self.wait_replicas, self.wait_ms)
+        return 1
 
     async def get(self, user_id: str) -> Profile | None:
         reply = await self.client.hmget(keys.profile(user_id), *self._fields)

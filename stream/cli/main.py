@@ -32,6 +32,13 @@ def register(app: faust.App, settings: Settings) -> None:
             help="Extra redis-server argument, repeatable (e.g. --redis-arg=--requirepass ...).",
         ),
         option("--timeout", type=float, default=None, help="Seconds to wait."),
+        option(
+            "--redis-cluster",
+            is_flag=True,
+            default=False,
+            help="With up: a local Redis Cluster (3 masters, 3 replicas) instead of one Redis, "
+            "on the port of a redis+cluster:// RTP_REDIS_URL and the five after it (else 7000).",
+        ),
     )
     async def dev(
         self: AppCommand,
@@ -40,6 +47,7 @@ def register(app: faust.App, settings: Settings) -> None:
         state_dir: str | None,
         redis_args: tuple[str, ...],
         timeout: float | None,
+        redis_cluster: bool,
     ) -> None:
         """Local broker (Tansu) and Redis on the ports of RTP_BROKER and RTP_REDIS_URL:
         up | down | status | kill NAME | start NAME."""
@@ -53,6 +61,7 @@ def register(app: faust.App, settings: Settings) -> None:
             state_dir=state_dir,
             redis_args=redis_args,
             timeout=timeout,
+            redis_cluster=redis_cluster,
             say=self.say,
         )
         if code:

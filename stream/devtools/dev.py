@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from stream.devtools.services import LocalServices, ServiceError
+from stream.devtools.cluster import LocalRedisCluster
+from stream.devtools.services import BROKER, LocalServices, ServiceError
 from stream.settings import Settings
 
 ACTIONS = "up | down | status | kill NAME | start NAME"
@@ -28,6 +29,31 @@ def local_services(
     return LocalServices(
         directory, broker_port=broker_port, redis_port=redis_port, redis_args=redis_args
     )
+
+
+def local_cluster(
+    settings: Settings, state_dir: str | None = None, redis_args: Sequence[str] = ()
+) -> LocalRedisCluster:
+    """The dev Redis Cluster: under ``<state dir>/redis-cluster``, on the port of a
+    ``redis+cluster://`` RTP_REDIS_URL and the five after it (7000-7005 otherwise)."""
+    url = settings.redis.url.get_secret_value()
+    base = (urlparse(url).port or 7000) if url.startswith("redis+cluster://") else 7000
+    directory = Path(state_dir or settings.dev.dir) / "redis-cluster"
+    return LocalRedisCluster(directory, base_port=base, node_timeout_ms=5000, redis_args=redis_args)
+
+
+def start_cluster(
+    services: LocalServices, cluster: LocalRedisCluster, timeout: float = 60.0
+) -> bool:
+    """The broker and the cluster; a new broker empties the cluster (as :func:`start_local`
+    does the single Redis). Returns whether the cluster was emptied."""
+    broker_was_running = bool(services.status()[BROKER]["running"])
+    services.start(BROKER, timeout=timeout)
+    cluster.up(timeout=timeout)
+    if broker_was_running:
+        return False
+    cluster.flush()
+    return True
 
 
 def start_local(services: LocalServices, redis_url: str, timeout: float = 20.0) -> bool:
@@ -82,12 +108,22 @@ def run_dev(
     state_dir: str | None = None,
     redis_args: Sequence[str] = (),
     timeout: float | None = None,
+    redis_cluster: bool = False,
     say: Callable[[str], None] = print,
 ) -> int:
     """Run one dev action; returns the exit status (3: ``status`` found a service not ready)."""
     services = local_services(settings, state_dir, redis_args)
+    cluster = local_cluster(settings, state_dir, redis_args)
     try:
-        if action == "up":
+        if action == "up" and redis_cluster:
+            started = time.monotonic()
+            if start_cluster(services, cluster, 60.0 if timeout is None else timeout):
+                say("new in-memory broker: emptied the Redis Cluster")
+            say(f"ready in {time.monotonic() - started:.2f}s")
+            say(f"  broker  {services.broker_url}")
+            say(f"  redis   {cluster.url}  (3 masters, 3 replicas: {cluster.roles()})")
+            say(f"  set RTP_REDIS_URL={cluster.url} for the worker and the commands")
+        elif action == "up":
             started = time.monotonic()
             url = settings.redis.url.get_secret_value()
             if start_local(services, url, 20.0 if timeout is None else timeout):
@@ -97,12 +133,18 @@ def run_dev(
             say(f"  redis   {services.redis_url}")
         elif action == "down":
             services.down(timeout=10.0 if timeout is None else timeout)
+            if cluster.state_dir.exists():
+                cluster.down(timeout=10.0 if timeout is None else timeout)
             say("stopped")
         elif action in ("kill", "start") and name:
             say(kill_or_start(services, action, name, 20.0 if timeout is None else timeout))
         elif action == "status":
             report = services.status()
             say(format_status(report))
+            if cluster.state_dir.exists() and cluster.running():
+                problem = cluster.problem()
+                say(f"redis cluster {cluster.url}: {problem or 'ok'}; roles {cluster.roles()}")
+                return 0 if report[BROKER]["ready"] and problem is None else 3
             return 0 if all(info["ready"] for info in report.values()) else 3
         else:
             say(f"error: unknown action {action!r}: use {ACTIONS}")

@@ -87,7 +87,7 @@ def free_port(highest: int = 65535) -> int:
     raise OSError(f"no free loopback port at or below {highest}")
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
     """Whether a server could listen on ``127.0.0.1:port``.
 
     SO_REUSEADDR mirrors what Redis and Tansu set themselves, so TIME_WAIT leftovers of a
@@ -481,7 +481,7 @@ class LocalServices:
 
     def _spawn(self, name: str) -> None:
         spec = self.spec(name)
-        if not _port_is_free(spec.port):
+        if not port_is_free(spec.port):
             raise ServiceError(
                 f"port {spec.port} is taken by another process; set {_PORT_HINT[name]} or stop it"
             )

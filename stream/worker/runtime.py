@@ -70,7 +70,11 @@ class Runtime(Service):
         self.stats = Stats(self.metrics)
         self.observer = Observer(self.metrics)  # per-batch metrics, positions, watermark
         self.store = RedisStore.from_url(
-            settings.redis.url.get_secret_value(), settings.privacy.key, tls=settings.redis.tls
+            settings.redis.url.get_secret_value(),
+            settings.privacy.key,
+            tls=settings.redis.tls,
+            wait_replicas=settings.redis.wait_replicas,
+            wait_ms=settings.redis.wait_ms,
         )
         self.outages = OutageTracker(self.metrics.outages, self.metrics.outage_active)
         self.health = Health(self.metrics.crashes, self.outages, settings.worker.crash_exit_s)

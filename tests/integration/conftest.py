@@ -1,4 +1,5 @@
-"""One broker and one Redis for the whole test session, started by the project's own tooling."""
+"""One broker and one Redis for the whole test session, started by the project's own tooling,
+and a 3-master, 3-replica Redis Cluster for the tests that ask for one (``cluster_url``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from profiles.redis.client import async_client
+from stream.devtools.cluster import LocalRedisCluster, free_base_port
 from stream.devtools.services import LocalServices, free_port
 from tests.integration.harness import Names, Worker
 
@@ -28,6 +31,30 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices
         yield local
     finally:
         local.down()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """Started on first use; a silent master is failed over after 2 s (tests kill one)."""
+    cluster = LocalRedisCluster(
+        tmp_path_factory.mktemp("redis-cluster"), base_port=free_base_port(), node_timeout_ms=2000
+    )
+    cluster.up(timeout=120)
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: LocalRedisCluster) -> str:
+    """The cluster, emptied, with every node back and every slot served."""
+    for port in redis_cluster.ports:
+        if port not in redis_cluster.running():
+            redis_cluster.start(port)
+    redis_cluster.wait_ok(timeout=120)
+    redis_cluster.flush()
+    return redis_cluster.url
 
 
 @pytest.fixture
@@ -60,7 +87,7 @@ def worker_env(services: LocalServices, names: Names, redis_url: str) -> dict[st
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = async_client(redis_url)  # a cluster client for a cluster URL
     yield client
     await client.aclose()
 

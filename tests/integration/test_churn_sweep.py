@@ -13,6 +13,14 @@ from stream.settings import Settings
 from stream.worker.runtime import Runtime
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Each test twice: on one Redis, and on a 3-master, 3-replica Redis Cluster."""
+    return redis_url if request.param == "redis" else str(request.getfixturevalue("cluster_url"))
+
+
 DAY = 86_400_000
 START = 1_767_225_600_000
 

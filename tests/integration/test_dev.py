@@ -14,6 +14,7 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from stream.devtools.cluster import free_base_port
 from stream.devtools.dev import local_services, run_dev
 from stream.devtools.services import (
     BROKER,
@@ -339,3 +340,39 @@ def test_free_port_respects_an_upper_bound() -> None:
     for port in ports[:5]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", port))  # really free
+
+
+def test_cli_up_with_a_redis_cluster_serves_every_slot_and_stops(tmp_path: Path) -> None:
+    base = free_base_port()
+    settings = Settings.from_env(
+        {
+            "RTP_BROKER": f"kafka://127.0.0.1:{free_port()}",
+            "RTP_REDIS_URL": f"redis+cluster://127.0.0.1:{base}",
+            "RTP_DEV_DIR": str(tmp_path / "dev"),
+        }
+    )
+    said: list[str] = []
+
+    def dev(action: str) -> int:
+        return run_dev(settings, action, redis_cluster=True, say=said.append)
+
+    try:
+        assert dev("up") == 0
+        assert f"RTP_REDIS_URL=redis+cluster://127.0.0.1:{base}" in said[-1]
+        said.clear()
+        assert dev("status") == 0 and ": ok; roles" in said[-1]
+        # Keys of every slot land on the node that owns it: the cluster answers, not MOVED.
+        client = redis.RedisCluster(host="127.0.0.1", port=base)
+        try:
+            for i in range(50):
+                client.set(f"k{i}", i)
+            assert [int(client.get(f"k{i}") or -1) for i in range(50)] == list(range(50))
+            flags = [str(n["flags"]) for n in client.cluster_nodes().values()]
+            assert len(flags) == 6 and sum("master" in f for f in flags) == 3
+        finally:
+            client.close()
+        assert dev("up") == 0  # again: reuses the running cluster, the broker is not new
+        assert "emptied" not in " ".join(said[-4:])
+    finally:
+        assert dev("down") == 0
+    assert dev("status") == 3

@@ -24,6 +24,14 @@ from tests.integration.harness import Consumed, Names, Worker, produce, read_top
 from tests.integration.oracle import eventually
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Each test on one Redis, and through a worker on a 3-master, 3-replica Redis Cluster."""
+    return redis_url if request.param == "redis" else str(request.getfixturevalue("cluster_url"))
+
+
 START = 1_767_225_600_000
 PSEUDONYM_KEY = "test-pseudonym-key-6f1d2a9c"
 

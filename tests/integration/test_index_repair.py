@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 
 from profiles.pipeline.updater import BatchUpdater
 from profiles.redis import keys
 from profiles.redis.store import RedisStore
 from tests.unit.profiles.pipeline.test_updater import CFG, Leaning, Words, click, recs, search
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """On one Redis, and on a 3-master, 3-replica Redis Cluster (indexes live in other slots
+    than the profile they follow)."""
+    return redis_url if request.param == "redis" else str(request.getfixturevalue("cluster_url"))
 
 
 async def test_the_retry_after_a_conflict_leaves_the_indexes_as_the_profile_says(

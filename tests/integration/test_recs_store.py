@@ -20,6 +20,14 @@ from tests.unit.profiles.pipeline.test_updater import Words
 from tests.unit.profiles.pipeline.test_updater_embeddings import HashEncoder, embedder
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Each test twice: on one Redis, and on a 3-master, 3-replica Redis Cluster."""
+    return redis_url if request.param == "redis" else str(request.getfixturevalue("cluster_url"))
+
+
 H = 1000  # popularity half-life (ms): small, so a rebase (400 half-lives) happens in the test
 
 

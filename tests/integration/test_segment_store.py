@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from profiles.redis.segments import MODEL_KEY, STANDARDIZER_KEY, CentroidStore
+from profiles.redis.client import async_client
+from profiles.redis.segments import LEGACY_KEYS, MODEL_KEY, STANDARDIZER_KEY, CentroidStore
 from profiles.segments.features import Standardizer
 from profiles.segments.kmeans import Delta, MiniBatchKMeans, Model
 from stream.devtools.services import REDIS, LocalServices, free_port
@@ -33,9 +34,17 @@ def segment_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         services.down()
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def store_url(request: pytest.FixtureRequest, segment_redis: str) -> str:
+    """The merges on one Redis, and on a 3-master, 3-replica Redis Cluster."""
+    if request.param == "redis":
+        return segment_redis
+    return str(request.getfixturevalue("cluster_url"))
+
+
 @pytest.fixture
-async def client(segment_redis: str) -> AsyncIterator[aioredis.Redis]:
-    redis = aioredis.Redis.from_url(segment_redis)
+async def client(store_url: str) -> AsyncIterator[aioredis.Redis]:
+    redis = async_client(store_url)
     await redis.flushdb()
     yield redis
     await redis.aclose()
@@ -58,13 +67,13 @@ async def _seeded(store: CentroidStore, km: MiniBatchKMeans) -> Model:
     return model
 
 
-async def test_concurrent_merges_lose_nothing(segment_redis: str, client: aioredis.Redis) -> None:
+async def test_concurrent_merges_lose_nothing(store_url: str, client: aioredis.Redis) -> None:
     # dead_ratio 0: no centre is re-seeded, so every count stays where it was merged.
     km = MiniBatchKMeans(K, DIM, reservoir=200, seed_factor=10, dead_ratio=0.0)
     seeded = await _seeded(CentroidStore(client), km)
     start_counts = seeded.counts.sum()
 
-    workers = [CentroidStore(aioredis.Redis.from_url(segment_redis)) for _ in range(3)]
+    workers = [CentroidStore(async_client(store_url)) for _ in range(3)]
     merges_each = 40
     contributed = [0.0] * len(workers)
     std_rows = [0] * len(workers)
@@ -109,7 +118,7 @@ async def test_concurrent_merges_lose_nothing(segment_redis: str, client: aiored
 
 
 async def test_a_restarted_worker_continues_from_redis(
-    segment_redis: str, client: aioredis.Redis
+    store_url: str, client: aioredis.Redis
 ) -> None:
     km = MiniBatchKMeans(K, DIM, reservoir=200, seed_factor=10)
     first = CentroidStore(client)
@@ -123,7 +132,7 @@ async def test_a_restarted_worker_continues_from_redis(
     )
 
     # A new process: nothing in memory, everything from Redis.
-    again = CentroidStore(aioredis.Redis.from_url(segment_redis))
+    again = CentroidStore(async_client(store_url))
     try:
         loaded = await again.refresh()
         assert loaded.to_bytes() == model.to_bytes()
@@ -135,3 +144,33 @@ async def test_a_restarted_worker_continues_from_redis(
     raw = await client.hgetall(MODEL_KEY)
     assert int(raw[b"v"]) == model.version
     assert await client.exists(STANDARDIZER_KEY)
+
+
+async def test_a_model_under_the_untagged_names_of_earlier_versions_is_adopted(
+    segment_redis: str,
+) -> None:
+    """Only a single-node Redis can hold the untagged pair (a cluster refused its WATCH)."""
+    km = MiniBatchKMeans(k=3, dim=DIM, seed=0)
+    client = aioredis.Redis.from_url(segment_redis)
+    await client.flushdb()
+    writer = CentroidStore(client)
+    model = await _seeded(writer, km)
+    # As an earlier version left it: only the untagged pair.
+    for new, old in LEGACY_KEYS.items():
+        await client.rename(new, old)
+    reader = CentroidStore(aioredis.Redis.from_url(segment_redis))
+    try:
+        loaded = await reader.load()
+        assert loaded is not None and loaded.to_bytes() == model.to_bytes()
+        assert reader.standardizer is not None
+        # Copied, never overwritten: a newer model under the tagged names wins.
+        newer = await writer.merge(
+            km.delta(model, _groups(np.random.default_rng(2), 30)),
+            Standardizer(3),
+            km,
+            np.zeros((0, DIM)),
+        )
+        assert (await reader.load()).to_bytes() == newer.to_bytes()  # type: ignore[union-attr]
+    finally:
+        await reader.client.aclose()
+        await client.aclose()
