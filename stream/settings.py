@@ -251,6 +251,12 @@ class TopicSettings(Section):
         4,
         "Partitions of the input topic when `stream topics create` makes it.",
     )
+    output_partitions: Annotated[int, Field(ge=0)] = env(
+        "RTP_OUTPUT_PARTITIONS",
+        0,
+        "Partitions of the user-keyed output topics; 0: RTP_PARTITIONS. Kept when the owner "
+        "partitions grow (`stream partitions grow`), so consumers keep each user's order.",
+    )
     replication: Positive = env(
         "RTP_TOPIC_REPLICATION",
         1,
@@ -329,6 +335,11 @@ class IngestSettings(Section):
         "batch",
         "batch: the input read in batches by its own consumer group (`<app id>-ingest`), "
         "off Faust's per-message path; faust: a Faust agent, as before.",
+    )
+    paused: bool = env(
+        "RTP_INGEST_PAUSED",
+        False,
+        "Drain mode: apply the routed bundles but read no input (before `stream partitions grow`).",
     )
     batch_max: Positive = env("RTP_BATCH_MAX", 2000, "Most input messages per batch.")
     batch_within_s: PositiveFloat = env(

@@ -28,3 +28,13 @@ def churn_customers(partition: int) -> str:
 def value_due(partition: int) -> str:
     """Users of an owner partition by the time their value tier may change (sorted set)."""
     return f"value:due:{partition}"
+
+
+#: The indexes kept per owner partition, and their Redis type: growing the owner partitions
+#: (``stream partitions grow``) moves each member to the index of its new owner partition.
+#: A feature that adds one adds it here.
+PER_PARTITION = (
+    (churn_customers, "set"),
+    (churn_due, "zset"),
+    (value_due, "zset"),
+)

@@ -157,6 +157,22 @@ def register(app: faust.App, settings: Settings) -> None:
             raise SystemExit(1)
 
     @app.command(
+        argument("action", type=str),
+        option("--to", "to", type=int, required=True, help="The new number of owner partitions."),
+        option("--routed-topic", type=str, default=None, help="Default: <routed>-p<M>."),
+        option("--settle", type=float, default=10.0, help="Quiet seconds required."),
+    )
+    async def partitions(
+        self: AppCommand, action: str, to: int, routed_topic: str | None, settle: float
+    ) -> None:
+        """Grow the owner partitions (RTP_PARTITIONS) after draining: grow --to M."""
+        from stream.cli.partitions import grow
+
+        if action != "grow":
+            raise SystemExit(f"unknown action {action!r}: use grow")
+        await grow(settings, to, routed_topic, settle, say=self.say)
+
+    @app.command(
         option("--chunk", type=int, default=500, help="Items and users per Redis round trip."),
         option(
             "--dry-run",

@@ -83,7 +83,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         agent._on_error = on_error  # type: ignore[attr-defined]
 
     batch_input: BatchInput | None = None
-    if settings.ingest.consumer == "batch":
+    if settings.ingest.paused:
+        log.warning("RTP_INGEST_PAUSED: applying routed bundles only; the input is not read")
+    elif settings.ingest.consumer == "batch":
         batch_input = BatchInput(settings, runtime, ingest_stage, sink, fetch, start)
         app.add_dependency(batch_input)  # started and stopped with the worker
     else:
@@ -97,7 +99,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
                 await ingest_stage.handle([inbound(e) for e in events], source, sink)
 
         watch(ingest, "ingest")
-    faust_topics = {settings.topics.routed} | (set() if batch_input else {settings.topics.input})
+    faust_ingest = not settings.ingest.paused and batch_input is None
+    faust_topics = {settings.topics.routed} | ({settings.topics.input} if faust_ingest else set())
 
     @app.agent(topics.routed, name="update")
     async def update(stream: StreamT[Any]) -> None:

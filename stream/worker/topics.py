@@ -64,8 +64,10 @@ def layout(settings: Settings) -> list[TopicSpec]:
             partitions = settings.topics.input_partitions
         elif role == "dlq":
             partitions = 1  # dead letters are rare; one partition keeps them in order
-        else:
-            partitions = settings.kafka.partitions  # owner partitions: fences live per partition
+        elif role == "routed":
+            partitions = settings.kafka.partitions  # the owner partitions
+        else:  # user-keyed outputs: as many as the owner partitions unless set apart
+            partitions = settings.topics.output_partitions or settings.kafka.partitions
         specs.append(TopicSpec(role, names[role], partitions, settings.topics.replication, config))
     return specs
 

@@ -95,6 +95,8 @@ OLD_DEFAULTS: dict[str, Any] = {
     # Added with `stream topics` (production topic layout).
     "RTP_MAX_REQUEST_BYTES": 1_000_000,  # added with the dead-letter bounds
     "RTP_CHURN_HORIZON_DAYS": 30.0,  # added with the churn probability
+    "RTP_INGEST_PAUSED": False,  # added with growing the owner partitions
+    "RTP_OUTPUT_PARTITIONS": 0,
     "RTP_REDIS_WAIT_REPLICAS": 0,  # added with Redis Cluster
     "RTP_REDIS_WAIT_MS": 1000,
     "RTP_REGISTRY_FRAMING": "off",  # added with Segment-spec ingestion
@@ -213,6 +215,8 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_DEV_DIR": ("/tmp/dev", "/tmp/dev"),
         "RTP_MAX_REQUEST_BYTES": ("2000000", 2_000_000),
         "RTP_CHURN_HORIZON_DAYS": ("90", 90.0),
+        "RTP_INGEST_PAUSED": ("true", True),
+        "RTP_OUTPUT_PARTITIONS": ("2", 2),
         "RTP_REDIS_WAIT_REPLICAS": ("1", 1),
         "RTP_REDIS_WAIT_MS": ("250", 250),
         "RTP_REGISTRY_FRAMING": ("accept", "accept"),
