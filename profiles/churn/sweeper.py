@@ -127,15 +127,23 @@ class ChurnSweeper:
         for companion in self.companions:
             await companion.refresh()
 
-    async def fit(self, as_of: int, ttl_s: int) -> BGNBDParams | None:
-        """Refit the population (one worker per ``ttl_s``, under the store's lock)."""
-        if not await self.store.fit_lock(ttl_s):
+    async def fit(
+        self, as_of: int | None, ttl_s: int, *, force: bool = False
+    ) -> BGNBDParams | None:
+        """Refit the population (one worker per ``ttl_s``, under the store's lock).
+
+        ``as_of`` None: as of the latest event among the sampled customers (a replayed log's
+        "now"). ``force`` fits even if another fit holds the lock (``python -m stream churn
+        fit``); the lock is still taken, so the workers' timers skip this interval."""
+        if not await self.store.fit_lock(ttl_s) and not force:
             return None
         # A deterministic sample (the customers with the smallest hashes), large enough that
         # refits on the same data agree within 2% (EVALUATION.md).
         per_partition = max(1000, 50_000 // max(self.partitions, 1))
         users = await self.store.sample_customers(self.partitions, per_partition)
         loaded, _ = await self.profiles.load(users, ())
+        if as_of is None:
+            as_of = max((p.last_ts or 0 for p in loaded.values()), default=0)
         params = await asyncio.to_thread(
             fit_population, list(loaded.values()), as_of, 50, init=self.tracker.params
         )

@@ -111,8 +111,15 @@ class RedisChurnStore:
             return None
         state = orjson.loads(raw)
         params = BGNBDParams(state["r"], state["alpha"], state["a"], state["b"], state["variant"])
-        cal = state.get("calibrator")
-        return params, None if cal is None else Calibrator.from_dict(cal)
+        try:  # a calibrator of an older feature set is dropped until the next fit
+            cal = (
+                None
+                if state.get("calibrator") is None
+                else Calibrator.from_dict(state["calibrator"])
+            )
+        except (KeyError, TypeError, ValueError):
+            cal = None
+        return params, cal
 
     async def save_model(self, params: BGNBDParams, as_of: int, customers: int) -> None:
         state: dict[str, Any] = {

@@ -23,6 +23,7 @@ last purchase (recency), BG/NBD expected purchases in ``H`` (ours, negated; and 
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
 import importlib.util
@@ -164,7 +165,47 @@ def _features(
     assert summary is not None
     x, t_x, T = summary
     gap = max(as_of_ms - (b.last_ts or as_of_ms), 0) / DAY_MS
-    return feature_row(p_no_purchase(params, x, t_x, T, horizon), T - t_x, x, T, gap)
+    p = p_no_purchase(params, x, t_x, T, horizon)
+    return feature_row(p, T - t_x, x, T, gap, b.order_value)
+
+
+def _rich(
+    b: Behaviour, day: int, params: BGNBDParams, horizon: float, days: list[int]
+) -> list[float]:
+    """:func:`_features` plus what the profile does not keep (the reference model's extras):
+    purchases in the last 30 and 90 days, expected purchases, P(dead), last gap / mean gap."""
+    summary = customer_summary(b, day * DAY_MS)
+    assert summary is not None
+    x, t_x, T = summary
+    n30 = bisect.bisect_left(days, day) - bisect.bisect_left(days, day - 30)
+    n90 = bisect.bisect_left(days, day) - bisect.bisect_left(days, day - 90)
+    expected = bgnbd.expected_purchases_one(params, horizon, x, t_x, T)
+    ratio = (T - t_x) / (t_x / x + 1.0) if x else -1.0
+    return [
+        *_features(b, day * DAY_MS, params, horizon),
+        float(n30),
+        float(n90),
+        math.log(max(expected, 1e-9)),
+        bgnbd.p_dead_one(params, x, t_x, T),
+        ratio,
+    ]
+
+
+def _gbm(
+    pairs: list[list[float]], outcomes: list[bool], rows: list[list[float]]
+) -> FloatArray | None:
+    """A gradient-boosted reference on the same matured pairs (scikit-learn, a dev dependency):
+    how much a far richer model would add. None where scikit-learn is missing."""
+    try:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+    except ImportError:
+        return None
+    model = HistGradientBoostingClassifier(
+        max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=100, random_state=0
+    )
+    model.fit(np.asarray(pairs), np.asarray(outcomes))
+    out: FloatArray = model.predict_proba(np.asarray(rows))[:, 1]
+    return out
 
 
 @dataclass
@@ -191,12 +232,17 @@ def evaluate_horizon(
     lifetimes_fit: Any | None = None,
     max_pair_snapshots: int = 3,
     progress: bool = True,
+    reference: bool = True,
 ) -> HorizonResult:
     """Fit the calibrator on matured pairs before ``calibration_end``, score everyone at it."""
     cfg = RiskConfig(horizon_days=float(horizon))
     rows: list[tuple[float, ...]] = []
+    rich: list[list[float]] = []
     outcomes: list[bool] = []
     users: list[str] = []
+    days: dict[str, list[int]] = defaultdict(list)
+    for p in purchases:  # sorted by day
+        days[p.customer].append(p.day)
     for k in range(1, max_pair_snapshots + 1):
         s = calibration_end - k * horizon
         if s not in snapshots or s not in fits:
@@ -204,6 +250,8 @@ def evaluate_horizon(
         later = bought_in(purchases, s, s + horizon)
         for user, b in snapshots[s].items():
             rows.append(_features(b, s * DAY_MS, fits[s], float(horizon)))
+            if reference:
+                rich.append(_rich(b, s, fits[s], float(horizon), days[user]))
             outcomes.append(user not in later)
             users.append(f"{user}@{s}")
     calibrator = fit_calibrator(rows, outcomes, users) if rows else None
@@ -233,6 +281,14 @@ def evaluate_horizon(
         "mbgnbd_expected": -bgnbd.expected_purchases(params, float(horizon), x, t_x, T),
         "old": np.array(old),
     }
+    if reference and rich:
+        snapshot = snapshots[calibration_end]
+        at_rows = [
+            _rich(snapshot[u], calibration_end, params, float(horizon), days[u]) for u in customers
+        ]
+        gbm = _gbm(rich, outcomes, at_rows)
+        if gbm is not None:
+            scores["gbm"] = gbm
     if lifetimes_fit is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -335,6 +391,7 @@ NAMES = {
     "lifetimes_expected": "BG/NBD expected purchases in H, negated (lifetimes)",
     "mbgnbd_expected": "MBG/NBD expected purchases in H, negated (ours)",
     "old": "previous shipped score (risk1: sqrt((1 − p_alive) · engagement))",
+    "gbm": "reference: gradient-boosted trees on the same pairs, richer features (not shipped)",
 }
 
 
