@@ -47,7 +47,7 @@ def main() -> None:
         purchases = churn_log.read_log(lines)
     end = churn_log.CDNOW_CALIBRATION_END.toordinal() - dt.date(1970, 1, 1).toordinal()
     h = args.horizon
-    snapshots = churn_log.profiles_at(purchases, [end - k * h for k in (3, 2, 1, 0)])
+    snapshots = churn_log.profiles_at(purchases, churn_log.refit_days(end, h))
     fits = churn_log.fits_for(snapshots, progress=False)
     bg = fits[end]
     res = churn_log.evaluate_horizon(

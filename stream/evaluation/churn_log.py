@@ -6,10 +6,12 @@ The standard protocol (Fader, Hardie & Lee 2005): every purchase before the cali
 (:func:`profiles.churn.population.fit_population`), every customer is scored as of ``C``
 (:func:`profiles.churn.risk.score`) and the label is "no purchase in ``[C, C + H)``".
 
-The calibrator is fitted the way the stream would fit it: on *matured* pairs only, i.e.
-features as of ``s = C - k H`` (``k = 1, 2, 3``, with the model fitted as of ``s``) and the
-outcome "no purchase in ``[s, s + H)``", all before ``C``. Nothing after ``C`` is seen. When no
-pair has matured (``H`` as long as the calibration period) the score is the model's alone.
+The calibrator is fitted the way the stream fits it, by the stream's code: the refits the
+stream would have run every ``H / 3`` before ``C`` take snapshots of every customer (features
+as of that day, with the model fitted as of that day) and label them from the profile once
+``H`` has passed (:mod:`profiles.churn.outcomes`); at ``C`` the labelled pairs fit the
+calibrator. Nothing after ``C`` is seen. When no pair has matured (``H`` as long as the
+calibration period) the score is the model's alone.
 
 Compared on the same customers: the new score, the model's probability alone, days since the
 last purchase (recency), BG/NBD expected purchases in ``H`` (ours, negated; and the
@@ -41,7 +43,7 @@ import numpy.typing as npt
 import orjson
 from tqdm import tqdm
 
-from profiles.churn import bgnbd
+from profiles.churn import bgnbd, outcomes
 from profiles.churn.bgnbd import BGNBDParams
 from profiles.churn.calibration import Calibrator, auc, feature_row, fit_calibrator
 from profiles.churn.features import DAY_MS, Behaviour, customer_summary
@@ -222,6 +224,18 @@ class HorizonResult:
     probabilities: list[str] = field(default_factory=list)
 
 
+def refit_days(calibration_end: int, horizon: int) -> list[int]:
+    """The refits the stream would have run before ``calibration_end`` that take or label a
+    snapshot (one every ``H / 3``, three horizons back), and the one at it.
+
+    >>> refit_days(100, 30)
+    [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    """
+    step = max(horizon / 3.0, 1.0)
+    out = {calibration_end - round(j * step) for j in range(outcomes.KEEP + 1)}
+    return sorted(out)
+
+
 def evaluate_horizon(
     purchases: list[Purchase],
     calibration_end: int,
@@ -231,31 +245,36 @@ def evaluate_horizon(
     bg: BGNBDParams,
     *,
     lifetimes_fit: Any | None = None,
-    max_pair_snapshots: int = 3,
     progress: bool = True,
     reference: bool = True,
 ) -> HorizonResult:
-    """Fit the calibrator on matured pairs before ``calibration_end``, score everyone at it."""
+    """Fit the calibrator the way the stream does, score everyone at ``calibration_end``.
+
+    The stream's own code (:func:`profiles.churn.outcomes.record`) runs at each of
+    :func:`refit_days` with the profiles and the model as of that day: snapshots are taken,
+    and labelled from the profile alone once matured; at ``calibration_end`` the labelled
+    pairs fit the calibrator. Nothing after ``calibration_end`` is seen."""
     cfg = RiskConfig(horizon_days=float(horizon))
-    rows: list[tuple[float, ...]] = []
-    rich: list[list[float]] = []
-    outcomes: list[bool] = []
-    users: list[str] = []
+    entries: dict[str, list[Any]] = defaultdict(list)
+    for day in refit_days(calibration_end, horizon):
+        if day not in snapshots or day not in fits:
+            continue
+        for user, b in snapshots[day].items():
+            entries[user] = outcomes.record(
+                entries[user], b, day * DAY_MS, fits[day], float(horizon)
+            )
+    rows, labels_fit, users = outcomes.training_rows(entries.items())
+    calibrator = fit_calibrator(rows, labels_fit, users) if rows else None
     days: dict[str, list[int]] = defaultdict(list)
     for p in purchases:  # sorted by day
         days[p.customer].append(p.day)
-    for k in range(1, max_pair_snapshots + 1):
-        s = calibration_end - k * horizon
-        if s not in snapshots or s not in fits:
-            break
-        later = bought_in(purchases, s, s + horizon)
-        for user, b in snapshots[s].items():
-            rows.append(_features(b, s * DAY_MS, fits[s], float(horizon)))
-            if reference:
-                rich.append(_rich(b, s, fits[s], float(horizon), days[user]))
-            outcomes.append(user not in later)
-            users.append(f"{user}@{s}")
-    calibrator = fit_calibrator(rows, outcomes, users) if rows else None
+    rich: list[list[float]] = []
+    if reference:
+        for user, kept in entries.items():
+            for e in kept:
+                if e[2] != -1:
+                    s = int(e[0]) // DAY_MS
+                    rich.append(_rich(snapshots[s][user], s, fits[s], float(horizon), days[user]))
 
     params = fits[calibration_end]
     at = calibration_end * DAY_MS
@@ -287,7 +306,7 @@ def evaluate_horizon(
         at_rows = [
             _rich(snapshot[u], calibration_end, params, float(horizon), days[u]) for u in customers
         ]
-        gbm = _gbm(rich, outcomes, at_rows)
+        gbm = _gbm(rich, labels_fit, at_rows)
         if gbm is not None:
             scores["gbm"] = gbm
     if lifetimes_fit is not None:
@@ -503,7 +522,7 @@ def run_backtest(
         raise ValueError("no horizon fits between the calibration end and the end of the log")
     cuts = {calibration_end}
     for h in horizons:
-        cuts.update(calibration_end - k * h for k in (1, 2, 3))
+        cuts.update(refit_days(calibration_end, h))
     first_day = min(p.day for p in purchases)
     cuts = {c for c in cuts if c > first_day}
     snapshots = profiles_at(purchases, sorted(cuts))

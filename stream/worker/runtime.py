@@ -216,7 +216,13 @@ class Runtime(Service):
             return []
         changes = await self.sweeper.sweep(owned, self.churn_now(), announce)
         self.metrics.churn_swept.inc(len(changes))
+        self._export_calibration()
         return changes
+
+    def _export_calibration(self) -> None:
+        cal = None if self.churn is None else self.churn.calibrator
+        if cal is not None:
+            self.metrics.calibration(cal.auc_model, cal.auc_calibrated)
 
     async def fit_churn(self) -> BGNBDParams | None:
         """Timer body: refit the population (one worker per interval). Also run once at
@@ -225,7 +231,9 @@ class Runtime(Service):
             return None
         ttl = max(1, int(self.settings.churn.fit_s * 0.9))
         now = self.churn_now()
-        return await self.sweeper.fit(now if now > 0 else None, ttl)
+        params = await self.sweeper.fit(now if now > 0 else None, ttl)
+        self._export_calibration()
+        return params
 
     def segment_stats(self) -> dict[str, Any]:
         if self.models.segmenter is None:
