@@ -2,13 +2,17 @@
 
 The repeat-buying model (:mod:`profiles.churn.bgnbd`) knows purchases only. A shop's own outcomes
 say how much the rest matters: how many purchases, how long ago the last one, how long the
-customer has been one, and how recently they did *anything* (clicks, searches: engagement). The
-calibrator is a logistic regression on matured ``(features as of s, no purchase in (s, s + H])``
-pairs, fitted by L-BFGS-B (deterministic: same pairs, same weights) with a small L2 penalty.
+customer has been one, how much they spend per order, and how recently they did *anything*
+(clicks, searches: engagement). The calibrator is a logistic regression on matured
+``(features as of s, no purchase in (s, s + H])`` pairs, fitted by L-BFGS-B (deterministic: same
+pairs, same weights) with a small L2 penalty. On CDNOW a gradient-boosted model over these and
+more features (recent purchase counts, expected purchases, the last gap over the mean gap) ranked
+no better than this regression (EVALUATION.md), so the regression stays: a few floats per score.
 
 **Monotone in time.** Without new events, four features only grow (the model's log-odds, days
-since the last purchase, customer age, days since the last event) and one stays put (repeat
-purchases). Their weights are bounded at ``>= 0``, so the calibrated risk, like the model's,
+since the last purchase, customer age, days since the last event) and two stay put (repeat
+purchases, mean order value). The weights of those that grow are bounded at ``>= 0``, so the
+calibrated risk, like the model's,
 never falls as time passes without events: what lets the sweep find each level change by
 bisection (:func:`profiles.churn.risk.next_crossing_ms`).
 
@@ -56,6 +60,7 @@ FEATURES: tuple[tuple[str, bool], ...] = (
     ("log_repeat_purchases", False),
     ("log_customer_days", True),
     ("log_days_since_event", True),
+    ("log_order_value", False),
 )
 #: Model probabilities are clipped this far from 0 and 1 before the logit.
 _EPS = 1e-6
@@ -81,12 +86,17 @@ def auc(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
 
 
 def feature_row(
-    p_model: float, days_since_purchase: float, x: int, T: float, days_since_event: float
+    p_model: float,
+    days_since_purchase: float,
+    x: int,
+    T: float,
+    days_since_event: float,
+    order_value: float,
 ) -> tuple[float, ...]:
     """The calibrator's inputs for one customer, in :data:`FEATURES` order (plain floats).
 
-    >>> [round(v, 3) for v in feature_row(0.5, 10.0, 2, 40.0, 1.0)]
-    [0.0, 2.398, 1.099, 3.714, 0.693]
+    >>> [round(v, 3) for v in feature_row(0.5, 10.0, 2, 40.0, 1.0, 19.0)]
+    [0.0, 2.398, 1.099, 3.714, 0.693, 2.996]
     """
     p = min(max(p_model, _EPS), 1.0 - _EPS)
     return (
@@ -95,6 +105,7 @@ def feature_row(
         math.log1p(x),
         math.log1p(max(T, 0.0)),
         math.log1p(max(days_since_event, 0.0)),
+        math.log1p(min(max(order_value, 0.0), 1e12)),
     )
 
 
@@ -153,6 +164,9 @@ class Calibrator:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibrator:
+        """The inverse of :meth:`to_dict`; a calibrator over another feature set is refused."""
+        if len(data["weights"]) != len(FEATURES):
+            raise ValueError(f"calibrator has {len(data['weights'])} weights, want {len(FEATURES)}")
         return cls(
             intercept=float(data["intercept"]),
             weights=tuple(float(v) for v in data["weights"]),

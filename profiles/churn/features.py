@@ -1,8 +1,9 @@
 """What churn scoring reads from a stored profile, and the BG/NBD summary ``(x, t_x, T)`` in days.
 
-Only five fields of :class:`profiles.core.profile.Profile` are read, all in epoch ms of event
-time: ``first_ts``, ``last_ts`` (any event), ``orders``, ``first_purchase_ts`` and
-``last_purchase_ts``. A plain mapping with those keys (e.g. the decoded profile JSON) works too.
+Six fields of :class:`profiles.core.profile.Profile` are read: ``first_ts``, ``last_ts`` (any
+event), ``first_purchase_ts`` and ``last_purchase_ts`` (epoch ms of event time), ``orders`` and
+``spend_cents`` (per currency; summed, for the mean order value the calibrator reads). A plain
+mapping with those keys (e.g. the decoded profile JSON) works too.
 
 >>> b = Behaviour.read({"first_ts": 0, "last_ts": 5 * DAY_MS, "orders": 3,
 ...                     "first_purchase_ts": DAY_MS, "last_purchase_ts": 4 * DAY_MS})
@@ -14,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,8 @@ class Behaviour:
     orders: int
     first_purchase_ts: int | None
     last_purchase_ts: int | None
+    #: Spend over all currencies, in cents (0 when unknown).
+    spend_cents: int = 0
 
     @classmethod
     def read(cls, stats: Stats | Behaviour) -> Behaviour:
@@ -56,7 +60,13 @@ class Behaviour:
             orders=int(fields["orders"] or 0),
             first_purchase_ts=_opt_int(fields["first_purchase_ts"]),
             last_purchase_ts=_opt_int(fields["last_purchase_ts"]),
+            spend_cents=_total_cents(fields["spend_cents"]),
         )
+
+    @property
+    def order_value(self) -> float:
+        """Mean spend per order in currency units (0 without orders), for the calibrator."""
+        return self.spend_cents / 100.0 / self.orders if self.orders > 0 else 0.0
 
     @property
     def purchaser(self) -> bool:
@@ -68,7 +78,26 @@ class Behaviour:
         )
 
 
-_FIELDS = ("first_ts", "last_ts", "orders", "first_purchase_ts", "last_purchase_ts")
+_FIELDS = (
+    "first_ts",
+    "last_ts",
+    "orders",
+    "first_purchase_ts",
+    "last_purchase_ts",
+    "spend_cents",
+)
+
+
+def _total_cents(value: Any) -> int:
+    """Spend per currency summed (currencies are not converted: a mean order value is a scale,
+    and most shops sell in one); negative or odd values count as 0."""
+    values = value.values() if isinstance(value, Mapping) else (value,)
+    return sum(_cents(v) for v in values)
+
+
+def _cents(value: Any) -> int:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return max(int(value), 0) if ok else 0
 
 
 def customer_summary(b: Behaviour, as_of_ms: int) -> tuple[int, float, float] | None:

@@ -13,7 +13,8 @@ Unlike ``1 - p_alive`` this uses the purchase *rate* too: a lapsed frequent buye
 buyer with the same silence get different risks. When the shop's own matured outcomes have
 fitted a :class:`~profiles.churn.calibration.Calibrator` that beats the model on its holdout,
 the risk is the calibrated probability instead, over the model's log-odds, recency, frequency,
-customer age and days since the last event of any kind (browsing enters as evidence).
+customer age, mean order value and days since the last event of any kind (browsing enters as
+evidence).
 Users who never bought, and every user while no model has been fitted, get the engagement risk
 ``e = 1 - 2**(-g / h)`` (``g`` days since the last event, ``h`` =
 :attr:`RiskConfig.engagement_half_life_days`): not a probability, and ``reason.signal`` says so.
@@ -237,7 +238,7 @@ def _parts(
         x, t_x, T = summary
         model = risk = p_no_purchase(params, x, t_x, T, cfg.horizon_days)
         if calibrator is not None and calibrator.better:
-            risk = calibrator.risk(feature_row(model, T - t_x, x, T, gap))
+            risk = calibrator.risk(feature_row(model, T - t_x, x, T, gap, b.order_value))
             calibrated = True
     short = (as_of_ms - b.first_ts) < cfg.min_history_days * DAY_MS
     if short:

@@ -15,8 +15,10 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Protocol
 
+from profiles.churn import outcomes
 from profiles.churn.bgnbd import BGNBDParams
-from profiles.churn.calibration import Calibrator
+from profiles.churn.calibration import Calibrator, fit_calibrator
+from profiles.churn.features import Behaviour
 from profiles.churn.population import fit_population
 from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.core.profile import Profile
@@ -31,7 +33,15 @@ class ChurnStore(Protocol):
     async def sample_customers(self, partitions: int, per_partition: int) -> list[str]: ...
     async def requeue_customers(self, partitions: Sequence[int], chunk: int = 5000) -> None: ...
     async def load_model(self) -> tuple[BGNBDParams, Calibrator | None] | None: ...
-    async def save_model(self, params: BGNBDParams, as_of: int, customers: int) -> None: ...
+    async def save_model(
+        self,
+        params: BGNBDParams,
+        as_of: int,
+        customers: int,
+        calibrator: Calibrator | None = None,
+    ) -> None: ...
+    async def load_pairs(self, user_ids: Sequence[str]) -> dict[str, list[Any]]: ...
+    async def save_pairs(self, updates: Sequence[tuple[Profile, list[Any]]]) -> None: ...
     async def fit_lock(self, ttl_s: int) -> bool: ...
 
 
@@ -119,6 +129,23 @@ class ChurnSweeper:
         self.swept += len(changes)
         return changes
 
+    def _calibrate(
+        self,
+        loaded: dict[str, Profile],
+        stored: dict[str, list[Any]],
+        as_of: int,
+        params: BGNBDParams,
+    ) -> tuple[dict[str, list[Any]], Calibrator | None]:
+        """Label matured snapshots, take new ones, fit the calibrator (runs in a thread)."""
+        horizon = self.tracker.config.horizon_days
+        pairs = {
+            uid: outcomes.record(stored.get(uid, []), Behaviour.read(p), as_of, params, horizon)
+            for uid, p in loaded.items()
+            if p.last_ts is not None
+        }
+        rows, labels, ids = outcomes.training_rows(pairs.items())
+        return pairs, fit_calibrator(rows, labels, ids) if rows else None
+
     async def refresh_model(self) -> None:
         """The model another worker's refit stored, if any."""
         model = await self.store.load_model()
@@ -127,22 +154,43 @@ class ChurnSweeper:
         for companion in self.companions:
             await companion.refresh()
 
-    async def fit(self, as_of: int, ttl_s: int) -> BGNBDParams | None:
-        """Refit the population (one worker per ``ttl_s``, under the store's lock)."""
-        if not await self.store.fit_lock(ttl_s):
+    async def fit(
+        self, as_of: int | None, ttl_s: int, *, force: bool = False
+    ) -> BGNBDParams | None:
+        """Refit the population (one worker per ``ttl_s``, under the store's lock).
+
+        ``as_of`` None: as of the latest event among the sampled customers (a replayed log's
+        "now"). ``force`` fits even if another fit holds the lock (``python -m stream churn
+        fit``); the lock is still taken, so the workers' timers skip this interval."""
+        if not await self.store.fit_lock(ttl_s) and not force:
             return None
         # A deterministic sample (the customers with the smallest hashes), large enough that
         # refits on the same data agree within 2% (EVALUATION.md).
         per_partition = max(1000, 50_000 // max(self.partitions, 1))
         users = await self.store.sample_customers(self.partitions, per_partition)
         loaded, _ = await self.profiles.load(users, ())
+        if as_of is None:
+            as_of = max((p.last_ts or 0 for p in loaded.values()), default=0)
         params = await asyncio.to_thread(
             fit_population, list(loaded.values()), as_of, 50, init=self.tracker.params
         )
         if params is not None:
-            await self.store.save_model(params, as_of, len(loaded))
-            self.tracker.params = params
-            log.info("churn model refit on %d customers: %s", len(loaded), params)
+            stored = await self.store.load_pairs(sorted(loaded))
+            pairs, calibrator = await asyncio.to_thread(
+                self._calibrate, loaded, stored, as_of, params
+            )
+            # Most refits neither label nor take a snapshot: write only what changed.
+            changed = [(loaded[u], e) for u, e in pairs.items() if e != stored.get(u)]
+            await self.store.save_pairs(changed)
+            calibrator = calibrator or self.tracker.calibrator  # too few pairs: keep the last
+            await self.store.save_model(params, as_of, len(loaded), calibrator)
+            self.tracker.params, self.tracker.calibrator = params, calibrator
+            log.info(
+                "churn model refit on %d customers: %s; calibrator %s",
+                len(loaded),
+                params,
+                "none yet" if calibrator is None else calibrator,
+            )
         for companion in self.companions:  # the same sample, under the same lock
             await companion.refit(list(loaded.values()), as_of)
         return params

@@ -29,6 +29,18 @@ return 1
 """
 _WRITE_CHURN_SHA = hashlib.sha1(_WRITE_CHURN.encode()).hexdigest()
 
+# KEYS: profile. ARGV: version the snapshots were taken at, snapshots JSON. An erased (or
+# changed) profile is left alone: the snapshots are never written into a deleted hash.
+_WRITE_PAIRS = """
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'cp', ARGV[2])
+return 1
+"""
+_WRITE_PAIRS_SHA = hashlib.sha1(_WRITE_PAIRS.encode()).hexdigest()
+#: The profile hash field of the calibrator's snapshots (profiles/churn/outcomes.py): in the
+#: user's own hash, so an erasure deletes it with the profile. No feature codec claims it.
+PAIRS_FIELD = "cp"
+
 
 class RedisChurnStore:
     """Churn state beside the profiles (``rtp:churn:*``)."""
@@ -38,6 +50,39 @@ class RedisChurnStore:
 
     async def load_scripts(self) -> None:
         await self.client.script_load(_WRITE_CHURN)
+        await self.client.script_load(_WRITE_PAIRS)
+
+    async def load_pairs(self, user_ids: Sequence[str]) -> dict[str, list[Any]]:
+        """Each user's calibration snapshots (unreadable ones read as none)."""
+        pipe = self.client.pipeline(transaction=False)
+        for uid in user_ids:
+            pipe.hget(keys.profile(uid), PAIRS_FIELD)
+        out: dict[str, list[Any]] = {}
+        for uid, raw in zip(user_ids, await pipe.execute(), strict=True):
+            try:
+                value = [] if raw is None else orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                value = []
+            out[uid] = value if isinstance(value, list) else []
+        return out
+
+    async def save_pairs(self, updates: Sequence[tuple[Profile, list[Any]]]) -> None:
+        """Store snapshots of the profiles' versions they were taken at (others are skipped)."""
+        if not updates:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for profile, entries in updates:
+            pipe.evalsha(
+                _WRITE_PAIRS_SHA,
+                1,
+                keys.profile(profile.user_id),
+                profile.version,
+                orjson.dumps(entries),
+            )
+        replies = await pipe.execute(raise_on_error=False)
+        if any(isinstance(r, NoScriptError) for r in replies):
+            await self.load_scripts()
+            await self.save_pairs(updates)
 
     async def due(self, partition: int, until_ms: int, limit: int = 1000) -> list[str]:
         """Users of ``partition`` whose churn level may have changed by ``until_ms``."""
@@ -111,11 +156,25 @@ class RedisChurnStore:
             return None
         state = orjson.loads(raw)
         params = BGNBDParams(state["r"], state["alpha"], state["a"], state["b"], state["variant"])
-        cal = state.get("calibrator")
-        return params, None if cal is None else Calibrator.from_dict(cal)
+        try:  # a calibrator of an older feature set is dropped until the next fit
+            cal = (
+                None
+                if state.get("calibrator") is None
+                else Calibrator.from_dict(state["calibrator"])
+            )
+        except (KeyError, TypeError, ValueError):
+            cal = None
+        return params, cal
 
-    async def save_model(self, params: BGNBDParams, as_of: int, customers: int) -> None:
+    async def save_model(
+        self,
+        params: BGNBDParams,
+        as_of: int,
+        customers: int,
+        calibrator: Calibrator | None = None,
+    ) -> None:
         state: dict[str, Any] = {
+            "calibrator": None if calibrator is None else calibrator.to_dict(),
             "r": params.r,
             "alpha": params.alpha,
             "a": params.a,

@@ -339,6 +339,59 @@ def register(app: faust.App, settings: Settings) -> None:
         if plot:
             self.say(f"wrote {plot}")
 
+    @app.command(
+        argument("action", type=str),
+        argument("path", type=str, required=False),
+        option("--as-of", type=str, default=None, help="fit: as of this time (ISO or epoch ms)."),
+        option(
+            "--calibration-end",
+            type=str,
+            default=None,
+            help="backtest: end of the calibration period, YYYY-MM-DD (default: mid-log).",
+        ),
+        option(
+            "--holdout-days",
+            "holdout_days",
+            type=int,
+            multiple=True,
+            help="backtest: horizon H in days, repeatable (default: RTP_CHURN_HORIZON_DAYS).",
+        ),
+        option(
+            "--plot",
+            type=str,
+            default="churn-calibration.png",
+            help="backtest: calibration plot PNG.",
+        ),
+    )
+    async def churn(
+        self: AppCommand,
+        action: str,
+        path: str | None,
+        as_of: str | None,
+        calibration_end: str | None,
+        holdout_days: tuple[int, ...],
+        plot: str,
+    ) -> None:
+        """Churn model: fit (refit now; workers pick it up at their next sweep) | backtest FILE
+        (a CSV/JSONL purchase log of customer,time,amount: AUC, levels, lift, calibration)."""
+        from stream.cli import churn as tool
+
+        if action == "fit":
+            stored = await tool.fit(settings, None if as_of is None else tool.parse_time(as_of))
+            sys.stdout.write(orjson.dumps(stored, option=orjson.OPT_INDENT_2).decode() + "\n")
+            return
+        if action != "backtest" or path is None:
+            raise SystemExit("usage: churn fit [--as-of T] | churn backtest FILE [options]")
+        from stream.evaluation.churn import main as evaluate
+
+        horizons = list(holdout_days) or [round(settings.churn.horizon_days)]
+        argv = ["--log", path, "--plot", plot, "--horizons", *map(str, horizons)]
+        argv += [] if calibration_end is None else ["--calibration-end", calibration_end]
+        code = await asyncio.to_thread(evaluate, argv)
+        if code:
+            raise SystemExit(code)
+        self.say(f"wrote {plot}")
+
     @app.command(option("--topic", "topics", multiple=True, help="Topic (repeatable)."))
     async def lag(self: AppCommand, topics: tuple[str, ...]) -> None:
         """Committed offset, end offset, lag and lag age per partition of the worker group."""

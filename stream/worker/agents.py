@@ -154,6 +154,12 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
     async def fit_churn() -> None:
         await runtime.tick("churn model fit", runtime.fit_churn)  # keeps the previous model
 
+    @app.task  # type: ignore[untyped-decorator]
+    async def first_churn_fit() -> None:
+        """A fit at start-up: the timer's first tick is a whole RTP_CHURN_FIT_S away."""
+        await until_done(start, "start-up", runtime)
+        await runtime.tick("churn model fit", runtime.fit_churn)
+
     @app.timer(interval=settings.recommend.catalog_poll_s)  # type: ignore[untyped-decorator]
     async def follow_catalog() -> None:
         """Catalog changes and popularity into this worker's item index."""

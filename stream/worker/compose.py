@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from profiles.churn.sweeper import ChurnSweeper
 from profiles.churn.tracker import ChurnTracker
 from profiles.core.profile import Profile
 from profiles.embedding.cache import EmbeddingCache, TextEncoder
@@ -29,13 +31,17 @@ from profiles.recommend.index import DAY_MS, ItemIndex
 from profiles.recommend.mirror import ItemMirror
 from profiles.recommend.recommender import Recommender, RecsConfig
 from profiles.redis.catalog import RedisCatalog
+from profiles.redis.churn import RedisChurnStore
 from profiles.redis.segments import CentroidStore
+from profiles.redis.store import RedisStore
 from profiles.redis.tier import RedisVectorTier
+from profiles.redis.value import RedisValueStore
 from profiles.segments.features import BEHAVIOUR_FEATURES, FeatureConfig
 from profiles.segments.kmeans import MiniBatchKMeans
 from profiles.segments.segmenter import Segmenter
 from profiles.tags.event_tags import TextTagger
 from profiles.tags.extractor import TagExtractor
+from profiles.value.refit import ValuePopulation
 from profiles.value.scorer import ValueScorer
 from stream.settings import Settings
 
@@ -188,6 +194,21 @@ def value_scorer(settings: Settings, churn: ChurnTracker | None) -> ValueScorer 
         horizons_days=(90.0, settings.value.horizon_days),
         margin=settings.value.margin,
         bgnbd=(lambda: None) if churn is None else (lambda: churn.params),
+    )
+
+
+def churn_sweeper(
+    settings: Settings,
+    store: RedisStore,
+    churn: ChurnTracker,
+    value: ValueScorer | None,
+    cached: Callable[[str], Profile | None],
+) -> ChurnSweeper:
+    """The churn sweep and refit (the customer value model refitted with it), for a worker
+    and for ``python -m stream churn fit``."""
+    companions = () if value is None else (ValuePopulation(value, RedisValueStore(store.client)),)
+    return ChurnSweeper(
+        churn, RedisChurnStore(store.client), store, cached, settings.kafka.partitions, companions
     )
 
 

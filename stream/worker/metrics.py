@@ -188,12 +188,23 @@ class Metrics:
             "Churn levels the sweep found changed with time alone",
             registry=r,
         )
+        self.churn_auc = Gauge(
+            "rtp_churn_calibration_auc",
+            "Held-out ROC AUC of the churn model and of its calibrator on matured outcomes "
+            "(the calibrated score is used only while it is the higher)",
+            ["score"],
+            registry=r,
+        )
         self.fence_epochs = Counter(
             "rtp_fence_epochs_total",
             "Input partitions whose offsets started again (new fence epoch)",
             ["topic"],
             registry=r,
         )
+
+    def calibration(self, auc_model: float, auc_calibrated: float) -> None:
+        self.churn_auc.labels("model").set(auc_model)
+        self.churn_auc.labels("calibrated").set(auc_calibrated)
 
     def observe_latency(self, produced_ms: Sequence[int], event_ms: Sequence[int]) -> None:
         """Latency and freshness of (at most ``SAMPLE`` evenly spaced) records of a batch.
@@ -266,6 +277,7 @@ NAMES: tuple[str, ...] = (
     "rtp_version_conflicts_total",
     "rtp_model_changes_total",
     "rtp_churn_sweep_changes_total",
+    "rtp_churn_calibration_auc",
     "rtp_event_loop_lag_seconds",
     "rtp_event_loop_lag_max_seconds",
 )

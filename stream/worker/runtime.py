@@ -15,7 +15,6 @@ from mode import Service
 
 from profiles.churn.bgnbd import BGNBDParams
 from profiles.churn.risk import RiskConfig
-from profiles.churn.sweeper import ChurnSweeper
 from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.core.errors import Outage
 from profiles.core.privacy import pseudonymizer
@@ -27,13 +26,18 @@ from profiles.redis.marks import MarkStore
 from profiles.redis.store import RedisStore
 from profiles.redis.value import RedisValueStore
 from profiles.tags.extractor import TagExtractor
-from profiles.value.refit import ValuePopulation
 from profiles.value.scorer import ValueChange
 from profiles.value.sweeper import ValueSweeper
 from schemas.validate import Limits
 from stream.security import redact_url
 from stream.settings import Settings
-from stream.worker.compose import Models, build_updater, load_models, value_scorer
+from stream.worker.compose import (
+    Models,
+    build_updater,
+    churn_sweeper,
+    load_models,
+    value_scorer,
+)
 from stream.worker.epochs import InputEpochs
 from stream.worker.health import Health, report
 from stream.worker.metrics import Metrics, Stats
@@ -100,16 +104,7 @@ class Runtime(Service):
         self.sweeper = (
             None
             if self.churn is None
-            else ChurnSweeper(
-                self.churn,
-                self.churn_store,
-                self.store,
-                self.profiles.get,
-                settings.kafka.partitions,
-                companions=(
-                    () if self.value is None else (ValuePopulation(self.value, self.value_store),)
-                ),
-            )
+            else churn_sweeper(settings, self.store, self.churn, self.value, self.profiles.get)
         )
         self.value_sweeper = (
             None
@@ -235,6 +230,7 @@ class Runtime(Service):
             return []
         changes = await self.sweeper.sweep(owned, self.churn_now(), announce)
         self.metrics.churn_swept.inc(len(changes))
+        self._export_calibration()
         return changes
 
     async def sweep_value(
@@ -246,12 +242,21 @@ class Runtime(Service):
             return []
         return await self.value_sweeper.sweep(owned, self.churn_now(), announce)
 
+    def _export_calibration(self) -> None:
+        cal = None if self.churn is None else self.churn.calibrator
+        if cal is not None:
+            self.metrics.calibration(cal.auc_model, cal.auc_calibrated)
+
     async def fit_churn(self) -> BGNBDParams | None:
-        """Timer body: refit the population (one worker per interval)."""
+        """Timer body: refit the population (one worker per interval). Also run once at
+        start-up: with the event clock before any event is seen, as of the latest stored one."""
         if self.sweeper is None:
             return None
         ttl = max(1, int(self.settings.churn.fit_s * 0.9))
-        return await self.sweeper.fit(self.churn_now(), ttl)
+        now = self.churn_now()
+        params = await self.sweeper.fit(now if now > 0 else None, ttl)
+        self._export_calibration()
+        return params
 
     def segment_stats(self) -> dict[str, Any]:
         if self.models.segmenter is None:

@@ -140,15 +140,7 @@ async def test_after_a_fit_every_customer_is_rechecked_also_those_already_high(
 
     rt = runtime(redis_url)
     await rt.store.load_scripts()
-    # Sixty customers with different cadences (enough to fit), and "h", who bought once.
-    events = [
-        purchase(k, f"c{i}", (i % 7) + k * (3 + i % 11))
-        for i in range(60)
-        for k in range(1 + i % 5)
-    ]
-    events.append(purchase(0, "h", 0))
-    events.sort(key=lambda e: int(e["ts"]))
-    await rt.updater.process([Record(InputPartition("in", 0), i, e) for i, e in enumerate(events)])
+    await rt.updater.process(shop())
     # Before any fit "h" is scored by engagement: silent for 60 days, "high", and then out of
     # the due index (nothing more can happen to it without events).
     rt.observer.watermark_ms = START + 60 * DAY
@@ -202,3 +194,66 @@ async def test_a_failed_announcement_stores_nothing_and_the_next_sweep_sends_it(
     assert await rt.sweep_churn({0, 1}, broker_up) == []  # stored after the send: once
     assert sent == ["s0"]
     await rt.store.close()
+
+
+def shop() -> list[Record]:
+    """Sixty customers with different cadences (enough to fit), and "h", who bought once."""
+    events = [
+        purchase(k, f"c{i}", (i % 7) + k * (3 + i % 11))
+        for i in range(60)
+        for k in range(1 + i % 5)
+    ]
+    events.append(purchase(0, "h", 0))
+    events.sort(key=lambda e: int(e["ts"]))
+    return [Record(InputPartition("in", 0), i, e) for i, e in enumerate(events)]
+
+
+async def test_churn_fit_command_refits_under_a_held_lock_and_the_workers_use_it(
+    redis_url: str,
+) -> None:
+    import orjson
+
+    from profiles.redis import keys
+    from stream.cli.churn import fit
+
+    rt = runtime(redis_url)
+    await rt.store.load_scripts()
+    records = shop()
+    await rt.updater.process(records)
+    latest = max(int(r.event["ts"]) for r in records)
+    # A worker's fit holds the lock for this interval: its timer skips, the command does not.
+    assert await rt.churn_store.fit_lock(600)
+    assert await rt.fit_churn() is None
+    assert await rt.churn_store.load_model() is None
+    out = await fit(rt.settings, None)
+    assert out["stored"] and ":mbgnbd-" in out["model_version"]
+    state = orjson.loads(await rt.store.client.get(keys.CHURN_PARAMS))
+    assert state["as_of"] == latest and state["customers"] == 61  # event clock: latest event
+    # The next sweep loads it and re-checks every customer with it.
+    rt.observer.watermark_ms = START + 60 * DAY
+    await rt.sweep_churn({0, 1}, announced)
+    h = await rt.store.get("h")
+    await rt.store.close()
+    assert h is not None and h.churn is not None
+    assert h.churn["model_version"] == out["model_version"]
+
+
+async def test_a_worker_fits_at_start_up_as_of_the_latest_stored_event(redis_url: str) -> None:
+    import orjson
+
+    from profiles.redis import keys
+
+    first = runtime(redis_url)
+    await first.store.load_scripts()
+    records = shop()
+    await first.updater.process(records)
+    await first.store.close()
+    # A restarted worker on the event clock has seen no event yet (watermark 0): its start-up
+    # fit is as of the latest event of the stored customers, not of 1970.
+    rt = runtime(redis_url)
+    assert rt.observer.watermark_ms == 0
+    params = await rt.fit_churn()
+    state = orjson.loads(await rt.store.client.get(keys.CHURN_PARAMS))
+    await rt.store.close()
+    assert params is not None and rt.churn is not None and rt.churn.params == params
+    assert state["as_of"] == max(int(r.event["ts"]) for r in records)

@@ -125,3 +125,23 @@ def test_average_precision_and_ece_agree_with_sklearn() -> None:
     assert average_precision(p, y) == pytest.approx(metrics.average_precision_score(y, p))
     assert ece(p, y) < 0.05  # drawn from p: calibrated
     assert ece(np.clip(p + 0.3, 0, 1), y) > 0.15
+
+
+def test_the_stream_churn_backtest_command_reports_and_plots(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    log, plot = tmp_path / "purchases.csv", tmp_path / "calibration.png"
+    _log(log)
+    command = [sys.executable, "-m", "stream", "churn", "backtest", str(log)]
+    command += ["--calibration-end", "2024-07-01", "--holdout-days", "30", "--plot", str(plot)]
+    root = Path(__file__).resolve().parents[4]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert SECTION_REAL in done.stdout and "**H = 30 days**" in done.stdout
+    assert "| decile |" in done.stdout and "lift @ top 10%" in done.stdout
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run(
+        [*command[:5], str(tmp_path / "missing.csv")], cwd=root, capture_output=True, timeout=600
+    )
+    assert bad.returncode != 0

@@ -68,7 +68,10 @@ def behaviours(draw: st.DrawFn) -> dict[str, Any]:
         return stats(first, last)
     fp = first + draw(st.floats(0.0, 1.0)) * span
     lp = fp if orders == 1 else fp + draw(st.floats(0.0, 1.0)) * (last - fp)
-    return stats(first, last, orders, fp, lp)
+    return {
+        **stats(first, last, orders, fp, lp),
+        "spend_cents": {"CNY": draw(st.integers(0, 10**9))},
+    }
 
 
 params_st = st.one_of(
@@ -286,12 +289,12 @@ def test_recent_browsing_lowers_a_lapsed_buyers_risk_once_calibrated() -> None:
     browsing, silent = stats(0, 120, orders=6, fp=0, lp=50), stats(0, 50, orders=6, fp=0, lp=50)
     assert score(browsing, at(121), MBG, CFG).risk == score(silent, at(121), MBG, CFG).risk
     k = len(FEATURES)
-    learned = Calibrator(0.0, (1.0, 0.0, 0.0, 0.0, 1.0), (0.0,) * k, (1.0,) * k, 0.6, 0.7, 500)
+    learned = Calibrator(0.0, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), (0.0,) * k, (1.0,) * k, 0.6, 0.7, 500)
     calibrated = score(browsing, at(121), MBG, CFG, calibrator=learned)
     assert calibrated.reason["signal"] == "calibrated"
     assert calibrated.risk < score(silent, at(121), MBG, CFG, calibrator=learned).risk
     assert calibrated.model_version.endswith("+" + learned.version())
-    worse = Calibrator(0.0, (1.0, 0.0, 0.0, 0.0, 1.0), (0.0,) * k, (1.0,) * k, 0.7, 0.6, 500)
+    worse = Calibrator(0.0, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), (0.0,) * k, (1.0,) * k, 0.7, 0.6, 500)
     unused = score(browsing, at(121), MBG, CFG, calibrator=worse)
     assert unused.reason["signal"] == "model"
     assert unused.risk == score(browsing, at(121), MBG, CFG).risk

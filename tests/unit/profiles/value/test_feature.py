@@ -213,11 +213,18 @@ class FakeValueStore:
 
 
 class FakeChurnStore:
-    """The churn store of one worker: sample, lock and model, nothing else."""
+    """The churn store of one worker: sample, lock, model and calibration snapshots."""
 
     def __init__(self, users: Sequence[str]) -> None:
         self.users = list(users)
-        self.model: tuple[BGNBDParams, None] | None = None
+        self.model: tuple[BGNBDParams, Any] | None = None
+        self.pairs: dict[str, list[Any]] = {}
+
+    async def load_pairs(self, user_ids: Sequence[str]) -> dict[str, list[Any]]:
+        return {u: self.pairs.get(u, []) for u in user_ids}
+
+    async def save_pairs(self, updates: Sequence[tuple[Profile, list[Any]]]) -> None:
+        self.pairs.update((p.user_id, e) for p, e in updates)
 
     async def sample_customers(self, partitions: int, per_partition: int) -> list[str]:
         return self.users
@@ -225,10 +232,12 @@ class FakeChurnStore:
     async def fit_lock(self, ttl_s: int) -> bool:
         return True
 
-    async def save_model(self, params: BGNBDParams, as_of: int, customers: int) -> None:
-        self.model = (params, None)
+    async def save_model(
+        self, params: BGNBDParams, as_of: int, customers: int, calibrator: Any = None
+    ) -> None:
+        self.model = (params, calibrator)
 
-    async def load_model(self) -> tuple[BGNBDParams, None] | None:
+    async def load_model(self) -> tuple[BGNBDParams, Any] | None:
         return self.model
 
 
