@@ -242,6 +242,9 @@ class TopicSettings(Section):
     churn: Topic = env("RTP_CHURN_TOPIC", "churn-risk", "Output: `churn_risk` events.")
     recs: Topic = env("RTP_RECS_TOPIC", "recommendations", "Output: `recommendation` events.")
     value: Topic = env("RTP_VALUE_TOPIC", "value-changed", "Output: `value_changed` events.")
+    sentiment: Topic = env(
+        "RTP_SENTIMENT_TOPIC", "negative-reviews", "Output: `negative_review` alerts."
+    )
     input_partitions: Positive = env(
         "RTP_INPUT_PARTITIONS",
         4,
@@ -452,6 +455,43 @@ class ValueSettings(Section):
     )
 
 
+class SentimentSettings(Section):
+    enabled: bool = env(
+        "RTP_SENTIMENT",
+        True,
+        "Review sentiment from the text (VADER for English, a hashed linear head for Chinese): "
+        "per user and per product, `negative_review` alerts.",
+    )
+    half_life_days: PositiveFloat = env(
+        "RTP_SENTIMENT_HALF_LIFE_DAYS", 90.0, "Half-life of a user's decayed review sentiment."
+    )
+    item_half_life_days: PositiveFloat = env(
+        "RTP_SENTIMENT_ITEM_HALF_LIFE_DAYS",
+        30.0,
+        "Half-life of a product's decayed review sentiment (event time).",
+    )
+    polar: Annotated[float, Field(gt=0, lt=1)] = env(
+        "RTP_SENTIMENT_POLAR",
+        0.3,
+        "A review scoring at or below minus this is negative, at or above it positive.",
+    )
+    alert_score: Annotated[float, Field(ge=-1, lt=0)] = env(
+        "RTP_SENTIMENT_ALERT_SCORE",
+        -0.6,
+        "`negative_review` for a review scoring at or below this from a valuable customer.",
+    )
+    alert_tiers: Annotated[str, Field(pattern=r"^[a-z_]*(,[a-z_]+)*$")] = env(
+        "RTP_SENTIMENT_ALERT_TIERS",
+        "champions,loyal,cannot_lose",
+        "Valuable customers: these value tiers (comma-separated; RTP_VALUE) ...",
+    )
+    alert_min_spend: NonNegative = env(
+        "RTP_SENTIMENT_ALERT_MIN_SPEND",
+        500.0,
+        "... or at least this much spent so far (0: every reviewer is valuable).",
+    )
+
+
 class RecommendSettings(Section):
     enabled: bool = env(
         "RTP_RECOMMEND",
@@ -617,6 +657,7 @@ class Settings(BaseSettings):
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     value: ValueSettings = Field(default_factory=ValueSettings)
+    sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     web: WebSettings = Field(default_factory=WebSettings)

@@ -113,6 +113,14 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_VALUE_HORIZON_DAYS": 365.0,
     "RTP_VALUE_MARGIN": 0.1,
     "RTP_VALUE_TOPIC": "value-changed",
+    "RTP_SENTIMENT": True,  # added with review sentiment
+    "RTP_SENTIMENT_HALF_LIFE_DAYS": 90.0,
+    "RTP_SENTIMENT_ITEM_HALF_LIFE_DAYS": 30.0,
+    "RTP_SENTIMENT_POLAR": 0.3,
+    "RTP_SENTIMENT_ALERT_SCORE": -0.6,
+    "RTP_SENTIMENT_ALERT_TIERS": "champions,loyal,cannot_lose",
+    "RTP_SENTIMENT_ALERT_MIN_SPEND": 500.0,
+    "RTP_SENTIMENT_TOPIC": "negative-reviews",
 }
 
 
@@ -228,6 +236,14 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_VALUE_HORIZON_DAYS": ("90", 90.0),
         "RTP_VALUE_MARGIN": ("0.2", 0.2),
         "RTP_VALUE_TOPIC": ("value", "value"),
+        "RTP_SENTIMENT": ("off", False),
+        "RTP_SENTIMENT_HALF_LIFE_DAYS": ("10", 10.0),
+        "RTP_SENTIMENT_ITEM_HALF_LIFE_DAYS": ("7", 7.0),
+        "RTP_SENTIMENT_POLAR": ("0.5", 0.5),
+        "RTP_SENTIMENT_ALERT_SCORE": ("-0.8", -0.8),
+        "RTP_SENTIMENT_ALERT_TIERS": ("champions", "champions"),
+        "RTP_SENTIMENT_ALERT_MIN_SPEND": ("0", 0.0),
+        "RTP_SENTIMENT_TOPIC": ("neg", "neg"),
     }
 
 
