@@ -12,7 +12,7 @@ from profiles.pipeline.builtin import builtin_features
 from profiles.pipeline.downstream import profile_updated
 from profiles.pipeline.store import MemoryStore
 from profiles.pipeline.updater import BatchUpdater
-from profiles.sentiment.feature import COUNTER, THREAD_FROM, SentimentFeature, alert_event
+from profiles.sentiment.feature import COUNTER, THREAD_CHARS, SentimentFeature, alert_event
 from profiles.sentiment.scorer import SentimentScorer
 from profiles.sentiment.state import item_summary
 from schemas.validate import validate_output
@@ -176,7 +176,8 @@ async def test_erasure_removes_the_state_and_pending_alerts(scorer: SentimentSco
 async def test_many_reviews_are_scored_in_a_thread_with_the_same_result(
     scorer: SentimentScorer,
 ) -> None:
-    texts = [f"{GOOD} #{i}" if i % 2 else f"{BAD} #{i}" for i in range(THREAD_FROM + 4)]
+    texts = [f"{GOOD} #{i}" if i % 2 else f"{BAD} #{i}" for i in range(40)]
+    assert sum(map(len, texts)) > THREAD_CHARS
     store = MemoryStore()
     result = await worker(store, scorer).process(
         recs(*(review(i, f"u{i}", t, 3) for i, t in enumerate(texts)))
