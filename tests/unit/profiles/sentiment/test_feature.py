@@ -186,3 +186,22 @@ async def test_many_reviews_are_scored_in_a_thread_with_the_same_result(
     for i, text in enumerate(texts):
         state = orjson.loads(store.field(f"u{i}", "sn") or b"null")
         assert state["last_score"] == round(scorer.score(text), 4)
+
+
+async def test_a_stale_worker_after_a_rebalance_neither_alerts_nor_counts_again(
+    scorer: SentimentScorer,
+) -> None:
+    store = MemoryStore()
+    first, second = worker(store, scorer), worker(store, scorer)
+    await first.process(recs(purchase(1, "a", 900.0)))
+    # Another worker takes the user over and applies the review (and alerts once).
+    taken = await second.process(recs(review(1, "a", BAD, 5), start=1))
+    assert len(taken.changes("negative_review")) == 1
+    state, item = store.field("a", "sn"), product(store, "p1")
+    # The old owner, from its stale copy, gets the same review: its write conflicts, the
+    # retry from the reloaded profile finds the offset fenced.
+    result = await first.process(recs(review(1, "a", BAD, 5), start=1))
+    assert result.conflicts == 1 and result.applied == 0
+    assert result.changes("negative_review") == []
+    assert store.field("a", "sn") == state and product(store, "p1") == item
+    assert orjson.loads(state or b"null")["reviews"] == 1
