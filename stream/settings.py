@@ -34,6 +34,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from profiles.core.config import ProfileConfig
 from profiles.core.privacy import MIN_SECRET_CHARS
 from profiles.redis.client import RedisTLS
+from profiles.value.rfm import TIER_NAMES
 from stream.security import kafka_problems, redact_url, redis_problems
 from stream.tokens import TokenError, parse_entries, read_file
 from stream.worker.dead_letters import DeadLetterTooLarge, check_fits
@@ -78,6 +79,13 @@ _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 def _topic(raw: str) -> str:
     if not raw or len(raw) > 200 or not set(raw) <= _TOPIC_CHARS:
         raise ValueError("must be 1-200 characters of letters, digits, '.', '_' or '-'")
+    return raw
+
+
+def _tiers(raw: str) -> str:
+    unknown = [t for t in raw.split(",") if t and t not in TIER_NAMES]
+    if unknown:
+        raise ValueError(f"unknown value tiers {unknown}; tiers: {', '.join(TIER_NAMES)}")
     return raw
 
 
@@ -480,7 +488,7 @@ class SentimentSettings(Section):
         -0.6,
         "`negative_review` for a review scoring at or below this from a valuable customer.",
     )
-    alert_tiers: Annotated[str, Field(pattern=r"^[a-z_]*(,[a-z_]+)*$")] = env(
+    alert_tiers: Annotated[str, AfterValidator(_tiers)] = env(
         "RTP_SENTIMENT_ALERT_TIERS",
         "champions,loyal,cannot_lose",
         "Valuable customers: these value tiers (comma-separated; RTP_VALUE) ...",

