@@ -254,6 +254,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
             query_params(request.query, ())
         except BadParameter as exc:
             return bad(web, exc)
+        if not settings.sentiment.enabled:
+            return web.json({"error": "review sentiment is off here (RTP_SENTIMENT)"}, status=503)
         found = await item_sentiment(
             runtime.store.client,
             product_id,
