@@ -71,6 +71,8 @@ from profiles.pipeline.builtin import CODECS
 from profiles.pipeline.downstream import profile_updated
 from profiles.pipeline.store import Commit
 from profiles.redis.store import RedisStore
+from profiles.sentiment.scorer import SentimentScorer
+from profiles.sentiment.state import SentimentState, item_fields
 from profiles.tags.event_tags import event_tags
 from profiles.tags.extractor import Tag, TagExtractor
 from schemas.validate import Limits, decode
@@ -98,6 +100,7 @@ PIECES: tuple[tuple[str, str], ...] = (
     ("tags_cold", "tag extraction, cold cache (`event_tags`, fresh `TagExtractor`)"),
     ("tags_warm", "tag extraction, warm cache (same events again)"),
     ("apply", "profile apply (`profiles.core.profile.apply`, tags and vectors precomputed)"),
+    ("sentiment", "review sentiment (score the batch's review texts, fold into users, products)"),
     ("encode", "text encoder, cold: every distinct text once (`EmbeddingCache` → `Encoder`)"),
     ("vectors", "vector lookup, warm cache (`event_texts` + `EmbeddingCache.get_many`)"),
     ("embed_combine", "event vector (`event_texts` + `combine`)"),
@@ -120,6 +123,7 @@ STEADY_TOTAL = tuple(k for k, _ in PIECES if k not in ("tags_cold", "encode"))
 UPDATER_PIECES = (
     "tags_cold",
     "apply",
+    "sentiment",
     "vectors",
     "embed_combine",
     "embed_learn",
@@ -299,6 +303,7 @@ async def run_update(batches: list[list[Record]], ctx: UpdateContext, t: Timings
     config = ProfileConfig()
     cache: dict[str, Profile] = {}
     batch_vectors: dict[str, np.ndarray] = {}
+    scorer = SentimentScorer()
 
     def tagger(event: dict[str, Any]) -> list[Tag]:
         return ctx.tags[event["event_id"]]
@@ -329,6 +334,8 @@ async def run_update(batches: list[list[Record]], ctx: UpdateContext, t: Timings
                 if apply(profile, recs, config, tagger, learners).applied:
                     profile.version = base + 1
                     touched.append(profile)
+        with t.clock("sentiment"):
+            _sentiment(records, cache, scorer)
         _serialize(touched, t)
         with t.clock("downstream"):
             payloads = [
@@ -352,6 +359,21 @@ async def run_update(batches: list[list[Record]], ctx: UpdateContext, t: Timings
     # costs have rows of their own, so take them out here.
     t.seconds["apply"] -= t.seconds["embed_combine"] + t.seconds["embed_learn"]
     t.seconds["commit"] -= t.seconds["serialize"] + t.seconds["embed_serialize"]
+
+
+def _sentiment(
+    records: Sequence[Record], cache: dict[str, Profile], scorer: SentimentScorer
+) -> None:
+    """What the sentiment feature does per batch (defaults: 90/30-day half-lives, 0.3)."""
+    reviews = [r.event for r in records if r.event["type"] == "review"]
+    scores = scorer.scores([e["text"] for e in reviews])
+    for e in reviews:
+        profile = cache[e["user_id"]]
+        state = SentimentState.from_dict(profile.parts.get("sentiment"))
+        score = scores[e["text"]]
+        state.add(score, int(e["rating"]), int(e["ts"]), 90 * 86_400_000, 0.3)
+        profile.parts["sentiment"] = state.to_dict()
+        item_fields(e["product_id"], score, 0.3)
 
 
 def _serialize(touched: Sequence[Profile], t: Timings) -> None:

@@ -34,6 +34,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from profiles.core.config import ProfileConfig
 from profiles.core.privacy import MIN_SECRET_CHARS
 from profiles.redis.client import RedisTLS
+from profiles.value.rfm import TIER_NAMES
 from stream.security import kafka_problems, redact_url, redis_problems
 from stream.tokens import TokenError, parse_entries, read_file
 from stream.worker.dead_letters import DeadLetterTooLarge, check_fits
@@ -82,6 +83,13 @@ _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 def _topic(raw: str) -> str:
     if not raw or len(raw) > 200 or not set(raw) <= _TOPIC_CHARS:
         raise ValueError("must be 1-200 characters of letters, digits, '.', '_' or '-'")
+    return raw
+
+
+def _tiers(raw: str) -> str:
+    unknown = [t for t in raw.split(",") if t and t not in TIER_NAMES]
+    if unknown:
+        raise ValueError(f"unknown value tiers {unknown}; tiers: {', '.join(TIER_NAMES)}")
     return raw
 
 
@@ -246,6 +254,9 @@ class TopicSettings(Section):
     churn: Topic = env("RTP_CHURN_TOPIC", "churn-risk", "Output: `churn_risk` events.")
     recs: Topic = env("RTP_RECS_TOPIC", "recommendations", "Output: `recommendation` events.")
     value: Topic = env("RTP_VALUE_TOPIC", "value-changed", "Output: `value_changed` events.")
+    sentiment: Topic = env(
+        "RTP_SENTIMENT_TOPIC", "negative-reviews", "Output: `negative_review` alerts."
+    )
     input_partitions: Positive = env(
         "RTP_INPUT_PARTITIONS",
         4,
@@ -479,6 +490,43 @@ class ValueSettings(Section):
     )
 
 
+class SentimentSettings(Section):
+    enabled: bool = env(
+        "RTP_SENTIMENT",
+        True,
+        "Review sentiment from the text (VADER for English, a hashed linear head for Chinese): "
+        "per user and per product, `negative_review` alerts.",
+    )
+    half_life_days: PositiveFloat = env(
+        "RTP_SENTIMENT_HALF_LIFE_DAYS", 90.0, "Half-life of a user's decayed review sentiment."
+    )
+    item_half_life_days: PositiveFloat = env(
+        "RTP_SENTIMENT_ITEM_HALF_LIFE_DAYS",
+        30.0,
+        "Half-life of a product's decayed review sentiment (event time).",
+    )
+    polar: Annotated[float, Field(gt=0, lt=1)] = env(
+        "RTP_SENTIMENT_POLAR",
+        0.3,
+        "A review scoring at or below minus this is negative, at or above it positive.",
+    )
+    alert_score: Annotated[float, Field(ge=-1, lt=0)] = env(
+        "RTP_SENTIMENT_ALERT_SCORE",
+        -0.6,
+        "`negative_review` for a review scoring at or below this from a valuable customer.",
+    )
+    alert_tiers: Annotated[str, AfterValidator(_tiers)] = env(
+        "RTP_SENTIMENT_ALERT_TIERS",
+        "champions,loyal,cannot_lose",
+        "Valuable customers: these value tiers (comma-separated; RTP_VALUE) ...",
+    )
+    alert_min_spend: NonNegative = env(
+        "RTP_SENTIMENT_ALERT_MIN_SPEND",
+        500.0,
+        "... or at least this much spent so far (0: every reviewer is valuable).",
+    )
+
+
 class RecommendSettings(Section):
     enabled: bool = env(
         "RTP_RECOMMEND",
@@ -644,6 +692,7 @@ class Settings(BaseSettings):
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     value: ValueSettings = Field(default_factory=ValueSettings)
+    sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     web: WebSettings = Field(default_factory=WebSettings)

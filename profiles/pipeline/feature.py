@@ -64,11 +64,13 @@ IndexOp = SetAdd | SetRemove | ScoreSet | ScoreRemove
 @dataclass(frozen=True, slots=True)
 class CountsAdd:
     """Decayed counts for the shared counter of an owner partition, fenced by source offset
-    in the store (``profiles/recommend/popularity.py``): a batch-level write."""
+    in the store (``profiles/recommend/popularity.py``): a batch-level write. ``counter``
+    names the counter: item popularity, or another feature's (its own hash and fences)."""
 
     partition: int
     entries: list[tuple[str, int, int, str, float]]  # popularity.Contribution
     half_life_ms: int
+    counter: str = "pop"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ inside each profile this makes every write idempotent.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -113,6 +114,8 @@ class MemoryStore:
         self.sets: dict[str, set[str]] = {}
         self.scores: dict[str, dict[str, int]] = {}
         self.popularity: dict[int, FencedCounts] = {}
+        # Other features' shared counters (CountsAdd.counter), by name and partition.
+        self.counters: defaultdict[str, dict[int, FencedCounts]] = defaultdict(dict)
         self.commits = 0
 
     def field(self, user_id: str, name: str) -> bytes | None:
@@ -179,7 +182,8 @@ class MemoryStore:
                 case ScoreRemove(index, member):
                     self.scores.get(index, {}).pop(member, None)
         for add in commit.counts:
-            counts = self.popularity.setdefault(add.partition, FencedCounts(add.half_life_ms))
+            shared = self.popularity if add.counter == "pop" else self.counters[add.counter]
+            counts = shared.setdefault(add.partition, FencedCounts(add.half_life_ms))
             counts.add(add.entries)
         for item in commit.items:
             old_item = self.items.get(item["product_id"])

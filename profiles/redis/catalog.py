@@ -86,7 +86,7 @@ def queue_writes(
         argv: list[Any] = [add.half_life_ms]
         for source, offset, ts, name, weight in add.entries:
             argv += [source, offset, ts, name, repr(float(weight))]
-        pipe.evalsha(POPULARITY_SHA, 1, keys.popularity(add.partition), *argv)
+        pipe.evalsha(POPULARITY_SHA, 1, keys.counter(add.counter, add.partition), *argv)
 
 
 class RedisCatalog:

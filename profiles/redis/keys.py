@@ -6,6 +6,7 @@
 | --- | --- | --- |
 | ``rtp:p:{<user>}`` | hash | ``v`` version, ``d`` stats+tags+fences, ``e`` vectors, ``s`` segment |
 | | | ``c`` churn, ``r`` / ``rv`` the last recommendation list and its vector |
+| | | ``cv`` customer value, ``sn`` review sentiment |
 | ``rtp:x:{<t>}:<h>`` | hash | erasure marker: ``v`` version, ``f`` offset fences; ``<h>`` is |
 | | | the user's keyed hash, ``<t>`` a short tag in the profile's slot |
 | ``rtp:i:<product>`` | hash | catalog item: ``ts``, ``eid`` (event id), ``d`` item JSON |
@@ -20,6 +21,7 @@
 | ``rtp:catalog:ids`` | set | every product id ever upserted (an index bootstraps from it) |
 | ``rtp:catalog:log`` | stream | product ids in upsert order (indexes tail it; MAXLEN ~1M) |
 | ``rtp:pop:{<partition>}`` | hash | item popularity counted by that owner partition's users |
+| ``rtp:sent:{<partition>}`` | hash | review sentiment per product (``s:``/``n:``/``x:<product>``) |
 | ``rtp:in:<topic>:<partition>`` | hash | input mark: ``e`` fence epoch, ``h`` highest offset |
 | | | routed, ``fp`` fingerprint of that message (``profiles/redis/marks.py``) |
 """
@@ -100,7 +102,16 @@ CATALOG_LOG = f"{PREFIX}catalog:log"
 
 
 def popularity(partition: int) -> str:
-    return f"{PREFIX}pop:{{{partition}}}"
+    return counter("pop", partition)
+
+
+def counter(name: str, partition: int) -> str:
+    """A shared decayed counter of an owner partition (``pop``: item popularity).
+
+    >>> counter("pop", 3), counter("sent", 0)
+    ('rtp:pop:{3}', 'rtp:sent:{0}')
+    """
+    return f"{PREFIX}{name}:{{{partition}}}"
 
 
 def input_mark(topic: str, partition: int) -> str:

@@ -39,6 +39,8 @@ from profiles.redis.value import RedisValueStore
 from profiles.segments.features import BEHAVIOUR_FEATURES, FeatureConfig
 from profiles.segments.kmeans import MiniBatchKMeans
 from profiles.segments.segmenter import Segmenter
+from profiles.sentiment.feature import SentimentFeature
+from profiles.sentiment.scorer import SentimentScorer
 from profiles.tags.event_tags import TextTagger
 from profiles.tags.extractor import TagExtractor
 from profiles.value.refit import ValuePopulation
@@ -212,6 +214,23 @@ def churn_sweeper(
     )
 
 
+def sentiment_feature(settings: Settings) -> SentimentFeature | None:
+    """Review sentiment (RTP_SENTIMENT): VADER and the bundled Chinese head, both in memory."""
+    s = settings.sentiment
+    if not s.enabled:
+        return None
+    return SentimentFeature(
+        SentimentScorer(),
+        settings.kafka.partitions,
+        half_life_ms=int(s.half_life_days * 86_400_000),
+        item_half_life_ms=int(s.item_half_life_days * 86_400_000),
+        polar=s.polar,
+        alert_score=s.alert_score,
+        alert_tiers=[t for t in s.alert_tiers.split(",") if t],
+        alert_min_spend=s.alert_min_spend,
+    )
+
+
 def build_updater(
     settings: Settings,
     store: ProfileStore,
@@ -231,6 +250,7 @@ def build_updater(
         recommender=models.recommender,
         config=settings.profile,
         value=value,
+        sentiment=sentiment_feature(settings),
     )
     return BatchUpdater(
         store,

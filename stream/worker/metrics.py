@@ -107,6 +107,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.sentiment_seconds = Histogram(
+            "rtp_sentiment_seconds",
+            "Review texts scored in one update batch (all reviews together)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.reviews_scored = Counter(
+            "rtp_reviews_scored_total", "Review texts scored for sentiment", registry=r
+        )
         self.retries = Counter(
             "rtp_retries_total",
             "Batches (or sends) retried after an outage, by error",
@@ -261,6 +270,8 @@ NAMES: tuple[str, ...] = (
     "rtp_consumer_lag_seconds",
     "rtp_assigned_partitions",
     "rtp_recommend_seconds",
+    "rtp_sentiment_seconds",
+    "rtp_reviews_scored_total",
     "rtp_item_index_items",
     "rtp_retries_total",
     "rtp_outages_total",

@@ -81,6 +81,9 @@ class Observer:
             m.emitted.labels(kind).inc(n)
         if result.recs_seconds:
             m.recommend_seconds.observe(result.recs_seconds)
+        if result.counts["reviews_scored"]:
+            m.sentiment_seconds.observe(result.seconds["sentiment"])
+            m.reviews_scored.inc(result.counts["reviews_scored"])
         for r in records:
             self.watermark_ms = max(self.watermark_ms, int(r.event["ts"]))
         m.observe_latency([r.produced_ms for r in records], [int(r.event["ts"]) for r in records])

@@ -21,6 +21,7 @@ from profiles.core.profile import Profile
 from profiles.embedding.codec import unpack
 from profiles.pipeline.downstream import TOP_TAGS_OUT
 from profiles.recommend.blend import Recommendation
+from profiles.sentiment.state import SentimentState
 from stream.settings import Settings
 from stream.tokens import Guard, TokenSet
 from stream.worker.metrics import encoder_stats
@@ -82,6 +83,12 @@ def check_user_id(user_id: str) -> str:
     return user_id
 
 
+def check_product_id(product_id: str) -> str:
+    if not 1 <= len(product_id) <= MAX_USER_ID:
+        raise BadParameter(f"a product id has 1 to {MAX_USER_ID} characters")
+    return product_id
+
+
 def guard_for(settings: Settings) -> Guard:
     tokens = TokenSet(settings.web.token_list, settings.web.tokens_file)
     return Guard(tokens, open_all=settings.web.open, open_ops=settings.web.open_ops)
@@ -122,7 +129,13 @@ def profile_view(profile: Profile, settings: Settings) -> dict[str, Any]:
         "segment": profile.segment,
         "churn": profile.churn,
         "value": profile.parts.get("value"),
+        "sentiment": _sentiment_view(profile),
     }
+
+
+def _sentiment_view(profile: Profile) -> dict[str, Any] | None:
+    state = profile.parts.get("sentiment")
+    return None if state is None else SentimentState.from_dict(state).summary()
 
 
 def _embedding_view(profile: Profile) -> dict[str, Any] | None:
@@ -230,6 +243,28 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
                 calibrator=runtime.churn.calibrator,
             ).to_dict()
         return web.json(view)
+
+    @app.page("/items/{product_id:[^/]+}/sentiment")
+    async def item_sentiment(web: View, request: Request, product_id: str) -> Response:
+        """A product's decayed review sentiment over every reviewer (RTP_SENTIMENT)."""
+        from profiles.redis.sentiment import item_sentiment
+
+        try:
+            check_product_id(product_id)
+            query_params(request.query, ())
+        except BadParameter as exc:
+            return bad(web, exc)
+        if not settings.sentiment.enabled:
+            return web.json({"error": "review sentiment is off here (RTP_SENTIMENT)"}, status=503)
+        found = await item_sentiment(
+            runtime.store.client,
+            product_id,
+            settings.kafka.partitions,
+            int(settings.sentiment.item_half_life_days * 86_400_000),
+        )
+        if found is None:
+            return web.json({"error": "no reviews", "product_id": product_id}, status=404)
+        return web.json({"product_id": product_id, **found})
 
     @app.page("/users/{user_id:[^/]+}/recommendations")
     async def recommendations(web: View, request: Request, user_id: str) -> Response:

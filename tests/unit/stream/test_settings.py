@@ -117,6 +117,14 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_VALUE_HORIZON_DAYS": 365.0,
     "RTP_VALUE_MARGIN": 0.1,
     "RTP_VALUE_TOPIC": "value-changed",
+    "RTP_SENTIMENT": True,  # added with review sentiment
+    "RTP_SENTIMENT_HALF_LIFE_DAYS": 90.0,
+    "RTP_SENTIMENT_ITEM_HALF_LIFE_DAYS": 30.0,
+    "RTP_SENTIMENT_POLAR": 0.3,
+    "RTP_SENTIMENT_ALERT_SCORE": -0.6,
+    "RTP_SENTIMENT_ALERT_TIERS": "champions,loyal,cannot_lose",
+    "RTP_SENTIMENT_ALERT_MIN_SPEND": 500.0,
+    "RTP_SENTIMENT_TOPIC": "negative-reviews",
 }
 
 
@@ -236,6 +244,14 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_VALUE_HORIZON_DAYS": ("90", 90.0),
         "RTP_VALUE_MARGIN": ("0.2", 0.2),
         "RTP_VALUE_TOPIC": ("value", "value"),
+        "RTP_SENTIMENT": ("off", False),
+        "RTP_SENTIMENT_HALF_LIFE_DAYS": ("10", 10.0),
+        "RTP_SENTIMENT_ITEM_HALF_LIFE_DAYS": ("7", 7.0),
+        "RTP_SENTIMENT_POLAR": ("0.5", 0.5),
+        "RTP_SENTIMENT_ALERT_SCORE": ("-0.8", -0.8),
+        "RTP_SENTIMENT_ALERT_TIERS": ("champions", "champions"),
+        "RTP_SENTIMENT_ALERT_MIN_SPEND": ("0", 0.0),
+        "RTP_SENTIMENT_TOPIC": ("neg", "neg"),
     }
 
 
@@ -265,6 +281,7 @@ def test_bad_values_are_all_reported_together_by_name() -> None:
         "RTP_INGEST_CONSUMER": "librdkafka",
         "RTP_DEVICE": "tpu",
         "RTP_RECS_DIVERSITY": "1.5",
+        "RTP_SENTIMENT_ALERT_TIERS": "champions,vips",
         "RTP_LOG_LEVEL": "loud",
         "RTP_KAFKA_SASL_MECHANISM": "GSSAPI",
         "RTP_PSEUDONYMIZE": "true",  # a combination: needs RTP_PSEUDONYM_KEY
