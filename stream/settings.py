@@ -242,6 +242,7 @@ class TopicSettings(Section):
     churn: Topic = env("RTP_CHURN_TOPIC", "churn-risk", "Output: `churn_risk` events.")
     recs: Topic = env("RTP_RECS_TOPIC", "recommendations", "Output: `recommendation` events.")
     value: Topic = env("RTP_VALUE_TOPIC", "value-changed", "Output: `value_changed` events.")
+    risk: Topic = env("RTP_RISK_TOPIC", "risk-flags", "Output: `risk_flag` events.")
     input_partitions: Positive = env(
         "RTP_INPUT_PARTITIONS",
         4,
@@ -452,6 +453,21 @@ class ValueSettings(Section):
     )
 
 
+class RiskSettings(Section):
+    enabled: bool = env(
+        "RTP_RISK",
+        True,
+        "Risk flags: velocity and pattern rules and an anomaly score per user in event time, "
+        "`risk_flag` events.",
+    )
+    exclude: Literal["none", "low", "medium", "high"] = env(
+        "RTP_RISK_EXCLUDE",
+        "none",
+        "Users with an open risk flag of at least this severity get no recommendations "
+        "(`none`: everyone does).",
+    )
+
+
 class RecommendSettings(Section):
     enabled: bool = env(
         "RTP_RECOMMEND",
@@ -617,6 +633,7 @@ class Settings(BaseSettings):
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     value: ValueSettings = Field(default_factory=ValueSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     web: WebSettings = Field(default_factory=WebSettings)

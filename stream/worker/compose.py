@@ -31,6 +31,7 @@ from profiles.recommend.recommender import Recommender, RecsConfig
 from profiles.redis.catalog import RedisCatalog
 from profiles.redis.segments import CentroidStore
 from profiles.redis.tier import RedisVectorTier
+from profiles.risk.detector import RiskDetector
 from profiles.segments.features import BEHAVIOUR_FEATURES, FeatureConfig
 from profiles.segments.kmeans import MiniBatchKMeans
 from profiles.segments.segmenter import Segmenter
@@ -191,6 +192,22 @@ def value_scorer(settings: Settings, churn: ChurnTracker | None) -> ValueScorer 
     )
 
 
+def risk_detector(settings: Settings, value: ValueScorer | None) -> RiskDetector | None:
+    """Risk flags (RTP_RISK); order amounts are judged against the value model's population
+    mean spend per order once it is fitted."""
+    if not settings.risk.enabled:
+        return None
+    return RiskDetector(population=lambda: None if value is None else population_order_value(value))
+
+
+def population_order_value(value: ValueScorer) -> float | None:
+    """The Gamma-Gamma population mean spend per order, ``p v / (q - 1)`` (None: not fitted)."""
+    gg = None if value.fit is None else value.fit.gg
+    if gg is None or gg.q <= 1:
+        return None
+    return gg.p * gg.v / (gg.q - 1)
+
+
 def build_updater(
     settings: Settings,
     store: ProfileStore,
@@ -210,6 +227,8 @@ def build_updater(
         recommender=models.recommender,
         config=settings.profile,
         value=value,
+        risk=risk_detector(settings, value),
+        exclude_flagged=settings.risk.exclude,
     )
     return BatchUpdater(
         store,

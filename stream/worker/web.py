@@ -21,6 +21,7 @@ from profiles.core.profile import Profile
 from profiles.embedding.codec import unpack
 from profiles.pipeline.downstream import TOP_TAGS_OUT
 from profiles.recommend.blend import Recommendation
+from profiles.risk.feature import flags_view
 from stream.settings import Settings
 from stream.tokens import Guard, TokenSet
 from stream.worker.metrics import encoder_stats
@@ -122,6 +123,7 @@ def profile_view(profile: Profile, settings: Settings) -> dict[str, Any]:
         "segment": profile.segment,
         "churn": profile.churn,
         "value": profile.parts.get("value"),
+        "risk": {"flags": flags_view(profile)},
     }
 
 

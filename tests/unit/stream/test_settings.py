@@ -113,6 +113,9 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_VALUE_HORIZON_DAYS": 365.0,
     "RTP_VALUE_MARGIN": 0.1,
     "RTP_VALUE_TOPIC": "value-changed",
+    "RTP_RISK": True,  # added with risk flags
+    "RTP_RISK_EXCLUDE": "none",
+    "RTP_RISK_TOPIC": "risk-flags",
 }
 
 
@@ -228,6 +231,9 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_VALUE_HORIZON_DAYS": ("90", 90.0),
         "RTP_VALUE_MARGIN": ("0.2", 0.2),
         "RTP_VALUE_TOPIC": ("value", "value"),
+        "RTP_RISK": ("false", False),
+        "RTP_RISK_EXCLUDE": ("medium", "medium"),
+        "RTP_RISK_TOPIC": ("risk", "risk"),
     }
 
 
