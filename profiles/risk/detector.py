@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from profiles.core.config import ProfileConfig
 from profiles.core.profile import Profile, Tag
 from profiles.risk import anomaly, windows
 from profiles.risk.rules import COUNTED, HOUR, MINUTE, RULES, SEVERITIES, Rule, validate
@@ -28,9 +29,11 @@ from profiles.risk.rules import COUNTED, HOUR, MINUTE, RULES, SEVERITIES, Rule, 
 ANOMALY_WINDOWS = (("clicks", MINUTE), ("events", MINUTE), ("purchases", HOUR), ("reviews", HOUR))
 SHORT_HALF_LIFE_MS = 30 * MINUTE  # the recent interests an account takeover changes
 SHORT_TAGS = 16
+BASELINE_TAGS = 48  # enough to hold a user's lesser interests too: returning to one is no shift
 SESSION_GAP_MS = 30 * MINUTE  # after a pause this long the interests of before are the baseline
 MIN_HISTORY = 30  # events before the interest shift is judged (a new user has no habits)
 POPULATION_FLOOR = 200.0  # order value assumed for the population before a value fit
+MIN_ORDERS = 1  # orders before this one that make a history of the user's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +54,11 @@ class RiskDetector:
         self,
         rules: Sequence[Rule] = RULES,
         population: Callable[[], float | None] = lambda: None,
+        half_life_ms: int = ProfileConfig().half_life_ms,
     ) -> None:
         self.rules = validate(rules)
         self.population = population
+        self.half_life_ms = half_life_ms  # the profile's tag decay (to take this event out)
         self.by_name = {r.name: r for r in self.rules}
         counted = {(c.signal, c.window_ms) for r in self.rules for c in r.conditions}
         counted = {k for k in counted if k[0] in COUNTED} | set(ANOMALY_WINDOWS)
@@ -70,7 +75,7 @@ class RiskDetector:
         now = max(int(state["t"]), ts)
         self._clear(profile, state, now, changes)
         if ts - int(state["t"]) >= SESSION_GAP_MS:  # a new session: what the user did so far
-            state["bl"] = _baseline(profile)
+            state["bl"] = _baseline(profile, self._before(profile, ts, weight, tags))
             anomaly.end_session(state["an"])
         kind = event["type"]
         counters = state["w"]
@@ -85,6 +90,22 @@ class RiskDetector:
             if all(signals.get(c.signal, c.window_ms) >= c.threshold for c in rule.conditions):
                 self._trigger(profile, state, rule, signals, ts, changes)
         state["t"] = now
+
+    def _before(
+        self, profile: Profile, ts: int, weight: float, tags: Sequence[Tag]
+    ) -> dict[str, float]:
+        """The profile's tags without this event's share (the base profile added it already)."""
+        if not tags or weight <= 0 or profile.tag_anchor is None:
+            return profile.tags
+        growth = 2.0 ** ((ts - profile.tag_anchor) / self.half_life_ms)
+        out = dict(profile.tags)
+        for tag, share in tags:
+            left = out.get(tag, 0.0) - weight * share * growth
+            if left > 1e-9 * growth:
+                out[tag] = left
+            else:
+                out.pop(tag, None)
+        return out
 
     def _clear(
         self, profile: Profile, state: dict[str, Any], now: int, changes: list[RiskChange]
@@ -155,9 +176,7 @@ class Signals:
             counter = self.state["w"].get(f"{signal}/{window}")
             return 0.0 if counter is None else windows.count(counter, self.ts, window)
         if signal not in self.values:
-            self.values[signal] = (
-                self.amount_ratio() if signal == "amount_ratio" else self.interest_shift()
-            )
+            self.values[signal] = float(getattr(self, signal)())
         return self.values[signal]
 
     def features(self) -> list[float | None]:
@@ -168,18 +187,23 @@ class Signals:
         out.append(math.log1p(_amount(self.event)) if self.event["type"] == "purchase" else None)
         return out
 
-    def amount_ratio(self) -> float:
-        """A purchase's amount over the larger of the user's own mean order (before it, same
-        currency) and the population's; 0 for other events."""
+    def amount_vs_own(self) -> float:
+        """A purchase's amount over the user's own mean order before it (same currency); 0 for
+        other events and until the user has ``MIN_ORDERS`` orders before this one."""
         event, profile = self.event, self.profile
-        if event["type"] != "purchase":
+        if event["type"] != "purchase" or profile.orders <= MIN_ORDERS:
             return 0.0
         amount = _amount(event)
+        before = profile.spend_cents.get(event["currency"], 0) - round(amount * 100)
+        mean = before / 100 / (profile.orders - 1)
+        return amount / mean if mean > 0 else 0.0
+
+    def amount_vs_population(self) -> float:
+        """A purchase's amount over the population's mean order (the floor before a fit)."""
+        if self.event["type"] != "purchase":
+            return 0.0
         reference = self.detector.population() or POPULATION_FLOOR
-        if profile.orders > 1:
-            before = profile.spend_cents.get(event["currency"], 0) - round(amount * 100)
-            reference = max(reference, before / 100 / (profile.orders - 1))
-        return amount / reference if reference > 0 else 0.0
+        return _amount(self.event) / reference if reference > 0 else 0.0
 
     def interest_shift(self) -> float:
         """1 - cosine of the recent tag mix (30 min half-life) and the long-term one as of the
@@ -199,11 +223,11 @@ def new_state() -> dict[str, Any]:
     return {"t": 0, "w": {}, "st": [0, {}], "bl": {}, "an": anomaly.new(), "flags": {}}
 
 
-def _baseline(profile: Profile) -> dict[str, float]:
-    """The strongest long-term tags, as shares (empty while the user has little history)."""
-    if sum(profile.counts.values()) < MIN_HISTORY or not profile.tags:
+def _baseline(profile: Profile, tags: dict[str, float]) -> dict[str, float]:
+    """The strongest long-term ``tags``, as shares (empty while the user has little history)."""
+    if sum(profile.counts.values()) <= MIN_HISTORY or not tags:
         return {}
-    top = sorted(profile.tags.items(), key=lambda kv: (-kv[1], kv[0]))[:SHORT_TAGS]
+    top = sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))[:BASELINE_TAGS]
     total = sum(v for _, v in top)
     return {t: round(v / total, 6) for t, v in top} if total > 0 else {}
 

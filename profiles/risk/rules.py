@@ -25,7 +25,7 @@ DAY = 24 * HOUR
 #: Signals counted per user over an event-time window: the event type each one counts.
 COUNTED = {"clicks": "click", "purchases": "purchase", "reviews": "review", "events": None}
 #: Signals measured at one event (a purchase's amount, the anomaly score); no window.
-MEASURED = ("amount_ratio", "interest_shift", "anomaly")
+MEASURED = ("amount_vs_own", "amount_vs_population", "interest_shift", "anomaly")
 SEVERITIES = ("low", "medium", "high")
 
 
@@ -50,10 +50,15 @@ RULES: tuple[Rule, ...] = (
     Rule("bot_clicks", (Condition("clicks", MINUTE, 40),), "high", HOUR),
     Rule("card_testing", (Condition("purchases", HOUR, 6),), "high", 6 * HOUR),
     Rule("review_burst", (Condition("reviews", HOUR, 5),), "medium", DAY),
-    Rule("order_amount", (Condition("amount_ratio", 0, 8.0),), "medium", 7 * DAY),
+    Rule(
+        "order_amount",
+        (Condition("amount_vs_own", 0, 15.0), Condition("amount_vs_population", 0, 15.0)),
+        "medium",
+        7 * DAY,
+    ),
     Rule(
         "takeover",
-        (Condition("amount_ratio", 0, 2.5), Condition("interest_shift", 0, 0.8)),
+        (Condition("amount_vs_own", 0, 3.0), Condition("interest_shift", 0, 0.95)),
         "high",
         7 * DAY,
     ),

@@ -197,7 +197,10 @@ def risk_detector(settings: Settings, value: ValueScorer | None) -> RiskDetector
     mean spend per order once it is fitted."""
     if not settings.risk.enabled:
         return None
-    return RiskDetector(population=lambda: None if value is None else population_order_value(value))
+    return RiskDetector(
+        population=lambda: None if value is None else population_order_value(value),
+        half_life_ms=settings.profile.half_life_ms,
+    )
 
 
 def population_order_value(value: ValueScorer) -> float | None:

@@ -104,31 +104,35 @@ def test_spread_out_activity_opens_nothing() -> None:
     assert changes == [] and open_flags(u.profile) == {}
 
 
-def first_order(amount: float, population: float | None) -> list[str]:
-    return opened(User(RiskDetector(population=lambda: population)).send(buy(T0, amount)))
-
-
-def test_an_order_far_above_the_population_when_the_user_has_no_history() -> None:
-    assert first_order(799.0, 100.0) == []  # 7.99x the population mean
-    assert first_order(800.0, 100.0) == ["order_amount"]
-
-
-def test_before_a_value_fit_the_population_floor_is_the_reference() -> None:
-    assert first_order(1599.0, None) == []  # 200 per order before a fit
-    assert first_order(1600.0, None) == ["order_amount"]
-
-
-def after_two_orders(amount: float) -> list[RiskChange]:
-    u = User(RiskDetector(population=lambda: 100.0))
-    assert u.send(buy(T0, 400.0, 1), buy(T0 + DAY, 600.0, 2)) == []  # own mean 500
+def after_two_orders(
+    amount: float, population: float | None, own: tuple[float, float] = (400.0, 600.0)
+) -> list[RiskChange]:
+    u = User(RiskDetector(population=lambda: population))
+    assert u.send(buy(T0, own[0], 1), buy(T0 + DAY, own[1], 2)) == []  # own mean 500
     return u.send(buy(T0 + 2 * DAY, amount, 3))
 
 
-def test_an_order_far_above_the_users_own_history() -> None:
-    assert opened(after_two_orders(3999.0)) == []  # 8x the population, not the user's 500
-    changes = after_two_orders(4000.0)
+def test_an_order_far_above_the_users_own_history_and_the_population() -> None:
+    assert opened(after_two_orders(7499.0, 100.0)) == []  # 14.998x the user's own mean
+    changes = after_two_orders(7500.0, 100.0)
     assert opened(changes) == ["order_amount"]
-    assert changes[0].flag["evidence"] == {"amount_ratio": {"value": 8.0, "threshold": 8.0}}
+    assert changes[0].flag["evidence"] == {
+        "amount_vs_own": {"value": 15.0, "threshold": 15.0},
+        "amount_vs_population": {"value": 75.0, "threshold": 15.0},
+    }
+    assert opened(after_two_orders(7500.0, 500.1)) == []  # 14.997x the population's
+    assert opened(after_two_orders(7500.0, 500.0)) == ["order_amount"]
+
+
+def test_before_a_value_fit_the_population_floor_is_the_reference() -> None:
+    small = (100.0, 100.0)
+    assert opened(after_two_orders(2999.0, None, small)) == []  # 14.995x the 200 floor
+    assert opened(after_two_orders(3000.0, None, small)) == ["order_amount"]
+
+
+def test_a_first_order_has_no_history_to_be_far_above() -> None:
+    u = User(RiskDetector(population=lambda: 1.0))
+    assert u.send(buy(T0, 100_000.0, 1)) == []
 
 
 def history(u: User, topic: str = "tea") -> None:
@@ -146,12 +150,12 @@ def takeover_at(amount: float) -> list[RiskChange]:
 
 
 def test_a_sudden_new_interest_with_high_spend_is_a_takeover() -> None:
-    assert opened(takeover_at(124.0)) == []  # 2.48x the user's 50
-    changes = takeover_at(125.0)
+    assert opened(takeover_at(149.0)) == []  # 2.98x the user's 50
+    changes = takeover_at(150.0)
     assert opened(changes) == ["takeover"]
     evidence = changes[0].flag["evidence"]
-    assert evidence["interest_shift"]["value"] >= 0.8
-    assert evidence["amount_ratio"] == {"value": 2.5, "threshold": 2.5}
+    assert evidence["interest_shift"] == {"value": 1.0, "threshold": 0.95}
+    assert evidence["amount_vs_own"] == {"value": 3.0, "threshold": 3.0}
 
 
 def test_high_spend_on_the_usual_interests_is_no_takeover() -> None:

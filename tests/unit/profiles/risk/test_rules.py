@@ -17,7 +17,8 @@ def test_the_shipped_table_is_valid_and_names_its_signals() -> None:
         "clicks",
         "purchases",
         "reviews",
-        "amount_ratio",
+        "amount_vs_own",
+        "amount_vs_population",
         "interest_shift",
         "anomaly",
     }
