@@ -97,3 +97,25 @@ def windows(rules: Sequence[Rule]) -> set[tuple[str, int]]:
 
 
 validate(RULES)
+
+
+def table(rules: Sequence[Rule] = RULES) -> str:
+    """The rule table as README shows it (a test keeps the two equal)."""
+    lines = ["| rule | when (all hold) | severity | clears after |", "| --- | --- | --- | --- |"]
+    for r in rules:
+        when = " and ".join(_condition(c) for c in r.conditions)
+        lines.append(f"| `{r.name}` | {when} | {r.severity} | {_span(r.clear_after_ms)} |")
+    return "\n".join(lines)
+
+
+def _condition(c: Condition) -> str:
+    if c.signal in COUNTED:
+        return f"`{c.signal}` ≥ {c.threshold:g} in {_span(c.window_ms)}"
+    return f"`{c.signal}` ≥ {c.threshold:g}"
+
+
+def _span(ms: int) -> str:
+    for unit, size in (("d", DAY), ("h", HOUR), ("min", MINUTE)):
+        if ms % size == 0:
+            return f"{ms // size} {unit}"
+    return f"{ms / 1000:g} s"

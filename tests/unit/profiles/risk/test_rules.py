@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from profiles.risk import windows
-from profiles.risk.rules import HOUR, MINUTE, RULES, Condition, Rule, validate
+from profiles.risk.rules import HOUR, MINUTE, RULES, Condition, Rule, table, validate
 
 
 def test_the_shipped_table_is_valid_and_names_its_signals() -> None:
@@ -64,3 +65,8 @@ def test_window_counts_slide_and_forget() -> None:
     assert c == [1, 1, 62]
     # Two buckets on, nothing is left.
     assert windows.count(c, 180_000, MINUTE) == 0.0
+
+
+def test_the_readme_shows_the_rule_table_as_shipped() -> None:
+    readme = (Path(__file__).parents[4] / "README.md").read_text(encoding="utf-8")
+    assert table() in readme
