@@ -29,6 +29,7 @@ from profiles.risk.rules import COUNTED, HOUR, MINUTE, RULES, SEVERITIES, Rule, 
 ANOMALY_WINDOWS = (("clicks", MINUTE), ("events", MINUTE), ("purchases", HOUR), ("reviews", HOUR))
 SHORT_HALF_LIFE_MS = 30 * MINUTE  # the recent interests an account takeover changes
 SHORT_TAGS = 16
+REBASE_HALF_LIVES = 20  # the short mix's anchor moves once its growth passes 2**20
 BASELINE_TAGS = 48  # enough to hold a user's lesser interests too: returning to one is no shift
 SESSION_GAP_MS = 30 * MINUTE  # after a pause this long the interests of before are the baseline
 MIN_HISTORY = 30  # events before the interest shift is judged (a new user has no habits)
@@ -62,7 +63,16 @@ class RiskDetector:
         self.by_name = {r.name: r for r in self.rules}
         counted = {(c.signal, c.window_ms) for r in self.rules for c in r.conditions}
         counted = {k for k in counted if k[0] in COUNTED} | set(ANOMALY_WINDOWS)
-        self.counters = sorted(counted)
+        # Per event type: the counters it adds to and the rules it can trigger (a counted
+        # signal moves only with its own type; amounts exist only on purchases).
+        self.counted_by: dict[str, list[tuple[str, int]]] = {}
+        self.rules_by: dict[str, list[Rule]] = {}
+        for kind in ("click", "purchase", "review", "add_to_cart", "search"):
+            self.counted_by[kind] = [
+                (f"{sig}/{w}", w) for sig, w in sorted(counted) if COUNTED[sig] in (None, kind)
+            ]
+            self.rules_by[kind] = [r for r in self.rules if _can_trigger(r, kind)]
+        self.anomaly_keys = [(f"{sig}/{w}", w) for sig, w in ANOMALY_WINDOWS]
 
     def learn(
         self, profile: Profile, event: dict[str, Any], ts: int, weight: float, tags: Sequence[Tag]
@@ -73,20 +83,22 @@ class RiskDetector:
             state = profile.parts["risk"] = new_state()
         changes: list[RiskChange] = profile.parts.setdefault("risk_changes", [])
         now = max(int(state["t"]), ts)
-        self._clear(profile, state, now, changes)
+        if state["flags"]:
+            self._clear(profile, state, now, changes)
         if ts - int(state["t"]) >= SESSION_GAP_MS:  # a new session: what the user did so far
             state["bl"] = _baseline(profile, self._before(profile, ts, weight, tags))
             anomaly.end_session(state["an"])
         kind = event["type"]
         counters = state["w"]
-        for signal, window in self.counters:
-            if COUNTED[signal] in (None, kind):
-                key = f"{signal}/{window}"
-                windows.add(counters.setdefault(key, windows.new()), ts, window)
+        for key, window in self.counted_by.get(kind, ()):
+            counter = counters.get(key)
+            if counter is None:
+                counter = counters[key] = windows.new()
+            windows.add(counter, ts, window)
         _add_short_tags(state, ts, weight, tags)
         signals = Signals(self, profile, state, event, ts)
         signals.values["anomaly"] = anomaly.score(state["an"], signals.features())
-        for rule in self.rules:
+        for rule in self.rules_by.get(kind, self.rules):
             if all(signals.get(c.signal, c.window_ms) >= c.threshold for c in rule.conditions):
                 self._trigger(profile, state, rule, signals, ts, changes)
         state["t"] = now
@@ -181,9 +193,11 @@ class Signals:
 
     def features(self) -> list[float | None]:
         """The anomaly score's features (log1p of the counts; a purchase's amount)."""
-        out: list[float | None] = [
-            math.log1p(self.get(signal, window)) for signal, window in ANOMALY_WINDOWS
-        ]
+        counters, ts = self.state["w"], self.ts
+        out: list[float | None] = []
+        for key, window in self.detector.anomaly_keys:
+            counter = counters.get(key)
+            out.append(0.0 if counter is None else math.log1p(windows.count(counter, ts, window)))
         out.append(math.log1p(_amount(self.event)) if self.event["type"] == "purchase" else None)
         return out
 
@@ -238,20 +252,31 @@ def _amount(event: dict[str, Any]) -> float:
 
 
 def _add_short_tags(state: dict[str, Any], ts: int, weight: float, tags: Sequence[Tag]) -> None:
-    """The recent tag mix, decayed to the latest event (a late event adds at its own age)."""
+    """The recent tag mix, anchored like the profile's tags (only cosines read it, so one
+    common scale is all that matters): an event touches only its own tags."""
     if not tags or weight <= 0:
         return
     anchor, scores = state["st"]
-    if ts > anchor:
-        shrink = 2.0 ** (-(ts - anchor) / SHORT_HALF_LIFE_MS)
-        scores = {t: s * shrink for t, s in scores.items() if s * shrink > 1e-4}
-        anchor = ts
-    scale = weight * 2.0 ** (-(anchor - ts) / SHORT_HALF_LIFE_MS)
+    age = (ts - anchor) / SHORT_HALF_LIFE_MS
+    if age > REBASE_HALF_LIVES:  # move the anchor before the growth factor gets large
+        shrink = 2.0**-age
+        scores = {t: v * shrink for t, v in scores.items() if v * shrink > 1e-6}
+        anchor, age = ts, 0.0
+    growth = weight * 2.0**age
     for tag, share in tags:
-        scores[tag] = scores.get(tag, 0.0) + scale * share
-    if len(scores) > SHORT_TAGS:
+        scores[tag] = scores.get(tag, 0.0) + growth * share
+    if len(scores) > 2 * SHORT_TAGS:
         scores = dict(sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:SHORT_TAGS])
     state["st"] = [anchor, scores]
+
+
+def _can_trigger(rule: Rule, kind: str) -> bool:
+    for c in rule.conditions:
+        if c.signal in COUNTED and COUNTED[c.signal] not in (None, kind):
+            return False
+        if c.signal.startswith("amount_") and kind != "purchase":
+            return False
+    return True
 
 
 def open_flags(profile: Profile, at_least: str = "low") -> dict[str, dict[str, Any]]:
