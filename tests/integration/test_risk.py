@@ -4,6 +4,10 @@ not flag twice, the flag clears in event time; redelivered offsets on a real Red
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,8 +18,9 @@ from profiles.core.partition import InputPartition
 from profiles.core.profile import Record
 from profiles.redis import keys
 from profiles.risk.rules import HOUR
-from schemas.validate import validate_output
-from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
+from schemas.validate import Limits, Rejected, decode, validate_output
+from stream.simulation.generator import read_jsonl
+from tests.integration.harness import ROOT, Consumed, Names, Worker, produce, read_topic
 from tests.integration.oracle import eventually
 from tests.integration.test_churn_sweep import runtime
 
@@ -111,3 +116,28 @@ async def test_redelivered_offsets_do_not_flag_twice_on_a_real_redis(redis_url: 
     assert raw is not None and orjson.loads(raw)["flags"]["bot_clicks"]["hits"] == 6
     await other.store.close()
     await rt.store.close()
+
+
+def test_produce_plants_attacks_into_a_history_only_when_asked(tmp_path: Path) -> None:
+    def produce_to(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        args = ["produce", "--history-days", "3", "--users", "40", "--out", str(path), *extra]
+        return subprocess.run(
+            [sys.executable, "-m", "stream", *args],
+            cwd=ROOT,
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    planted, plain = tmp_path / "planted.jsonl", tmp_path / "plain.jsonl"
+    done = produce_to(planted, "--attacks", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("planted")]
+    assert {"bot", "card_testing", "review_spam"} <= set(said)
+    assert produce_to(plain).returncode == 0
+    attacks = [e for e in read_jsonl(planted) if e["event_id"].startswith("atk-")]
+    assert attacks and not any(e["event_id"].startswith("atk-") for e in read_jsonl(plain))
+    for event in attacks:  # each passes the input contract, as the worker's ingest checks it
+        checked = decode(orjson.dumps(event), Limits(), int(event["ts"]))
+        assert not isinstance(checked, Rejected), (checked, event)
