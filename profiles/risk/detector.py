@@ -60,18 +60,10 @@ class RiskDetector:
         self.rules = validate(rules)
         self.population = population
         self.half_life_ms = half_life_ms  # the profile's tag decay (to take this event out)
-        self.by_name = {r.name: r for r in self.rules}
         counted = {(c.signal, c.window_ms) for r in self.rules for c in r.conditions}
         counted = {k for k in counted if k[0] in COUNTED} | set(ANOMALY_WINDOWS)
-        # Per event type: the counters it adds to and the rules it can trigger (a counted
-        # signal moves only with its own type; amounts exist only on purchases).
-        self.counted_by: dict[str, list[tuple[str, int]]] = {}
-        self.rules_by: dict[str, list[Rule]] = {}
-        for kind in ("click", "purchase", "review", "add_to_cart", "search"):
-            self.counted_by[kind] = [
-                (f"{sig}/{w}", w) for sig, w in sorted(counted) if COUNTED[sig] in (None, kind)
-            ]
-            self.rules_by[kind] = [r for r in self.rules if _can_trigger(r, kind)]
+        self.counted = sorted(counted)
+        self.plans: dict[str, tuple[list[tuple[str, int]], list[Rule]]] = {}
         self.anomaly_keys = [(f"{sig}/{w}", w) for sig, w in ANOMALY_WINDOWS]
 
     def learn(
@@ -89,8 +81,9 @@ class RiskDetector:
             state["bl"] = _baseline(profile, self._before(profile, ts, weight, tags))
             anomaly.end_session(state["an"])
         kind = event["type"]
+        counted, rules = self.plans.get(kind) or self._plan(kind)
         counters = state["w"]
-        for key, window in self.counted_by.get(kind, ()):
+        for key, window in counted:
             counter = counters.get(key)
             if counter is None:
                 counter = counters[key] = windows.new()
@@ -98,10 +91,18 @@ class RiskDetector:
         _add_short_tags(state, ts, weight, tags)
         signals = Signals(self, profile, state, event, ts)
         signals.values["anomaly"] = anomaly.score(state["an"], signals.features())
-        for rule in self.rules_by.get(kind, self.rules):
+        for rule in rules:
             if all(signals.get(c.signal, c.window_ms) >= c.threshold for c in rule.conditions):
                 self._trigger(profile, state, rule, signals, ts, changes)
         state["t"] = now
+
+    def _plan(self, kind: str) -> tuple[list[tuple[str, int]], list[Rule]]:
+        """The counters an event type adds to and the rules it can trigger (a counted signal
+        moves only with its own type; amounts exist only on purchases)."""
+        counted = [(f"{s}/{w}", w) for s, w in self.counted if COUNTED[s] in (None, kind)]
+        plan = counted, [r for r in self.rules if _can_trigger(r, kind)]
+        self.plans[kind] = plan
+        return plan
 
     def _before(
         self, profile: Profile, ts: int, weight: float, tags: Sequence[Tag]
