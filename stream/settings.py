@@ -257,6 +257,7 @@ class TopicSettings(Section):
     sentiment: Topic = env(
         "RTP_SENTIMENT_TOPIC", "negative-reviews", "Output: `negative_review` alerts."
     )
+    risk: Topic = env("RTP_RISK_TOPIC", "risk-flags", "Output: `risk_flag` events.")
     input_partitions: Positive = env(
         "RTP_INPUT_PARTITIONS",
         4,
@@ -527,6 +528,21 @@ class SentimentSettings(Section):
     )
 
 
+class RiskSettings(Section):
+    enabled: bool = env(
+        "RTP_RISK",
+        True,
+        "Risk flags: velocity and pattern rules and an anomaly score per user in event time, "
+        "`risk_flag` events.",
+    )
+    exclude: Literal["none", "low", "medium", "high"] = env(
+        "RTP_RISK_EXCLUDE",
+        "none",
+        "Users with an open risk flag of at least this severity get no recommendations "
+        "(`none`: everyone does).",
+    )
+
+
 class RecommendSettings(Section):
     enabled: bool = env(
         "RTP_RECOMMEND",
@@ -693,6 +709,7 @@ class Settings(BaseSettings):
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     value: ValueSettings = Field(default_factory=ValueSettings)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     web: WebSettings = Field(default_factory=WebSettings)

@@ -2,20 +2,26 @@
 
 Order matters: vectors first (the encoder call and the per-event learning), then
 segments (they read the vectors), churn, customer value, review sentiment (its alerts read the
-value tier), and recommendations last (they read the segment of this batch). A new feature is
-one package with a :class:`Feature`; it joins here and, if it stores fields, in :data:`CODECS`.
+value tier), risk flags, and recommendations last (they read the segment of this batch, and
+may skip users with open risk flags). A new feature is one package with a :class:`Feature`;
+it joins here and, if it stores fields, in :data:`CODECS`.
 """
 
 from __future__ import annotations
 
+import functools
+
 from profiles.churn.feature import ChurnFeature, ChurnFields
 from profiles.churn.tracker import ChurnTracker
 from profiles.core.config import ProfileConfig
+from profiles.core.profile import Profile
 from profiles.embedding.embedder import Embedder
 from profiles.embedding.feature import EmbeddingFeature, EmbeddingFields
 from profiles.pipeline.feature import Feature, Fields
 from profiles.recommend.feature import RecommendFeature, RecsFields
 from profiles.recommend.recommender import Recommender
+from profiles.risk.detector import RiskDetector, open_flags
+from profiles.risk.feature import RiskFeature, RiskFields
 from profiles.segments.feature import SegmentFields, SegmentsFeature
 from profiles.segments.segmenter import Segmenter
 from profiles.sentiment.feature import SentimentFeature, SentimentFields
@@ -23,7 +29,8 @@ from profiles.value.feature import ValueFeature, ValueFields
 from profiles.value.scorer import ValueScorer
 
 #: Every built-in field codec, enabled or not: stores read (and keep) all of them, so a
-#: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv, cv, sn.
+#: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv, cv, sn,
+#: rk.
 CODECS: tuple[Fields, ...] = (
     EmbeddingFields(),
     SegmentFields(),
@@ -31,6 +38,7 @@ CODECS: tuple[Fields, ...] = (
     RecsFields(),
     ValueFields(),
     SentimentFields(),
+    RiskFields(),
 )
 
 
@@ -45,9 +53,12 @@ def builtin_features(
     config: ProfileConfig | None = None,
     value: ValueScorer | None = None,
     sentiment: SentimentFeature | None = None,
+    risk: RiskDetector | None = None,
+    exclude_flagged: str = "none",
 ) -> list[Feature]:
     """The enabled built-in features. Churn is always on: with ``churn=None`` it keeps only
-    the customer index, so turning scoring on later finds every customer."""
+    the customer index, so turning scoring on later finds every customer. Users with an open
+    risk flag of at least severity ``exclude_flagged`` get no recommendations ("none": all do)."""
     features: list[Feature] = []
     if embedder is not None:
         features.append(EmbeddingFeature(embedder, emit_vector))
@@ -58,8 +69,16 @@ def builtin_features(
         features.append(ValueFeature(value, partitions))
     if sentiment is not None:
         features.append(sentiment)
+    if risk is not None:
+        features.append(RiskFeature(risk))
     if recommender is not None:
         model = embedder.config.model_id if embedder is not None else ""
         weights = dict((config or ProfileConfig()).kind_weights)  # what counts as popular
-        features.append(RecommendFeature(recommender, weights, partitions, model))
+        skip = None if exclude_flagged == "none" else functools.partial(flagged, exclude_flagged)
+        features.append(RecommendFeature(recommender, weights, partitions, model, skip))
     return features
+
+
+def flagged(at_least: str, profile: Profile) -> bool:
+    """``profile`` has an open risk flag of at least severity ``at_least``."""
+    return bool(open_flags(profile, at_least))

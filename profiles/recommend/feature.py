@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -103,8 +103,10 @@ class RecommendFeature(Feature):
         kind_weights: dict[str, float],
         partitions: int,
         model_id: str,
+        skip: Callable[[Profile], bool] | None = None,
     ) -> None:
         self.recommender = recommender
+        self.skip = skip  # users who get no list (flagged by the risk feature)
         self.kind_weights = kind_weights
         self.partitions = partitions
         self.model_id = model_id
@@ -159,7 +161,12 @@ class RecommendFeature(Feature):
     async def _recommend(self, users: Sequence[UserResult]) -> bool:
         """Fresh lists for written users whose change matters (throttled by event time)."""
         rec = self.recommender
-        due = [(u, why) for u in users if u.write and (why := rec.trigger(u.profile))]
+        skip = self.skip
+        due = [
+            (u, why)
+            for u in users
+            if u.write and not (skip and skip(u.profile)) and (why := rec.trigger(u.profile))
+        ]
         if not due:
             return False
         lists = await rec.compute_many([u.profile for u, _ in due])

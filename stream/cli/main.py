@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,13 @@ def register(app: faust.App, settings: Settings) -> None:
             "--bad-share", type=float, default=0.0, help="Share of malformed messages to mix in."
         ),
         option("--no-catalog", is_flag=True, default=False, help="Skip the catalog events."),
+        option(
+            "--attacks",
+            type=int,
+            default=0,
+            help="With --history-days: plant this many bots, card-testing bursts, review-spam "
+            "bursts and account takeovers each (stream/simulation/attacks.py).",
+        ),
     )
     async def produce(
         self: AppCommand,
@@ -104,6 +112,7 @@ def register(app: faust.App, settings: Settings) -> None:
         no_key: bool,
         bad_share: float,
         no_catalog: bool,
+        attacks: int,
     ) -> None:
         """Generate realistic traffic (or replay a JSONL log) into the input topic."""
         from stream.devtools.produce import Plan, send_events
@@ -116,16 +125,27 @@ def register(app: faust.App, settings: Settings) -> None:
 
         if not 0.0 <= bad_share < 1.0:
             raise SystemExit("--bad-share must be in [0, 1)")
+        if attacks and not history_days:
+            raise SystemExit("--attacks needs --history-days")
         events: Any
         if replay:
             events = read_jsonl(Path(replay))
         else:
             gen = TrafficGenerator(TrafficConfig(seed=seed, users=users, products=products))
-            body = (
+            body: Iterable[dict[str, Any]] = (
                 gen.history(history_days)
                 if history_days
                 else gen.live(lambda: int(time.time() * 1000))
             )
+            if attacks and history_days:
+                from stream.simulation.attacks import AttackConfig, plant
+
+                config = AttackConfig(
+                    seed=seed, per_kind=attacks, first_day=0.1 * history_days, last_day=history_days
+                )
+                body, incidents = plant(list(body), gen.catalog(), config, gen.config.start_ms)
+                for incident in incidents:
+                    self.say(f"planted {incident.kind} {incident.user_id} at {incident.start}")
             events = body if no_catalog else _chain(gen.catalog(), body)
         if out:
             if count is None and not history_days and not replay:

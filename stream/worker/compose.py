@@ -36,6 +36,7 @@ from profiles.redis.segments import CentroidStore
 from profiles.redis.store import RedisStore
 from profiles.redis.tier import RedisVectorTier
 from profiles.redis.value import RedisValueStore
+from profiles.risk.detector import RiskDetector
 from profiles.segments.features import BEHAVIOUR_FEATURES, FeatureConfig
 from profiles.segments.kmeans import MiniBatchKMeans
 from profiles.segments.segmenter import Segmenter
@@ -231,6 +232,25 @@ def sentiment_feature(settings: Settings) -> SentimentFeature | None:
     )
 
 
+def risk_detector(settings: Settings, value: ValueScorer | None) -> RiskDetector | None:
+    """Risk flags (RTP_RISK); order amounts are judged against the value model's population
+    mean spend per order once it is fitted."""
+    if not settings.risk.enabled:
+        return None
+    return RiskDetector(
+        population=lambda: None if value is None else population_order_value(value),
+        half_life_ms=settings.profile.half_life_ms,
+    )
+
+
+def population_order_value(value: ValueScorer) -> float | None:
+    """The Gamma-Gamma population mean spend per order, ``p v / (q - 1)`` (None: not fitted)."""
+    gg = None if value.fit is None else value.fit.gg
+    if gg is None or gg.q <= 1:
+        return None
+    return gg.p * gg.v / (gg.q - 1)
+
+
 def build_updater(
     settings: Settings,
     store: ProfileStore,
@@ -251,6 +271,8 @@ def build_updater(
         config=settings.profile,
         value=value,
         sentiment=sentiment_feature(settings),
+        risk=risk_detector(settings, value),
+        exclude_flagged=settings.risk.exclude,
     )
     return BatchUpdater(
         store,

@@ -85,6 +85,12 @@ class Metrics:
         self.emitted = Counter(
             "rtp_emitted_total", "Downstream events sent, by type", ["type"], registry=r
         )
+        self.risk_flags = Counter(
+            "rtp_risk_flags_total",
+            "Risk flags opened and cleared, by rule",
+            ["rule", "status"],
+            registry=r,
+        )
         self.rebalances = Counter("rtp_rebalances_total", "Partition revocations", registry=r)
         self.lag = Gauge(
             "rtp_consumer_lag_messages",
@@ -265,6 +271,7 @@ NAMES: tuple[str, ...] = (
     "rtp_pipeline_latency_seconds",
     "rtp_event_freshness_seconds",
     "rtp_emitted_total",
+    "rtp_risk_flags_total",
     "rtp_rebalances_total",
     "rtp_consumer_lag_messages",
     "rtp_consumer_lag_seconds",

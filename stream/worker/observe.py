@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
+from profiles.risk.detector import RiskChange
 from stream.worker.ingest import Inbound, Routed
 from stream.worker.metrics import Metrics
 
@@ -79,6 +80,9 @@ class Observer:
         m.emitted.labels("tombstone").inc(len(result.erased))
         for kind, n in Counter(e.kind for e in result.emits).items():  # every feature's kinds
             m.emitted.labels(kind).inc(n)
+        for e in result.emits:
+            if isinstance(e.change, RiskChange):
+                m.risk_flags.labels(e.change.rule, e.change.status).inc()
         if result.recs_seconds:
             m.recommend_seconds.observe(result.recs_seconds)
         if result.counts["reviews_scored"]:

@@ -19,6 +19,7 @@ from profiles.churn.tracker import ChurnChange, ChurnTracker
 from profiles.core.errors import Outage
 from profiles.core.privacy import pseudonymizer
 from profiles.core.profile import Profile
+from profiles.pipeline.builtin import flagged
 from profiles.pipeline.updater import LruCache
 from profiles.recommend.blend import Recommendation
 from profiles.redis.churn import RedisChurnStore
@@ -176,6 +177,9 @@ class Runtime(Service):
         profile = await self.store.get(user_id)
         if profile is None:
             return None
+        exclude = self.settings.risk.exclude
+        if exclude != "none" and flagged(exclude, profile):
+            return profile, []  # RTP_RISK_EXCLUDE: flagged users get no list
         (items,) = await self.models.recommender.compute_many([profile], k)
         return profile, items
 

@@ -16,9 +16,20 @@ from dataclasses import dataclass, field
 from stream.settings import Settings
 
 #: Topic roles, in the order the commands report them.
-ROLES = ("input", "routed", "profiles", "dlq", "segments", "churn", "recs", "value", "sentiment")
+ROLES = (
+    "input",
+    "routed",
+    "profiles",
+    "dlq",
+    "segments",
+    "churn",
+    "recs",
+    "value",
+    "sentiment",
+    "risk",
+)
 #: Outputs keyed by user id, where an erasure sends tombstones.
-COMPACTED = frozenset({"profiles", "segments", "churn", "recs", "value", "sentiment"})
+COMPACTED = frozenset({"profiles", "segments", "churn", "recs", "value", "sentiment", "risk"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ def layout(settings: Settings) -> list[TopicSpec]:
         "recs": settings.topics.recs,
         "value": settings.topics.value,
         "sentiment": settings.topics.sentiment,
+        "risk": settings.topics.risk,
     }
     shared = {"min.insync.replicas": str(settings.topics.min_insync)}
     retention = str(int(settings.topics.retention_hours * 3_600_000))

@@ -2,7 +2,7 @@
 
 A stage reads :class:`InputRecord` batches and writes through a :class:`Sink`, naming
 topics by *role* (``stream/worker/topics.py``): ``routed``, ``profiles``, ``dlq``,
-``segments``, ``churn``, ``recs``, ``value``, ``sentiment``. Production wires the Faust
+``segments``, ``churn``, ``recs``, ``value``, ``sentiment``, ``risk``. Production wires the Faust
 topics (:class:`KafkaSink`, :func:`inbound`); tests wire :class:`MemorySource` and
 :class:`MemorySink`, which refuses
 what a broker would (a message over its size limit), so a whole flow runs in-process with
@@ -92,6 +92,7 @@ class Topics:
     recs: TopicT
     value: TopicT
     sentiment: TopicT
+    risk: TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -120,6 +121,7 @@ class Topics:
             recs=output("recs"),
             value=output("value"),
             sentiment=output("sentiment"),
+            risk=output("risk"),
         )
 
     def by_role(self, role: str) -> TopicT:

@@ -21,6 +21,7 @@ from profiles.core.profile import Profile
 from profiles.embedding.codec import unpack
 from profiles.pipeline.downstream import TOP_TAGS_OUT
 from profiles.recommend.blend import Recommendation
+from profiles.risk.feature import flags_view
 from profiles.sentiment.state import SentimentState
 from stream.settings import Settings
 from stream.tokens import Guard, TokenSet
@@ -130,6 +131,7 @@ def profile_view(profile: Profile, settings: Settings) -> dict[str, Any]:
         "churn": profile.churn,
         "value": profile.parts.get("value"),
         "sentiment": _sentiment_view(profile),
+        "risk": {"flags": flags_view(profile)},
     }
 
 

@@ -42,6 +42,7 @@ class Names:
             "RTP_RECS_TOPIC": f"recs-{self.tag}",
             "RTP_VALUE_TOPIC": f"value-{self.tag}",
             "RTP_SENTIMENT_TOPIC": f"sentiment-{self.tag}",
+            "RTP_RISK_TOPIC": f"risk-{self.tag}",
             "RTP_DATA_DIR": f"/tmp/rtp-test-faust/{self.tag}",
         }
 
@@ -68,6 +69,10 @@ class Names:
     @property
     def sentiment(self) -> str:
         return f"sentiment-{self.tag}"
+
+    @property
+    def risk(self) -> str:
+        return f"risk-{self.tag}"
 
 
 class Worker:

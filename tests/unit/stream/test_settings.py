@@ -125,6 +125,9 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_SENTIMENT_ALERT_TIERS": "champions,loyal,cannot_lose",
     "RTP_SENTIMENT_ALERT_MIN_SPEND": 500.0,
     "RTP_SENTIMENT_TOPIC": "negative-reviews",
+    "RTP_RISK": True,  # added with risk flags
+    "RTP_RISK_EXCLUDE": "none",
+    "RTP_RISK_TOPIC": "risk-flags",
 }
 
 
@@ -252,6 +255,9 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_SENTIMENT_ALERT_TIERS": ("champions", "champions"),
         "RTP_SENTIMENT_ALERT_MIN_SPEND": ("0", 0.0),
         "RTP_SENTIMENT_TOPIC": ("neg", "neg"),
+        "RTP_RISK": ("false", False),
+        "RTP_RISK_EXCLUDE": ("medium", "medium"),
+        "RTP_RISK_TOPIC": ("risk", "risk"),
     }
 
 

@@ -281,3 +281,33 @@ async def test_an_empty_catalog_pushes_nothing_and_asks_again_later() -> None:
     later = await up.process(recs(see(4, "u", "tea", 4 * MIN), start=3))
     (change,) = later.recommendations
     assert change.trigger == "first" and [r.product_id for r in change.items] == ["pot"]
+
+
+async def test_rtp_risk_exclude_leaves_flagged_users_without_lists() -> None:
+    from profiles.risk.detector import RiskDetector
+
+    enc, store = HashEncoder(), MemoryStore()
+    emb = embedder(enc)
+    index = ItemIndex(enc.dim)
+    vectors = enc.encode([item_text(t, c) for t, c in CATALOG.values()])
+    for (pid, (title, cat)), vec in zip(CATALOG.items(), vectors, strict=True):
+        tags = frozenset(w for w, _ in Words().text(title)) | {cat[-1].lower()}
+        index.upsert(Item(pid, vec, tags, tuple(cat), 1.0))
+    rec = Recommender(index, RecsConfig(BlendConfig(k=3)), CFG.half_life_ms, emb.config)
+    features = builtin_features(
+        partitions=2,
+        embedder=emb,
+        recommender=rec,
+        config=CFG,
+        risk=RiskDetector(),
+        exclude_flagged="high",
+    )
+    up = BatchUpdater(store, CFG, Words(), features, clock=lambda: 1.0)
+    # A bot (45 clicks in 45 s: an open high-severity flag) and a person, same interest.
+    bot = [see(i, "bot", "tea", MIN + i * 1000) for i in range(45)]
+    person = [see(100 + i, "person", "tea", MIN + i * 20_000) for i in range(3)]
+    result = await up.process(recs(*bot, *person))
+    assert [c.rule for c in result.changes("risk_flag")] == ["bot_clicks"]
+    assert [c.profile.user_id for c in result.recommendations] == ["person"]
+    flagged = await store.get("bot")
+    assert flagged is not None and flagged.recs is None  # nothing pushed, nothing remembered

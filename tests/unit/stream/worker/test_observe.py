@@ -52,3 +52,25 @@ def test_update_moves_the_watermark_forward_only() -> None:
     sample = metrics.registry.get_sample_value
     assert sample("rtp_events_applied_total", {"outcome": "applied"}) == 2
     assert sample("rtp_messages_consumed_total", {"stage": "update"}) == 2
+
+
+def test_risk_flags_are_counted_by_rule_and_status() -> None:
+    from profiles.core.profile import Profile
+    from profiles.pipeline.feature import Emit
+    from profiles.risk.detector import RiskChange
+
+    metrics = Metrics()
+    observer = Observer(metrics)
+    p = Profile("u")
+
+    def emit(rule: str, status: str) -> Emit:
+        change = RiskChange(p, rule, status, {}, 1)
+        return Emit("risk", "risk_flag", "u", lambda now: {}, change)
+
+    result = BatchResult(emits=[emit("bot_clicks", "opened"), emit("bot_clicks", "opened")])
+    result.emits.append(emit("takeover", "cleared"))
+    observer.update([Inbound("routed", 0, 1, None, b"")], [], result, 0.01, None)
+    sample = metrics.registry.get_sample_value
+    assert sample("rtp_risk_flags_total", {"rule": "bot_clicks", "status": "opened"}) == 2
+    assert sample("rtp_risk_flags_total", {"rule": "takeover", "status": "cleared"}) == 1
+    assert sample("rtp_emitted_total", {"type": "risk_flag"}) == 3
