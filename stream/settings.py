@@ -242,6 +242,9 @@ class TopicSettings(Section):
     churn: Topic = env("RTP_CHURN_TOPIC", "churn-risk", "Output: `churn_risk` events.")
     recs: Topic = env("RTP_RECS_TOPIC", "recommendations", "Output: `recommendation` events.")
     value: Topic = env("RTP_VALUE_TOPIC", "value-changed", "Output: `value_changed` events.")
+    audience: Topic = env(
+        "RTP_AUDIENCE_TOPIC", "audience-changed", "Output: `audience_changed` events."
+    )
     input_partitions: Positive = env(
         "RTP_INPUT_PARTITIONS",
         4,
@@ -452,6 +455,35 @@ class ValueSettings(Section):
     )
 
 
+class AudienceSettings(Section):
+    enabled: bool = env(
+        "RTP_AUDIENCES",
+        True,
+        "Audiences: membership of the applied rules, sweeps, `audience_changed` events, export.",
+    )
+    sweep_s: PositiveFloat = env(
+        "RTP_AUDIENCE_SWEEP_S",
+        10.0,
+        "Seconds between audience sweeps; each also picks up newly applied definitions.",
+    )
+    require_consent: bool = env(
+        "RTP_AUDIENCE_REQUIRE_CONSENT",
+        False,
+        "Only users whose latest `consent` was true are in audiences (opt-in); "
+        "otherwise only `consent: false` keeps a user out (opt-out).",
+    )
+    snapshot_ttl_s: Positive = env(
+        "RTP_AUDIENCE_SNAPSHOT_TTL_S",
+        600,
+        "Seconds an export snapshot (a frozen copy of an audience's members) is kept.",
+    )
+    dp_budget: PositiveFloat = env(
+        "RTP_AUDIENCE_DP_BUDGET",
+        1.0,
+        "Total epsilon the noisy counts of one audience may spend per report name.",
+    )
+
+
 class RecommendSettings(Section):
     enabled: bool = env(
         "RTP_RECOMMEND",
@@ -617,6 +649,7 @@ class Settings(BaseSettings):
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     value: ValueSettings = Field(default_factory=ValueSettings)
+    audiences: AudienceSettings = Field(default_factory=AudienceSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     web: WebSettings = Field(default_factory=WebSettings)

@@ -23,3 +23,19 @@ def churn_due(partition: int) -> str:
 def churn_customers(partition: int) -> str:
     """Users of an owner partition with a purchase: the BG/NBD population (a set)."""
     return f"churn:customers:{partition}"
+
+
+def audience_members(name: str) -> str:
+    """The users currently in audience ``name`` (a set; the braces keep its export
+    snapshots in its Redis Cluster slot).
+
+    >>> audience_members("vip")
+    'aud:{vip}:members'
+    """
+    return f"aud:{{{name}}}:members"
+
+
+def audience_due(partition: int) -> str:
+    """Users of an owner partition by the time an audience membership may change with time
+    alone (sorted set)."""
+    return f"aud:due:{partition}"

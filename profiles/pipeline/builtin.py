@@ -1,13 +1,15 @@
 """The built-in features, in the order the updater runs them, and their field codecs.
 
 Order matters: vectors first (the encoder call and the per-event learning), then
-segments (they read the vectors), churn, customer value, and recommendations last (they read the
-segment of this batch). A new feature is one package with a :class:`Feature`; it joins
-here and, if it stores fields, in :data:`CODECS`.
+segments (they read the vectors), churn, customer value, audiences (they read all of these),
+and recommendations last (they read the segment of this batch). A new feature is one package
+with a :class:`Feature`; it joins here and, if it stores fields, in :data:`CODECS`.
 """
 
 from __future__ import annotations
 
+from profiles.audiences.definitions import AudienceBook
+from profiles.audiences.feature import AudienceFeature, AudienceFields
 from profiles.churn.feature import ChurnFeature, ChurnFields
 from profiles.churn.tracker import ChurnTracker
 from profiles.core.config import ProfileConfig
@@ -22,13 +24,14 @@ from profiles.value.feature import ValueFeature, ValueFields
 from profiles.value.scorer import ValueScorer
 
 #: Every built-in field codec, enabled or not: stores read (and keep) all of them, so a
-#: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv, cv.
+#: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv, cv, au.
 CODECS: tuple[Fields, ...] = (
     EmbeddingFields(),
     SegmentFields(),
     ChurnFields(),
     RecsFields(),
     ValueFields(),
+    AudienceFields(),
 )
 
 
@@ -42,6 +45,7 @@ def builtin_features(
     recommender: Recommender | None = None,
     config: ProfileConfig | None = None,
     value: ValueScorer | None = None,
+    audiences: AudienceBook | None = None,
 ) -> list[Feature]:
     """The enabled built-in features. Churn is always on: with ``churn=None`` it keeps only
     the customer index, so turning scoring on later finds every customer."""
@@ -53,6 +57,8 @@ def builtin_features(
     features.append(ChurnFeature(churn, partitions))
     if value is not None:
         features.append(ValueFeature(value))
+    if audiences is not None:
+        features.append(AudienceFeature(audiences, partitions))
     if recommender is not None:
         model = embedder.config.model_id if embedder is not None else ""
         weights = dict((config or ProfileConfig()).kind_weights)  # what counts as popular

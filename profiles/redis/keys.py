@@ -100,3 +100,25 @@ def popularity(partition: int) -> str:
 
 def input_mark(topic: str, partition: int) -> str:
     return f"{PREFIX}in:{topic}:{partition}"
+
+
+#: Audience definitions (hash: ``v`` version, ``d`` JSON, ``sha`` digest, ``at`` applied ms).
+AUDIENCE_DEFS = f"{PREFIX}aud:defs"
+
+
+def audience_members(name: str) -> str:
+    return index(indexes.audience_members(name))
+
+
+def audience_due(partition: int) -> str:
+    return index(indexes.audience_due(partition))
+
+
+def audience_snapshot(name: str, snapshot: str) -> str:
+    """A frozen copy of the audience's members for one export (expires)."""
+    return f"{PREFIX}aud:{{{name}}}:snap:{snapshot}"
+
+
+def audience_budget(name: str) -> str:
+    """Privacy budget spent on the audience's noisy counts, per report (hash)."""
+    return f"{PREFIX}aud:{{{name}}}:dp"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from profiles.audiences.definitions import AudienceBook
 from profiles.churn.tracker import ChurnTracker
 from profiles.core.profile import Profile
 from profiles.embedding.cache import EmbeddingCache, TextEncoder
@@ -199,6 +200,7 @@ def build_updater(
     churn: ChurnTracker | None,
     cache: LruCache[Profile] | None = None,
     value: ValueScorer | None = None,
+    audiences: AudienceBook | None = None,
 ) -> BatchUpdater:
     """The batch updater with every enabled feature the loaded ``models`` allow."""
     features = builtin_features(
@@ -210,6 +212,7 @@ def build_updater(
         recommender=models.recommender,
         config=settings.profile,
         value=value,
+        audiences=audiences,
     )
     return BatchUpdater(
         store,

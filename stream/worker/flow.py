@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
+from profiles.audiences.membership import AudienceChange, audience_event
 from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.core.profile import Record
 from profiles.pipeline.downstream import profile_updated
@@ -122,6 +123,19 @@ async def announce_churn(sink: Sink, changes: Sequence[ChurnChange]) -> None:
     def build() -> list[Awaitable[Awaitable[object]]]:
         return [
             sink.send("churn", c.profile.user_id.encode(), orjson.dumps(churn_event(c, now_ms)))
+            for c in changes
+        ]
+
+    await send_confirmed(build)
+
+
+async def announce_audiences(sink: Sink, changes: Sequence[AudienceChange]) -> None:
+    """The audience sweep's changes (membership moved with time alone) to ``audiences``."""
+    now_ms = int(time.time() * 1000)
+
+    def build() -> list[Awaitable[Awaitable[object]]]:
+        return [
+            sink.send("audiences", c.user_id.encode(), orjson.dumps(audience_event(c, now_ms)))
             for c in changes
         ]
 

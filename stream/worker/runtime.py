@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from mode import Service
 
+from profiles.audiences.definitions import AudienceBook
+from profiles.audiences.membership import AudienceChange
+from profiles.audiences.sweeper import AudienceSweeper
 from profiles.churn.bgnbd import BGNBDParams
 from profiles.churn.risk import RiskConfig
 from profiles.churn.sweeper import ChurnSweeper
@@ -22,6 +25,7 @@ from profiles.core.privacy import pseudonymizer
 from profiles.core.profile import Profile
 from profiles.pipeline.updater import LruCache
 from profiles.recommend.blend import Recommendation
+from profiles.redis.audiences import RedisAudienceStore
 from profiles.redis.churn import RedisChurnStore
 from profiles.redis.marks import MarkStore
 from profiles.redis.store import RedisStore
@@ -83,11 +87,22 @@ class Runtime(Service):
         self.churn = ChurnTracker(horizon) if settings.churn.enabled else None
         self.value = value_scorer(settings, self.churn)
         self.models = Models()  # loaded by ensure_ready
+        # The audience definitions in use (refreshed by the audience sweep).
+        self.audiences = (
+            AudienceBook(settings.audiences.require_consent) if settings.audiences.enabled else None
+        )
         # The profiles this worker owns, shared by the updater and the churn sweep.
         self.profiles: LruCache[Profile] = LruCache(settings.profiles.cache_users)
         # The base features until the models load; then built whole again.
         self.updater = build_updater(
-            settings, self.store, self.tagger, self.models, self.churn, self.profiles, self.value
+            settings,
+            self.store,
+            self.tagger,
+            self.models,
+            self.churn,
+            self.profiles,
+            self.value,
+            self.audiences,
         )
         self.churn_store = RedisChurnStore(self.store.client)
         self.sweeper = (
@@ -104,6 +119,18 @@ class Runtime(Service):
                     if self.value is None
                     else (ValuePopulation(self.value, RedisValueStore(self.store.client)),)
                 ),
+            )
+        )
+        self.audience_store = RedisAudienceStore(self.store.client)
+        self.audience_sweeper = (
+            None
+            if self.audiences is None
+            else AudienceSweeper(
+                self.audiences,
+                self.audience_store,
+                self.store,
+                self.profiles.get,
+                settings.kafka.partitions,
             )
         )
         self._ready = asyncio.Event()
@@ -132,6 +159,9 @@ class Runtime(Service):
             await self.store.client.ping()
             await self.store.load_scripts()
             await self.churn_store.load_scripts()
+            await self.audience_store.load_scripts()
+            if self.audience_sweeper is not None:  # the definitions before the first batch
+                await self.audience_sweeper.refresh(())
             await self.epochs.marks.load_scripts()
             await asyncio.to_thread(self.tagger.warm_up)
             self.models = await load_models(self.settings, self.store.client, self.tagger)
@@ -145,6 +175,7 @@ class Runtime(Service):
                 self.churn,
                 self.profiles,
                 self.value,
+                self.audiences,
             )
             self._ready.set()
             log.info(
@@ -225,6 +256,14 @@ class Runtime(Service):
         changes = await self.sweeper.sweep(owned, self.churn_now(), announce)
         self.metrics.churn_swept.inc(len(changes))
         return changes
+
+    async def sweep_audiences(
+        self, owned: set[int], announce: Callable[[list[AudienceChange]], Awaitable[None]]
+    ) -> list[AudienceChange]:
+        """Timer body: new definitions, and memberships that changed with time alone."""
+        if self.audience_sweeper is None:
+            return []
+        return await self.audience_sweeper.sweep(owned, self.churn_now(), announce)
 
     async def fit_churn(self) -> BGNBDParams | None:
         """Timer body: refit the population (one worker per interval)."""

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from stream.settings import Settings
 
 #: Topic roles, in the order the commands report them.
-ROLES = ("input", "routed", "profiles", "dlq", "segments", "churn", "recs", "value")
+ROLES = ("input", "routed", "profiles", "dlq", "segments", "churn", "recs", "value", "audiences")
 #: Outputs keyed by user id, where an erasure sends tombstones.
-COMPACTED = frozenset({"profiles", "segments", "churn", "recs", "value"})
+COMPACTED = frozenset({"profiles", "segments", "churn", "recs", "value", "audiences"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ def layout(settings: Settings) -> list[TopicSpec]:
         "churn": settings.topics.churn,
         "recs": settings.topics.recs,
         "value": settings.topics.value,
+        "audiences": settings.topics.audience,
     }
     shared = {"min.insync.replicas": str(settings.topics.min_insync)}
     retention = str(int(settings.topics.retention_hours * 3_600_000))

@@ -2,10 +2,10 @@
 
 A stage reads :class:`InputRecord` batches and writes through a :class:`Sink`, naming
 topics by *role* (``stream/worker/topics.py``): ``routed``, ``profiles``, ``dlq``,
-``segments``, ``churn``, ``recs``, ``value``. Production wires the Faust topics (:class:`KafkaSink`,
-:func:`inbound`); tests wire :class:`MemorySource` and :class:`MemorySink`, which refuses
-what a broker would (a message over its size limit), so a whole flow runs in-process with
-the same code (``tests/integration/test_flow.py``).
+``segments``, ``churn``, ``recs``, ``value``, ``audiences``. Production wires the Faust
+topics (:class:`KafkaSink`, :func:`inbound`); tests wire :class:`MemorySource` and
+:class:`MemorySink`, which refuses what a broker would (a message over its size limit), so a
+whole flow runs in-process with the same code (``tests/integration/test_flow.py``).
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class Topics:
     churn: TopicT
     recs: TopicT
     value: TopicT
+    audiences: TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -117,6 +118,7 @@ class Topics:
             churn=output("churn"),
             recs=output("recs"),
             value=output("value"),
+            audiences=output("audiences"),
         )
 
     def by_role(self, role: str) -> TopicT:

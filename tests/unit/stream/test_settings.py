@@ -113,6 +113,12 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_VALUE_HORIZON_DAYS": 365.0,
     "RTP_VALUE_MARGIN": 0.1,
     "RTP_VALUE_TOPIC": "value-changed",
+    "RTP_AUDIENCES": True,  # added with audiences
+    "RTP_AUDIENCE_SWEEP_S": 10.0,
+    "RTP_AUDIENCE_REQUIRE_CONSENT": False,
+    "RTP_AUDIENCE_SNAPSHOT_TTL_S": 600,
+    "RTP_AUDIENCE_DP_BUDGET": 1.0,
+    "RTP_AUDIENCE_TOPIC": "audience-changed",
 }
 
 
@@ -228,6 +234,12 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_VALUE_HORIZON_DAYS": ("90", 90.0),
         "RTP_VALUE_MARGIN": ("0.2", 0.2),
         "RTP_VALUE_TOPIC": ("value", "value"),
+        "RTP_AUDIENCES": ("false", False),
+        "RTP_AUDIENCE_SWEEP_S": ("2.5", 2.5),
+        "RTP_AUDIENCE_REQUIRE_CONSENT": ("true", True),
+        "RTP_AUDIENCE_SNAPSHOT_TTL_S": ("60", 60),
+        "RTP_AUDIENCE_DP_BUDGET": ("3", 3.0),
+        "RTP_AUDIENCE_TOPIC": ("aud", "aud"),
     }
 
 

@@ -1,0 +1,121 @@
+"""The profile fields an audience rule may name: one accessor per field, in one table.
+
+A field is a name, a type (``number``, ``string``, ``set``, ``bool``) and a function of
+the profile and the time the rule is evaluated at (``as_of``, event time). A *timed* field
+also says from which instant it counts (its ``anchor``), so the sweep knows when a rule over
+it can change with time alone. Adding a field (risk flags, sentiment, ...) is one line in
+:data:`FIELDS`.
+
+>>> sorted(FIELDS)[:4]
+['churn_level', 'churn_risk', 'consent', 'days_since_last_event']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from profiles.core.profile import Profile
+
+DAY_MS = 86_400_000
+#: How many of the strongest tags ``tags`` holds (the order of decayed tags does not change
+#: with time, so neither does this set).
+TOP_TAGS = 20
+
+FieldType = Literal["number", "string", "set", "bool"]
+Value = float | str | bool | frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    type: FieldType
+    get: Callable[[Profile, int], Value]
+    help: str
+    #: Timed fields: the instant the value counts days from (value = days since anchor).
+    anchor: Callable[[Profile], int | None] | None = None
+    #: Fields another timer changes (the churn sweep): when they may next change.
+    changes_at: Callable[[Profile], int | None] | None = None
+
+
+def state(profile: Profile) -> dict[str, Any]:
+    """The audience feature's state on the profile (consent, language, memberships)."""
+    return profile.parts.get("audiences") or {}
+
+
+def _days_since(anchor: Callable[[Profile], int | None]) -> Callable[[Profile, int], Value]:
+    def get(profile: Profile, as_of: int) -> Value:
+        at = anchor(profile)
+        return None if at is None else max(0, as_of - at) / DAY_MS
+
+    return get
+
+
+def _churn(key: str) -> Callable[[Profile, int], Value]:
+    def get(profile: Profile, as_of: int) -> Value:
+        value = (profile.churn or {}).get(key)
+        return None if value is None else value
+
+    return get
+
+
+def _churn_next(profile: Profile) -> int | None:
+    next_ms = (profile.churn or {}).get("next_check_ms")
+    return None if next_ms is None else int(next_ms)
+
+
+def _tier(profile: Profile, as_of: int) -> Value:
+    return (profile.parts.get("value") or {}).get("tier")
+
+
+def _tags(profile: Profile, as_of: int) -> Value:
+    ranked = sorted(profile.tags.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TAGS]
+    return frozenset(tag for tag, _ in ranked)
+
+
+def _consent(profile: Profile, as_of: int) -> Value:
+    got = state(profile).get("consent")
+    return None if got is None else bool(got[1])
+
+
+def _language(profile: Profile, as_of: int) -> Value:
+    got = state(profile).get("language")
+    return None if got is None else str(got[1])
+
+
+def _last_event(profile: Profile) -> int | None:
+    return profile.last_ts
+
+
+def _last_purchase(profile: Profile) -> int | None:
+    return profile.last_purchase_ts
+
+
+#: Every field a rule may name.
+FIELDS: dict[str, Field] = {
+    "segment": Field("number", lambda p, t: p.segment, "segment id (profiles/segments)"),
+    "tags": Field("set", _tags, f"the user's {TOP_TAGS} strongest interest tags"),
+    "churn_level": Field(
+        "string", _churn("level"), "churn level: low, medium, high", changes_at=_churn_next
+    ),
+    "churn_risk": Field(
+        "number", _churn("risk"), "P(no purchase within the horizon)", changes_at=_churn_next
+    ),
+    "value_tier": Field("string", _tier, "customer-value tier (champions ... lost)"),
+    "orders": Field("number", lambda p, t: p.orders, "purchases made"),
+    "spend": Field(
+        "number", lambda p, t: sum(p.spend_cents.values()) / 100, "total spend, all currencies"
+    ),
+    "events": Field("number", lambda p, t: sum(p.counts.values()), "events of any kind"),
+    "days_since_last_event": Field(
+        "number", _days_since(_last_event), "days since the latest event", anchor=_last_event
+    ),
+    "days_since_purchase": Field(
+        "number",
+        _days_since(_last_purchase),
+        "days since the latest purchase",
+        anchor=_last_purchase,
+    ),
+    "language": Field("string", _language, "language of the latest event that named one"),
+    "consent": Field("bool", _consent, "ad-targeting consent of the latest event that gave one"),
+}

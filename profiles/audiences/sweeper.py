@@ -1,0 +1,116 @@
+"""The audiences' timer: pick up new definitions, and re-decide users whose membership may
+change with time alone (recency rules, churn levels the churn sweep moves).
+
+Like the churn sweep (``profiles/churn/sweeper.py``): the due index names, per owner
+partition, when each user's memberships may next change; the sweep reads only the users due,
+as of its time (wall clock, or the event-time watermark with ``RTP_CHURN_CLOCK=event``).
+A new definitions version puts every user of the owned partitions on the due index once, so
+each is re-evaluated by the following sweeps (and by their next event anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, Protocol
+
+from profiles.audiences.definitions import AudienceBook, Definitions
+from profiles.audiences.membership import AudienceChange, decide
+from profiles.core.profile import Profile
+from profiles.pipeline.feature import IndexOp
+
+log = logging.getLogger(__name__)
+
+
+class AudienceStore(Protocol):
+    async def version(self) -> int: ...
+    async def load(self) -> Definitions: ...
+    async def due(self, partition: int, until_ms: int, limit: int = 1000) -> list[str]: ...
+    async def forget_due(self, partition: int, user_ids: Sequence[str]) -> None: ...
+    async def requeue(self, owned: Sequence[int], partitions: int, chunk: int = 5000) -> int: ...
+    async def save_swept(self, updates: Sequence[tuple[Profile, list[IndexOp]]]) -> set[str]: ...
+
+
+class ProfileLoader(Protocol):
+    async def load(
+        self, user_ids: Collection[str], item_ids: Collection[str]
+    ) -> tuple[dict[str, Profile], dict[str, dict[str, Any]]]: ...
+
+
+class AudienceSweeper:
+    def __init__(
+        self,
+        book: AudienceBook,
+        store: AudienceStore,
+        profiles: ProfileLoader,
+        cached: Callable[[str], Profile | None],
+        partitions: int,
+    ) -> None:
+        self.book = book
+        self.store = store
+        self.profiles = profiles
+        self.cached = cached
+        self.partitions = partitions
+        self._requeued: tuple[int, frozenset[int]] | None = None
+
+    async def refresh(self, owned: Collection[int]) -> bool:
+        """Load a new definitions version if one was applied; requeue the owned users once
+        per version (and for partitions newly owned). True when the version changed."""
+        stored = await self.store.version()
+        changed = stored != self.book.version
+        if changed:
+            self.book.current = await self.store.load()
+            log.info(
+                "audience definitions version %d: %d audiences",
+                self.book.version,
+                len(self.book.current.audiences),
+            )
+        parts = frozenset(owned)
+        if self.book.version and self._requeued != (self.book.version, parts):
+            done = self._requeued
+            new = parts if done is None or done[0] != self.book.version else parts - done[1]
+            if new:
+                await self.store.requeue(sorted(new), self.partitions)
+            self._requeued = (self.book.version, parts)
+        return changed
+
+    async def sweep(
+        self,
+        owned: Collection[int],
+        as_of: int,
+        announce: Callable[[list[AudienceChange]], Awaitable[None]],
+    ) -> list[AudienceChange]:
+        """Re-decide the owned users that are due; ``announce`` each partition's changes,
+        then store the states. Announce first: a failed send stores nothing and the users stay
+        due. A state not stored after all (the user changed meanwhile) was announced anyway;
+        the user's next decision starts from the stored state, with the same event ids."""
+        await self.refresh(owned)
+        changes: list[AudienceChange] = []
+        for partition in sorted(owned):
+            users = await self.store.due(partition, as_of)
+            if not users:
+                continue
+            loaded, _ = await self.profiles.load(users, ())
+            gone = [p.user_id for p in loaded.values() if p.last_ts is None]
+            if gone:  # erased meanwhile
+                await self.store.forget_due(partition, gone)
+            updates: list[tuple[Profile, list[IndexOp]]] = []
+            found: list[AudienceChange] = []
+            for profile in loaded.values():
+                if profile.last_ts is None:
+                    continue
+                # Never before the user's own latest event: a sweep clock behind event time
+                # must not undo what the batch decided.
+                at = max(as_of, profile.last_ts)
+                made, ops = decide(self.book, profile, at, self.partitions)
+                updates.append((profile, ops))
+                found += made
+            await announce(found)
+            skipped = await self.store.save_swept(updates)
+            for profile, _ in updates:
+                cached = self.cached(profile.user_id)
+                stored = profile.user_id not in skipped
+                if stored and cached is not None and cached.version == profile.version:
+                    cached.parts["audiences"] = profile.parts["audiences"]
+            changes += found
+        return changes

@@ -1,0 +1,198 @@
+"""The audiences' Redis: versioned definitions, swept states, export snapshots, DP budgets.
+
+The batch path writes member sets and the due index through the profile store's commit
+(``profiles/audiences/feature.py``). Every call here touches keys of one slot: an audience's
+keys share the hash tag ``{<name>}``, so ``COPY`` of its member set into a snapshot works on
+Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Sequence
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from profiles.audiences.definitions import Definitions, definitions_from
+from profiles.core.ownership import owner
+from profiles.core.profile import Profile
+from profiles.pipeline.feature import IndexOp, ScoreRemove, ScoreSet, SetAdd, SetRemove
+from profiles.redis import keys
+
+# KEYS: definitions. ARGV: content JSON, digest, now ms. The same content keeps its version.
+_APPLY = """
+local cur = redis.call('HMGET', KEYS[1], 'v', 'sha')
+if cur[2] == ARGV[2] then return {tonumber(cur[1]), 0} end
+local v = (tonumber(cur[1]) or 0) + 1
+redis.call('HSET', KEYS[1], 'v', v, 'd', ARGV[1], 'sha', ARGV[2], 'at', ARGV[3])
+return {v, 1}
+"""
+# KEYS: profile. ARGV: version the state was computed from, state JSON.
+_WRITE_STATE = """
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'au', ARGV[2])
+return 1
+"""
+# KEYS: budget hash. ARGV: report, epsilon, budget. Spend only what is left.
+_SPEND = """
+local spent = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if spent + tonumber(ARGV[2]) > tonumber(ARGV[3]) + 1e-12 then return {0, tostring(spent)} end
+return {1, redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], ARGV[2])}
+"""
+_WRITE_STATE_SHA = hashlib.sha1(_WRITE_STATE.encode()).hexdigest()
+
+
+class SnapshotGone(LookupError):
+    """The snapshot expired (or never existed): start the export again."""
+
+
+class RedisAudienceStore:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    # -- definitions ---------------------------------------------------------------------
+
+    async def apply(self, defs: Definitions) -> tuple[int, bool]:
+        """Store ``defs`` as the next version; (version, False) when the content is stored
+        already."""
+        body = orjson.dumps(defs.to_json())
+        now = int(time.time() * 1000)
+        version, created = await self.client.eval(
+            _APPLY, 1, keys.AUDIENCE_DEFS, body, defs.digest, now
+        )
+        return int(version), bool(created)
+
+    async def version(self) -> int:
+        raw = await self.client.hget(keys.AUDIENCE_DEFS, "v")
+        return 0 if raw is None else int(raw)
+
+    async def load(self) -> Definitions:
+        """The stored definitions (version 0, none, before the first apply)."""
+        version, body = await self.client.hmget(keys.AUDIENCE_DEFS, "v", "d")
+        if version is None or body is None:
+            return Definitions()
+        return definitions_from(orjson.loads(body), int(version))
+
+    # -- the sweep ----------------------------------------------------------------------
+
+    async def due(self, partition: int, until_ms: int, limit: int = 1000) -> list[str]:
+        found = await self.client.zrangebyscore(
+            keys.audience_due(partition), "-inf", until_ms, start=0, num=limit
+        )
+        return [u.decode() if isinstance(u, bytes) else str(u) for u in found]
+
+    async def forget_due(self, partition: int, user_ids: Sequence[str]) -> None:
+        await self.client.zrem(keys.audience_due(partition), *user_ids)
+
+    async def requeue(self, owned: Sequence[int], partitions: int, chunk: int = 5000) -> int:
+        """Put every stored user of the ``owned`` partitions on the due index now (a new
+        definitions version). ``ZADD ... LT`` only lowers: users due already keep their time."""
+        wanted = set(owned)
+        found = 0
+        batch: dict[int, dict[str, int]] = {}
+        async for key in self.client.scan_iter(match=keys.profile("*"), count=chunk):
+            raw = key.decode() if isinstance(key, bytes) else str(key)
+            uid = raw[len(keys.profile("")) - 1 : -1]
+            partition = owner(uid, partitions)
+            if partition in wanted:
+                batch.setdefault(partition, {})[uid] = 0
+                found += 1
+            if sum(len(b) for b in batch.values()) >= chunk:
+                await self._zadd_lt(batch)
+                batch = {}
+        await self._zadd_lt(batch)
+        return found
+
+    async def _zadd_lt(self, batch: dict[int, dict[str, int]]) -> None:
+        for partition, members in batch.items():
+            if members:
+                await self.client.zadd(keys.audience_due(partition), members, lt=True)
+
+    async def save_swept(self, updates: Sequence[tuple[Profile, list[IndexOp]]]) -> set[str]:
+        """Store swept states (where the profile did not change meanwhile), then their index
+        operations; returns the users skipped because their version moved."""
+        pipe = self.client.pipeline(transaction=False)
+        for profile, _ in updates:
+            state = orjson.dumps(profile.parts.get("audiences"))
+            pipe.evalsha(_WRITE_STATE_SHA, 1, keys.profile(profile.user_id), profile.version, state)
+        replies = await pipe.execute(raise_on_error=False)
+        if any(isinstance(r, NoScriptError) for r in replies):
+            await self.client.script_load(_WRITE_STATE)
+            return await self.save_swept(updates)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        skipped = {p.user_id for (p, _), r in zip(updates, replies, strict=True) if r == 0}
+        pipe = self.client.pipeline(transaction=False)
+        for profile, ops in updates:
+            if profile.user_id not in skipped:
+                queue_ops(pipe, ops)
+        await pipe.execute()
+        return skipped
+
+    async def load_scripts(self) -> None:
+        await self.client.script_load(_WRITE_STATE)
+
+    # -- export -------------------------------------------------------------------------
+
+    async def counts(self, names: Sequence[str]) -> dict[str, int]:
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.scard(keys.audience_members(name))
+        return {n: int(c) for n, c in zip(names, await pipe.execute(), strict=True)}
+
+    async def snapshot(self, name: str, ttl_s: int) -> tuple[str, int]:
+        """A frozen copy of the audience's members (one ``COPY``: atomic), kept ``ttl_s``
+        seconds; returns its id and size. Pages read the copy, so a listing is the audience
+        at one instant however long it takes and whatever changes meanwhile."""
+        snap = secrets.token_hex(8)
+        key = keys.audience_snapshot(name, snap)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.copy(keys.audience_members(name), key)
+        pipe.expire(key, ttl_s)
+        pipe.scard(key)
+        _, _, size = await pipe.execute()
+        if size == 0:  # COPY of an empty set makes no key: remember the empty snapshot
+            await self.client.set(keys.audience_snapshot(name, snap) + ":empty", 1, ex=ttl_s)
+        return snap, int(size)
+
+    async def page(self, name: str, snap: str, cursor: int, count: int) -> tuple[int, list[str]]:
+        """One page of a snapshot: (next cursor, 0 at the end; members)."""
+        key = keys.audience_snapshot(name, snap)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(key)
+        pipe.exists(key + ":empty")
+        there, empty = await pipe.execute()
+        if empty:
+            return 0, []
+        if not there:
+            raise SnapshotGone(f"snapshot {snap!r} of {name!r} expired or never existed")
+        nxt, members = await self.client.sscan(key, cursor, count=count)
+        return int(nxt), sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    async def spend(
+        self, name: str, report: str, epsilon: float, budget: float
+    ) -> tuple[bool, float]:
+        """Spend ``epsilon`` of the report's privacy budget for ``name``, if that much is
+        left; returns (spent now, total spent)."""
+        ok, spent = await self.client.eval(
+            _SPEND, 1, keys.audience_budget(name), report, repr(epsilon), repr(budget)
+        )
+        return bool(ok), float(spent)
+
+
+def queue_ops(pipe: aioredis.client.Pipeline, ops: Sequence[IndexOp]) -> None:
+    for op in ops:
+        match op:
+            case SetAdd(index, member):
+                pipe.sadd(keys.index(index), member)
+            case SetRemove(index, member):
+                pipe.srem(keys.index(index), member)
+            case ScoreSet(index, member, score):
+                pipe.zadd(keys.index(index), {member: score})
+            case ScoreRemove(index, member):
+                pipe.zrem(keys.index(index), member)
