@@ -7,7 +7,8 @@ sets and the due index follow it with idempotent operations.
 
 State (``profile.parts["audiences"]``): ``m`` audience -> the definitions version the user
 entered under, ``n`` changes announced so far (names the events), ``due`` the next time a
-membership may change with time alone, ``consent`` / ``language`` ``[event time, value]``.
+membership may change with time alone, ``at`` the time it was decided as of, ``v`` the
+definitions version, ``consent`` / ``language`` ``[event time, value]``.
 """
 
 from __future__ import annotations
@@ -60,9 +61,17 @@ def decide(
 ) -> tuple[list[AudienceChange], list[IndexOp]]:
     """Re-evaluate ``profile`` at ``as_of``: store the new state on it and return the
     changes and the index operations. Current members are re-added every time (idempotent),
-    so an index left wrong by a race is put right by the user's next decision."""
+    so an index left wrong by a race is put right by the user's next decision.
+
+    Decisions never go back in time: a clock behind the user's latest event, or behind the
+    last decision (a worker that restarted with no event-time watermark yet), decides as of
+    the later of the two, so it cannot undo what a later sweep decided."""
     defs = book.current
     st = dict(state(profile))
+    if not defs.audiences and not st.get("m") and st.get("due") is None:
+        return [], []  # nothing defined, nothing to undo: no state written
+    as_of = max(as_of, profile.last_ts or 0, int(st.get("at", 0)))
+    first = "v" not in st
     before: dict[str, int] = dict(st.get("m") or {})
     now = defs.evaluate(profile, as_of, book.require_consent)
     members = {name: before.get(name, defs.version) for name in sorted(now)}
@@ -80,12 +89,15 @@ def decide(
         )
     # Nothing changes with time alone for an opted-out user: only a new consent does.
     due = None if opted_out(profile, book.require_consent) else defs.next_change(profile, as_of)
-    st.update(m=members, n=seq, due=due, v=defs.version)
+    st.update(m=members, n=seq, due=due, v=defs.version, at=as_of)
     profile.parts["audiences"] = st
     uid = profile.user_id
+    partition = owner(uid, partitions)
     ops: list[IndexOp] = [SetRemove(indexes.audience_members(n), uid) for n in set(before) - now]
     ops += [SetAdd(indexes.audience_members(n), uid) for n in members]
-    due_index = indexes.audience_due(owner(uid, partitions))
+    if first:  # the first decision: join the partition's population
+        ops.append(SetAdd(indexes.audience_users(partition), uid))
+    due_index = indexes.audience_due(partition)
     ops.append(ScoreRemove(due_index, uid) if due is None else ScoreSet(due_index, uid, due))
     return changes, ops
 
@@ -97,6 +109,8 @@ def implied(profile: Profile, partitions: int) -> list[SetAdd | ScoreSet]:
     out: list[SetAdd | ScoreSet] = [
         SetAdd(indexes.audience_members(n), uid) for n in st.get("m") or {}
     ]
+    if "v" in st:
+        out.append(SetAdd(indexes.audience_users(owner(uid, partitions)), uid))
     if st.get("due") is not None:
         out.append(ScoreSet(indexes.audience_due(owner(uid, partitions)), uid, int(st["due"])))
     return out
@@ -108,5 +122,9 @@ def removals(profile: Profile, partitions: int) -> list[IndexOp]:
     ops: list[IndexOp] = [
         SetRemove(indexes.audience_members(n), uid) for n in state(profile).get("m") or {}
     ]
-    ops.append(ScoreRemove(indexes.audience_due(owner(uid, partitions)), uid))
+    partition = owner(uid, partitions)
+    ops += [
+        ScoreRemove(indexes.audience_due(partition), uid),
+        SetRemove(indexes.audience_users(partition), uid),
+    ]
     return ops

@@ -27,7 +27,9 @@ class AudienceStore(Protocol):
     async def load(self) -> Definitions: ...
     async def due(self, partition: int, until_ms: int, limit: int = 1000) -> list[str]: ...
     async def forget_due(self, partition: int, user_ids: Sequence[str]) -> None: ...
-    async def requeue(self, owned: Sequence[int], partitions: int, chunk: int = 5000) -> int: ...
+    async def requeue(
+        self, owned: Sequence[int], partitions: int, version: int, chunk: int = 5000
+    ) -> int: ...
     async def save_swept(self, updates: Sequence[tuple[Profile, list[IndexOp]]]) -> set[str]: ...
 
 
@@ -51,7 +53,7 @@ class AudienceSweeper:
         self.profiles = profiles
         self.cached = cached
         self.partitions = partitions
-        self._requeued: tuple[int, frozenset[int]] | None = None
+        self._requeued: tuple[int, frozenset[int]] | None = None  # (version, partitions)
 
     async def refresh(self, owned: Collection[int]) -> bool:
         """Load a new definitions version if one was applied; requeue the owned users once
@@ -67,10 +69,8 @@ class AudienceSweeper:
             )
         parts = frozenset(owned)
         if self.book.version and self._requeued != (self.book.version, parts):
-            done = self._requeued
-            new = parts if done is None or done[0] != self.book.version else parts - done[1]
-            if new:
-                await self.store.requeue(sorted(new), self.partitions)
+            # The store's marks skip partitions done for this version already (by anyone).
+            await self.store.requeue(sorted(parts), self.partitions, self.book.version)
             self._requeued = (self.book.version, parts)
         return changed
 
@@ -99,10 +99,7 @@ class AudienceSweeper:
             for profile in loaded.values():
                 if profile.last_ts is None:
                     continue
-                # Never before the user's own latest event: a sweep clock behind event time
-                # must not undo what the batch decided.
-                at = max(as_of, profile.last_ts)
-                made, ops = decide(self.book, profile, at, self.partitions)
+                made, ops = decide(self.book, profile, as_of, self.partitions)
                 updates.append((profile, ops))
                 found += made
             await announce(found)

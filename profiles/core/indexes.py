@@ -35,6 +35,12 @@ def audience_members(name: str) -> str:
     return f"aud:{{{name}}}:members"
 
 
+def audience_users(partition: int) -> str:
+    """Every user of an owner partition the audiences decided for: whom a new definitions
+    version re-evaluates (a set)."""
+    return f"aud:users:{partition}"
+
+
 def audience_due(partition: int) -> str:
     """Users of an owner partition by the time an audience membership may change with time
     alone (sorted set)."""

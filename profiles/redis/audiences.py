@@ -12,13 +12,13 @@ import hashlib
 import secrets
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from profiles.audiences.definitions import Definitions, definitions_from
-from profiles.core.ownership import owner
 from profiles.core.profile import Profile
 from profiles.pipeline.feature import IndexOp, ScoreRemove, ScoreSet, SetAdd, SetRemove
 from profiles.redis import keys
@@ -44,6 +44,7 @@ if spent + tonumber(ARGV[2]) > tonumber(ARGV[3]) + 1e-12 then return {0, tostrin
 return {1, redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], ARGV[2])}
 """
 _WRITE_STATE_SHA = hashlib.sha1(_WRITE_STATE.encode()).hexdigest()
+_SCRIPTS = (_APPLY, _WRITE_STATE, _SPEND)
 
 
 class SnapshotGone(LookupError):
@@ -59,11 +60,9 @@ class RedisAudienceStore:
     async def apply(self, defs: Definitions) -> tuple[int, bool]:
         """Store ``defs`` as the next version; (version, False) when the content is stored
         already."""
-        body = orjson.dumps(defs.to_json())
+        body = orjson.dumps(defs.to_json()).decode()
         now = int(time.time() * 1000)
-        version, created = await self.client.eval(
-            _APPLY, 1, keys.AUDIENCE_DEFS, body, defs.digest, now
-        )
+        version, created = await self._call(_APPLY, [keys.AUDIENCE_DEFS], body, defs.digest, now)
         return int(version), bool(created)
 
     async def version(self) -> int:
@@ -88,29 +87,29 @@ class RedisAudienceStore:
     async def forget_due(self, partition: int, user_ids: Sequence[str]) -> None:
         await self.client.zrem(keys.audience_due(partition), *user_ids)
 
-    async def requeue(self, owned: Sequence[int], partitions: int, chunk: int = 5000) -> int:
-        """Put every stored user of the ``owned`` partitions on the due index now (a new
-        definitions version). ``ZADD ... LT`` only lowers: users due already keep their time."""
-        wanted = set(owned)
+    async def requeue(
+        self, owned: Sequence[int], partitions: int, version: int, chunk: int = 5000
+    ) -> int:
+        """Put every user of the ``owned`` partitions (their population sets) on the due
+        index now, once per definitions ``version`` and partition: a mark per partition says
+        it was done, so a restarted or another worker does not do it again. ``ZADD ... LT``
+        only lowers: users due already keep their time."""
+        marks = [keys.audience_requeued(p) for p in owned]
+        done = await self.client.mget(marks) if marks else []
+        wanted = [p for p, d in zip(owned, done, strict=True) if d is None or int(d) < version]
         found = 0
-        batch: dict[int, dict[str, int]] = {}
-        async for key in self.client.scan_iter(match=keys.profile("*"), count=chunk):
-            raw = key.decode() if isinstance(key, bytes) else str(key)
-            uid = raw[len(keys.profile("")) - 1 : -1]
-            partition = owner(uid, partitions)
-            if partition in wanted:
-                batch.setdefault(partition, {})[uid] = 0
-                found += 1
-            if sum(len(b) for b in batch.values()) >= chunk:
-                await self._zadd_lt(batch)
-                batch = {}
-        await self._zadd_lt(batch)
+        for partition in wanted:
+            batch: dict[str, int] = {}
+            async for member in self.client.sscan_iter(keys.audience_users(partition), count=chunk):
+                batch[member.decode() if isinstance(member, bytes) else str(member)] = 0
+                if len(batch) >= chunk:
+                    await self.client.zadd(keys.audience_due(partition), batch, lt=True)
+                    found, batch = found + len(batch), {}
+            if batch:
+                await self.client.zadd(keys.audience_due(partition), batch, lt=True)
+                found += len(batch)
+            await self.client.set(keys.audience_requeued(partition), version)
         return found
-
-    async def _zadd_lt(self, batch: dict[int, dict[str, int]]) -> None:
-        for partition, members in batch.items():
-            if members:
-                await self.client.zadd(keys.audience_due(partition), members, lt=True)
 
     async def save_swept(self, updates: Sequence[tuple[Profile, list[IndexOp]]]) -> set[str]:
         """Store swept states (where the profile did not change meanwhile), then their index
@@ -121,7 +120,7 @@ class RedisAudienceStore:
             pipe.evalsha(_WRITE_STATE_SHA, 1, keys.profile(profile.user_id), profile.version, state)
         replies = await pipe.execute(raise_on_error=False)
         if any(isinstance(r, NoScriptError) for r in replies):
-            await self.client.script_load(_WRITE_STATE)
+            await self.load_scripts()
             return await self.save_swept(updates)
         for reply in replies:
             if isinstance(reply, Exception):
@@ -135,7 +134,17 @@ class RedisAudienceStore:
         return skipped
 
     async def load_scripts(self) -> None:
-        await self.client.script_load(_WRITE_STATE)
+        for script in _SCRIPTS:
+            await self.client.script_load(script)
+
+    async def _call(self, script: str, script_keys: list[str], *args: str | int) -> Any:
+        """By hash, as every script of the worker (its ACL grants no EVAL)."""
+        sha = hashlib.sha1(script.encode()).hexdigest()
+        try:
+            return await self.client.evalsha(sha, len(script_keys), *script_keys, *args)
+        except NoScriptError:
+            await self.client.script_load(script)
+            return await self.client.evalsha(sha, len(script_keys), *script_keys, *args)
 
     # -- export -------------------------------------------------------------------------
 
@@ -179,8 +188,8 @@ class RedisAudienceStore:
     ) -> tuple[bool, float]:
         """Spend ``epsilon`` of the report's privacy budget for ``name``, if that much is
         left; returns (spent now, total spent)."""
-        ok, spent = await self.client.eval(
-            _SPEND, 1, keys.audience_budget(name), report, repr(epsilon), repr(budget)
+        ok, spent = await self._call(
+            _SPEND, [keys.audience_budget(name)], report, repr(epsilon), repr(budget)
         )
         return bool(ok), float(spent)
 

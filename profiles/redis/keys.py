@@ -114,6 +114,15 @@ def audience_due(partition: int) -> str:
     return index(indexes.audience_due(partition))
 
 
+def audience_users(partition: int) -> str:
+    return index(indexes.audience_users(partition))
+
+
+def audience_requeued(partition: int) -> str:
+    """The definitions version whose re-evaluation of the partition's users was queued."""
+    return f"{PREFIX}aud:requeued:{partition}"
+
+
 def audience_snapshot(name: str, snapshot: str) -> str:
     """A frozen copy of the audience's members for one export (expires)."""
     return f"{PREFIX}aud:{{{name}}}:snap:{snapshot}"

@@ -265,6 +265,12 @@ class Runtime(Service):
             return []
         return await self.audience_sweeper.sweep(owned, self.churn_now(), announce)
 
+    def audience_stats(self) -> dict[str, Any]:
+        """The definitions version this worker uses (applied ones arrive with its next sweep)."""
+        if self.audiences is None:
+            return {"enabled": False}
+        return {"enabled": True, "version": self.audiences.version}
+
     async def fit_churn(self) -> BGNBDParams | None:
         """Timer body: refit the population (one worker per interval)."""
         if self.sweeper is None:

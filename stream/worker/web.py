@@ -185,6 +185,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
                 "encoder": encoder_stats(runtime.models.embedder),
                 "segments": runtime.segment_stats(),
                 "recommendations": runtime.recs_stats(),
+                "audiences": runtime.audience_stats(),
             }
         )
 

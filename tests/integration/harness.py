@@ -41,6 +41,7 @@ class Names:
             "RTP_DLQ_TOPIC": f"dlq-{self.tag}",
             "RTP_RECS_TOPIC": f"recs-{self.tag}",
             "RTP_VALUE_TOPIC": f"value-{self.tag}",
+            "RTP_AUDIENCE_TOPIC": f"audiences-{self.tag}",
             "RTP_DATA_DIR": f"/tmp/rtp-test-faust/{self.tag}",
         }
 
@@ -63,6 +64,10 @@ class Names:
     @property
     def value(self) -> str:
         return f"value-{self.tag}"
+
+    @property
+    def audiences(self) -> str:
+        return f"audiences-{self.tag}"
 
 
 class Worker:

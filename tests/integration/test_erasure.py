@@ -134,6 +134,7 @@ async def test_erasure_leaves_no_key_or_value_of_the_user(
     await read_topic(brokers, names.profiles, tombstone, timeout=30)
     await read_topic(brokers, names.recs, tombstone, timeout=30)  # every user-keyed output
     await read_topic(brokers, names.value, tombstone, timeout=30)
+    await read_topic(brokers, names.audiences, tombstone, timeout=30)
     assert (await worker.get(f"/users/{user}"))[0] == 404
     worker.stop()
 

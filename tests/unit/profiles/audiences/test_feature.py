@@ -128,9 +128,12 @@ async def test_erasure_removes_the_user_from_every_audience_and_the_due_index() 
     w = worker(store, book())
     await w.process(recs(purchase(1, "e", 1), click(2, "e", 1, language="en")))
     assert all("e" in store.sets[MEMBERS(n)] for n in ("buyers", "recent", "english"))
+    population = store.sets[indexes.audience_users(owner("e", 2))]
+    assert "e" in population
     gone = await w.process(recs(erase(3, "e"), start=2))
     assert gone.erased == ["e"]
     assert all("e" not in store.sets[MEMBERS(n)] for n in ("buyers", "recent", "english"))
+    assert "e" not in population
     assert all("e" not in due for due in store.scores.values())
 
 
