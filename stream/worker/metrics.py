@@ -86,6 +86,12 @@ class Metrics:
             "rtp_emitted_total", "Downstream events sent, by type", ["type"], registry=r
         )
         self.rebalances = Counter("rtp_rebalances_total", "Partition revocations", registry=r)
+        self.audience_members = Gauge(
+            "rtp_audience_members",
+            "Users in each audience, read at the worker's last audience sweep",
+            ["audience"],
+            registry=r,
+        )
         self.lag = Gauge(
             "rtp_consumer_lag_messages",
             "End offset minus position",
@@ -246,6 +252,7 @@ NAMES: tuple[str, ...] = (
     "rtp_event_freshness_seconds",
     "rtp_emitted_total",
     "rtp_rebalances_total",
+    "rtp_audience_members",
     "rtp_consumer_lag_messages",
     "rtp_consumer_lag_seconds",
     "rtp_assigned_partitions",

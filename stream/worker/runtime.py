@@ -261,9 +261,15 @@ class Runtime(Service):
         self, owned: set[int], announce: Callable[[list[AudienceChange]], Awaitable[None]]
     ) -> list[AudienceChange]:
         """Timer body: new definitions, and memberships that changed with time alone."""
-        if self.audience_sweeper is None:
+        if self.audience_sweeper is None or self.audiences is None:
             return []
-        return await self.audience_sweeper.sweep(owned, self.churn_now(), announce)
+        changes = await self.audience_sweeper.sweep(owned, self.churn_now(), announce)
+        names = [a.name for a in self.audiences.current.audiences]
+        sizes = await self.audience_store.counts(names)
+        self.metrics.audience_members.clear()  # audiences no longer defined go too
+        for name, size in sizes.items():
+            self.metrics.audience_members.labels(name).set(size)
+        return changes
 
     def audience_stats(self) -> dict[str, Any]:
         """The definitions version this worker uses (applied ones arrive with its next sweep)."""

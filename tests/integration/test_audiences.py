@@ -187,6 +187,9 @@ async def test_membership_sweeps_versions_consent_export_and_erasure(
         ("ann", "tea_buyers", "entered"),
         ("bob", "tea_buyers", "entered"),
     ]
+    exposed = rt.metrics.exposition().decode()
+    assert 'rtp_audience_members{audience="tea_buyers"} 2.0' in exposed
+    assert 'rtp_audience_members{audience="active_week"} 1.0' in exposed
 
     # Export: a snapshot is the audience at one instant, whatever changes meanwhile.
     store = rt.audience_store
