@@ -12,6 +12,7 @@ it can change with time alone. Adding a field (risk flags, sentiment, ...) is on
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -69,8 +70,10 @@ def _tier(profile: Profile, as_of: int) -> Value:
 
 
 def _tags(profile: Profile, as_of: int) -> Value:
-    ranked = sorted(profile.tags.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TAGS]
-    return frozenset(tag for tag, _ in ranked)
+    if len(profile.tags) <= TOP_TAGS:
+        return frozenset(profile.tags)
+    cut = heapq.nlargest(TOP_TAGS, profile.tags.values())[-1]  # ties at the cut are all in
+    return frozenset(tag for tag, score in profile.tags.items() if score >= cut)
 
 
 def _consent(profile: Profile, as_of: int) -> Value:
@@ -94,7 +97,7 @@ def _last_purchase(profile: Profile) -> int | None:
 #: Every field a rule may name.
 FIELDS: dict[str, Field] = {
     "segment": Field("number", lambda p, t: p.segment, "segment id (profiles/segments)"),
-    "tags": Field("set", _tags, f"the user's {TOP_TAGS} strongest interest tags"),
+    "tags": Field("set", _tags, f"the user's {TOP_TAGS} strongest interest tags (ties included)"),
     "churn_level": Field(
         "string", _churn("level"), "churn level: low, medium, high", changes_at=_churn_next
     ),
