@@ -21,6 +21,11 @@
 | ``rtp:pop:{<partition>}`` | hash | item popularity counted by that owner partition's users |
 | ``rtp:in:<topic>:<partition>`` | hash | input mark: ``e`` fence epoch, ``h`` highest offset |
 | | | routed, ``fp`` fingerprint of that message (``profiles/redis/marks.py``) |
+| ``rtp:aud:defs`` | hash | audience definitions: ``v`` version, ``d`` JSON, ``sha``, ``at`` |
+| ``rtp:aud:{<name>}:members`` | set | users in the audience; ``...:snap:<id>`` export copies, |
+| | | ``...:dp`` privacy budget spent per report (one hash tag: one slot) |
+| ``rtp:aud:due:<partition>`` | sorted set | users by when a membership may change with time |
+| ``rtp:aud:users:<partition>`` | set | users the audiences decided for (a new version requeues) |
 """
 
 from __future__ import annotations

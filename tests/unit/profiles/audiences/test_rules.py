@@ -3,6 +3,8 @@ valid rules evaluate over the profile fields and say when time alone may change 
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -195,3 +197,10 @@ def test_definitions_round_trip_and_the_digest_follows_the_content() -> None:
     assert again.to_json() == defs.to_json() and again.digest == defs.digest
     other = definitions_from({"audiences": [{"name": "t", "rule": pred("orders", ">", 1)}]})
     assert other.digest != defs.digest
+
+
+def test_the_readme_lists_every_field_with_its_type() -> None:
+    readme = (Path(__file__).resolve().parents[4] / "README.md").read_text()
+    section = readme.split("## Audiences\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| (number|string|set|bool) \|", section, re.M)
+    assert dict(rows) == {name: f.type for name, f in FIELDS.items()}
