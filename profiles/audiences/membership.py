@@ -39,12 +39,13 @@ class AudienceChange:
 
 
 def audience_event(change: AudienceChange, now_ms: int) -> dict[str, Any]:
-    """The ``audience_changed`` event; the id counts the user's changes, so a redelivery or
-    a repeated sweep re-sends the same id."""
+    """The ``audience_changed`` event. The id counts the user's changes and names the change,
+    so a redelivery or a repeated sweep re-sends the same id, and a different change never
+    shares one."""
     return {
         "type": "audience_changed",
         "schema_version": 1,
-        "event_id": f"{change.user_id}:aud:{change.seq}",
+        "event_id": f"{change.user_id}:aud:{change.seq}:{change.audience}:{change.change}",
         "user_id": change.user_id,
         "audience": change.audience,
         "change": change.change,

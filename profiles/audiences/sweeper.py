@@ -10,7 +10,9 @@ each is re-evaluated by the following sweeps (and by their next event anyway).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Protocol
 
@@ -18,6 +20,7 @@ from profiles.audiences.definitions import AudienceBook, Definitions
 from profiles.audiences.membership import AudienceChange, decide
 from profiles.core.profile import Profile
 from profiles.pipeline.feature import IndexOp
+from profiles.pipeline.updater import SLICE_S
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,10 @@ class AudienceSweeper:
         profiles: ProfileLoader,
         cached: Callable[[str], Profile | None],
         partitions: int,
+        lock: asyncio.Lock | None = None,
     ) -> None:
         self.book = book
+        self.lock = lock or asyncio.Lock()  # shared with the worker's batch writes
         self.store = store
         self.profiles = profiles
         self.cached = cached
@@ -87,27 +92,40 @@ class AudienceSweeper:
         await self.refresh(owned)
         changes: list[AudienceChange] = []
         for partition in sorted(owned):
-            users = await self.store.due(partition, as_of)
-            if not users:
-                continue
-            loaded, _ = await self.profiles.load(users, ())
-            gone = [p.user_id for p in loaded.values() if p.last_ts is None]
-            if gone:  # erased meanwhile
-                await self.store.forget_due(partition, gone)
-            updates: list[tuple[Profile, list[IndexOp]]] = []
-            found: list[AudienceChange] = []
-            for profile in loaded.values():
-                if profile.last_ts is None:
-                    continue
-                made, ops = decide(self.book, profile, as_of, self.partitions)
-                updates.append((profile, ops))
-                found += made
-            await announce(found)
-            skipped = await self.store.save_swept(updates)
-            for profile, _ in updates:
-                cached = self.cached(profile.user_id)
-                stored = profile.user_id not in skipped
-                if stored and cached is not None and cached.version == profile.version:
-                    cached.parts["audiences"] = profile.parts["audiences"]
-            changes += found
+            async with self.lock:
+                changes += await self._partition(partition, as_of, announce)
         return changes
+
+    async def _partition(
+        self,
+        partition: int,
+        as_of: int,
+        announce: Callable[[list[AudienceChange]], Awaitable[None]],
+    ) -> list[AudienceChange]:
+        users = await self.store.due(partition, as_of)
+        if not users:
+            return []
+        loaded, _ = await self.profiles.load(users, ())
+        gone = [p.user_id for p in loaded.values() if p.last_ts is None]
+        if gone:  # erased meanwhile
+            await self.store.forget_due(partition, gone)
+        updates: list[tuple[Profile, list[IndexOp]]] = []
+        found: list[AudienceChange] = []
+        slice_ends = time.perf_counter() + SLICE_S
+        for profile in loaded.values():
+            if profile.last_ts is None:
+                continue
+            if time.perf_counter() > slice_ends:  # let the loop breathe (web, heartbeats)
+                await asyncio.sleep(0)
+                slice_ends = time.perf_counter() + SLICE_S
+            made, ops = decide(self.book, profile, as_of, self.partitions)
+            updates.append((profile, ops))
+            found += made
+        await announce(found)
+        skipped = await self.store.save_swept(updates)
+        for profile, _ in updates:
+            cached = self.cached(profile.user_id)
+            stored = profile.user_id not in skipped
+            if stored and cached is not None and cached.version == profile.version:
+                cached.parts["audiences"] = profile.parts["audiences"]
+        return found

@@ -103,7 +103,8 @@ class UpdateStage:
         # A backlog makes big batches: apply them in parts, so no single stretch of work
         # (load, compute, commit) holds the event loop for long.
         for part in chunks(records, self.settings.ingest.update_chunk):
-            result.absorb(await apply_batch(runtime.updater, part, runtime))
+            async with runtime.writes:  # one writer of the owned profiles at a time (sweeps)
+                result.absorb(await apply_batch(runtime.updater, part, runtime))
         elapsed = time.perf_counter() - started
         now_ms = int(time.time() * 1000)
         outgoing = update_outgoing(self.settings, runtime, records, result, bad, now_ms)

@@ -121,6 +121,9 @@ class Runtime(Service):
                 ),
             )
         )
+        # Held while a part of an update batch is applied and while the audience sweep
+        # re-decides a partition, so the two never race on a user inside this worker.
+        self.writes = asyncio.Lock()
         self.audience_store = RedisAudienceStore(self.store.client)
         self.audience_sweeper = (
             None
@@ -131,6 +134,7 @@ class Runtime(Service):
                 self.store,
                 self.profiles.get,
                 settings.kafka.partitions,
+                lock=self.writes,
             )
         )
         self._ready = asyncio.Event()

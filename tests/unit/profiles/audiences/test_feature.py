@@ -88,7 +88,8 @@ async def test_users_enter_and_leave_and_each_change_is_announced_once() -> None
     events = [audience_event(c, 5) for c in later.changes("audience_changed")]
     for event in events:
         validate_output("audience_changed", event)
-    assert [e["event_id"] for e in events] == ["a:aud:3", "a:aud:4"]  # the user's 3rd, 4th
+    # The user's 3rd and 4th changes.
+    assert [e["event_id"] for e in events] == ["a:aud:3:english:left", "a:aud:4:buyers:entered"]
     assert events[-1]["audiences"] == ["buyers", "recent"] and events[-1]["version"] == 1
     state = orjson.loads(store.field("a", "au") or b"{}")
     assert state["m"] == {"buyers": 1, "recent": 1} and state["language"] == [3 * DAY, "zh"]
@@ -169,4 +170,4 @@ def test_the_event_matches_its_schema() -> None:
     change = AudienceChange("u", "vip", "left", 4, (), 9, 1, 2)
     event = audience_event(change, 3)
     validate_output("audience_changed", event)
-    assert event["event_id"] == "u:aud:9" and event["audiences"] == []
+    assert event["event_id"] == "u:aud:9:vip:left" and event["audiences"] == []
