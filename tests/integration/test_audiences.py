@@ -8,6 +8,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +54,15 @@ RULES = {
 }
 
 
-def event(kind: str, n: int, user: str, day: float, **extra: Any) -> dict[str, Any]:
+def event(
+    kind: str, n: int, user: str, day: float, start: int = START, **extra: Any
+) -> dict[str, Any]:
     base = {
         "event_id": f"{user}-{kind}-{n}",
         "type": kind,
         "schema_version": 1,
         "user_id": user,
-        "ts": START + int(day * DAY),
+        "ts": start + int(day * DAY),
     }
     if kind == "purchase":
         base |= {
@@ -278,10 +281,15 @@ async def test_through_the_worker_topic_api_and_cli(
             return int((await worker.stats())["audiences"]["version"]) == 1
 
         await eventually(picked_up, timeout=60)
+        # Now: the worker sweeps by the wall clock, and "active_week" ends a week on.
+        now = int(time.time() * 1000)
         await produce(
             brokers,
             names.input,
-            [event("purchase", 1, "fay", 0), event("purchase", 1, "gus", 0, consent=False)],
+            [
+                event("purchase", 1, "fay", 0, start=now),
+                event("purchase", 1, "gus", 0, start=now, consent=False),
+            ],
         )
 
         def fay_in(got: list[Consumed]) -> bool:
