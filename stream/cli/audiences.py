@@ -51,8 +51,10 @@ async def listing(settings: Settings) -> bytes:
 
 
 async def members(settings: Settings, name: str, page: int) -> AsyncIterator[str]:
-    """Every member of one snapshot of ``name``, page after page."""
+    """Every member of one snapshot of ``name``, page after page, each once (``SSCAN`` may
+    return an element twice while Redis rehashes the set)."""
     store = open_store(settings)
+    seen: set[str] = set()
     try:
         await known(store, name)
         snap, _ = await store.snapshot(name, settings.audiences.snapshot_ttl_s)
@@ -60,7 +62,9 @@ async def members(settings: Settings, name: str, page: int) -> AsyncIterator[str
         while True:
             cursor, found = await store.page(name, snap, cursor, page)
             for member in found:
-                yield member
+                if member not in seen:
+                    seen.add(member)
+                    yield member
             if cursor == 0:
                 break
     finally:
