@@ -274,7 +274,9 @@ async def test_through_the_worker_topic_api_and_cli(
         refused = await asyncio.to_thread(cli, "apply", str(write(tmp_path / "bad.json", bad)))
         assert refused.returncode == 1
         assert "audiences[0].rule: operator '~' does not apply to spend" in refused.stderr
-        made = await asyncio.to_thread(cli, "apply", str(write(tmp_path / "a.json", RULES)))
+        checked = await asyncio.to_thread(cli, "check", str(write(tmp_path / "a.json", RULES)))
+        assert checked.returncode == 0 and "2 audiences: valid" in checked.stdout, checked.stderr
+        made = await asyncio.to_thread(cli, "apply", str(tmp_path / "a.json"))
         assert made.returncode == 0 and "version 1" in made.stdout, made.stderr
 
         async def picked_up() -> bool:  # within RTP_AUDIENCE_SWEEP_S
