@@ -90,24 +90,26 @@ class RedisAudienceStore:
     async def requeue(
         self, owned: Sequence[int], partitions: int, version: int, chunk: int = 5000
     ) -> int:
-        """Put every user of the ``owned`` partitions (their population sets) on the due
-        index now, once per definitions ``version`` and partition: a mark per partition says
-        it was done, so a restarted or another worker does not do it again. ``ZADD ... LT``
-        only lowers: users due already keep their time."""
+        """Put every user of the ``owned`` partitions (their population sets, and the churn
+        feature's customers: users stored before audiences existed) on the due index now, once
+        per definitions ``version`` and partition: a mark per partition says it was done, so a
+        restarted or another worker does not do it again. ``ZADD ... LT`` only lowers: users
+        due already keep their time."""
         marks = [keys.audience_requeued(p) for p in owned]
         done = await self.client.mget(marks) if marks else []
         wanted = [p for p, d in zip(owned, done, strict=True) if d is None or int(d) < version]
         found = 0
         for partition in wanted:
-            batch: dict[str, int] = {}
-            async for member in self.client.sscan_iter(keys.audience_users(partition), count=chunk):
-                batch[member.decode() if isinstance(member, bytes) else str(member)] = 0
-                if len(batch) >= chunk:
+            for source in (keys.audience_users(partition), keys.churn_customers(partition)):
+                batch: dict[str, int] = {}
+                async for member in self.client.sscan_iter(source, count=chunk):
+                    batch[member.decode() if isinstance(member, bytes) else str(member)] = 0
+                    if len(batch) >= chunk:
+                        await self.client.zadd(keys.audience_due(partition), batch, lt=True)
+                        found, batch = found + len(batch), {}
+                if batch:
                     await self.client.zadd(keys.audience_due(partition), batch, lt=True)
-                    found, batch = found + len(batch), {}
-            if batch:
-                await self.client.zadd(keys.audience_due(partition), batch, lt=True)
-                found += len(batch)
+                    found += len(batch)
             await self.client.set(keys.audience_requeued(partition), version)
         return found
 

@@ -90,7 +90,7 @@ def records(events: list[dict[str, Any]], start: int) -> list[Record]:
     return [Record(InputPartition("in", 0), start + i, e) for i, e in enumerate(events)]
 
 
-def runtime(redis_url: str) -> Runtime:
+def runtime(redis_url: str, audiences: bool = True) -> Runtime:
     settings = Settings.from_env(
         {
             "RTP_REDIS_URL": redis_url,
@@ -98,6 +98,7 @@ def runtime(redis_url: str) -> Runtime:
             "RTP_SEGMENTS": "false",
             "RTP_PARTITIONS": "2",
             "RTP_CHURN_CLOCK": "event",
+            "RTP_AUDIENCES": str(audiences).lower(),
         }
     )
     return Runtime(settings)
@@ -115,10 +116,16 @@ async def members(client: aioredis.Redis, name: str) -> set[str]:
 async def test_membership_sweeps_versions_consent_export_and_erasure(
     redis_url: str, tmp_path: Path
 ) -> None:
+    # A customer stored before audiences existed (an upgrade): no audience state at all.
+    legacy = runtime(redis_url, audiences=False)
+    await legacy.store.load_scripts()
+    await legacy.updater.process(records([event("purchase", 1, "old", 0)], 50))
+    await legacy.store.close()
     rt = runtime(redis_url)
     await rt.store.load_scripts()
     await rt.audience_store.load_scripts()
     client = rt.store.client
+    assert await client.hget(keys.profile("old"), "au") is None
     said = await apply(rt.settings, write(tmp_path / "a.json", RULES))
     assert said == "2 audiences (tea_buyers, active_week) applied as version 1"
     again = await apply(rt.settings, write(tmp_path / "b.json", RULES))
@@ -128,7 +135,12 @@ async def test_membership_sweeps_versions_consent_export_and_erasure(
     async def announce(changes: list[AudienceChange]) -> None:
         sent.extend(changes)
 
-    assert await rt.sweep_audiences({0, 1}, announce) == []  # picks the version up
+    # The first sweep picks the version up and re-decides every owned user it knows of.
+    upgraded = await rt.sweep_audiences({0, 1}, announce)
+    assert sorted((c.user_id, c.audience) for c in upgraded) == [
+        ("old", "active_week"),
+        ("old", "tea_buyers"),
+    ]
     assert rt.audiences is not None and rt.audiences.version == 1
 
     users = ["ann", "bob", "cat", "dan"]
@@ -145,12 +157,12 @@ async def test_membership_sweeps_versions_consent_export_and_erasure(
     ]  # cat opted out: in no audience
     for change in first.changes("audience_changed"):
         validate_output("audience_changed", audience_event(change, 1))
-    assert await members(client, "tea_buyers") == {"ann", "bob"}
-    assert await members(client, "active_week") == {"ann", "bob", "dan"}
+    assert await members(client, "tea_buyers") == {"ann", "bob", "old"}
+    assert await members(client, "active_week") == {"ann", "bob", "dan", "old"}
     redelivered = await rt.updater.process(records(batch, 0))
     assert redelivered.changes("audience_changed") == []
 
-    # Time alone: ann stays active (a click on day 6), bob and dan leave after 7 days.
+    # Time alone: ann stays active (a click on day 6), the others leave after 7 days.
     await rt.updater.process(records([event("click", 3, "ann", 6)], 100))
     rt.observer.watermark_ms = START + 7 * DAY  # exactly 7 days: still in
     assert await rt.sweep_audiences({0, 1}, announce) == []
@@ -159,6 +171,7 @@ async def test_membership_sweeps_versions_consent_export_and_erasure(
     assert sorted((c.user_id, c.audience, c.change) for c in left) == [
         ("bob", "active_week", "left"),
         ("dan", "active_week", "left"),
+        ("old", "active_week", "left"),
     ]
     assert await members(client, "active_week") == {"ann"}
     stored = orjson.loads(await client.hget(keys.profile("bob"), "au"))
@@ -181,6 +194,7 @@ async def test_membership_sweeps_versions_consent_export_and_erasure(
         ("ann", "active_week", "left", 2),  # no longer defined
         ("ann", "tea_buyers", "left", 2),
         ("bob", "tea_buyers", "left", 2),
+        ("old", "tea_buyers", "left", 2),
     ]
     await apply(rt.settings, write(tmp_path / "d.json", RULES))  # back: version 3
     rt.observer.watermark_ms = START + 9 * DAY
@@ -189,17 +203,18 @@ async def test_membership_sweeps_versions_consent_export_and_erasure(
         ("ann", "active_week", "entered"),  # her last event was 3 days ago
         ("ann", "tea_buyers", "entered"),
         ("bob", "tea_buyers", "entered"),
+        ("old", "tea_buyers", "entered"),
     ]
     exposed = rt.metrics.exposition().decode()
-    assert 'rtp_audience_members{audience="tea_buyers"} 2.0' in exposed
+    assert 'rtp_audience_members{audience="tea_buyers"} 3.0' in exposed
     assert 'rtp_audience_members{audience="active_week"} 1.0' in exposed
 
     # Export: a snapshot is the audience at one instant, whatever changes meanwhile.
     store = rt.audience_store
     snap, size = await store.snapshot("tea_buyers", 60)
-    assert size == 2
+    assert size == 3
     await rt.updater.process(records([event("purchase", 2, "eve", 9)], 200))
-    assert await members(client, "tea_buyers") == {"ann", "bob", "eve"}
+    assert await members(client, "tea_buyers") == {"ann", "bob", "eve", "old"}
     listed: list[str] = []
     cursor = 0
     while True:
@@ -207,7 +222,7 @@ async def test_membership_sweeps_versions_consent_export_and_erasure(
         listed += page
         if cursor == 0:
             break
-    assert sorted(listed) == ["ann", "bob"]
+    assert sorted(listed) == ["ann", "bob", "old"]
     # bob opts out: gone from every audience, and from the next export.
     out = await rt.updater.process(records([event("click", 4, "bob", 9.5, consent=False)], 300))
     assert [(c.audience, c.change) for c in out.changes("audience_changed")] == [
@@ -224,8 +239,8 @@ async def test_membership_sweeps_versions_consent_export_and_erasure(
     )
     assert exported.returncode == 0, exported.stderr
     header, *rows = exported.stdout.splitlines()
-    assert header == "user_id" and sorted(rows) == ["ann", "eve"]
-    assert "exported 2 members of tea_buyers" in exported.stderr
+    assert header == "user_id" and sorted(rows) == ["ann", "eve", "old"]
+    assert "exported 3 members of tea_buyers" in exported.stderr
 
     # Noisy counts pay from the report's budget (1.0 by default) and stop when it is spent.
     rng = np.random.default_rng(3)
