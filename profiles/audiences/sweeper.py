@@ -59,14 +59,25 @@ class AudienceSweeper:
         self.cached = cached
         self.partitions = partitions
         self._requeued: tuple[int, frozenset[int]] | None = None  # (version, partitions)
+        self._unusable = 0  # a stored version that failed to load (logged once)
 
     async def refresh(self, owned: Collection[int]) -> bool:
         """Load a new definitions version if one was applied; requeue the owned users once
         per version (and for partitions newly owned). True when the version changed."""
         stored = await self.store.version()
-        changed = stored != self.book.version
+        changed = stored != self.book.version and stored != self._unusable
         if changed:
-            self.book.current = await self.store.load()
+            try:
+                self.book.current = await self.store.load()
+            except ValueError as exc:  # RuleError, bad JSON: written by hand, not by `apply`
+                log.error(
+                    "audience definitions version %d unusable, keeping %d: %s",
+                    stored,
+                    self.book.version,
+                    exc,
+                )
+                self._unusable = stored
+                return False
             log.info(
                 "audience definitions version %d: %d audiences",
                 self.book.version,

@@ -253,6 +253,11 @@ async def test_membership_sweeps_versions_consent_export_and_erasure(
     other_report = await dp_count(store, "tea_buyers", 1.0, "board", budget, rng)
     assert other_report["spent"] == 1.0
 
+    # Definitions broken by hand in Redis: the worker keeps the ones it has, and goes on.
+    await client.hset(keys.AUDIENCE_DEFS, mapping={"v": 9, "d": b"{not json"})
+    assert await rt.sweep_audiences({0, 1}, announce) == []
+    assert rt.audiences.version == 3
+
     # Erasure: out of every audience and the due index.
     await rt.updater.process(records([event("user_erasure", 5, "ann", 10)], 400))
     for name in ("tea_buyers", "active_week"):
