@@ -2,8 +2,8 @@
 
 The batch path writes member sets and the due index through the profile store's commit
 (``profiles/audiences/feature.py``). Every call here touches keys of one slot: an audience's
-keys share the hash tag ``{<name>}``, so ``COPY`` of its member set into a snapshot works on
-Redis Cluster too.
+keys share the hash tag ``{<name>}``, so the script that ``COPY``-s its member set into a
+snapshot works on Redis Cluster too.
 """
 
 from __future__ import annotations
@@ -43,8 +43,20 @@ local spent = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if spent + tonumber(ARGV[2]) > tonumber(ARGV[3]) + 1e-12 then return {0, tostring(spent)} end
 return {1, redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], ARGV[2])}
 """
+# KEYS: members, snapshot, empty marker. ARGV: ttl s. One atomic step, one slot (no MULTI:
+# cluster clients have no transactions).
+_SNAPSHOT = """
+redis.call('COPY', KEYS[1], KEYS[2])
+local size = redis.call('SCARD', KEYS[2])
+if size == 0 then
+  redis.call('SET', KEYS[3], '1', 'EX', ARGV[1])
+else
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
+return size
+"""
 _WRITE_STATE_SHA = hashlib.sha1(_WRITE_STATE.encode()).hexdigest()
-_SCRIPTS = (_APPLY, _WRITE_STATE, _SPEND)
+_SCRIPTS = (_APPLY, _WRITE_STATE, _SPEND, _SNAPSHOT)
 
 
 class SnapshotGone(LookupError):
@@ -95,8 +107,7 @@ class RedisAudienceStore:
         per definitions ``version`` and partition: a mark per partition says it was done, so a
         restarted or another worker does not do it again. ``ZADD ... LT`` only lowers: users
         due already keep their time."""
-        marks = [keys.audience_requeued(p) for p in owned]
-        done = await self.client.mget(marks) if marks else []
+        done = [await self.client.get(keys.audience_requeued(p)) for p in owned]  # own slots
         wanted = [p for p, d in zip(owned, done, strict=True) if d is None or int(d) < version]
         found = 0
         for partition in wanted:
@@ -162,13 +173,9 @@ class RedisAudienceStore:
         at one instant however long it takes and whatever changes meanwhile."""
         snap = secrets.token_hex(8)
         key = keys.audience_snapshot(name, snap)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.copy(keys.audience_members(name), key)
-        pipe.expire(key, ttl_s)
-        pipe.scard(key)
-        _, _, size = await pipe.execute()
-        if size == 0:  # COPY of an empty set makes no key: remember the empty snapshot
-            await self.client.set(keys.audience_snapshot(name, snap) + ":empty", 1, ex=ttl_s)
+        # COPY of an empty set makes no key: a marker remembers the empty snapshot.
+        script_keys = [keys.audience_members(name), key, key + ":empty"]
+        size = await self._call(_SNAPSHOT, script_keys, ttl_s)
         return snap, int(size)
 
     async def page(self, name: str, snap: str, cursor: int, count: int) -> tuple[int, list[str]]:

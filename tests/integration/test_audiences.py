@@ -263,6 +263,9 @@ async def test_membership_sweeps_versions_consent_export_and_erasure(
     for name in ("tea_buyers", "active_week"):
         assert "ann" not in await members(client, name)
     assert await client.zscore(keys.audience_due(owner("ann", 2)), "ann") is None
+    # ann was the last of active_week: an empty snapshot is a snapshot too.
+    empty, size = await store.snapshot("active_week", 60)
+    assert size == 0 and await store.page("active_week", empty, 0, 10) == (0, [])
     await rt.store.close()
 
 
