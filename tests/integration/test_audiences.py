@@ -263,7 +263,9 @@ async def test_membership_sweeps_versions_consent_export_and_erasure(
     for name in ("tea_buyers", "active_week"):
         assert "ann" not in await members(client, name)
     assert await client.zscore(keys.audience_due(owner("ann", 2)), "ann") is None
-    # ann was the last of active_week: an empty snapshot is a snapshot too.
+    # eve erased too: active_week is empty, and an empty snapshot is a snapshot too.
+    await rt.updater.process(records([event("user_erasure", 6, "eve", 10)], 401))
+    assert await members(client, "active_week") == set()
     empty, size = await store.snapshot("active_week", 60)
     assert size == 0 and await store.page("active_week", empty, 0, 10) == (0, [])
     await rt.store.close()
