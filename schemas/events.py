@@ -48,6 +48,8 @@ class Click(TypedDict):
     user_id: str
     ts: int
     session_id: NotRequired[str]
+    consent: NotRequired[bool]
+    language: NotRequired[str]
     product_id: str
     title: NotRequired[str]
     category: NotRequired[list[str]]
@@ -63,6 +65,8 @@ class AddToCart(TypedDict):
     user_id: str
     ts: int
     session_id: NotRequired[str]
+    consent: NotRequired[bool]
+    language: NotRequired[str]
     product_id: str
     quantity: int
     price: NotRequired[float]
@@ -89,6 +93,8 @@ class Purchase(TypedDict):
     user_id: str
     ts: int
     session_id: NotRequired[str]
+    consent: NotRequired[bool]
+    language: NotRequired[str]
     order_id: str
     items: list[PurchaseLine]
     amount: float
@@ -104,6 +110,8 @@ class Review(TypedDict):
     user_id: str
     ts: int
     session_id: NotRequired[str]
+    consent: NotRequired[bool]
+    language: NotRequired[str]
     product_id: str
     rating: int
     text: str
@@ -120,6 +128,8 @@ class Search(TypedDict):
     user_id: str
     ts: int
     session_id: NotRequired[str]
+    consent: NotRequired[bool]
+    language: NotRequired[str]
     query: str
 
 

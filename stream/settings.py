@@ -258,6 +258,9 @@ class TopicSettings(Section):
         "RTP_SENTIMENT_TOPIC", "negative-reviews", "Output: `negative_review` alerts."
     )
     risk: Topic = env("RTP_RISK_TOPIC", "risk-flags", "Output: `risk_flag` events.")
+    audience: Topic = env(
+        "RTP_AUDIENCE_TOPIC", "audience-changed", "Output: `audience_changed` events."
+    )
     input_partitions: Positive = env(
         "RTP_INPUT_PARTITIONS",
         4,
@@ -543,6 +546,35 @@ class RiskSettings(Section):
     )
 
 
+class AudienceSettings(Section):
+    enabled: bool = env(
+        "RTP_AUDIENCES",
+        True,
+        "Audiences: membership of the applied rules, sweeps, `audience_changed` events, export.",
+    )
+    sweep_s: PositiveFloat = env(
+        "RTP_AUDIENCE_SWEEP_S",
+        10.0,
+        "Seconds between audience sweeps; each also picks up newly applied definitions.",
+    )
+    require_consent: bool = env(
+        "RTP_AUDIENCE_REQUIRE_CONSENT",
+        False,
+        "Only users whose latest `consent` was true are in audiences (opt-in); "
+        "otherwise only `consent: false` keeps a user out (opt-out).",
+    )
+    snapshot_ttl_s: Positive = env(
+        "RTP_AUDIENCE_SNAPSHOT_TTL_S",
+        600,
+        "Seconds an export snapshot (a frozen copy of an audience's members) is kept.",
+    )
+    dp_budget: PositiveFloat = env(
+        "RTP_AUDIENCE_DP_BUDGET",
+        1.0,
+        "Total epsilon the noisy counts of one audience may spend per report name.",
+    )
+
+
 class RecommendSettings(Section):
     enabled: bool = env(
         "RTP_RECOMMEND",
@@ -710,6 +742,7 @@ class Settings(BaseSettings):
     value: ValueSettings = Field(default_factory=ValueSettings)
     sentiment: SentimentSettings = Field(default_factory=SentimentSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    audiences: AudienceSettings = Field(default_factory=AudienceSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     web: WebSettings = Field(default_factory=WebSettings)

@@ -30,6 +30,28 @@ def value_due(partition: int) -> str:
     return f"value:due:{partition}"
 
 
+def audience_members(name: str) -> str:
+    """The users currently in audience ``name`` (a set; the braces keep its export
+    snapshots in its Redis Cluster slot).
+
+    >>> audience_members("vip")
+    'aud:{vip}:members'
+    """
+    return f"aud:{{{name}}}:members"
+
+
+def audience_users(partition: int) -> str:
+    """Every user of an owner partition the audiences decided for: whom a new definitions
+    version re-evaluates (a set)."""
+    return f"aud:users:{partition}"
+
+
+def audience_due(partition: int) -> str:
+    """Users of an owner partition by the time an audience membership may change with time
+    alone (sorted set)."""
+    return f"aud:due:{partition}"
+
+
 #: The indexes kept per owner partition, and their Redis type: growing the owner partitions
 #: (``stream partitions grow``) moves each member to the index of its new owner partition.
 #: A feature that adds one adds it here.
@@ -37,4 +59,6 @@ PER_PARTITION = (
     (churn_customers, "set"),
     (churn_due, "zset"),
     (value_due, "zset"),
+    (audience_users, "set"),
+    (audience_due, "zset"),
 )

@@ -2,15 +2,17 @@
 
 Order matters: vectors first (the encoder call and the per-event learning), then
 segments (they read the vectors), churn, customer value, review sentiment (its alerts read the
-value tier), risk flags, and recommendations last (they read the segment of this batch, and
-may skip users with open risk flags). A new feature is one package with a :class:`Feature`;
-it joins here and, if it stores fields, in :data:`CODECS`.
+value tier), risk flags, audiences (they read all of these), and recommendations last (they
+read the segment of this batch, and may skip users with open risk flags). A new feature is
+one package with a :class:`Feature`; it joins here and, if it stores fields, in :data:`CODECS`.
 """
 
 from __future__ import annotations
 
 import functools
 
+from profiles.audiences.definitions import AudienceBook
+from profiles.audiences.feature import AudienceFeature, AudienceFields
 from profiles.churn.feature import ChurnFeature, ChurnFields
 from profiles.churn.tracker import ChurnTracker
 from profiles.core.config import ProfileConfig
@@ -30,7 +32,7 @@ from profiles.value.scorer import ValueScorer
 
 #: Every built-in field codec, enabled or not: stores read (and keep) all of them, so a
 #: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv, cv, sn,
-#: rk.
+#: rk, au.
 CODECS: tuple[Fields, ...] = (
     EmbeddingFields(),
     SegmentFields(),
@@ -39,6 +41,7 @@ CODECS: tuple[Fields, ...] = (
     ValueFields(),
     SentimentFields(),
     RiskFields(),
+    AudienceFields(),
 )
 
 
@@ -55,6 +58,7 @@ def builtin_features(
     sentiment: SentimentFeature | None = None,
     risk: RiskDetector | None = None,
     exclude_flagged: str = "none",
+    audiences: AudienceBook | None = None,
 ) -> list[Feature]:
     """The enabled built-in features. Churn is always on: with ``churn=None`` it keeps only
     the customer index, so turning scoring on later finds every customer. Users with an open
@@ -71,6 +75,8 @@ def builtin_features(
         features.append(sentiment)
     if risk is not None:
         features.append(RiskFeature(risk))
+    if audiences is not None:
+        features.append(AudienceFeature(audiences, partitions))
     if recommender is not None:
         model = embedder.config.model_id if embedder is not None else ""
         weights = dict((config or ProfileConfig()).kind_weights)  # what counts as popular

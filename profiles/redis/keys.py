@@ -24,6 +24,11 @@
 | ``rtp:sent:{<partition>}`` | hash | review sentiment per product (``s:``/``n:``/``x:<product>``) |
 | ``rtp:in:<topic>:<partition>`` | hash | input mark: ``e`` fence epoch, ``h`` highest offset |
 | | | routed, ``fp`` fingerprint of that message (``profiles/redis/marks.py``) |
+| ``rtp:aud:defs`` | hash | audience definitions: ``v`` version, ``d`` JSON, ``sha``, ``at`` |
+| ``rtp:aud:{<name>}:members`` | set | users in the audience; ``...:snap:<id>`` export copies, |
+| | | ``...:dp`` privacy budget spent per report (one hash tag: one slot) |
+| ``rtp:aud:due:<partition>`` | sorted set | users by when a membership may change with time |
+| ``rtp:aud:users:<partition>`` | set | users the audiences decided for (a new version requeues) |
 """
 
 from __future__ import annotations
@@ -116,3 +121,34 @@ def counter(name: str, partition: int) -> str:
 
 def input_mark(topic: str, partition: int) -> str:
     return f"{PREFIX}in:{topic}:{partition}"
+
+
+#: Audience definitions (hash: ``v`` version, ``d`` JSON, ``sha`` digest, ``at`` applied ms).
+AUDIENCE_DEFS = f"{PREFIX}aud:defs"
+
+
+def audience_members(name: str) -> str:
+    return index(indexes.audience_members(name))
+
+
+def audience_due(partition: int) -> str:
+    return index(indexes.audience_due(partition))
+
+
+def audience_users(partition: int) -> str:
+    return index(indexes.audience_users(partition))
+
+
+def audience_requeued(partition: int) -> str:
+    """The definitions version whose re-evaluation of the partition's users was queued."""
+    return f"{PREFIX}aud:requeued:{partition}"
+
+
+def audience_snapshot(name: str, snapshot: str) -> str:
+    """A frozen copy of the audience's members for one export (expires)."""
+    return f"{PREFIX}aud:{{{name}}}:snap:{snapshot}"
+
+
+def audience_budget(name: str) -> str:
+    """Privacy budget spent on the audience's noisy counts, per report (hash)."""
+    return f"{PREFIX}aud:{{{name}}}:dp"

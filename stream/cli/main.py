@@ -412,6 +412,63 @@ def register(app: faust.App, settings: Settings) -> None:
             raise SystemExit(code)
         self.say(f"wrote {plot}")
 
+    @app.command(
+        argument("action", type=str),
+        argument("target", type=str, required=False),
+        option("--format", "fmt", type=str, default="csv", help="export: csv or jsonl."),
+        option("--out", type=str, default=None, help="export: write here (default stdout)."),
+        option("--page", type=int, default=1000, help="export: members per Redis call."),
+        option("--epsilon", type=float, default=None, help="count: Laplace noise, this epsilon."),
+        option("--report", type=str, default="default", help="count: whose budget pays."),
+        option("--seed", type=int, default=None, help="count: noise seed (tests only)."),
+    )
+    async def audiences(
+        self: AppCommand,
+        action: str,
+        target: str | None,
+        fmt: str,
+        out: str | None,
+        page: int,
+        epsilon: float | None,
+        report: str,
+        seed: int | None,
+    ) -> None:
+        """Audiences: apply FILE | check FILE | list | export NAME [--format csv|jsonl] |
+        count NAME [--epsilon E --report R]."""
+        from profiles.audiences.definitions import definitions_from_bytes
+        from profiles.audiences.export import BudgetSpent, UnknownAudience
+        from profiles.audiences.rules import RuleError
+        from stream.cli import audiences as cli
+
+        needs = {"apply": "FILE", "check": "FILE", "export": "NAME", "count": "NAME"}
+        if action not in (*needs, "list"):
+            raise SystemExit(f"unknown action {action!r}: use apply, check, list, export, count")
+        if action in needs and not target:
+            raise SystemExit(f"audiences {action} needs {needs[action]}")
+        try:
+            if action == "check":
+                defs = definitions_from_bytes(Path(str(target)).read_bytes())
+                self.say(f"{len(defs.audiences)} audiences: valid")
+            elif action == "apply":
+                self.say(await cli.apply(settings, Path(str(target))))
+            elif action == "list":
+                sys.stdout.write((await cli.listing(settings)).decode() + "\n")
+            elif action == "export":
+                if page < 1:
+                    raise SystemExit("--page must be at least 1")
+                stream = cli.text_out(out)
+                try:
+                    n = await cli.export(settings, str(target), fmt, stream, page)
+                finally:
+                    if stream is not sys.stdout:
+                        stream.close()
+                sys.stderr.write(f"exported {n} members of {target}\n")
+            else:
+                got = await cli.count(settings, str(target), epsilon, report, seed)
+                sys.stdout.write(got.decode() + "\n")
+        except (RuleError, OSError, UnknownAudience, BudgetSpent, ValueError) as exc:
+            raise SystemExit(f"error: {exc}") from None
+
     @app.command(option("--topic", "topics", multiple=True, help="Topic (repeatable)."))
     async def lag(self: AppCommand, topics: tuple[str, ...]) -> None:
         """Committed offset, end offset, lag and lag age per partition of the worker group."""

@@ -23,12 +23,19 @@ from typing import Any, cast
 import faust
 from faust.types import TP, AgentT, StreamT
 
+from profiles.audiences.membership import AudienceChange
 from profiles.churn.tracker import ChurnChange
 from profiles.value.scorer import ValueChange
 from stream.settings import Settings
 from stream.worker.consumer import BatchInput
 from stream.worker.epochs import Fetch, broker_fetch
-from stream.worker.flow import IngestStage, UpdateStage, announce_churn, announce_value
+from stream.worker.flow import (
+    IngestStage,
+    UpdateStage,
+    announce_audiences,
+    announce_churn,
+    announce_value,
+)
 from stream.worker.health import EXIT_CRASHED
 from stream.worker.retry import kafka_outages, until_done
 from stream.worker.runtime import Runtime
@@ -149,6 +156,19 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, topics: Topic
         # A failure waits for the next tick: the due indexes still hold the users.
         await runtime.tick("churn sweep", lambda: runtime.sweep_churn(owned, announce))
         await runtime.tick("value sweep", lambda: runtime.sweep_value(owned, announce_tiers))
+
+    @app.timer(interval=settings.audiences.sweep_s)  # type: ignore[untyped-decorator]
+    async def sweep_audiences() -> None:
+        """New audience definitions; memberships that changed with time alone."""
+        owned = {
+            tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.routed
+        }
+
+        async def announce(changes: list[AudienceChange]) -> None:
+            await announce_audiences(sink, changes)
+            runtime.metrics.emitted.labels("audience_changed").inc(len(changes))
+
+        await runtime.tick("audience sweep", lambda: runtime.sweep_audiences(owned, announce))
 
     @app.timer(interval=settings.churn.fit_s)  # type: ignore[untyped-decorator]
     async def fit_churn() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from profiles.audiences.definitions import AudienceBook
 from profiles.churn.sweeper import ChurnSweeper
 from profiles.churn.tracker import ChurnTracker
 from profiles.core.profile import Profile
@@ -259,6 +260,7 @@ def build_updater(
     churn: ChurnTracker | None,
     cache: LruCache[Profile] | None = None,
     value: ValueScorer | None = None,
+    audiences: AudienceBook | None = None,
 ) -> BatchUpdater:
     """The batch updater with every enabled feature the loaded ``models`` allow."""
     features = builtin_features(
@@ -273,6 +275,7 @@ def build_updater(
         sentiment=sentiment_feature(settings),
         risk=risk_detector(settings, value),
         exclude_flagged=settings.risk.exclude,
+        audiences=audiences,
     )
     return BatchUpdater(
         store,

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
+from profiles.audiences.membership import AudienceChange, audience_event
 from profiles.churn.tracker import ChurnChange, churn_event
 from profiles.core.profile import Record
 from profiles.pipeline.downstream import profile_updated
@@ -103,7 +104,8 @@ class UpdateStage:
         # A backlog makes big batches: apply them in parts, so no single stretch of work
         # (load, compute, commit) holds the event loop for long.
         for part in chunks(records, self.settings.ingest.update_chunk):
-            result.absorb(await apply_batch(runtime.updater, part, runtime))
+            async with runtime.writes:  # one writer of the owned profiles at a time (sweeps)
+                result.absorb(await apply_batch(runtime.updater, part, runtime))
         elapsed = time.perf_counter() - started
         now_ms = int(time.time() * 1000)
         outgoing = update_outgoing(self.settings, runtime, records, result, bad, now_ms)
@@ -136,6 +138,19 @@ async def announce_value(sink: Sink, changes: Sequence[ValueChange]) -> None:
     def build() -> list[Awaitable[Awaitable[object]]]:
         return [
             sink.send("value", c.profile.user_id.encode(), orjson.dumps(value_event(c, now_ms)))
+            for c in changes
+        ]
+
+    await send_confirmed(build)
+
+
+async def announce_audiences(sink: Sink, changes: Sequence[AudienceChange]) -> None:
+    """The audience sweep's changes (membership moved with time alone) to ``audiences``."""
+    now_ms = int(time.time() * 1000)
+
+    def build() -> list[Awaitable[Awaitable[object]]]:
+        return [
+            sink.send("audiences", c.user_id.encode(), orjson.dumps(audience_event(c, now_ms)))
             for c in changes
         ]
 

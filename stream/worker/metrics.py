@@ -92,6 +92,12 @@ class Metrics:
             registry=r,
         )
         self.rebalances = Counter("rtp_rebalances_total", "Partition revocations", registry=r)
+        self.audience_members = Gauge(
+            "rtp_audience_members",
+            "Users in each audience, read at the worker's last audience sweep",
+            ["audience"],
+            registry=r,
+        )
         self.lag = Gauge(
             "rtp_consumer_lag_messages",
             "End offset minus position",
@@ -273,6 +279,7 @@ NAMES: tuple[str, ...] = (
     "rtp_emitted_total",
     "rtp_risk_flags_total",
     "rtp_rebalances_total",
+    "rtp_audience_members",
     "rtp_consumer_lag_messages",
     "rtp_consumer_lag_seconds",
     "rtp_assigned_partitions",

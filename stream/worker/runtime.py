@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from mode import Service
 
+from profiles.audiences.definitions import AudienceBook
+from profiles.audiences.membership import AudienceChange
+from profiles.audiences.sweeper import AudienceSweeper
 from profiles.churn.bgnbd import BGNBDParams
 from profiles.churn.risk import RiskConfig
 from profiles.churn.tracker import ChurnChange, ChurnTracker
@@ -22,6 +25,7 @@ from profiles.core.profile import Profile
 from profiles.pipeline.builtin import flagged
 from profiles.pipeline.updater import LruCache
 from profiles.recommend.blend import Recommendation
+from profiles.redis.audiences import RedisAudienceStore
 from profiles.redis.churn import RedisChurnStore
 from profiles.redis.marks import MarkStore
 from profiles.redis.store import RedisStore
@@ -94,11 +98,22 @@ class Runtime(Service):
         self.churn = ChurnTracker(horizon) if settings.churn.enabled else None
         self.value = value_scorer(settings, self.churn)
         self.models = Models()  # loaded by ensure_ready
+        # The audience definitions in use (refreshed by the audience sweep).
+        self.audiences = (
+            AudienceBook(settings.audiences.require_consent) if settings.audiences.enabled else None
+        )
         # The profiles this worker owns, shared by the updater and the churn sweep.
         self.profiles: LruCache[Profile] = LruCache(settings.profiles.cache_users)
         # The base features until the models load; then built whole again.
         self.updater = build_updater(
-            settings, self.store, self.tagger, self.models, self.churn, self.profiles, self.value
+            settings,
+            self.store,
+            self.tagger,
+            self.models,
+            self.churn,
+            self.profiles,
+            self.value,
+            self.audiences,
         )
         self.churn_store = RedisChurnStore(self.store.client)
         self.value_store = RedisValueStore(self.store.client)
@@ -111,6 +126,22 @@ class Runtime(Service):
             None
             if self.value is None or self.sweeper is None  # the churn refit fits value
             else ValueSweeper(self.value, self.value_store, self.store, self.profiles.get)
+        )
+        # Held while a part of an update batch is applied and while the audience sweep
+        # re-decides a partition, so the two never race on a user inside this worker.
+        self.writes = asyncio.Lock()
+        self.audience_store = RedisAudienceStore(self.store.client)
+        self.audience_sweeper = (
+            None
+            if self.audiences is None
+            else AudienceSweeper(
+                self.audiences,
+                self.audience_store,
+                self.store,
+                self.profiles.get,
+                settings.kafka.partitions,
+                lock=self.writes,
+            )
         )
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -139,6 +170,9 @@ class Runtime(Service):
             await self.store.load_scripts()
             await self.churn_store.load_scripts()
             await self.value_store.load_scripts()
+            await self.audience_store.load_scripts()
+            if self.audience_sweeper is not None:  # the definitions before the first batch
+                await self.audience_sweeper.refresh(())
             await self.epochs.marks.load_scripts()
             await asyncio.to_thread(self.tagger.warm_up)
             self.models = await load_models(self.settings, self.store.client, self.tagger)
@@ -152,6 +186,7 @@ class Runtime(Service):
                 self.churn,
                 self.profiles,
                 self.value,
+                self.audiences,
             )
             self._ready.set()
             log.info(
@@ -250,6 +285,26 @@ class Runtime(Service):
         cal = None if self.churn is None else self.churn.calibrator
         if cal is not None:
             self.metrics.calibration(cal.auc_model, cal.auc_calibrated)
+
+    async def sweep_audiences(
+        self, owned: set[int], announce: Callable[[list[AudienceChange]], Awaitable[None]]
+    ) -> list[AudienceChange]:
+        """Timer body: new definitions, and memberships that changed with time alone."""
+        if self.audience_sweeper is None or self.audiences is None:
+            return []
+        changes = await self.audience_sweeper.sweep(owned, self.churn_now(), announce)
+        names = [a.name for a in self.audiences.current.audiences]
+        sizes = await self.audience_store.counts(names)
+        self.metrics.audience_members.clear()  # audiences no longer defined go too
+        for name, size in sizes.items():
+            self.metrics.audience_members.labels(name).set(size)
+        return changes
+
+    def audience_stats(self) -> dict[str, Any]:
+        """The definitions version this worker uses (applied ones arrive with its next sweep)."""
+        if self.audiences is None:
+            return {"enabled": False}
+        return {"enabled": True, "version": self.audiences.version}
 
     async def fit_churn(self) -> BGNBDParams | None:
         """Timer body: refit the population (one worker per interval). Also run once at

@@ -27,9 +27,12 @@ ROLES = (
     "value",
     "sentiment",
     "risk",
+    "audiences",
 )
 #: Outputs keyed by user id, where an erasure sends tombstones.
-COMPACTED = frozenset({"profiles", "segments", "churn", "recs", "value", "sentiment", "risk"})
+COMPACTED = frozenset(
+    {"profiles", "segments", "churn", "recs", "value", "sentiment", "risk", "audiences"}
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ def layout(settings: Settings) -> list[TopicSpec]:
         "value": settings.topics.value,
         "sentiment": settings.topics.sentiment,
         "risk": settings.topics.risk,
+        "audiences": settings.topics.audience,
     }
     shared = {"min.insync.replicas": str(settings.topics.min_insync)}
     retention = str(int(settings.topics.retention_hours * 3_600_000))

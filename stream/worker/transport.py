@@ -2,7 +2,8 @@
 
 A stage reads :class:`InputRecord` batches and writes through a :class:`Sink`, naming
 topics by *role* (``stream/worker/topics.py``): ``routed``, ``profiles``, ``dlq``,
-``segments``, ``churn``, ``recs``, ``value``, ``sentiment``, ``risk``. Production wires the Faust
+``segments``, ``churn``, ``recs``, ``value``, ``sentiment``, ``risk``,
+``audiences``. Production wires the Faust
 topics (:class:`KafkaSink`, :func:`inbound`); tests wire :class:`MemorySource` and
 :class:`MemorySink`, which refuses
 what a broker would (a message over its size limit), so a whole flow runs in-process with
@@ -93,6 +94,7 @@ class Topics:
     value: TopicT
     sentiment: TopicT
     risk: TopicT
+    audiences: TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -122,6 +124,7 @@ class Topics:
             value=output("value"),
             sentiment=output("sentiment"),
             risk=output("risk"),
+            audiences=output("audiences"),
         )
 
     def by_role(self, role: str) -> TopicT:

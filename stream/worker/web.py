@@ -14,13 +14,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
+import numpy as np
 from aiohttp import web as aioweb
 from faust.web import Request, Response, View
 
+from profiles.audiences.definitions import NAME
+from profiles.audiences.export import BudgetSpent, UnknownAudience, dp_count, known, summary
 from profiles.core.profile import Profile
 from profiles.embedding.codec import unpack
 from profiles.pipeline.downstream import TOP_TAGS_OUT
 from profiles.recommend.blend import Recommendation
+from profiles.redis.audiences import SnapshotGone
 from profiles.risk.feature import flags_view
 from profiles.sentiment.state import SentimentState
 from stream.settings import Settings
@@ -36,6 +40,12 @@ MAX_K = 200
 MAX_EPOCH_MS = 253_402_300_799_999
 #: Longest user id the event schemas allow.
 MAX_USER_ID = 128
+#: Most members one page may ask for, and the largest epsilon a noisy count takes.
+MAX_PAGE = 10_000
+MAX_EPSILON = 10.0
+_SNAPSHOT = re.compile(r"[0-9a-f]{16}")
+_REPORT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_DECIMAL = re.compile(r"[0-9]{1,6}(\.[0-9]{1,9})?")
 # ASCII digits only: str.isdigit() and int() also take '²', '٣' and '1_000'.
 _DIGITS = re.compile(r"[0-9]{1,20}")
 
@@ -190,6 +200,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
                 "encoder": encoder_stats(runtime.models.embedder),
                 "segments": runtime.segment_stats(),
                 "recommendations": runtime.recs_stats(),
+                "audiences": runtime.audience_stats(),
             }
         )
 
@@ -286,6 +297,83 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
             return web.json({"error": "unknown user", "user_id": user_id}, status=404)
         profile, items = found
         return web.json(recommendations_view(profile, items))
+
+    @app.page("/audiences")
+    async def audiences(web: View, request: Request) -> Response:
+        """Every audience of the applied definitions with its exact size."""
+        try:
+            query_params(request.query, ())
+        except BadParameter as exc:
+            return bad(web, exc)
+        return web.json(await summary(runtime.audience_store))
+
+    @app.page("/audiences/{name:[^/]+}/members")
+    async def audience_members(web: View, request: Request, name: str) -> Response:
+        """One page of a snapshot of the members: without ``snapshot`` a new one is taken;
+        pass the answer's ``snapshot`` and ``cursor`` for the next page (``cursor`` null:
+        the end)."""
+        store = runtime.audience_store
+        try:
+            check_audience(name)
+            query = query_params(request.query, ("snapshot", "cursor", "count"))
+            count = parse_int("count", query.get("count", "1000"), 1, MAX_PAGE)
+            cursor = parse_int("cursor", query.get("cursor", "0"), 0, 2**64)
+            snap = query.get("snapshot")
+            if snap is not None and not _SNAPSHOT.fullmatch(snap):
+                raise BadParameter("snapshot: the id an earlier page answered (16 hex digits)")
+            await known(store, name)
+        except BadParameter as exc:
+            return bad(web, exc)
+        except UnknownAudience as exc:
+            return web.json({"error": str(exc)}, status=404)
+        size = None
+        if snap is None:
+            snap, size = await store.snapshot(name, settings.audiences.snapshot_ttl_s)
+        try:
+            nxt, members = await store.page(name, snap, cursor, count)
+        except SnapshotGone as exc:
+            return web.json({"error": str(exc)}, status=410)
+        body = {"audience": name, "snapshot": snap, "cursor": nxt or None, "members": members}
+        if size is not None:
+            body["size"] = size
+        return web.json(body)
+
+    @app.page("/audiences/{name:[^/]+}/count")
+    async def audience_count(web: View, request: Request, name: str) -> Response:
+        """The size; with ``epsilon`` (and ``report``, whose budget pays) a Laplace-noised
+        one for reports that leave the company; 429 once the budget is spent."""
+        store = runtime.audience_store
+        try:
+            check_audience(name)
+            query = query_params(request.query, ("epsilon", "report"))
+            epsilon = parse_epsilon(query["epsilon"]) if "epsilon" in query else None
+            report = query.get("report", "default")
+            if not _REPORT.fullmatch(report):
+                raise BadParameter("report: 1-64 characters of A-Z a-z 0-9 _ . -")
+            if epsilon is None:
+                await known(store, name)
+                return web.json({"audience": name, "count": (await store.counts([name]))[name]})
+            budget = settings.audiences.dp_budget
+            rng = np.random.default_rng()
+            return web.json(await dp_count(store, name, epsilon, report, budget, rng))
+        except BadParameter as exc:
+            return bad(web, exc)
+        except UnknownAudience as exc:
+            return web.json({"error": str(exc)}, status=404)
+        except BudgetSpent as exc:
+            return web.json({"error": str(exc)}, status=429)
+
+
+def check_audience(name: str) -> None:
+    if not NAME.fullmatch(name):
+        raise BadParameter("audience: 1-64 characters of a-z 0-9 _ -")
+
+
+def parse_epsilon(raw: str) -> float:
+    """A plain decimal in (0, 10]: ``0.5``, ``1``; not ``1e3``, ``nan`` or ``inf``."""
+    if not _DECIMAL.fullmatch(raw) or not 0 < float(raw) <= MAX_EPSILON:
+        raise BadParameter(f"epsilon: a decimal number above 0 and at most {MAX_EPSILON:g}")
+    return float(raw)
 
 
 def recommendations_view(profile: Profile, items: list[Recommendation]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class Names:
             "RTP_VALUE_TOPIC": f"value-{self.tag}",
             "RTP_SENTIMENT_TOPIC": f"sentiment-{self.tag}",
             "RTP_RISK_TOPIC": f"risk-{self.tag}",
+            "RTP_AUDIENCE_TOPIC": f"audiences-{self.tag}",
             "RTP_DATA_DIR": f"/tmp/rtp-test-faust/{self.tag}",
         }
 
@@ -73,6 +74,10 @@ class Names:
     @property
     def risk(self) -> str:
         return f"risk-{self.tag}"
+
+    @property
+    def audiences(self) -> str:
+        return f"audiences-{self.tag}"
 
 
 class Worker:

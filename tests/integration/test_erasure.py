@@ -13,11 +13,13 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from profiles.audiences.definitions import definitions_from
 from profiles.core.ownership import owner
 from profiles.core.privacy import HEX_CHARS, KeyedHash, Pseudonymizer
 from profiles.core.profile import Profile
 from profiles.pipeline.store import Commit, Erasure
 from profiles.redis import keys
+from profiles.redis.audiences import RedisAudienceStore
 from profiles.redis.store import _ERASE_USER, RedisStore
 from stream.devtools.services import REDIS, REDIS_CLUSTER_HIGHEST_PORT, LocalServices, free_port
 from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
@@ -102,9 +104,20 @@ async def test_erasure_leaves_no_key_or_value_of_the_user(
     tmp_path: Path,
 ) -> None:
     user = "erin-7781"
+    # An audience the user will be in: erasure must take the user out of it too.
+    everyone = {
+        "audiences": [{"name": "buyers", "rule": {"field": "orders", "op": ">=", "value": 1}}]
+    }
+    await RedisAudienceStore(redis_client).apply(definitions_from(everyone))
+
+    async def audiences_read() -> bool:  # within RTP_AUDIENCE_SWEEP_S
+        return int((await worker.stats())["audiences"]["version"]) == 1
+
+    await eventually(audiences_read, timeout=60)
     await produce(brokers, names.input, [purchase(user, f"{user}-1", START)])
     await eventually(lambda: _exists(redis_client, keys.profile(user)))
     partition = owner(user, 4)
+    assert await redis_client.sismember(keys.audience_members("buyers"), user)
     assert await redis_client.sismember(keys.churn_customers(partition), user)
     assert await redis_client.zscore(keys.churn_due(partition), user) is not None
     assert await mentions(redis_client, user)
@@ -144,6 +157,7 @@ async def test_erasure_leaves_no_key_or_value_of_the_user(
     await read_topic(brokers, names.value, tombstone, timeout=30)
     await read_topic(brokers, names.sentiment, tombstone, timeout=30)
     await read_topic(brokers, names.risk, tombstone, timeout=30)
+    await read_topic(brokers, names.audiences, tombstone, timeout=30)
     assert (await worker.get(f"/users/{user}"))[0] == 404
     worker.stop()
 

@@ -340,3 +340,39 @@ async def test_a_worker_process_runs_as_the_acl_user(
         admin_db1.close()
     assert code == 0, process.tail()
     assert worker_denials(admin) == [], process.tail()
+
+
+async def test_audiences_work_as_the_worker_user(store: RedisStore, admin: redis.Redis) -> None:
+    """Definitions, swept states, requeue, export snapshots and privacy budgets: every command
+    the audience store sends is granted (scripts by hash, no SCAN)."""
+    from profiles.audiences.definitions import definitions_from
+    from profiles.core import indexes
+    from profiles.pipeline.feature import ScoreSet, SetAdd
+    from profiles.redis.audiences import RedisAudienceStore
+
+    audiences = RedisAudienceStore(store.client)
+    await audiences.load_scripts()
+    admin.script_flush()  # a restarted Redis: the store loads its scripts again
+    rule = {"field": "orders", "op": ">=", "value": 0}
+    defs = definitions_from({"audiences": [{"name": "acl", "rule": rule}]})
+    assert await audiences.apply(defs) == (1, True)
+    assert (await audiences.load()).version == 1
+    await store.commit(
+        Commit(profiles=[Profile("u-aud", version=1, first_ts=START, last_ts=START)])
+    )
+    profile = await store.get("u-aud")
+    assert profile is not None
+    profile.parts["audiences"] = {"m": {"acl": 1}, "v": 1}
+    ops = [
+        SetAdd(indexes.audience_members("acl"), "u-aud"),
+        SetAdd(indexes.audience_users(0), "u-aud"),
+        ScoreSet(indexes.audience_due(0), "u-aud", START),
+    ]
+    assert await audiences.save_swept([(profile, list(ops))]) == set()
+    assert await audiences.requeue([0], 1, version=1) == 1
+    assert await audiences.due(0, START) == ["u-aud"]
+    snap, size = await audiences.snapshot("acl", 60)
+    assert size == 1 and await audiences.page("acl", snap, 0, 10) == (0, ["u-aud"])
+    assert await audiences.spend("acl", "r", 0.5, 1.0) == (True, 0.5)
+    assert await audiences.counts(["acl"]) == {"acl": 1}
+    assert worker_denials(admin) == []

@@ -84,6 +84,9 @@ async def test_requests_without_the_right_token_are_refused_before_any_work(
         "/users/ann?as_of=1",
         "/segments",
         "/users/ann/recommendations",
+        "/audiences",
+        "/audiences/vip/members",
+        "/audiences/vip/count?epsilon=1",  # spends a privacy budget: refused before that
     ]
     for path in [*paths, "/router", "/no-such-page"]:
         for token in (None, wrong):

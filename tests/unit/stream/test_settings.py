@@ -128,6 +128,12 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_RISK": True,  # added with risk flags
     "RTP_RISK_EXCLUDE": "none",
     "RTP_RISK_TOPIC": "risk-flags",
+    "RTP_AUDIENCES": True,  # added with audiences
+    "RTP_AUDIENCE_SWEEP_S": 10.0,
+    "RTP_AUDIENCE_REQUIRE_CONSENT": False,
+    "RTP_AUDIENCE_SNAPSHOT_TTL_S": 600,
+    "RTP_AUDIENCE_DP_BUDGET": 1.0,
+    "RTP_AUDIENCE_TOPIC": "audience-changed",
 }
 
 
@@ -258,6 +264,12 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_RISK": ("false", False),
         "RTP_RISK_EXCLUDE": ("medium", "medium"),
         "RTP_RISK_TOPIC": ("risk", "risk"),
+        "RTP_AUDIENCES": ("false", False),
+        "RTP_AUDIENCE_SWEEP_S": ("2.5", 2.5),
+        "RTP_AUDIENCE_REQUIRE_CONSENT": ("true", True),
+        "RTP_AUDIENCE_SNAPSHOT_TTL_S": ("60", 60),
+        "RTP_AUDIENCE_DP_BUDGET": ("3", 3.0),
+        "RTP_AUDIENCE_TOPIC": ("aud", "aud"),
     }
 
 
