@@ -113,9 +113,17 @@ async def members(client: aioredis.Redis, name: str) -> set[str]:
     return {m.decode() for m in await client.smembers(keys.audience_members(name))}
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def store_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """On one Redis, and on a 3-master, 3-replica Redis Cluster (member sets, snapshots and
+    budgets live in other slots than the profiles)."""
+    return redis_url if request.param == "redis" else str(request.getfixturevalue("cluster_url"))
+
+
 async def test_membership_sweeps_versions_consent_export_and_erasure(
-    redis_url: str, tmp_path: Path
+    store_url: str, tmp_path: Path
 ) -> None:
+    redis_url = store_url
     # A customer stored before audiences existed (an upgrade): no audience state at all.
     legacy = runtime(redis_url, audiences=False)
     await legacy.store.load_scripts()
