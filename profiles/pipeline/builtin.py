@@ -18,17 +18,19 @@ from profiles.recommend.feature import RecommendFeature, RecsFields
 from profiles.recommend.recommender import Recommender
 from profiles.segments.feature import SegmentFields, SegmentsFeature
 from profiles.segments.segmenter import Segmenter
+from profiles.together.feature import TogetherFeature, TogetherFields
 from profiles.value.feature import ValueFeature, ValueFields
 from profiles.value.scorer import ValueScorer
 
 #: Every built-in field codec, enabled or not: stores read (and keep) all of them, so a
-#: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv, cv.
+#: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv, cv, tg.
 CODECS: tuple[Fields, ...] = (
     EmbeddingFields(),
     SegmentFields(),
     ChurnFields(),
     RecsFields(),
     ValueFields(),
+    TogetherFields(),
 )
 
 
@@ -42,6 +44,7 @@ def builtin_features(
     recommender: Recommender | None = None,
     config: ProfileConfig | None = None,
     value: ValueScorer | None = None,
+    together: TogetherFeature | None = None,
 ) -> list[Feature]:
     """The enabled built-in features. Churn is always on: with ``churn=None`` it keeps only
     the customer index, so turning scoring on later finds every customer."""
@@ -53,6 +56,8 @@ def builtin_features(
     features.append(ChurnFeature(churn, partitions))
     if value is not None:
         features.append(ValueFeature(value))
+    if together is not None:  # before recommendations: their complements read this batch's
+        features.append(together)
     if recommender is not None:
         model = embedder.config.model_id if embedder is not None else ""
         weights = dict((config or ProfileConfig()).kind_weights)  # what counts as popular

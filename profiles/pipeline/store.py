@@ -22,6 +22,7 @@ from profiles.pipeline.feature import (
     Fields,
     FieldValue,
     IndexOp,
+    PairsAdd,
     ScoreRemove,
     ScoreSet,
     SetAdd,
@@ -30,6 +31,7 @@ from profiles.pipeline.feature import (
     stored_fields,
 )
 from profiles.recommend.popularity import FencedCounts
+from profiles.together.counts import FencedPairs
 
 
 @dataclass(slots=True)
@@ -59,6 +61,7 @@ class Commit:
     seen_items: list[dict[str, Any]] = field(default_factory=list)
     ops: list[IndexOp] = field(default_factory=list)  # index updates that follow profiles
     counts: list[CountsAdd] = field(default_factory=list)  # fenced by source offset
+    pairs: list[PairsAdd] = field(default_factory=list)  # likewise
 
     def __bool__(self) -> bool:
         return bool(
@@ -68,6 +71,7 @@ class Commit:
             or self.seen_items
             or self.ops
             or self.counts
+            or self.pairs
         )
 
 
@@ -113,6 +117,8 @@ class MemoryStore:
         self.sets: dict[str, set[str]] = {}
         self.scores: dict[str, dict[str, int]] = {}
         self.popularity: dict[int, FencedCounts] = {}
+        # "i:<item>" (neighbours) or "m:<partition>" (marginals) -> pair counts
+        self.together: dict[str, FencedPairs] = {}
         self.commits = 0
 
     def field(self, user_id: str, name: str) -> bytes | None:
@@ -181,6 +187,11 @@ class MemoryStore:
         for add in commit.counts:
             counts = self.popularity.setdefault(add.partition, FencedCounts(add.half_life_ms))
             counts.add(add.entries)
+        for pairs in commit.pairs:
+            name = f"m:{pairs.partition}" if pairs.item is None else f"i:{pairs.item}"
+            cap = 0 if pairs.item is None else pairs.cap
+            kept = self.together.setdefault(name, FencedPairs(pairs.half_life_ms, cap))
+            kept.add(pairs.entries)
         for item in commit.items:
             old_item = self.items.get(item["product_id"])
             if old_item is None or "seen_in" in old_item or item_wins(item, old_item):

@@ -19,6 +19,9 @@
 | ``rtp:catalog:ids`` | set | every product id ever upserted (an index bootstraps from it) |
 | ``rtp:catalog:log`` | stream | product ids in upsert order (indexes tail it; MAXLEN ~1M) |
 | ``rtp:pop:{<partition>}`` | hash | item popularity counted by that owner partition's users |
+| ``rtp:tg:{<item>}`` (``:b``, ``:v``) | hash (sorted sets) | pair-count meta (anchor, fences); |
+| | | the item's bought / viewed neighbours (``profiles/redis/together.py``) |
+| ``rtp:tgm:{<partition>}`` | hash | item marginals and sessions counted by that owner partition |
 | ``rtp:in:<topic>:<partition>`` | hash | input mark: ``e`` fence epoch, ``h`` highest offset |
 | | | routed, ``fp`` fingerprint of that message (``profiles/redis/marks.py``) |
 """
@@ -96,6 +99,16 @@ CATALOG_LOG = f"{PREFIX}catalog:log"
 
 def popularity(partition: int) -> str:
     return f"{PREFIX}pop:{{{partition}}}"
+
+
+def together(product_id: str) -> tuple[str, str, str]:
+    """An item's pair-count hash and its bought / viewed neighbour sets (one slot)."""
+    base = f"{PREFIX}tg:{{{product_id}}}"
+    return base, f"{base}:b", f"{base}:v"
+
+
+def together_marginals(partition: int) -> str:
+    return f"{PREFIX}tgm:{{{partition}}}"
 
 
 def input_mark(topic: str, partition: int) -> str:

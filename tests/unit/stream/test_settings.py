@@ -113,6 +113,13 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_VALUE_HORIZON_DAYS": 365.0,
     "RTP_VALUE_MARGIN": 0.1,
     "RTP_VALUE_TOPIC": "value-changed",
+    "RTP_TOGETHER": True,  # added with frequently bought together (issue 20)
+    "RTP_TOGETHER_HALF_LIFE_DAYS": 30.0,
+    "RTP_TOGETHER_MAX_ITEMS": 20,
+    "RTP_TOGETHER_SESSION_GAP_S": 1800.0,
+    "RTP_TOGETHER_NEIGHBOURS": 50,
+    "RTP_TOGETHER_MIN_COUNT": 2.0,
+    "RTP_TOGETHER_W_RECS": 0.3,
 }
 
 
@@ -228,6 +235,13 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_VALUE_HORIZON_DAYS": ("90", 90.0),
         "RTP_VALUE_MARGIN": ("0.2", 0.2),
         "RTP_VALUE_TOPIC": ("value", "value"),
+        "RTP_TOGETHER": ("false", False),
+        "RTP_TOGETHER_HALF_LIFE_DAYS": ("7", 7.0),
+        "RTP_TOGETHER_MAX_ITEMS": ("5", 5),
+        "RTP_TOGETHER_SESSION_GAP_S": ("600", 600.0),
+        "RTP_TOGETHER_NEIGHBOURS": ("10", 10),
+        "RTP_TOGETHER_MIN_COUNT": ("1", 1.0),
+        "RTP_TOGETHER_W_RECS": ("0", 0.0),
     }
 
 
