@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 from profiles.pipeline.feature import PairsAdd
 from profiles.redis import keys
-from profiles.together.counts import PairCounts, decay_to
+from profiles.together.counts import Pair, PairCounts, decay_to, score_pairs
 
 # KEYS: the counter's hash, then optionally its sets "b" and "v". ARGV: half-life ms, cap,
 # then (source, offset, ts, field, weight) per contribution. With 3 keys a field "b:<y>" /
@@ -169,6 +169,18 @@ class RedisTogether:
         found, latest = await self.neighbours(items, "b", limit)
         as_of = latest or 0
         return {pid: decayed(n, as_of, self.half_life_ms) for pid, n in found.items()}
+
+    async def pairs(
+        self, items: Sequence[str], kind: str, k: int, min_count: float, limit: int = 200
+    ) -> dict[str, list[Pair]]:
+        """Each item's top ``k`` pairs by lift (support floor ``min_count``), two pipelines."""
+        counts, _ = await self.marginals(kind)
+        found, latest = await self.neighbours(items, kind, limit)
+        as_of = latest or 0
+        return {
+            pid: score_pairs(pid, decayed(n, as_of, self.half_life_ms), counts, min_count, k)
+            for pid, n in found.items()
+        }
 
     async def bought_marginals(self) -> PairCounts:
         counts, _ = await self.marginals("b")

@@ -100,12 +100,15 @@ class TogetherFeature(Feature):
         for user in users:
             state = user.profile.parts.get("together")
             new = user.profile.parts.get(_NEW, {})
-            part = margins[owner(user.user_id, self.partitions)]
+            mine = owner(user.user_id, self.partitions)
+            part = margins[mine]
             for r in user.outcome.counted:
                 eid = r.event["event_id"]
                 # Applied before (a redelivery): the same contributions, from the stored session.
                 added = new[eid] if eid in new else contributions(state, eid)
-                ts, key = int(r.event["ts"]), r.source.key
+                # An item's counts come from every owner partition, each in its own order: one
+                # fence per (input partition, owner partition), like popularity's per hash.
+                ts, key = int(r.event["ts"]), f"{r.source.key}@{mine}"
                 for pid, name, weight in added:
                     if ":" in name:
                         items[pid].append((key, r.offset, ts, name, weight))

@@ -9,7 +9,14 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "name", ["profiles.together.session", "profiles.together.counts", "profiles.together.rules"]
+    "name",
+    [
+        "profiles.together.session",
+        "profiles.together.counts",
+        "profiles.together.rules",
+        "profiles.together.offline",
+        "profiles.together.complements",
+    ],
 )
 def test_doctests(name: str) -> None:
     module = importlib.import_module(name)

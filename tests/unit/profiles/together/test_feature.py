@@ -192,3 +192,15 @@ def test_neighbours_are_trimmed_to_the_cap_largest_first() -> None:
     assert c.neighbours["b"] == {"y": 3.0, "z": 2.0}
     c.add([("s", 2, 0, "b:x", 5.0)])  # x came back: from zero, now the largest
     assert c.neighbours["b"] == {"x": 5.0, "y": 3.0}
+
+
+async def test_owner_partitions_count_an_item_in_their_own_order() -> None:
+    """Users of two owner partitions (u1: 2, u2: 0) are applied by different agents, so one
+    input partition's offsets reach an item out of order: each pair keeps its own fence."""
+    store = MemoryStore()
+    up = updater(store)
+    await up.process(at(order("e1", "u1", DAY, ["a", "b"]), start=10))
+    await up.process(at(order("e2", "u2", DAY, ["a", "b"], sid="s2"), start=5))
+    assert pairs(store) == {("a", "b"): 2.0, ("b", "a"): 2.0}
+    await up.process(at(order("e1", "u1", DAY, ["a", "b"]), start=10))  # redelivered
+    assert pairs(store)[("a", "b")] == 2.0
