@@ -21,9 +21,10 @@ from profiles.pipeline.feature import PairsAdd
 from profiles.redis import keys
 from profiles.together.counts import Pair, PairCounts, decay_to, score_pairs
 
-# KEYS: the counter's hash, then optionally its sets "b" and "v". ARGV: half-life ms, cap,
-# then (source, offset, ts, field, weight) per contribution. With 3 keys a field "b:<y>" /
-# "v:<y>" adds to member y of that set; otherwise fields are hash fields. Mirrors
+# KEYS: the counter's hash, then optionally its sets "b" and "v". ARGV: half-life ms, cap, then
+# per source: its name, n, and n entries "<offset> <ts> <weight> <field>" (one argument each:
+# packing five per contribution cost the worker more than the script). With 3 keys a field
+# "b:<y>" / "v:<y>" adds to member y of that set; otherwise fields are hash fields. Mirrors
 # profiles.together.counts.FencedPairs.add.
 TOGETHER_SCRIPT = """
 local h, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -31,57 +32,61 @@ local key = KEYS[1]
 local sets = #KEYS == 3
 local anchor = tonumber(redis.call('HGET', key, '@a') or '')
 local latest = tonumber(redis.call('HGET', key, '@t') or '')
-local before, after, touched = {}, {}, {}
+local touched = {}
 local counted = 0
-for i = 3, #ARGV, 5 do
-  local src, off, ts = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  if before[src] == nil then
-    before[src] = tonumber(redis.call('HGET', key, '@f:' .. src) or '-1')
-  end
-  if off > before[src] then
-    if anchor == nil then
-      anchor = ts
-    elseif (ts - anchor) / h > 400 then
-      local shrink = 2 ^ (-(ts - anchor) / h)
-      local all = redis.call('HGETALL', key)
-      for j = 1, #all, 2 do
-        if string.sub(all[j], 1, 1) ~= '@' then
-          redis.call('HSET', key, all[j], string.format('%.17g', tonumber(all[j + 1]) * shrink))
-        end
-      end
-      if sets then
-        for s = 2, 3 do
-          local members = redis.call('ZRANGE', KEYS[s], 0, -1, 'WITHSCORES')
-          for j = 1, #members, 2 do
-            redis.call('ZADD', KEYS[s], string.format('%.17g', tonumber(members[j + 1]) * shrink),
-              members[j])
+local i = 3
+while i <= #ARGV do
+  local src, n = ARGV[i], tonumber(ARGV[i + 1])
+  local fence = tonumber(redis.call('HGET', key, '@f:' .. src) or '-1')
+  local high = nil
+  for j = i + 2, i + 1 + n do
+    local o, t, w, name = string.match(ARGV[j], '^(%S+) (%S+) (%S+) (.*)$')
+    local off, ts = tonumber(o), tonumber(t)
+    if off > fence then
+      if anchor == nil then
+        anchor = ts
+      elseif (ts - anchor) / h > 400 then
+        local shrink = 2 ^ (-(ts - anchor) / h)
+        local all = redis.call('HGETALL', key)
+        for k = 1, #all, 2 do
+          if string.sub(all[k], 1, 1) ~= '@' then
+            redis.call('HSET', key, all[k], string.format('%.17g', tonumber(all[k + 1]) * shrink))
           end
         end
+        if sets then
+          for s = 2, 3 do
+            local members = redis.call('ZRANGE', KEYS[s], 0, -1, 'WITHSCORES')
+            for k = 1, #members, 2 do
+              redis.call('ZADD', KEYS[s],
+                string.format('%.17g', tonumber(members[k + 1]) * shrink), members[k])
+            end
+          end
+        end
+        anchor = ts
       end
-      anchor = ts
+      if latest == nil or ts > latest then latest = ts end
+      local e = (ts - anchor) / h
+      if e < -1074 then e = -1074 end
+      local add = string.format('%.17g', tonumber(w) * 2 ^ e)
+      local kind, member = string.match(name, '^([bv]):(.*)$')
+      if sets and kind then
+        local target = KEYS[kind == 'b' and 2 or 3]
+        redis.call('ZINCRBY', target, add, member)
+        touched[target] = true
+      else
+        redis.call('HINCRBYFLOAT', key, name, add)
+      end
+      if high == nil or off > high then high = off end
+      counted = counted + 1
     end
-    if latest == nil or ts > latest then latest = ts end
-    local e = (ts - anchor) / h
-    if e < -1074 then e = -1074 end
-    local add = string.format('%.17g', tonumber(ARGV[i + 4]) * 2 ^ e)
-    local name = ARGV[i + 3]
-    local kind, member = string.match(name, '^([bv]):(.*)$')
-    if sets and kind then
-      local target = KEYS[kind == 'b' and 2 or 3]
-      redis.call('ZINCRBY', target, add, member)
-      touched[target] = true
-    else
-      redis.call('HINCRBYFLOAT', key, name, add)
-    end
-    if after[src] == nil or off > after[src] then after[src] = off end
-    counted = counted + 1
   end
+  if high ~= nil then redis.call('HSET', key, '@f:' .. src, string.format('%d', high)) end
+  i = i + 2 + n
 end
 for target in pairs(touched) do
   local n = redis.call('ZCARD', target)
   if n > cap then redis.call('ZREMRANGEBYRANK', target, 0, n - cap - 1) end
 end
-for src, off in pairs(after) do redis.call('HSET', key, '@f:' .. src, string.format('%d', off)) end
 if anchor ~= nil then
   redis.call('HSET', key, '@a', string.format('%d', anchor), '@t', string.format('%d', latest))
 end
@@ -95,9 +100,12 @@ def queue_pairs(pipe: Any, pairs: Sequence[PairsAdd]) -> None:
     for add in pairs:
         if not add.entries:
             continue
-        argv: list[Any] = [add.half_life_ms, add.cap]
+        by_source: dict[str, list[str]] = {}
         for source, offset, ts, name, weight in add.entries:
-            argv += [source, offset, ts, name, repr(float(weight))]
+            by_source.setdefault(source, []).append(f"{offset} {ts} {float(weight)!r} {name}")
+        argv: list[Any] = [add.half_life_ms, add.cap]
+        for source, packed in by_source.items():
+            argv += [source, len(packed), *packed]
         if add.item is None:
             pipe.evalsha(TOGETHER_SHA, 1, keys.together_marginals(add.partition), *argv)
         else:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from profiles.together.complements import complements, last_bought
-from profiles.together.counts import FencedPairs, PairCounts, PairContribution, decay_to
+from profiles.together.counts import FencedPairs, PairContribution, PairCounts, decay_to
 from profiles.together.rules import Rule, rules
 from profiles.together.session import SessionConfig, contributions, kind_of, learn
 

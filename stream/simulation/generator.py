@@ -279,7 +279,9 @@ class TrafficGenerator:
             for k in range(0, len(leaves) - 1, 2):
                 device, accessory = leaves[k], leaves[k + 1]
                 for lg in (ZH, EN):
-                    pool = by_leaf[accessory][lg] or by_leaf[accessory][1 - lg]
+                    # The accessory leaf's best sellers: popular cases go with many phones.
+                    members = by_leaf[accessory][lg] or by_leaf[accessory][1 - lg]
+                    pool = sorted(members, key=lambda m: (-self._p_weight[m], m))[:3]
                     for i in by_leaf[device][lg]:
                         if pool:
                             out[i] = pool[(i * 2_654_435_761) % len(pool)]

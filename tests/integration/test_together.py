@@ -6,7 +6,10 @@ them, and the rules match a batch FP-Growth (mlxtend) on the same sessions."""
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
+import sys
 from collections import defaultdict
 from itertools import combinations
 from pathlib import Path
@@ -23,7 +26,7 @@ from profiles.redis.catalog import RedisCatalog
 from profiles.redis.together import RedisTogether
 from stream.cli.together import category_rules
 from stream.settings import Settings
-from tests.integration.harness import Names, Worker, produce
+from tests.integration.harness import ROOT, Names, Worker, produce
 from tests.integration.oracle import eventually
 
 pytestmark = pytest.mark.integration
@@ -261,3 +264,15 @@ async def test_pair_counts_exact_once_and_rules_match_fp_growth(
     phones = await category_rules(reader, RedisCatalog(redis_client), "phones", "b", 100, 1.9)
     assert phones and {r.item for r in phones} <= {"phone", "case"}
     assert ("phone", "case") in {(r.item, r.other) for r in phones}
+    # The command prints the same rules.
+    done = subprocess.run(
+        [sys.executable, "-m", "stream", "rules", "Phones", "--min-count", "1.9"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{len(phones)} rules for 'Phones'" in done.stdout
+    assert phones[0].line() in done.stdout
