@@ -58,22 +58,24 @@ class Words:
         return ()
 
 
-async def run_once(url: str, records: list[list[Record]], together: bool) -> dict[str, float]:
+async def run_once(
+    url: str, records: list[list[Record]], together: bool, views: bool = True
+) -> dict[str, float]:
     store = RedisStore.from_url(url)
     await store.client.flushall()
     await store.load_scripts()
     features: list[Feature] = []
     if together:
-        features.append(TogetherFeature(SessionConfig(), 4, 30 * DAY_MS, 50))
+        features.append(TogetherFeature(SessionConfig(views=views), 4, 30 * DAY_MS, 50))
     updater = BatchUpdater(store, ProfileConfig(), Words(), features)
     pairs = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for batch in records:
         result = await updater.process(batch)
         pairs += result.counts.get("pair_updates", 0)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     await store.close()
-    return {"seconds": seconds, "pairs": pairs}
+    return {"seconds": seconds, "cpu": cpu, "pairs": pairs}
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,46 +92,67 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     with scratch_services(redis_only=True) as (services, _):
         pid = service_pid(services, REDIS)
         url = services.redis_url
-        for name, on in (("base", False), ("together", True)):
-            walls, cpus = [], []
+        runs = (("base", False, True), ("together", True, True), ("no views", True, False))
+        for name, on, views in runs:
+            walls, workers, cpus = [], [], []
             pairs = 0.0
             for _ in range(args.repeats):
                 before = cpu_seconds(pid)
-                got = await run_once(url, batches, on)
+                got = await run_once(url, batches, on, views)
                 walls.append(got["seconds"])
+                workers.append(got["cpu"])
                 cpus.append(cpu_seconds(pid) - before)
                 pairs = got["pairs"]
-            out[name] = {"wall": median(walls), "redis": median(cpus), "pairs": pairs}
+            out[name] = {
+                "wall": median(walls),
+                "cpu": median(workers),
+                "redis": median(cpus),
+                "pairs": pairs,
+            }
     return out
 
 
 def report(args: argparse.Namespace, got: dict[str, Any]) -> str:
     n = got["events"]
-    base, tg = got["base"], got["together"]
+    base, tg, bought = got["base"], got["together"], got["no views"]
     rows = []
-    for label, m in (("base profile", base), ("base + together", tg)):
+    runs = (
+        ("base profile", base),
+        ("base + together", tg),
+        ("base + together, `RTP_TOGETHER_VIEWS=false`", bought),
+    )
+    for label, m in runs:
         rows.append(
             [
                 label,
+                f"{m['cpu'] / n * 1e6:.1f}",
                 f"{m['wall'] / n * 1e6:.1f}",
                 f"{m['redis'] / n * 1e6:.1f}",
                 f"{m['pairs'] / n:.2f}",
             ]
         )
-    added_wall = (tg["wall"] - base["wall"]) / n * 1e6
-    added_redis = (tg["redis"] - base["redis"]) / n * 1e6
-    rows.append(["**added**", f"**{added_wall:.1f}**", f"**{added_redis:.1f}**", ""])
+    for label, m in (("**added**", tg), ("**added**, no co-views", bought)):
+        added = [(m[x] - base[x]) / n * 1e6 for x in ("cpu", "wall", "redis")]
+        rows.append([label, *(f"**{a:.1f}**" for a in added), ""])
     facts = machine_facts()
     lines = [
         SECTION,
         "",
-        "What `RTP_TOGETHER` adds to the update path: per event, the worker's time (batch "
-        "updater + Redis store, one load and one commit pipeline per batch, single-threaded) "
-        "and redis-server CPU (the fenced pair scripts). Regenerate with "
+        "What `RTP_TOGETHER` adds to the update path: per event, the worker's CPU and wall "
+        "time (batch updater + Redis store, one load and one commit pipeline per batch, "
+        "single-threaded; wall includes waiting for Redis) and redis-server CPU (the fenced "
+        "pair scripts). Regenerate with "
         "`python benchmarks/together.py --write`.",
         "",
         markdown_table(
-            ["run", "worker µs/event", "redis-server CPU µs/event", "pair updates/event"], rows
+            [
+                "run",
+                "worker CPU µs/event",
+                "worker wall µs/event",
+                "redis-server CPU µs/event",
+                "pair updates/event",
+            ],
+            rows,
         ),
         "",
         f"- {n:,} generated events ({args.users} users, {args.products} products, "
@@ -154,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=5)
     parser.add_argument("--complements", type=float, default=0.3)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args(argv)
     text = report(args, asyncio.run(measure(args)))

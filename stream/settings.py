@@ -507,6 +507,11 @@ class TogetherSettings(Section):
         1800.0,
         "Events without a `session_id` belong to one session while less than this apart.",
     )
+    views: bool = env(
+        "RTP_TOGETHER_VIEWS",
+        True,
+        "Count co-views (clicks, carts) too; about 99% of the pair updates on typical traffic.",
+    )
     neighbours: Positive = env(
         "RTP_TOGETHER_NEIGHBOURS",
         50,

@@ -48,6 +48,7 @@ Contribution = tuple[str, str, float]
 class SessionConfig:
     max_items: int = 20
     gap_ms: int = 1_800_000
+    views: bool = True  # count co-views too (nearly all of the cost: views outnumber orders)
 
     def __post_init__(self) -> None:
         if self.max_items < 2 or self.gap_ms < 1:
@@ -67,7 +68,7 @@ def learn(
 ) -> dict[str, Any] | None:
     """The session state after ``event`` (applied once, in arrival order)."""
     kind = kind_of(event)
-    if kind is None:
+    if kind is None or (kind == VIEWED and not cfg.views):
         return state
     sid = event.get("session_id")
     if state is not None and _joins(state, sid, ts, cfg.gap_ms):

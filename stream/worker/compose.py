@@ -168,7 +168,7 @@ def together_feature(settings: Settings, models: Models) -> TogetherFeature | No
     recommender = models.recommender
     cache = None if recommender is None else recommender.complements
     return TogetherFeature(
-        SessionConfig(s.max_items, int(s.session_gap_s * 1000)),
+        SessionConfig(s.max_items, int(s.session_gap_s * 1000), s.views),
         settings.kafka.partitions,
         int(s.half_life_days * DAY_MS),
         s.neighbours,

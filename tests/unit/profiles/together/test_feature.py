@@ -204,3 +204,18 @@ async def test_owner_partitions_count_an_item_in_their_own_order() -> None:
     assert pairs(store) == {("a", "b"): 2.0, ("b", "a"): 2.0}
     await up.process(at(order("e1", "u1", DAY, ["a", "b"]), start=10))  # redelivered
     assert pairs(store)[("a", "b")] == 2.0
+
+
+async def test_views_off_counts_orders_only() -> None:
+    store = MemoryStore()
+    feature = TogetherFeature(SessionConfig(views=False), 4, H, neighbours=50)
+    up = BatchUpdater(store, CFG, Words(), [feature], clock=lambda: 1000.0)
+    await up.process(
+        at(
+            click("e1", "u1", DAY, "a"),
+            click("e2", "u1", DAY + 1, "b"),
+            order("e3", "u1", DAY + 2, ["a", "c"]),
+        )
+    )
+    assert pairs(store, "v") == {} and pairs(store) == {("a", "c"): 1.0, ("c", "a"): 1.0}
+    assert "v" not in marginals(store)
