@@ -158,6 +158,11 @@ def report(
                 lines.append(f"| {cut} | {label} | {m} | {hit:.3f} | {recall:.3f} | {n} |")
     lines += [
         "",
+        "The purchase cut is where *after a purchase, its complements* applies: the device "
+        "order is in the profile when its accessory order is predicted. At the session cut the "
+        "device was bought in the held-out session itself, so complements of older purchases "
+        "are all the source can offer.",
+        "",
         f"**Rules found vs planted** (whole log, support floor {args.min_count:g} "
         f"decayed sessions): {n_seen} planted pairs were bought together that often; for "
         f"{n_top} of them ({n_top / max(n_seen, 1):.0%}) the accessory is the device's best "

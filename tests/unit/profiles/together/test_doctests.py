@@ -16,6 +16,8 @@ import pytest
         "profiles.together.rules",
         "profiles.together.offline",
         "profiles.together.complements",
+        "stream.cli.together",
+        "stream.evaluation.together",
     ],
 )
 def test_doctests(name: str) -> None:
