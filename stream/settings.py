@@ -522,6 +522,12 @@ class TogetherSettings(Section):
         2.0,
         "Support floor: pairs seen together in fewer (decayed) sessions are not scored.",
     )
+    cache_s: NonNegative = env(
+        "RTP_TOGETHER_CACHE_S",
+        60.0,
+        "Seconds a worker keeps an item's neighbours and the marginals for the blend (0: read "
+        "them for every batch with purchases).",
+    )
     w_recs: NonNegative = env(
         "RTP_TOGETHER_W_RECS",
         0.3,

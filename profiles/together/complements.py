@@ -90,10 +90,12 @@ class ComplementCache:
     async def refresh(self, items: Sequence[str]) -> int:
         """Read the ``items`` not fresh in the cache (and stale marginals); returns how many."""
         now = self.clock()
-        if self._counts is None or now - self._counts[0] > self.ttl_s:
+        if self._counts is None or now - self._counts[0] >= self.ttl_s:
             self._counts = (now, await self.reader.bought_marginals())
         stale = [
-            p for p in dict.fromkeys(items) if now - self._items.get(p, (-1e18, {}))[0] > self.ttl_s
+            p
+            for p in dict.fromkeys(items)
+            if now - self._items.get(p, (-1e18, {}))[0] >= self.ttl_s
         ]
         if stale:
             found = await self.reader.bought(stale, self.k)

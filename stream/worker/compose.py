@@ -157,7 +157,8 @@ def together_reader(settings: Settings, client: aioredis.Redis) -> RedisTogether
 
 def complement_cache(settings: Settings, client: aioredis.Redis) -> ComplementCache:
     reader = together_reader(settings, client)
-    return ComplementCache(reader, settings.together.min_count, k=settings.recommend.k)
+    s = settings.together
+    return ComplementCache(reader, s.min_count, k=settings.recommend.k, ttl_s=s.cache_s)
 
 
 def together_feature(settings: Settings, models: Models) -> TogetherFeature | None:

@@ -24,9 +24,10 @@ from mlxtend.preprocessing import TransactionEncoder
 from profiles.redis import keys
 from profiles.redis.catalog import RedisCatalog
 from profiles.redis.together import RedisTogether
+from schemas.validate import validate_output
 from stream.cli.together import category_rules
 from stream.settings import Settings
-from tests.integration.harness import ROOT, Names, Worker, produce
+from tests.integration.harness import ROOT, Names, Worker, produce, read_topic
 from tests.integration.oracle import eventually
 
 pytestmark = pytest.mark.integration
@@ -276,3 +277,57 @@ async def test_pair_counts_exact_once_and_rules_match_fp_growth(
     assert done.returncode == 0, done.stderr
     assert f"{len(phones)} rules for 'Phones'" in done.stdout
     assert phones[0].line() in done.stdout
+
+
+async def test_a_purchase_pushes_its_complements(
+    worker_env: dict[str, str], brokers: str, names: Names, tmp_path: Path
+) -> None:
+    """The blend's complements through the real worker and model: once others bought the tea
+    pot with the green tea, Ann's list after buying the tea carries the pot as a complement."""
+    from tests.integration.test_recommendations import CATALOG, _recs_of, click, purchase
+    from tests.integration.test_recommendations import product as catalog_product
+
+    env = {
+        **worker_env,
+        "RTP_CATALOG_POLL_S": "0.3",
+        "RTP_RECS_INTERVAL_S": "60",
+        "RTP_TOGETHER_CACHE_S": "0",  # read for every batch: Ann's sees the crowd's counts
+    }
+    worker = Worker(env, tmp_path / "recs.log").start()
+    key = lambda e: e["user_id"].encode()  # noqa: E731
+    try:
+        await worker.wait_ready(timeout=120)
+        await produce(brokers, names.input, [catalog_product(p, START) for p in CATALOG])
+
+        async def indexed() -> bool:
+            _, stats = await worker.get("/stats")
+            return int(stats["recommendations"]["items"]) == len(CATALOG)
+
+        await eventually(indexed, timeout=120)
+        crowd = []
+        for i in range(6):  # the tea and the pot in one order, six times
+            order = purchase(f"fan{i}", 1, "tea-1", START + i * 1000)
+            order["items"].append({"product_id": "tea-4", "quantity": 1, "price": 10.0})
+            crowd.append(order)
+        await produce(brokers, names.input, crowd, key=key)
+
+        async def paired() -> bool:
+            status, body = await worker.get("/items/tea-1/bought-together")
+            return status == 200 and [i["product_id"] for i in body["items"]] == ["tea-4"]
+
+        await eventually(paired, timeout=120)
+        ann = [click("ann", i, p, START + i * 1000) for i, p in enumerate(["pen-1", "pen-2"])]
+        ann.append(purchase("ann", 9, "tea-1", START + 120_000))
+        await produce(brokers, names.input, ann, key=key)
+
+        def bought(log: list[Any]) -> bool:
+            return any(e["trigger"] in ("first", "purchase") for e in _recs_of(log, "ann"))
+
+        log = await read_topic(brokers, names.recs, bought, timeout=120)
+        last = _recs_of(log, "ann")[-1]
+        validate_output("recommendation", last)
+        reasons = {i["product_id"]: i["reason"] for i in last["items"]}
+        assert "tea-1" not in reasons  # bought
+        assert reasons["tea-4"]["together"] == 1.0
+    finally:
+        worker.stop()

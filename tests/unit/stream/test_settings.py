@@ -121,6 +121,7 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_TOGETHER_NEIGHBOURS": 50,
     "RTP_TOGETHER_MIN_COUNT": 2.0,
     "RTP_TOGETHER_W_RECS": 0.3,
+    "RTP_TOGETHER_CACHE_S": 60.0,
 }
 
 
@@ -244,6 +245,7 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_TOGETHER_NEIGHBOURS": ("10", 10),
         "RTP_TOGETHER_MIN_COUNT": ("1", 1.0),
         "RTP_TOGETHER_W_RECS": ("0", 0.0),
+        "RTP_TOGETHER_CACHE_S": ("0", 0.0),
     }
 
 
