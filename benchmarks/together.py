@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(args, asyncio.run(measure(args)))
     print(text)
     if args.write:
-        write_bench(SECTION, text)
+        write_bench(SECTION, text.split("\n", 1)[1])  # the body: it writes the heading
     return 0
 
 
