@@ -102,8 +102,18 @@ def popularity(partition: int) -> str:
 
 
 def together(product_id: str) -> tuple[str, str, str]:
-    """An item's pair-count hash and its bought / viewed neighbour sets (one slot)."""
+    """An item's pair-count hash and its bought / viewed neighbour sets (one slot).
+
+    An id starting with ``}`` would make ``{}`` the hash tag (none: each key its own slot), so
+    such ids get a tag of the id's own slot, in a key space of their own (``tgx``).
+
+    >>> from profiles.redis.slots import slot_of
+    >>> len({slot_of(k) for k in together("}odd")}), together("tea")[1]
+    (1, 'rtp:tg:{tea}:b')
+    """
     base = f"{PREFIX}tg:{{{product_id}}}"
+    if product_id.startswith("}"):
+        base = f"{PREFIX}tgx:{{{tag_for_slot(slot_of(product_id))}}}:{product_id}"
     return base, f"{base}:b", f"{base}:v"
 
 

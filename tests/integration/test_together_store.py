@@ -45,6 +45,7 @@ async def test_pair_script_matches_the_python_fences(redis_client: aioredis.Redi
             item.add(pairs)
             margins.add(marg)
             adds = [PairsAdd("x y{z}", -1, pairs, H, CAP), PairsAdd(None, 2, marg, H)]
+            adds.append(PairsAdd("}odd", -1, pairs, H, CAP))  # its keys: one slot too
             await store.commit(Commit(pairs=adds))
     meta, bought, viewed = keys.together("x y{z}")
     stored = {k.decode(): v for k, v in (await redis_client.hgetall(meta)).items()}
@@ -57,6 +58,13 @@ async def test_pair_script_matches_the_python_fences(redis_client: aioredis.Redi
         assert len(got) <= CAP and got.keys() == item.neighbours[kind].keys()
         for member, value in item.neighbours[kind].items():
             assert got[member] == pytest.approx(value, rel=1e-9)
+    for ours, odd in zip(keys.together("x y{z}"), keys.together("}odd"), strict=True):
+        if ours == meta:
+            assert await redis_client.hgetall(odd) == await redis_client.hgetall(ours)
+        else:
+            assert await redis_client.zrange(odd, 0, -1, withscores=True) == (
+                await redis_client.zrange(ours, 0, -1, withscores=True)
+            )
     counted = await redis_client.hgetall(keys.together_marginals(2))
     plain = {k.decode(): float(v) for k, v in counted.items() if not k.startswith(b"@")}
     assert plain.keys() == margins.counts.keys() and "b:a" in plain  # kind fields: hash fields

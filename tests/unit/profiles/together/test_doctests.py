@@ -17,6 +17,7 @@ import pytest
         "profiles.together.offline",
         "profiles.together.complements",
         "stream.cli.together",
+        "profiles.redis.keys",
         "stream.evaluation.together",
     ],
 )
