@@ -610,6 +610,54 @@ class RecommendSettings(Section):
     )
 
 
+class TogetherSettings(Section):
+    enabled: bool = env(
+        "RTP_TOGETHER",
+        True,
+        "Frequently bought together: co-purchase and co-view counts per item pair, "
+        "`/items/{id}/bought-together`, `rules`, complements in the recommendation blend.",
+    )
+    half_life_days: PositiveFloat = env(
+        "RTP_TOGETHER_HALF_LIFE_DAYS", 30.0, "Half-life of the pair counts (event time)."
+    )
+    max_items: Annotated[int, Field(ge=2)] = env(
+        "RTP_TOGETHER_MAX_ITEMS",
+        20,
+        "Distinct items of a session counted per kind (bought, viewed); later ones add no pairs.",
+    )
+    session_gap_s: PositiveFloat = env(
+        "RTP_TOGETHER_SESSION_GAP_S",
+        1800.0,
+        "Events without a `session_id` belong to one session while less than this apart.",
+    )
+    views: bool = env(
+        "RTP_TOGETHER_VIEWS",
+        True,
+        "Count co-views (clicks, carts) too; about 99% of the pair updates on typical traffic.",
+    )
+    neighbours: Positive = env(
+        "RTP_TOGETHER_NEIGHBOURS",
+        50,
+        "Neighbours kept per item and kind (the largest co-counts; the rest are trimmed).",
+    )
+    min_count: NonNegative = env(
+        "RTP_TOGETHER_MIN_COUNT",
+        2.0,
+        "Support floor: pairs seen together in fewer (decayed) sessions are not scored.",
+    )
+    cache_s: NonNegative = env(
+        "RTP_TOGETHER_CACHE_S",
+        60.0,
+        "Seconds a worker keeps an item's neighbours and the marginals for the blend (0: read "
+        "them for every batch with purchases).",
+    )
+    w_recs: NonNegative = env(
+        "RTP_TOGETHER_W_RECS",
+        0.3,
+        "Blend weight of complements (after a purchase: its items' pairs, by lift); 0: off.",
+    )
+
+
 class PrivacySettings(Section):
     pseudonymize: bool = env(
         "RTP_PSEUDONYMIZE",
@@ -744,6 +792,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = Field(default_factory=RiskSettings)
     audiences: AudienceSettings = Field(default_factory=AudienceSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
+    together: TogetherSettings = Field(default_factory=TogetherSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     web: WebSettings = Field(default_factory=WebSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

@@ -27,12 +27,13 @@ from profiles.risk.feature import RiskFeature, RiskFields
 from profiles.segments.feature import SegmentFields, SegmentsFeature
 from profiles.segments.segmenter import Segmenter
 from profiles.sentiment.feature import SentimentFeature, SentimentFields
+from profiles.together.feature import TogetherFeature, TogetherFields
 from profiles.value.feature import ValueFeature, ValueFields
 from profiles.value.scorer import ValueScorer
 
 #: Every built-in field codec, enabled or not: stores read (and keep) all of them, so a
 #: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv, cv, sn,
-#: rk, au.
+#: rk, au, tg.
 CODECS: tuple[Fields, ...] = (
     EmbeddingFields(),
     SegmentFields(),
@@ -42,6 +43,7 @@ CODECS: tuple[Fields, ...] = (
     SentimentFields(),
     RiskFields(),
     AudienceFields(),
+    TogetherFields(),
 )
 
 
@@ -59,6 +61,7 @@ def builtin_features(
     risk: RiskDetector | None = None,
     exclude_flagged: str = "none",
     audiences: AudienceBook | None = None,
+    together: TogetherFeature | None = None,
 ) -> list[Feature]:
     """The enabled built-in features. Churn is always on: with ``churn=None`` it keeps only
     the customer index, so turning scoring on later finds every customer. Users with an open
@@ -77,6 +80,8 @@ def builtin_features(
         features.append(RiskFeature(risk))
     if audiences is not None:
         features.append(AudienceFeature(audiences, partitions))
+    if together is not None:  # before recommendations: their complements read this batch's
+        features.append(together)
     if recommender is not None:
         model = embedder.config.model_id if embedder is not None else ""
         weights = dict((config or ProfileConfig()).kind_weights)  # what counts as popular

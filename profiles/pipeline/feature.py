@@ -74,6 +74,19 @@ class CountsAdd:
 
 
 @dataclass(frozen=True, slots=True)
+class PairsAdd:
+    """Pair counts (``profiles/together/``), fenced by source offset in the store like
+    :class:`CountsAdd`: one item's neighbours (``item``, sets trimmed to ``cap``), or, with
+    ``item=None``, the marginals counted by owner partition ``partition``."""
+
+    item: str | None
+    partition: int
+    entries: list[tuple[str, int, int, str, float]]  # together.counts.PairContribution
+    half_life_ms: int
+    cap: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Emit:
     """One downstream event: ``role`` names the output topic (``stream/worker/topics.py``),
     ``change`` is the feature's own record of it (for metrics and tests)."""
@@ -117,6 +130,7 @@ class Batch:
     # Batch-level writes (first attempt only), whatever a user's commit does.
     seen_items: list[dict[str, Any]] = field(default_factory=list)
     counts: list[CountsAdd] = field(default_factory=list)
+    pairs: list[PairsAdd] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # per-batch state features share
 
     @property

@@ -23,6 +23,7 @@ from profiles.pipeline.feature import (
     Fields,
     FieldValue,
     IndexOp,
+    PairsAdd,
     ScoreRemove,
     ScoreSet,
     SetAdd,
@@ -31,6 +32,7 @@ from profiles.pipeline.feature import (
     stored_fields,
 )
 from profiles.recommend.popularity import FencedCounts
+from profiles.together.counts import FencedPairs
 
 
 @dataclass(slots=True)
@@ -60,6 +62,7 @@ class Commit:
     seen_items: list[dict[str, Any]] = field(default_factory=list)
     ops: list[IndexOp] = field(default_factory=list)  # index updates that follow profiles
     counts: list[CountsAdd] = field(default_factory=list)  # fenced by source offset
+    pairs: list[PairsAdd] = field(default_factory=list)  # likewise
 
     def __bool__(self) -> bool:
         return bool(
@@ -69,6 +72,7 @@ class Commit:
             or self.seen_items
             or self.ops
             or self.counts
+            or self.pairs
         )
 
 
@@ -116,6 +120,8 @@ class MemoryStore:
         self.popularity: dict[int, FencedCounts] = {}
         # Other features' shared counters (CountsAdd.counter), by name and partition.
         self.counters: defaultdict[str, dict[int, FencedCounts]] = defaultdict(dict)
+        # "i:<item>" (neighbours) or "m:<partition>" (marginals) -> pair counts
+        self.together: dict[str, FencedPairs] = {}
         self.commits = 0
 
     def field(self, user_id: str, name: str) -> bytes | None:
@@ -185,6 +191,11 @@ class MemoryStore:
             shared = self.popularity if add.counter == "pop" else self.counters[add.counter]
             counts = shared.setdefault(add.partition, FencedCounts(add.half_life_ms))
             counts.add(add.entries)
+        for pairs in commit.pairs:
+            name = f"m:{pairs.partition}" if pairs.item is None else f"i:{pairs.item}"
+            cap = 0 if pairs.item is None else pairs.cap
+            kept = self.together.setdefault(name, FencedPairs(pairs.half_life_ms, cap))
+            kept.add(pairs.entries)
         for item in commit.items:
             old_item = self.items.get(item["product_id"])
             if old_item is None or "seen_in" in old_item or item_wins(item, old_item):

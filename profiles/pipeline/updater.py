@@ -221,6 +221,7 @@ class BatchUpdater:
                         user.ops = self._repair(stale.pop(user.user_id), user)
                 if attempt == 1:  # batch-level counts: the store's fences decide what is new
                     commit.counts = list(batch.counts)
+                    commit.pairs = list(batch.pairs)
                 written = [u for u in users if u.write]
                 commit.profiles = [u.profile for u in written]
                 commit.fields = {u.user_id: encode_all(self.features, u) for u in written}

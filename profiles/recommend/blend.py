@@ -60,6 +60,7 @@ class BlendConfig:
     w_vector: float = 0.6
     w_tags: float = 0.3
     w_popularity: float = 0.1
+    w_together: float = 0.0  # complements of the last purchase (``profiles/together/``)
     diversity: float = 0.3
     min_events_for_personal: int = 3
     user_tags: int = 40
@@ -67,7 +68,7 @@ class BlendConfig:
     def __post_init__(self) -> None:
         if self.k < 0 or self.per_interest < 1 or self.user_tags < 1:
             raise ValueError("k must be >= 0, per_interest and user_tags >= 1")
-        if min(self.w_vector, self.w_tags, self.w_popularity) < 0:
+        if min(self.w_vector, self.w_tags, self.w_popularity, self.w_together) < 0:
             raise ValueError("weights must be >= 0")
         if not 0.0 <= self.diversity <= 1.0:
             raise ValueError("diversity must be in [0, 1]")
@@ -77,9 +78,10 @@ class BlendConfig:
 class Recommendation:
     """One recommended item with the score that ranked it and why.
 
-    ``reason``: ``source`` ("interest", "long_term", "tags" or "popularity"), ``interest``
-    (index into the interests given, or None), ``cosine``, ``tag_jaccard``, ``popularity``,
-    ``shared_tags``; popularity picks carry ``scope`` ("segment" or "global") instead.
+    ``reason``: ``source`` ("interest", "long_term", "tags", "together" or "popularity"),
+    ``interest`` (index into the interests given, or None), ``cosine``, ``tag_jaccard``,
+    ``popularity``, ``shared_tags``, and ``together`` for a complement of the last purchase;
+    popularity picks carry ``scope`` ("segment" or "global") instead.
     """
 
     product_id: str
@@ -130,8 +132,13 @@ def recommend(
     *,
     events: int | None = None,
     vector_hits: Sequence[Sequence[tuple[str, float]]] | None = None,
+    complements: Sequence[tuple[str, float]] = (),
 ) -> list[Recommendation]:
     """Top ``cfg.k`` items for one user, best first (see the module docstring).
+
+    ``complements``: items bought together with the user's last purchase and their strength
+    in [0, 1] (:func:`profiles.together.complements.complements`); with ``cfg.w_together``
+    they join the candidates and add ``w_together * strength`` to their score.
 
     ``events`` is the user's event count when known: below ``cfg.min_events_for_personal``
     the user is cold and gets popularity. ``vector_hits``: the nearest items of the user's
@@ -174,6 +181,10 @@ def recommend(
             candidates.update(pid for pid, _ in hits if pid not in exclude)
     if use_tags:
         candidates.update(pid for pid, _ in index.by_tags(tag_set, cfg.per_interest, exclude))
+    paired: dict[str, float] = {}
+    if cfg.w_together > 0:
+        paired = {p: s for p, s in complements if p not in exclude and p in index}
+        candidates.update(paired)
     if not candidates:
         return _popular(index, segment_popular, exclude, cfg.k)
     ids = sorted(candidates)
@@ -186,7 +197,9 @@ def recommend(
         cos = np.zeros((len(ids), 0), dtype=np.float32)
         best_cos = np.zeros(len(ids), dtype=np.float32)
     jaccard = np.array([_jaccard(tag_set, index.tags_of(pid)) for pid in ids])
+    together = np.array([paired.get(pid, 0.0) for pid in ids])
     score = cfg.w_vector * best_cos + cfg.w_tags * jaccard + cfg.w_popularity * pop
+    score = score + cfg.w_together * together
     # Nearest interest of each candidate (-1: no interests, the long-term vector alone).
     group = cos[:, : len(interests)].argmax(axis=1) if interests else np.full(len(ids), -1)
 
@@ -194,10 +207,13 @@ def recommend(
     recs = []
     for i in picked:
         vec_part = cfg.w_vector * float(best_cos[i]) if vectors else 0.0
-        tags_won = use_tags and cfg.w_tags * float(jaccard[i]) > vec_part
+        tags_part = cfg.w_tags * float(jaccard[i]) if use_tags else 0.0
+        tags_won = use_tags and tags_part > vec_part
         nearest = int(cos[i].argmax()) if vectors else -1
         from_interest = 0 <= nearest < len(interests)
         source = "tags" if tags_won else ("interest" if from_interest else "long_term")
+        if cfg.w_together * float(together[i]) > max(vec_part, tags_part):
+            source = "together"
         shared = sorted(tag_set & index.tags_of(ids[i]))
         reason: dict[str, Any] = {
             "source": source,
@@ -207,6 +223,8 @@ def recommend(
             "popularity": round(float(pop[i]), 4),
             "shared_tags": shared,
         }
+        if ids[i] in paired:
+            reason["together"] = round(float(together[i]), 4)
         recs.append(Recommendation(ids[i], float(score[i]), reason))
     recs.sort(key=lambda r: (-r.score, -r.reason["popularity"], r.product_id))
     if len(recs) < cfg.k:

@@ -29,10 +29,11 @@ from profiles.recommend.blend import (
 )
 from profiles.recommend.index import ItemIndex
 from profiles.recommend.throttle import interest_shift, should_recommend
+from profiles.together.complements import ComplementCache
 
 #: What the blend needs of one profile: long-term vector, interests, top tags, bought items,
-#: event count, the query vectors (interests then long-term) in search order, and the user's
-#: segment's popular products (cold start).
+#: event count, the query vectors (interests then long-term) in search order, the user's
+#: segment's popular products (cold start), and complements of the last purchase.
 _Inputs = tuple[
     "np.ndarray | None",
     list[InterestInput],
@@ -41,7 +42,9 @@ _Inputs = tuple[
     int,
     list[np.ndarray],
     list[str],
+    Sequence[tuple[str, float]],
 ]
+
 
 __all__ = ["Recommender", "RecsChange", "RecsConfig"]
 
@@ -75,7 +78,10 @@ class Recommender:
         half_life_ms: int,
         embedding: EmbeddingConfig,
         lock: asyncio.Lock | None = None,
+        complements: ComplementCache | None = None,
     ) -> None:
+        # Complements of the last purchase; the together feature refreshes the cache per batch.
+        self.complements = complements
         self.index = index
         self.config = config
         self.half_life_ms = half_life_ms
@@ -118,7 +124,7 @@ class Recommender:
         inputs = [self._inputs(p, cfg) for p in profiles]
         personal = [
             i
-            for i, (_, _, _, _, events, vectors, _) in enumerate(inputs)
+            for i, (_, _, _, _, events, vectors, _, _) in enumerate(inputs)
             if vectors and events >= cfg.min_events_for_personal and cfg.w_vector > 0
         ]
         # BLAS threads pay off only for the search of a large catalog; for everything smaller
@@ -152,8 +158,9 @@ class Recommender:
                 segment_popular,
                 events=events,
                 vector_hits=found.get(i),
+                complements=paired,
             )
-            for i, (long_term, interests, tags, purchased, events, _, segment_popular) in (
+            for i, (long_term, interests, tags, purchased, events, _, segment_popular, paired) in (
                 enumerate(inputs)
             )
         ]
@@ -170,7 +177,11 @@ class Recommender:
         tags = profile.top_tags(cfg.user_tags, self.half_life_ms)
         events = sum(profile.counts.values())
         segment = self.index.segment_popular(profile.segment)
-        return long_term, interests, tags, set(profile.purchased), events, vectors, segment
+        paired: Sequence[tuple[str, float]] = ()
+        if self.complements is not None and cfg.w_together > 0:
+            paired = self.complements.of(profile.purchased)
+        bought = set(profile.purchased)
+        return long_term, interests, tags, bought, events, vectors, segment, paired
 
     async def compute_many(
         self, profiles: Sequence[Profile], k: int | None = None

@@ -22,6 +22,9 @@
 | ``rtp:catalog:log`` | stream | product ids in upsert order (indexes tail it; MAXLEN ~1M) |
 | ``rtp:pop:{<partition>}`` | hash | item popularity counted by that owner partition's users |
 | ``rtp:sent:{<partition>}`` | hash | review sentiment per product (``s:``/``n:``/``x:<product>``) |
+| ``rtp:tg:{<item>}`` (``:b``, ``:v``) | hash (sorted sets) | pair-count meta (anchor, fences); |
+| | | the item's bought / viewed neighbours (``profiles/redis/together.py``) |
+| ``rtp:tgm:{<partition>}`` | hash | item marginals and sessions counted by that owner partition |
 | ``rtp:in:<topic>:<partition>`` | hash | input mark: ``e`` fence epoch, ``h`` highest offset |
 | | | routed, ``fp`` fingerprint of that message (``profiles/redis/marks.py``) |
 | ``rtp:aud:defs`` | hash | audience definitions: ``v`` version, ``d`` JSON, ``sha``, ``at`` |
@@ -117,6 +120,26 @@ def counter(name: str, partition: int) -> str:
     ('rtp:pop:{3}', 'rtp:sent:{0}')
     """
     return f"{PREFIX}{name}:{{{partition}}}"
+
+
+def together(product_id: str) -> tuple[str, str, str]:
+    """An item's pair-count hash and its bought / viewed neighbour sets (one slot).
+
+    An id starting with ``}`` would make ``{}`` the hash tag (none: each key its own slot), so
+    such ids get a tag of the id's own slot, in a key space of their own (``tgx``).
+
+    >>> from profiles.redis.slots import slot_of
+    >>> len({slot_of(k) for k in together("}odd")}), together("tea")[1]
+    (1, 'rtp:tg:{tea}:b')
+    """
+    base = f"{PREFIX}tg:{{{product_id}}}"
+    if product_id.startswith("}"):
+        base = f"{PREFIX}tgx:{{{tag_for_slot(slot_of(product_id))}}}:{product_id}"
+    return base, f"{base}:b", f"{base}:v"
+
+
+def together_marginals(partition: int) -> str:
+    return f"{PREFIX}tgm:{{{partition}}}"
 
 
 def input_mark(topic: str, partition: int) -> str:

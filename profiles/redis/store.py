@@ -41,6 +41,7 @@ from profiles.redis import keys
 from profiles.redis.catalog import POPULARITY_SCRIPT, queue_writes
 from profiles.redis.client import RedisOutage, RedisTLS, async_client
 from profiles.redis.slots import tag_for_slot
+from profiles.redis.together import TOGETHER_SCRIPT, queue_pairs
 
 # KEYS: profile, erasure marker. ARGV: base version, new version, then field/value pairs.
 _WRITE_PROFILE = """
@@ -136,6 +137,7 @@ class RedisStore:
         for script in self._scripts:
             await self.client.script_load(script.source)
         await self.client.script_load(POPULARITY_SCRIPT)
+        await self.client.script_load(TOGETHER_SCRIPT)
         # At start-up rather than in the first batch: the secret, and the slot tags (~0.1 s).
         await self.marker_hash()
         tag_for_slot(0)
@@ -233,6 +235,7 @@ class RedisStore:
             _indexes(pipe, commit)
             if commit is not None:
                 queue_writes(pipe, [*commit.items, *commit.seen_items], commit.counts)
+                queue_pairs(pipe, commit.pairs)
             waits = self._queue_waits(pipe)
             replies = await pipe.execute(raise_on_error=False)
             self.round_trips += 1

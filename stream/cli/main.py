@@ -69,6 +69,46 @@ def register(app: faust.App, settings: Settings) -> None:
             raise SystemExit(code)
 
     @app.command(
+        argument("category", type=str),
+        option("--kind", type=str, default="bought", help="bought (co-purchase) or viewed."),
+        option("--k", type=int, default=10, help="Rules per antecedent item."),
+        option("--limit", type=int, default=50, help="Rules printed (best lift first)."),
+        option("--min-count", type=float, default=None, help="Support floor (sessions)."),
+    )
+    async def rules(
+        self: AppCommand,
+        category: str,
+        kind: str,
+        k: int,
+        limit: int,
+        min_count: float | None,
+    ) -> None:
+        """Association rules (support, confidence, lift) of a category's items, from the
+        streaming pair counts; CATEGORY is a level of the category path, `*` every item."""
+        from profiles.redis.catalog import RedisCatalog
+        from profiles.redis.client import async_client
+        from stream.cli.together import KINDS, category_rules
+        from stream.worker.compose import together_reader
+
+        if kind not in KINDS or k < 1 or limit < 1:
+            raise SystemExit("--kind is bought or viewed; --k and --limit are >= 1")
+        client = async_client(settings.redis.url.get_secret_value(), settings.redis.tls)
+        try:
+            found = await category_rules(
+                together_reader(settings, client),
+                RedisCatalog(client),
+                category,
+                KINDS[kind],
+                k,
+                settings.together.min_count if min_count is None else min_count,
+            )
+        finally:
+            await client.aclose()
+        self.say(f"{len(found)} rules for {category!r} ({kind} together); best {limit}:")
+        for rule in found[:limit]:
+            self.say(rule.line())
+
+    @app.command(
         option(
             "--rate", type=float, default=500.0, help="Events per second (0: as fast as possible)."
         ),

@@ -63,6 +63,7 @@ from profiles.recommend.index import Item, ItemIndex
 from profiles.segments.kmeans import MiniBatchKMeans
 from profiles.tags.event_tags import event_tags
 from profiles.tags.extractor import TagExtractor
+from profiles.together.offline import OfflinePairs
 from schemas.kinds import product_lines
 from stream.evaluation.markdown import write_section
 from stream.simulation.generator import TrafficConfig, TrafficGenerator
@@ -287,6 +288,9 @@ def _replay(shard: int) -> tuple[list[Outcome], dict[str, np.ndarray]]:
         return combine(event_texts(ev, items), vectors)
 
     learn = [vector_learner(embed)]
+    # Pair counts of everyone's events so far (``stream.evaluation.together``), or None.
+    together: dict[str, Any] | None = _STATE.get("together")
+    pairs = None if together is None else OfflinePairs(together["session"], together["half_life"])
     for i, ev in enumerate(events):
         if ev["type"] == "product":
             items[ev["product_id"]] = ev
@@ -299,26 +303,36 @@ def _replay(shard: int) -> tuple[list[Outcome], dict[str, np.ndarray]]:
             if profile is None:
                 profile = profiles[user] = Profile(user)
                 profile.embedding = EmbeddingProfile(emb_cfg)
+            paired = None
+            if pairs is not None and together is not None:
+                paired = (pairs, int(ev["ts"]), together)
             if h is not None and i == h.session_at:
-                out.extend(_score(index, profile, h, "session", config))
+                out.extend(_score(index, profile, h, "session", config, paired))
                 long_term = profile.embedding.long_term() if profile.embedding else None
                 if long_term is not None:
                     at_cut[user] = np.asarray(long_term, dtype=np.float32)
             if h is not None and i == h.purchase_at:
-                out.extend(_score(index, profile, h, "purchase", config))
+                out.extend(_score(index, profile, h, "purchase", config, paired))
                 done.add(user)
                 del profiles[user]
             else:
                 apply(
                     profile, [Record(InputPartition("site-events", 0), i, ev)], config, tag, learn
                 )
+        if pairs is not None:  # after the cut: a list scored at i sees only what came before
+            pairs.add(ev, i)
         for pid, w in _interactions(ev):
             index.record(pid, w, int(ev["ts"]))
     return out, at_cut
 
 
 def _score(
-    index: ItemIndex, profile: Profile, h: Holdout, cut: str, config: ProfileConfig
+    index: ItemIndex,
+    profile: Profile,
+    h: Holdout,
+    cut: str,
+    config: ProfileConfig,
+    paired: tuple[OfflinePairs, int, dict[str, Any]] | None = None,
 ) -> list[Outcome]:
     emb = profile.embedding
     long_term = emb.long_term() if emb is not None else None
@@ -330,13 +344,25 @@ def _score(
     user_tags = profile.top_tags(PROFILE_TAGS, config.half_life_ms)
     purchased = set(profile.purchased)
     n_events = sum(profile.counts.values())
+    complements: list[tuple[str, float]] = []
+    if paired is not None:
+        pairs, as_of, together = paired
+        complements = pairs.complements(profile.purchased, as_of, together["min_count"], K)
     out = []
-    for name, cfg in METHODS.items():
+    methods: dict[str, BlendConfig | None] = _STATE.get("methods", METHODS)
+    for name, cfg in methods.items():
         if cfg is None:
             ids = [pid for pid, _ in index.popular(K, exclude=purchased)]
         else:
             recs = recommend(
-                index, long_term, interests, user_tags, purchased, cfg, events=n_events
+                index,
+                long_term,
+                interests,
+                user_tags,
+                purchased,
+                cfg,
+                events=n_events,
+                complements=complements,
             )
             ids = [r.product_id for r in recs]
         hit, rec = hit_and_recall(ids, h.targets)
@@ -531,7 +557,12 @@ def report(run: Run) -> str:
 
 def evaluate(args: argparse.Namespace) -> Run:
     started = time.perf_counter()
-    gen = TrafficGenerator(TrafficConfig(seed=args.seed, users=args.users, products=args.products))
+    complement_p = getattr(args, "complements", 0.0)  # stream.evaluation.together plants them
+    gen = TrafficGenerator(
+        TrafficConfig(
+            seed=args.seed, users=args.users, products=args.products, complement_p=complement_p
+        )
+    )
     catalog = gen.catalog()
     events = list(gen.history(days=args.days))
     items = {ev["product_id"]: ev for ev in catalog}
@@ -558,6 +589,7 @@ def evaluate(args: argparse.Namespace) -> Run:
         holdouts=held,
         shards=args.workers,
         embedding=EmbeddingConfig(model_id, dim),
+        **getattr(args, "extra_state", {}),
     )
     replay_started = time.perf_counter()
     if args.workers == 1:

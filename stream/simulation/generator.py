@@ -112,6 +112,10 @@ class TrafficConfig:
     erasure_rate: float = 0.0  # share of events that are user_erasure
     start_ms: int = 1_767_225_600_000  # 2026-01-01T00:00Z
     churn_window_days: float = 28.0  # churn times fall in (0.1, 1.0] x this after start_ms
+    # Planted complements: each bought "device" (an item of a leaf at an even position in its
+    # top category) brings its accessory (a fixed item of the next leaf) with this chance, in
+    # a second order of the session. 0 leaves the traffic exactly as without the option.
+    complement_p: float = 0.0
 
 
 def _shelf_price(p: float) -> float:
@@ -135,6 +139,8 @@ class TrafficGenerator:
             raise ValueError("erasure_rate must be in [0, 1)")
         if config.churn_window_days <= 0:
             raise ValueError("churn_window_days must be > 0")
+        if not 0.0 <= config.complement_p <= 1.0:
+            raise ValueError("complement_p must be in [0, 1]")
         self.config = config
         # Independent streams: changing the user count leaves the catalogue unchanged.
         cat_ss, user_ss, sim_ss, live_ss = np.random.SeedSequence(config.seed).spawn(4)
@@ -263,6 +269,27 @@ class TrafficGenerator:
                 members = by_leaf[li][lg] or by_leaf[li][1 - lg]
                 row.append(picklist(members) if members else self._pick_top[self._leaf_top[li]][lg])
             self._pick_leaf.append(row)
+
+        self._p_comp = self._complements(by_leaf)
+
+    def _complements(self, by_leaf: list[list[list[int]]]) -> list[int]:
+        """Each device's accessory (-1: none), a pure function of the catalogue: no draw."""
+        out = [-1] * len(self._p_id)
+        for leaves in self._top_leaves:
+            for k in range(0, len(leaves) - 1, 2):
+                device, accessory = leaves[k], leaves[k + 1]
+                for lg in (ZH, EN):
+                    # The accessory leaf's best sellers: popular cases go with many phones.
+                    members = by_leaf[accessory][lg] or by_leaf[accessory][1 - lg]
+                    pool = sorted(members, key=lambda m: (-self._p_weight[m], m))[:3]
+                    for i in by_leaf[device][lg]:
+                        if pool:
+                            out[i] = pool[(i * 2_654_435_761) % len(pool)]
+        return out
+
+    def planted_complements(self) -> dict[str, str]:
+        """Device product id -> its planted accessory (what ``complement_p`` plants)."""
+        return {self._p_id[i]: self._p_id[c] for i, c in enumerate(self._p_comp) if c >= 0}
 
     def _build_users(self, rng: np.random.Generator) -> None:
         cfg = self.config
@@ -636,7 +663,50 @@ class _Sim:
             if carts:
                 t += 20_000 + rng.expovariate(1 / 90_000)
                 emit(self._purchase(u, uid, sid, int(t), carts))
+                if g.config.complement_p > 0:
+                    t = self._accessories(u, uid, sid, t, carts, emit)
         return t
+
+    def _accessories(
+        self,
+        u: int,
+        uid: str,
+        sid: str,
+        t: float,
+        carts: dict[int, int],
+        emit: Callable[[dict[str, Any]], None],
+    ) -> float:
+        """The planted complements of an order: viewed, then bought in a second order."""
+        g, rng = self.g, self.rng
+        extra = {}
+        for p in carts:
+            c = g._p_comp[p]
+            live = c >= 0 and c not in carts and not self.discontinued[c]
+            if live and rng.random() < g.config.complement_p:
+                extra[c] = 1
+        if not extra:
+            return t
+        for c in extra:
+            t += 10_000 + rng.expovariate(1 / 30_000)
+            emit(self._click(uid, sid, int(t), c))
+        t += 20_000 + rng.expovariate(1 / 60_000)
+        emit(self._purchase(u, uid, sid, int(t), extra))
+        return t
+
+    def _click(self, uid: str, sid: str, ts: int, p: int) -> dict[str, Any]:
+        g = self.g
+        return {
+            "event_id": "",
+            "type": "click",
+            "schema_version": SCHEMA_VERSION,
+            "user_id": uid,
+            "ts": ts,
+            "session_id": sid,
+            "product_id": g._p_id[p],
+            "title": g._p_title[p],
+            "category": list(g._p_cat[p]),
+            "price": self.prices[p],
+        }
 
     def _add_to_cart(self, uid: str, sid: str, ts: int, p: int, q: int) -> dict[str, Any]:
         g = self.g

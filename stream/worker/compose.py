@@ -36,6 +36,7 @@ from profiles.redis.churn import RedisChurnStore
 from profiles.redis.segments import CentroidStore
 from profiles.redis.store import RedisStore
 from profiles.redis.tier import RedisVectorTier
+from profiles.redis.together import RedisTogether
 from profiles.redis.value import RedisValueStore
 from profiles.risk.detector import RiskDetector
 from profiles.segments.features import BEHAVIOUR_FEATURES, FeatureConfig
@@ -45,6 +46,9 @@ from profiles.sentiment.feature import SentimentFeature
 from profiles.sentiment.scorer import SentimentScorer
 from profiles.tags.event_tags import TextTagger
 from profiles.tags.extractor import TagExtractor
+from profiles.together.complements import ComplementCache
+from profiles.together.feature import TogetherFeature
+from profiles.together.session import SessionConfig
 from profiles.value.refit import ValuePopulation
 from profiles.value.scorer import ValueScorer
 from stream.settings import Settings
@@ -134,21 +138,53 @@ def recommendations_for(
         s.kafka.partitions,
         popularity_every=max(1, round(10.0 / s.recommend.catalog_poll_s)),
     )
+    paired = s.together.enabled and s.together.w_recs > 0
     blend = BlendConfig(
         k=s.recommend.k,
         w_vector=s.recommend.w_vector,
         w_tags=s.recommend.w_tags,
         w_popularity=s.recommend.w_popularity,
+        w_together=s.together.w_recs if paired else 0.0,
         diversity=s.recommend.diversity,
     )
+    cache = complement_cache(settings, client) if paired else None
     recommender = Recommender(
         index,
         RecsConfig(blend, int(s.recommend.interval_s * 1000), s.recommend.shift),
         s.profile.half_life_ms,
         embedder.config,
         lock=mirror.lock,
+        complements=cache,
     )
     return mirror, recommender
+
+
+def together_reader(settings: Settings, client: aioredis.Redis) -> RedisTogether:
+    """Reads of the pair counts (the API, the rules command, the blend's cache)."""
+    half_life = int(settings.together.half_life_days * DAY_MS)
+    return RedisTogether(client, settings.kafka.partitions, half_life)
+
+
+def complement_cache(settings: Settings, client: aioredis.Redis) -> ComplementCache:
+    reader = together_reader(settings, client)
+    s = settings.together
+    return ComplementCache(reader, s.min_count, k=settings.recommend.k, ttl_s=s.cache_s)
+
+
+def together_feature(settings: Settings, models: Models) -> TogetherFeature | None:
+    """Pair counting (RTP_TOGETHER); the complements cache when the blend uses it."""
+    s = settings.together
+    if not s.enabled:
+        return None
+    recommender = models.recommender
+    cache = None if recommender is None else recommender.complements
+    return TogetherFeature(
+        SessionConfig(s.max_items, int(s.session_gap_s * 1000), s.views),
+        settings.kafka.partitions,
+        int(s.half_life_days * DAY_MS),
+        s.neighbours,
+        cache,
+    )
 
 
 @dataclass(slots=True)
@@ -276,6 +312,7 @@ def build_updater(
         risk=risk_detector(settings, value),
         exclude_flagged=settings.risk.exclude,
         audiences=audiences,
+        together=together_feature(settings, models),
     )
     return BatchUpdater(
         store,

@@ -216,6 +216,16 @@ class Metrics:
             ["score"],
             registry=r,
         )
+        self.pair_updates = Counter(
+            "rtp_pair_updates_total",
+            "Pair-count increments sent to Redis (frequently bought together; fenced there)",
+            registry=r,
+        )
+        self.complement_reads = Counter(
+            "rtp_complement_reads_total",
+            "Items whose bought-together neighbours were read for the blend's complements",
+            registry=r,
+        )
         self.fence_epochs = Counter(
             "rtp_fence_epochs_total",
             "Input partitions whose offsets started again (new fence epoch)",
@@ -303,6 +313,8 @@ NAMES: tuple[str, ...] = (
     "rtp_model_changes_total",
     "rtp_churn_sweep_changes_total",
     "rtp_churn_calibration_auc",
+    "rtp_pair_updates_total",
+    "rtp_complement_reads_total",
     "rtp_event_loop_lag_seconds",
     "rtp_event_loop_lag_max_seconds",
 )

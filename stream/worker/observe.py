@@ -63,6 +63,8 @@ class Observer:
         m.catalog_items.inc(result.items)
         m.conflicts.inc(result.conflicts)
         m.model_changes.inc(result.model_changes)
+        m.pair_updates.inc(result.counts.get("pair_updates", 0))
+        m.complement_reads.inc(result.counts.get("complement_reads", 0))
         m.last_update_seconds.set(elapsed)
         m.batch_size.labels("update").observe(len(records))
         m.batch_seconds.observe(elapsed)

@@ -298,6 +298,30 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
         profile, items = found
         return web.json(recommendations_view(profile, items))
 
+    @app.page("/items/{product_id:[^/]+}/bought-together")
+    async def bought_together(web: View, request: Request, product_id: str) -> Response:
+        """The item's strongest pairs by lift (``?k=``, ``?kind=bought|viewed``)."""
+        from stream.cli.together import KINDS, pair_view
+        from stream.worker.compose import together_reader
+
+        try:
+            if not 1 <= len(product_id) <= MAX_USER_ID:
+                raise BadParameter(f"a product id has 1 to {MAX_USER_ID} characters")
+            query = query_params(request.query, ("k", "kind"))
+            k = parse_k(query["k"]) if "k" in query else min(settings.recommend.k, MAX_K)
+            kind = query.get("kind", "bought")
+            if kind not in KINDS:
+                raise BadParameter("kind must be bought or viewed")
+        except BadParameter as exc:
+            return bad(web, exc)
+        if not settings.together.enabled:
+            return web.json(
+                {"error": "frequently bought together is off (RTP_TOGETHER)"}, status=503
+            )
+        reader = together_reader(settings, runtime.store.client)
+        found = await reader.pairs([product_id], KINDS[kind], k, settings.together.min_count)
+        return web.json(pair_view(product_id, kind, found.get(product_id, [])))
+
     @app.page("/audiences")
     async def audiences(web: View, request: Request) -> Response:
         """Every audience of the applied definitions with its exact size."""

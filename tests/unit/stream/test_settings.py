@@ -134,6 +134,15 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_AUDIENCE_SNAPSHOT_TTL_S": 600,
     "RTP_AUDIENCE_DP_BUDGET": 1.0,
     "RTP_AUDIENCE_TOPIC": "audience-changed",
+    "RTP_TOGETHER": True,  # added with frequently bought together (issue 20)
+    "RTP_TOGETHER_HALF_LIFE_DAYS": 30.0,
+    "RTP_TOGETHER_MAX_ITEMS": 20,
+    "RTP_TOGETHER_SESSION_GAP_S": 1800.0,
+    "RTP_TOGETHER_VIEWS": True,
+    "RTP_TOGETHER_NEIGHBOURS": 50,
+    "RTP_TOGETHER_MIN_COUNT": 2.0,
+    "RTP_TOGETHER_W_RECS": 0.3,
+    "RTP_TOGETHER_CACHE_S": 60.0,
 }
 
 
@@ -270,6 +279,15 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_AUDIENCE_SNAPSHOT_TTL_S": ("60", 60),
         "RTP_AUDIENCE_DP_BUDGET": ("3", 3.0),
         "RTP_AUDIENCE_TOPIC": ("aud", "aud"),
+        "RTP_TOGETHER": ("false", False),
+        "RTP_TOGETHER_HALF_LIFE_DAYS": ("7", 7.0),
+        "RTP_TOGETHER_MAX_ITEMS": ("5", 5),
+        "RTP_TOGETHER_SESSION_GAP_S": ("600", 600.0),
+        "RTP_TOGETHER_VIEWS": ("false", False),
+        "RTP_TOGETHER_NEIGHBOURS": ("10", 10),
+        "RTP_TOGETHER_MIN_COUNT": ("1", 1.0),
+        "RTP_TOGETHER_W_RECS": ("0", 0.0),
+        "RTP_TOGETHER_CACHE_S": ("0", 0.0),
     }
 
 
