@@ -60,6 +60,7 @@ from benchmarks.common import (
     service_pid,
     write_subsection,
 )
+from profiles.churn.bgnbd import BGNBDParams
 from profiles.core.config import ProfileConfig
 from profiles.core.profile import Profile, Record, apply
 from profiles.embedding.cache import EmbeddingCache
@@ -71,10 +72,13 @@ from profiles.pipeline.builtin import CODECS
 from profiles.pipeline.downstream import profile_updated
 from profiles.pipeline.store import Commit
 from profiles.redis.store import RedisStore
+from profiles.risk.detector import RiskDetector
 from profiles.sentiment.scorer import SentimentScorer
 from profiles.sentiment.state import SentimentState, item_fields
 from profiles.tags.event_tags import event_tags
 from profiles.tags.extractor import Tag, TagExtractor
+from profiles.value.population import fit_value
+from profiles.value.scorer import ValueScorer
 from schemas.validate import Limits, decode
 from stream.devtools.services import BROKER, REDIS
 from stream.settings import Settings
@@ -100,6 +104,8 @@ PIECES: tuple[tuple[str, str], ...] = (
     ("tags_cold", "tag extraction, cold cache (`event_tags`, fresh `TagExtractor`)"),
     ("tags_warm", "tag extraction, warm cache (same events again)"),
     ("apply", "profile apply (`profiles.core.profile.apply`, tags and vectors precomputed)"),
+    ("risk", "risk flags (`RiskDetector.learn` per applied event: windows, rules, anomaly score)"),
+    ("value", "customer value (`ValueScorer.update` per written customer: RFM, tier, expected)"),
     ("sentiment", "review sentiment (score the batch's review texts, fold into users, products)"),
     ("encode", "text encoder, cold: every distinct text once (`EmbeddingCache` → `Encoder`)"),
     ("vectors", "vector lookup, warm cache (`event_texts` + `EmbeddingCache.get_many`)"),
@@ -123,6 +129,8 @@ STEADY_TOTAL = tuple(k for k, _ in PIECES if k not in ("tags_cold", "encode"))
 UPDATER_PIECES = (
     "tags_cold",
     "apply",
+    "risk",
+    "value",
     "sentiment",
     "vectors",
     "embed_combine",
@@ -304,6 +312,14 @@ async def run_update(batches: list[list[Record]], ctx: UpdateContext, t: Timings
     cache: dict[str, Profile] = {}
     batch_vectors: dict[str, np.ndarray] = {}
     scorer = SentimentScorer()
+    detector = RiskDetector()
+    value = ValueScorer(bgnbd=lambda: BGNBDParams(0.64, 51.1, 0.82, 1.24, "mbgnbd"))
+
+    def risk(
+        profile: Profile, event: dict[str, Any], ts: int, weight: float, tags: Sequence[Tag]
+    ) -> None:
+        with t.clock("risk"):
+            detector.learn(profile, event, ts, weight, tags)
 
     def tagger(event: dict[str, Any]) -> list[Tag]:
         return ctx.tags[event["event_id"]]
@@ -326,7 +342,7 @@ async def run_update(batches: list[list[Record]], ctx: UpdateContext, t: Timings
                 texts = _texts(records, ctx.catalog)
                 batch_vectors = dict(zip(texts, ctx.vectors.cache.get_many(texts), strict=True))
         touched = []
-        learners = [vector_learner(embed)] if ctx.vectors else []
+        learners = [*([vector_learner(embed)] if ctx.vectors else []), risk]
         with t.clock("apply"):
             for uid, recs in by_user.items():
                 profile = cache[uid]
@@ -334,6 +350,11 @@ async def run_update(batches: list[list[Record]], ctx: UpdateContext, t: Timings
                 if apply(profile, recs, config, tagger, learners).applied:
                     profile.version = base + 1
                     touched.append(profile)
+        if value.fit is None:  # RFM cuts and Gamma-Gamma from the first batch's customers
+            value.fit = fit_value(list(cache.values()), max(r.event["ts"] for r in records))
+        with t.clock("value"):
+            for profile in touched:  # as ValueFeature.compute: every written user
+                value.update(profile, profile.last_ts or 0)
         with t.clock("sentiment"):
             _sentiment(records, cache, scorer)
         _serialize(touched, t)
@@ -357,7 +378,7 @@ async def run_update(batches: list[list[Record]], ctx: UpdateContext, t: Timings
             await asyncio.gather(*sent)
     # apply() ran the embedding pieces and the commit serialised every profile itself: those
     # costs have rows of their own, so take them out here.
-    t.seconds["apply"] -= t.seconds["embed_combine"] + t.seconds["embed_learn"]
+    t.seconds["apply"] -= t.seconds["embed_combine"] + t.seconds["embed_learn"] + t.seconds["risk"]
     t.seconds["commit"] -= t.seconds["serialize"] + t.seconds["embed_serialize"]
 
 

@@ -541,8 +541,8 @@ class RiskSettings(Section):
     exclude: Literal["none", "low", "medium", "high"] = env(
         "RTP_RISK_EXCLUDE",
         "none",
-        "Users with an open risk flag of at least this severity get no recommendations "
-        "(`none`: everyone does).",
+        "Users with an open risk flag of at least this severity get no recommendations and "
+        "are in no audience (`none`: no one is left out).",
     )
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from profiles.audiences.fields import state
+from profiles.audiences.fields import risk_excluded, risk_next, state
 from profiles.audiences.rules import Fieldset, Rule, RuleError, parse
 from profiles.core.profile import Profile
 
@@ -65,16 +65,23 @@ class Definitions:
             ]
         }
 
-    def evaluate(self, profile: Profile, as_of: int, require_consent: bool) -> set[str]:
-        """The audiences ``profile`` is in at ``as_of`` (none for an opted-out user)."""
-        if opted_out(profile, require_consent):
+    def evaluate(
+        self, profile: Profile, as_of: int, require_consent: bool, exclude: str = "none"
+    ) -> set[str]:
+        """The audiences ``profile`` is in at ``as_of``: none for an opted-out user, nor for
+        one with an open risk flag of at least severity ``exclude`` (RTP_RISK_EXCLUDE)."""
+        if opted_out(profile, require_consent) or risk_excluded(profile, as_of, exclude):
             return set()
         values = Fieldset(profile, as_of)
         return {a.name for a in self.audiences if a.rule.holds(values)}
 
-    def next_change(self, profile: Profile, as_of: int) -> int | None:
-        """The earliest time after ``as_of`` any membership may change with time alone."""
+    def next_change(self, profile: Profile, as_of: int, exclude: str = "none") -> int | None:
+        """The earliest time after ``as_of`` any membership may change with time alone (an
+        excluding risk flag lapsing, too)."""
         times = [t for a in self.audiences for t in a.rule.changes(profile, as_of)]
+        lapse = risk_next(profile) if self.audiences and exclude != "none" else None
+        if lapse is not None:
+            times.append(max(lapse, as_of + 1))
         return min(times, default=None)
 
 
@@ -129,9 +136,10 @@ class AudienceBook:
     """The definitions a worker uses now (shared by the feature and the sweep, refreshed
     from Redis by the sweep's timer)."""
 
-    def __init__(self, require_consent: bool = False) -> None:
+    def __init__(self, require_consent: bool = False, exclude_flagged: str = "none") -> None:
         self.current = Definitions()
         self.require_consent = require_consent
+        self.exclude_flagged = exclude_flagged  # RTP_RISK_EXCLUDE
 
     @property
     def version(self) -> int:

@@ -79,21 +79,30 @@ def _tier_next(profile: Profile) -> int | None:
     return None if next_ms is None else int(next_ms)
 
 
-def _open_flags(profile: Profile, as_of: int) -> dict[str, dict[str, Any]]:
+def open_flags_at(profile: Profile, as_of: int) -> dict[str, dict[str, Any]]:
     flags = (profile.parts.get("risk") or {}).get("flags") or {}
     return {name: f for name, f in flags.items() if int(f["until"]) > as_of}
 
 
 def _risk_flags(profile: Profile, as_of: int) -> Value:
-    return frozenset(_open_flags(profile, as_of))
+    return frozenset(open_flags_at(profile, as_of))
 
 
 def _risk_severity(profile: Profile, as_of: int) -> Value:
-    found = [f["severity"] for f in _open_flags(profile, as_of).values()]
+    found = [f["severity"] for f in open_flags_at(profile, as_of).values()]
     return max(found, key=SEVERITY_ORDER.index) if found else "none"
 
 
-def _risk_next(profile: Profile) -> int | None:
+def risk_excluded(profile: Profile, as_of: int, at_least: str) -> bool:
+    """An open flag of at least severity ``at_least`` at ``as_of`` (``none``: never)."""
+    if at_least == "none":
+        return False
+    floor = SEVERITY_ORDER.index(at_least)
+    found = open_flags_at(profile, as_of).values()
+    return any(SEVERITY_ORDER.index(f["severity"]) >= floor for f in found)
+
+
+def risk_next(profile: Profile) -> int | None:
     """When the first open flag lapses (event time)."""
     flags = (profile.parts.get("risk") or {}).get("flags") or {}
     return min((int(f["until"]) for f in flags.values()), default=None)
@@ -143,13 +152,13 @@ FIELDS: dict[str, Field] = {
         "string", _tier, "customer-value tier (champions ... lost)", changes_at=_tier_next
     ),
     "risk_flags": Field(
-        "set", _risk_flags, "rules of the open risk flags (profiles/risk)", changes_at=_risk_next
+        "set", _risk_flags, "rules of the open risk flags (profiles/risk)", changes_at=risk_next
     ),
     "risk_severity": Field(
         "string",
         _risk_severity,
         "highest severity of an open risk flag: none, low, medium, high",
-        changes_at=_risk_next,
+        changes_at=risk_next,
     ),
     "sentiment": Field("number", _sentiment, "decayed mean review sentiment, -1 to 1"),
     "orders": Field("number", lambda p, t: p.orders, "purchases made"),

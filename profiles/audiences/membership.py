@@ -74,7 +74,7 @@ def decide(
     as_of = max(as_of, profile.last_ts or 0, int(st.get("at", 0)))
     first = "v" not in st
     before: dict[str, int] = dict(st.get("m") or {})
-    now = defs.evaluate(profile, as_of, book.require_consent)
+    now = defs.evaluate(profile, as_of, book.require_consent, book.exclude_flagged)
     members = {name: before.get(name, defs.version) for name in sorted(now)}
     seq = int(st.get("n", 0))
     changes: list[AudienceChange] = []
@@ -89,7 +89,11 @@ def decide(
             )
         )
     # Nothing changes with time alone for an opted-out user: only a new consent does.
-    due = None if opted_out(profile, book.require_consent) else defs.next_change(profile, as_of)
+    due = (
+        None
+        if opted_out(profile, book.require_consent)
+        else defs.next_change(profile, as_of, book.exclude_flagged)
+    )
     st.update(m=members, n=seq, due=due, v=defs.version, at=as_of)
     profile.parts["audiences"] = st
     uid = profile.user_id

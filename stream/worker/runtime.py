@@ -100,7 +100,9 @@ class Runtime(Service):
         self.models = Models()  # loaded by ensure_ready
         # The audience definitions in use (refreshed by the audience sweep).
         self.audiences = (
-            AudienceBook(settings.audiences.require_consent) if settings.audiences.enabled else None
+            AudienceBook(settings.audiences.require_consent, settings.risk.exclude)
+            if settings.audiences.enabled
+            else None
         )
         # The profiles this worker owns, shared by the updater and the churn sweep.
         self.profiles: LruCache[Profile] = LruCache(settings.profiles.cache_users)

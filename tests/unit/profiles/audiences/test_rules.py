@@ -234,3 +234,15 @@ def test_the_readme_lists_every_field_with_its_type() -> None:
     section = readme.split("## Audiences\n", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([a-z_]+)` \| (number|string|set|bool) \|", section, re.M)
     assert dict(rows) == {name: f.type for name, f in FIELDS.items()}
+
+
+def test_rtp_risk_exclude_keeps_flagged_users_out_until_the_flag_lapses() -> None:
+    p = customer(2, 5000, 10 * DAY_MS, {})
+    p.parts["risk"] = {"flags": {"card_testing": {"severity": "high", "until": 12 * DAY_MS}}}
+    buyers = definitions_from({"audiences": [{"name": "buyers", "rule": pred("orders", ">", 0)}]})
+    assert buyers.evaluate(p, 10 * DAY_MS, False) == {"buyers"}  # RTP_RISK_EXCLUDE=none
+    assert buyers.evaluate(p, 10 * DAY_MS, False, exclude="medium") == set()
+    assert buyers.next_change(p, 10 * DAY_MS, exclude="medium") == 12 * DAY_MS  # it lapses
+    assert buyers.evaluate(p, 12 * DAY_MS, False, exclude="medium") == {"buyers"}
+    p.parts["risk"]["flags"]["card_testing"]["severity"] = "low"
+    assert buyers.evaluate(p, 10 * DAY_MS, False, exclude="medium") == {"buyers"}  # too mild
