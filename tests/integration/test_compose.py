@@ -141,7 +141,44 @@ def test_traffic_profile_adds_the_producer(tmp_path: Path) -> None:
     services = config(tmp_path)["services"]
     # docker-compose 1.29 lists profiled services in `config` too; the profile marks them.
     profiled = {name for name, service in services.items() if service.get("profiles")}
-    assert profiled == {"producer"}
-    assert services["producer"]["profiles"] == ["traffic"]
+    assert {n for n in profiled if services[n]["profiles"] == ["traffic"]} == {"producer"}
     assert "produce" in services["producer"]["command"]
     compose(tmp_path, "--profile", "traffic", "config", "-q")
+
+
+def test_cluster_profile_runs_workers_on_a_three_by_three_redis_cluster(tmp_path: Path) -> None:
+    services = config(tmp_path, {"RTP_REDIS_PASSWORD": "pw-1", "RTP_REDIS_ADMIN_PASSWORD": "pw-2"})[
+        "services"
+    ]
+    cluster = {n for n, s in services.items() if s.get("profiles") == ["cluster"]}
+    nodes = {f"redis-node-{i}" for i in range(1, 7)}
+    workers = {"worker-cluster-1", "worker-cluster-2"}
+    assert cluster == nodes | workers | {"redis-cluster-init", "topics-cluster"}
+    for name in nodes:
+        command = " ".join(services[name]["command"])
+        assert "--cluster-enabled yes" in command and "--aclfile" in command
+        assert "--appendfsync always" in command and "--masteruser admin" in command
+        assert any(":/data" in v for v in services[name]["volumes"])
+    assert len({v for n in nodes for v in services[n]["volumes"] if ":/data" in v}) == 6
+    init = " ".join(services["redis-cluster-init"]["command"])
+    assert "--cluster create" in init and "--cluster-replicas 1" in init
+    assert set(services["redis-cluster-init"]["depends_on"]) == nodes
+    ports: set[int] = set()
+    for name in workers:
+        env = services[name]["environment"]
+        url = urlparse(env["RTP_REDIS_URL"])
+        assert url.scheme == "redis+cluster" and (url.username, url.password) == ("worker", "pw-1")
+        assert str(env["RTP_REDIS_WAIT_REPLICAS"]) == "1"
+        # Its own group, routed topic and outputs: it runs beside the single-Redis pair.
+        assert env["RTP_APP_ID"] == "profiles-cluster"
+        assert env["RTP_ROUTED_TOPIC"] != services["worker-1"]["environment"].get(
+            "RTP_ROUTED_TOPIC", "profiles-routed"
+        )
+        assert set(services[name]["depends_on"]) == {"topics-cluster", "redis-cluster-init"}
+        ports |= published(services[name]).keys()
+    assert ports == {6068, 6069}
+    topics_env = services["topics-cluster"]["environment"]
+    assert {k: v for k, v in topics_env.items() if k.endswith("_TOPIC")} == {
+        k: v for k, v in services["worker-cluster-1"]["environment"].items() if k.endswith("_TOPIC")
+    }
+    compose(tmp_path, "--profile", "cluster", "config", "-q")
