@@ -4,6 +4,7 @@ reads the fit, an erasure removes the state."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,8 +15,11 @@ from profiles.core.ownership import owner
 from profiles.core.partition import InputPartition
 from profiles.core.profile import Record
 from profiles.redis import keys
+from profiles.redis.client import async_client
 from profiles.value.scorer import ValueChange, value_event
 from schemas.validate import validate_output
+from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
+from tests.integration.oracle import eventually
 from tests.integration.test_churn_sweep import runtime
 
 pytestmark = pytest.mark.integration
@@ -138,3 +142,48 @@ async def test_refit_fits_value_and_customers_get_tiers(redis_url: str) -> None:
     still_due = await rt.store.client.zscore(keys.value_due(owner("c4", 2)), "c4")
     await rt.store.close()
     assert left is None and exists == 0 and still_due is None
+
+
+async def test_through_the_worker_tiers_are_announced_after_the_refit(
+    worker_env: dict[str, str], brokers: str, names: Names, tmp_path: Path
+) -> None:
+    """Events in through Kafka; the worker's refit fits the value model; the next purchases
+    get tiers, in Redis and as `value_changed` on the value topic (valid, keyed by user)."""
+    env = {**worker_env, "RTP_CHURN_FIT_S": "3", "RTP_CHURN_CLOCK": "event"}
+    first = [
+        purchase(k, f"w{i}", (i % 7) + k * (3 + i % 11), 10.0 + 7 * (i % 13) + k)
+        for i in range(60)
+        for k in range(1 + i % 5)
+    ]
+    later = [purchase(9, f"w{i}", 61, 25.0) for i in range(60)]
+    proc = Worker(env, tmp_path / "worker.log").start()
+    client = async_client(env["RTP_REDIS_URL"])
+    try:
+        await proc.wait_ready(timeout=120)
+        await produce(brokers, names.input, sorted(first, key=lambda e: int(e["ts"])), key=by_user)
+
+        async def fitted() -> bool:
+            return bool(await client.exists(keys.VALUE_PARAMS))
+
+        await eventually(fitted, timeout=120)
+        await produce(brokers, names.input, later, key=by_user)
+
+        def all_tiered(got: list[Consumed]) -> bool:
+            return len({m.key for m in got if m.value is not None}) >= 60
+
+        out = await read_topic(brokers, names.value, all_tiered, timeout=120)
+    finally:
+        proc.stop()
+    events = [orjson.loads(m.value) for m in out if m.value is not None]
+    for m, event in zip([m for m in out if m.value is not None], events, strict=True):
+        validate_output("value_changed", event)
+        assert m.key is not None and m.key.decode() == event["user_id"]
+    tiers = {e["user_id"]: e["tier"] for e in events}
+    assert set(tiers) == {f"w{i}" for i in range(60)}
+    stored = orjson.loads(await client.hget(keys.profile("w4"), "cv"))
+    await client.aclose()
+    assert stored["tier"] == tiers["w4"] and stored["model_version"].startswith("value1:")
+
+
+def by_user(event: dict[str, Any]) -> bytes:
+    return str(event["user_id"]).encode()
