@@ -120,6 +120,14 @@ def load_schema(name: str) -> dict[str, Any]:
     raise KeyError(f"no schema named {name!r}")
 
 
+def output_schemas() -> dict[str, dict[str, Any]]:
+    """Every output event's schema (``outputs/<name>.schema.json``), by name."""
+    return {
+        path.name.removesuffix(".schema.json"): load_schema(path.name.removesuffix(".schema.json"))
+        for path in sorted(_OUTPUTS_DIR.glob("*.schema.json"))
+    }
+
+
 @functools.cache
 def _output_validator(name: str) -> Validator:
     validator: Validator = fastjsonschema.compile(load_schema(name))

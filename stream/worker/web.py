@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import numpy as np
@@ -30,6 +30,7 @@ from profiles.sentiment.state import SentimentState
 from stream.settings import Settings
 from stream.tokens import Guard, TokenSet
 from stream.worker.metrics import encoder_stats
+from stream.worker.openapi import VIEW_FIELDS, document
 from stream.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ MAX_K = 200
 MAX_EPOCH_MS = 253_402_300_799_999
 #: Longest user id the event schemas allow.
 MAX_USER_ID = 128
+#: Most ids one batch lookup names (one Redis pipeline; bounded so one call stays cheap).
+MAX_BATCH = 100
+API_VERSION = "1"
 #: Most members one page may ask for, and the largest epsilon a noisy count takes.
 MAX_PAGE = 10_000
 MAX_EPSILON = 10.0
@@ -106,6 +110,7 @@ def guard_for(settings: Settings) -> Guard:
 
 
 Handler = Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
+PageFn = TypeVar("PageFn", bound=Callable[..., Awaitable[Response]])
 
 
 def auth_middleware(guard: Guard) -> Callable[[aioweb.Request, Handler], Awaitable[Any]]:
@@ -162,8 +167,47 @@ def _embedding_view(profile: Profile) -> dict[str, Any] | None:
     return None if profile.embedding is None else profile.embedding.summary()
 
 
-def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard) -> None:
-    """The pages; ``guard`` is the one :func:`auth_middleware` of ``app`` checks with."""
+def parse_fields(raw: str) -> tuple[str, ...]:
+    """``?fields=`` of a profile lookup: known view fields, comma-separated (user_id always)."""
+    names = tuple(dict.fromkeys(f for f in raw.split(",") if f))
+    unknown = [n for n in names if n not in VIEW_FIELDS]
+    if not names or unknown:
+        raise BadParameter(
+            f"fields: a comma-separated list of {', '.join(VIEW_FIELDS)}"
+            + (f" (unknown: {', '.join(unknown)[:200]})" if unknown else "")
+        )
+    return names
+
+
+def parse_ids(raw: str) -> list[str]:
+    """``?ids=`` of a batch lookup: 1 to MAX_BATCH distinct user ids, comma-separated."""
+    ids = list(dict.fromkeys(i for i in raw.split(",") if i))
+    if not 1 <= len(ids) <= MAX_BATCH:
+        raise BadParameter(f"ids: 1 to {MAX_BATCH} comma-separated user ids")
+    for uid in ids:
+        check_user_id(uid)
+    return ids
+
+
+def select(view: dict[str, Any], fields: tuple[str, ...] | None) -> dict[str, Any]:
+    """The view with only ``fields`` (and the user id); all of it without a selection."""
+    if fields is None:
+        return view
+    return {k: view[k] for k in ("user_id", *fields) if k in view}
+
+
+def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard) -> list[str]:
+    """The pages; ``guard`` is the one :func:`auth_middleware` of ``app`` checks with.
+    Returns their paths (``stream/worker/openapi.py`` documents each; a test keeps them equal)."""
+    pages: list[str] = []
+
+    def page(path: str) -> Callable[[PageFn], PageFn]:
+        def register_page(fn: PageFn) -> PageFn:
+            pages.append(path)
+            app.page(path)(fn)
+            return fn
+
+        return register_page
 
     @app.task  # type: ignore[untyped-decorator]
     async def announce_protection() -> None:
@@ -181,14 +225,14 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
     def bad(web: View, exc: BadParameter) -> Response:
         return web.json({"error": str(exc)}, status=400)
 
-    @app.page("/health")
+    @page("/health")
     async def health(web: View, request: Request) -> Response:
         """Ready once Redis answered and this worker owns partitions, while nothing crashed
         and no dependency is down; 503 with ``problems`` (what is wrong) otherwise."""
         ready, body = runtime.health_report()
         return web.json(body, status=200 if ready else 503)
 
-    @app.page("/stats")
+    @page("/stats")
     async def stats(web: View, request: Request) -> Response:
         try:
             query_params(request.query, ())
@@ -204,12 +248,12 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
             }
         )
 
-    @app.page("/metrics")
+    @page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
         """Prometheus exposition format."""
         return web.bytes(runtime.metrics.exposition(), content_type="text/plain; version=0.0.4")
 
-    @app.page("/segments")
+    @page("/segments")
     async def segments(web: View, request: Request) -> Response:
         """Segment summaries: size, top tags, mean RFM, representative users."""
         from profiles.segments.report import segment_report
@@ -223,12 +267,45 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
 
     # {user_id:[^/]+}, not {user_id}: aiohttp's default pattern excludes '{' and '}', which
     # user ids may hold. aiohttp matches the still-escaped path, so '%2F' is part of an id.
-    @app.page("/users/{user_id:[^/]+}")
+    @page("/openapi.json")
+    async def openapi(web: View, request: Request) -> Response:
+        """The OpenAPI 3.1 description of every page."""
+        try:
+            query_params(request.query, ())
+        except BadParameter as exc:
+            return bad(web, exc)
+        return web.json(document(API_VERSION))
+
+    @page("/users")
+    async def users(web: View, request: Request) -> Response:
+        """Batch lookup: every named profile in one Redis round trip, a status per id."""
+        try:
+            query = query_params(request.query, ("ids", "fields"))
+            if "ids" not in query:
+                raise BadParameter(f"ids: 1 to {MAX_BATCH} comma-separated user ids")
+            ids = parse_ids(query["ids"])
+            fields = parse_fields(query["fields"]) if "fields" in query else None
+        except BadParameter as exc:
+            return bad(web, exc)
+        keys = {uid: stored_id(uid) for uid in ids}
+        loaded, _ = await runtime.store.load(list(dict.fromkeys(keys.values())), ())
+        results = []
+        for uid in ids:
+            profile = loaded.get(keys[uid])
+            if profile is None or profile.last_ts is None:  # never seen, or erased
+                results.append({"user_id": uid, "status": 404})
+            else:
+                view = select(profile_view(profile, settings), fields)
+                results.append({"user_id": uid, "status": 200, "profile": view})
+        return web.json({"results": results})
+
+    @page("/users/{user_id:[^/]+}")
     async def user(web: View, request: Request, user_id: str) -> Response:
         try:
             check_user_id(user_id)
-            query = query_params(request.query, ("as_of",))
+            query = query_params(request.query, ("as_of", "fields"))
             as_of = parse_as_of(query["as_of"]) if "as_of" in query else None
+            fields = parse_fields(query["fields"]) if "fields" in query else None
             if as_of is not None and runtime.churn is None:
                 raise BadParameter("as_of scores churn risk, which is off here (RTP_CHURN)")
         except BadParameter as exc:
@@ -255,9 +332,9 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
                 previous_level=previous,
                 calibrator=runtime.churn.calibrator,
             ).to_dict()
-        return web.json(view)
+        return web.json(select(view, fields))
 
-    @app.page("/items/{product_id:[^/]+}/sentiment")
+    @page("/items/{product_id:[^/]+}/sentiment")
     async def item_sentiment(web: View, request: Request, product_id: str) -> Response:
         """A product's decayed review sentiment over every reviewer (RTP_SENTIMENT)."""
         from profiles.redis.sentiment import item_sentiment
@@ -279,7 +356,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
             return web.json({"error": "no reviews", "product_id": product_id}, status=404)
         return web.json({"product_id": product_id, **found})
 
-    @app.page("/users/{user_id:[^/]+}/recommendations")
+    @page("/users/{user_id:[^/]+}/recommendations")
     async def recommendations(web: View, request: Request, user_id: str) -> Response:
         """A fresh list from the stored profile and this worker's item index (``?k=``), with
         the last list pushed downstream."""
@@ -298,7 +375,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
         profile, items = found
         return web.json(recommendations_view(profile, items))
 
-    @app.page("/items/{product_id:[^/]+}/bought-together")
+    @page("/items/{product_id:[^/]+}/bought-together")
     async def bought_together(web: View, request: Request, product_id: str) -> Response:
         """The item's strongest pairs by lift (``?k=``, ``?kind=bought|viewed``)."""
         from stream.cli.together import KINDS, pair_view
@@ -322,7 +399,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
         found = await reader.pairs([product_id], KINDS[kind], k, settings.together.min_count)
         return web.json(pair_view(product_id, kind, found.get(product_id, [])))
 
-    @app.page("/audiences")
+    @page("/audiences")
     async def audiences(web: View, request: Request) -> Response:
         """Every audience of the applied definitions with its exact size."""
         try:
@@ -331,7 +408,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
             return bad(web, exc)
         return web.json(await summary(runtime.audience_store))
 
-    @app.page("/audiences/{name:[^/]+}/members")
+    @page("/audiences/{name:[^/]+}/members")
     async def audience_members(web: View, request: Request, name: str) -> Response:
         """One page of a snapshot of the members: without ``snapshot`` a new one is taken;
         pass the answer's ``snapshot`` and ``cursor`` for the next page (``cursor`` null:
@@ -362,7 +439,7 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
             body["size"] = size
         return web.json(body)
 
-    @app.page("/audiences/{name:[^/]+}/count")
+    @page("/audiences/{name:[^/]+}/count")
     async def audience_count(web: View, request: Request, name: str) -> Response:
         """The size; with ``epsilon`` (and ``report``, whose budget pays) a Laplace-noised
         one for reports that leave the company; 429 once the budget is spent."""
@@ -386,6 +463,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
             return web.json({"error": str(exc)}, status=404)
         except BudgetSpent as exc:
             return web.json({"error": str(exc)}, status=429)
+
+    return pages
 
 
 def check_audience(name: str) -> None:

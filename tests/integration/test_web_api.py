@@ -241,3 +241,35 @@ async def _answers(host: str, port: int, token: str) -> bool:
         return (await _get(host, port, "/health", token, timeout=2))[0] == 200
     except aiohttp.ClientConnectionError:
         return False
+
+
+async def test_batch_lookup_field_selection_and_the_openapi_document(
+    worker: Worker, brokers: str, names: Names
+) -> None:
+    await _seed(worker, brokers, names, ["bo", "cy"])
+    port, token = worker.port, worker.token
+    status, _, body = await _get(
+        "127.0.0.1", port, "/users?ids=bo,nobody,cy,bo&fields=counts,segment", token
+    )
+    assert status == 200
+    assert [(r["user_id"], r["status"]) for r in body["results"]] == [
+        ("bo", 200),
+        ("nobody", 404),
+        ("cy", 200),
+    ]
+    assert body["results"][0]["profile"] == {
+        "user_id": "bo",
+        "counts": {"search": 1},
+        "segment": None,
+    }
+    status, _, one = await _get("127.0.0.1", port, "/users/cy?fields=version", token)
+    assert status == 200 and one == {"user_id": "cy", "version": 1}
+    many = ",".join(f"u{i}" for i in range(101))
+    for path in (f"/users?ids={many}", "/users", "/users?ids=bo&fields=nope", "/users/bo?fields="):
+        status, _, bad = await _get("127.0.0.1", port, path, token)
+        assert status == 400 and len(bad["error"]) > 10, (path, bad)
+    status, _, doc = await _get("127.0.0.1", port, "/openapi.json", token)
+    assert status == 200 and doc["openapi"] == "3.1.0"
+    assert {"/users", "/users/{user_id}", "/openapi.json"} <= set(doc["paths"])
+    status, _, _ = await _get("127.0.0.1", port, "/openapi.json")
+    assert status == 401  # like every page but /health and /metrics: a read token
