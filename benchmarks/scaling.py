@@ -58,7 +58,7 @@ def worker(services: LocalServices, base: Path, topic: str, tag: str, env: dict[
         "RTP_SESSION_TIMEOUT_S": "10",
         **env,
     }
-    argv = [sys.executable, "-m", "stream", "worker", "-l", "warning"]
+    argv = [sys.executable, "-m", "stream", "worker", "-l", "warn"]
     return Child(f"worker-{port}", argv, full, port, base / f"{tag}-{port}.log")
 
 
