@@ -1,7 +1,12 @@
 """Evaluate customer value on the CDNOW purchase log: does expected value rank customers by
 what they spend next?
 
-``python -m stream.evaluation.value [--log cdnow] [--calibration-end 1997-10-01] [--write]``
+``python -m stream.evaluation.value [--log cdnow|generator|FILE] [--calibration-end D] [--write]``
+
+``--log generator`` runs the same evaluation on the purchases of generated traffic
+(:class:`~stream.simulation.generator.TrafficGenerator`, seed 7, 3,000 users over 360 days),
+the calibration end at three quarters of it; ``--write`` then replaces the ``## Customer
+value on generated traffic (issue 19)`` section.
 
 1. Read the log (:func:`stream.evaluation.churn_log.read_log`: one purchase per customer and
    day, as in the CDNOW literature) and build every customer's profile fields from the
@@ -26,6 +31,7 @@ import csv
 import datetime as dt
 import hashlib
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -45,6 +51,7 @@ from stream.evaluation.churn_log import CDNOW_CALIBRATION_END, Purchase, cdnow_p
 from stream.evaluation.markdown import write_section
 
 SECTION = "## Customer value on real purchases (issue 19)"
+GENERATED_SECTION = "## Customer value on generated traffic (issue 19)"
 PUBLISHED = {"p": 6.25, "q": 3.74, "v": 15.45}
 FloatArray = npt.NDArray[np.float64]
 _EPOCH = dt.date(1970, 1, 1).toordinal()
@@ -89,7 +96,8 @@ def published_check() -> tuple[gammagamma.GammaGammaParams, int]:
     return gammagamma.fit(x, m), int((x > 0).sum())
 
 
-def evaluate(log: Path, end: dt.date) -> str:
+def evaluate(log: Path, end: dt.date, source: str = "cdnow") -> str:
+    """The report; ``source`` is "cdnow" (the real log), "generated" or any other file."""
     started = time.perf_counter()
     with log.open() as f:
         purchases = read_log(f)
@@ -179,11 +187,20 @@ def evaluate(log: Path, end: dt.date) -> str:
     total_actual = float(actual.sum())
     elapsed = time.perf_counter() - started
 
+    what = {
+        "cdnow": ("", "CDNOW log shipped by `lifetimes`"),
+        "generated": (
+            " --log generator",
+            "Purchases of generated traffic (`TrafficGenerator`, seed 7, 3,000 users, 360 days; "
+            "our own model of shoppers, so it flatters us)",
+        ),
+    }.get(source, (f" --log {log.name}", f"Log `{log.name}`"))
     lines = [
-        SECTION,
+        GENERATED_SECTION if source == "generated" else SECTION,
         "",
-        f"`python -m stream.evaluation.value --write` (run {dt.date.today().isoformat()}, "
-        f"{elapsed:.0f} s). CDNOW log shipped by `lifetimes`: {len(ids):,} customers who bought "
+        f"`python -m stream.evaluation.value{what[0]} --write` (run "
+        f"{dt.date.today().isoformat()}, {elapsed:.0f} s). {what[1]}: {len(ids):,} customers "
+        "who bought "
         f"before {end.isoformat()} (calibration), holdout {holdout_days} days to the end of the "
         f"log; models fitted on the calibration period as the worker's refit does, every "
         f"customer scored as of the calibration end with the worker's scorer. Holdout revenue "
@@ -273,9 +290,32 @@ def reading(
     return " ".join(parts)
 
 
+def generated_log(folder: Path, users: int = 3000, days: float = 360.0) -> tuple[Path, dt.date]:
+    """The generator's purchases as a CSV purchase log, and the calibration end at 3/4 of it."""
+    from stream.simulation.generator import TrafficConfig, TrafficGenerator
+
+    gen = TrafficGenerator(TrafficConfig(seed=7, users=users))
+    path = folder / "generated-purchases.csv"
+    first = last = None
+    with path.open("w") as out:
+        out.write("customer,time,amount\n")
+        for event in gen.history(days):
+            if event["type"] != "purchase":
+                continue
+            ts = int(event["ts"])
+            first, last = first or ts, ts
+            out.write(f"{event['user_id']},{ts},{float(event['amount'])}\n")
+    if first is None or last is None:
+        raise ValueError("the generator produced no purchases")
+    end_ms = first + (last - first) * 3 // 4
+    return path, dt.date.fromordinal(_EPOCH + end_ms // DAY_MS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    parser.add_argument("--log", default="cdnow", help="'cdnow' or a CSV/JSONL purchase log")
+    parser.add_argument(
+        "--log", default="cdnow", help="'cdnow', 'generator' or a CSV/JSONL purchase log"
+    )
     parser.add_argument(
         "--calibration-end",
         type=dt.date.fromisoformat,
@@ -289,16 +329,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    section = GENERATED_SECTION if args.log == "generator" else SECTION
     try:
-        path = cdnow_path() if args.log == "cdnow" else Path(args.log)
-        report = evaluate(path, args.calibration_end)
+        if args.log == "generator":
+            with tempfile.TemporaryDirectory() as folder:
+                path, end = generated_log(Path(folder))
+                report = evaluate(path, end, source="generated")
+        else:
+            path = cdnow_path() if args.log == "cdnow" else Path(args.log)
+            report = evaluate(path, args.calibration_end)
     except (OSError, ValueError) as exc:
         print(f"value evaluation: {exc}", file=sys.stderr)
         return 2
     print(report)
     if args.write:
-        write_section(args.evaluation_file, SECTION, report, title="Evaluation")
-        print(f"wrote {SECTION!r} to {args.evaluation_file}", file=sys.stderr)
+        write_section(args.evaluation_file, section, report, title="Evaluation")
+        print(f"wrote {section!r} to {args.evaluation_file}", file=sys.stderr)
     return 0
 
 

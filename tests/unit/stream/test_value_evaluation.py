@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -34,3 +36,20 @@ def test_the_cdnow_run_reports_fits_and_baselines() -> None:
     assert "23,570 customers" in report
     assert "historical spend (baseline)" in report and "recency × frequency" in report
     assert "p = 6.249, q = 3.745, v = 15.448" in report
+
+
+def test_the_generator_log_is_a_purchase_log_with_a_calibration_end_inside(
+    tmp_path: Path,
+) -> None:
+    import datetime as dt
+
+    from stream.evaluation.churn_log import read_log
+    from stream.evaluation.value import generated_log
+
+    path, end = generated_log(tmp_path, users=60, days=90)
+    with path.open() as f:
+        purchases = read_log(f)
+    days = [p.day for p in purchases]
+    assert len({p.customer for p in purchases}) > 10 and all(p.amount > 0 for p in purchases)
+    epoch = dt.date(1970, 1, 1).toordinal()
+    assert min(days) < end.toordinal() - epoch <= max(days)
