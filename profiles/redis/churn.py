@@ -19,7 +19,7 @@ from redis.exceptions import NoScriptError
 from profiles.churn.bgnbd import BGNBDParams
 from profiles.churn.calibration import Calibrator
 from profiles.core.profile import Profile
-from profiles.redis import keys
+from profiles.redis import due, keys
 
 # KEYS: profile. ARGV: version the churn state was computed from, churn JSON.
 _WRITE_CHURN = """
@@ -86,10 +86,7 @@ class RedisChurnStore:
 
     async def due(self, partition: int, until_ms: int, limit: int = 1000) -> list[str]:
         """Users of ``partition`` whose churn level may have changed by ``until_ms``."""
-        found = await self.client.zrangebyscore(
-            keys.churn_due(partition), "-inf", until_ms, start=0, num=limit
-        )
-        return [u.decode() if isinstance(u, bytes) else str(u) for u in found]
+        return await due.due(self.client, keys.churn_due(partition), until_ms, limit)
 
     async def forget_due(self, partition: int, user_ids: Sequence[str]) -> None:
         """Drop users (erased ones) from the churn due index of ``partition``."""
@@ -140,14 +137,9 @@ class RedisChurnStore:
         command is needed (the two keys may live on different cluster slots).
         """
         for partition in partitions:
-            batch: dict[str, int] = {}
-            async for member in self.client.sscan_iter(keys.churn_customers(partition)):
-                batch[member.decode()] = 0
-                if len(batch) >= chunk:
-                    await self.client.zadd(keys.churn_due(partition), batch, lt=True)
-                    batch = {}
-            if batch:
-                await self.client.zadd(keys.churn_due(partition), batch, lt=True)
+            await due.queue_all(
+                self.client, keys.churn_customers(partition), keys.churn_due(partition), chunk
+            )
 
     async def load_model(self) -> tuple[BGNBDParams, Calibrator | None] | None:
         """The population model the last refit stored, if any."""

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from profiles.core.profile import Profile
-from profiles.redis import keys
+from profiles.redis import due, keys
 from profiles.value.population import ValueFit
 
 # KEYS: profile. ARGV: version the value state was computed from, value JSON.
@@ -44,10 +44,7 @@ class RedisValueStore:
 
     async def due(self, partition: int, until_ms: int, limit: int = 1000) -> list[str]:
         """Customers of ``partition`` whose tier may have changed by ``until_ms``."""
-        found = await self.client.zrangebyscore(
-            keys.value_due(partition), "-inf", until_ms, start=0, num=limit
-        )
-        return [u.decode() if isinstance(u, bytes) else str(u) for u in found]
+        return await due.due(self.client, keys.value_due(partition), until_ms, limit)
 
     async def forget_due(self, partition: int, user_ids: Sequence[str]) -> None:
         await self.client.zrem(keys.value_due(partition), *user_ids)
@@ -82,11 +79,6 @@ class RedisValueStore:
 
         ``ZADD ... LT`` only lowers, and each call touches one key (cluster-safe)."""
         for partition in partitions:
-            batch: dict[str, int] = {}
-            async for member in self.client.sscan_iter(keys.churn_customers(partition)):
-                batch[member.decode()] = 0
-                if len(batch) >= chunk:
-                    await self.client.zadd(keys.value_due(partition), batch, lt=True)
-                    batch = {}
-            if batch:
-                await self.client.zadd(keys.value_due(partition), batch, lt=True)
+            await due.queue_all(
+                self.client, keys.churn_customers(partition), keys.value_due(partition), chunk
+            )

@@ -20,6 +20,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -118,43 +119,38 @@ class UpdateStage:
         return result
 
 
-async def announce_churn(sink: Sink, changes: Sequence[ChurnChange]) -> None:
-    """The churn sweep's changes (risk moved with time alone) to the ``churn`` role."""
+C = TypeVar("C")
+
+
+async def announce(
+    sink: Sink,
+    role: str,
+    changes: Sequence[C],
+    user: Callable[[C], str],
+    event: Callable[[C, int], dict[str, Any]],
+) -> None:
+    """A sweep's changes (what moved with time alone) to ``role``, keyed by user, confirmed."""
     now_ms = int(time.time() * 1000)
 
     def build() -> list[Awaitable[Awaitable[object]]]:
-        return [
-            sink.send("churn", c.profile.user_id.encode(), orjson.dumps(churn_event(c, now_ms)))
-            for c in changes
-        ]
+        return [sink.send(role, user(c).encode(), orjson.dumps(event(c, now_ms))) for c in changes]
 
     await send_confirmed(build)
+
+
+async def announce_churn(sink: Sink, changes: Sequence[ChurnChange]) -> None:
+    """The churn sweep's changes (risk moved with time alone) to the ``churn`` role."""
+    await announce(sink, "churn", changes, lambda c: c.profile.user_id, churn_event)
 
 
 async def announce_value(sink: Sink, changes: Sequence[ValueChange]) -> None:
     """The value sweep's tier changes (recency moved with time alone) to the ``value`` role."""
-    now_ms = int(time.time() * 1000)
-
-    def build() -> list[Awaitable[Awaitable[object]]]:
-        return [
-            sink.send("value", c.profile.user_id.encode(), orjson.dumps(value_event(c, now_ms)))
-            for c in changes
-        ]
-
-    await send_confirmed(build)
+    await announce(sink, "value", changes, lambda c: c.profile.user_id, value_event)
 
 
 async def announce_audiences(sink: Sink, changes: Sequence[AudienceChange]) -> None:
-    """The audience sweep's changes (membership moved with time alone) to ``audiences``."""
-    now_ms = int(time.time() * 1000)
-
-    def build() -> list[Awaitable[Awaitable[object]]]:
-        return [
-            sink.send("audiences", c.user_id.encode(), orjson.dumps(audience_event(c, now_ms)))
-            for c in changes
-        ]
-
-    await send_confirmed(build)
+    """The audience sweep's membership changes to the ``audiences`` role."""
+    await announce(sink, "audiences", changes, lambda c: c.user_id, audience_event)
 
 
 async def send_confirmed(build: Callable[[], list[Awaitable[Awaitable[object]]]]) -> None:
