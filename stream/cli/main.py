@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import click
 import faust
 import orjson
 from faust.cli import AppCommand, argument, option
@@ -137,6 +138,14 @@ def register(app: faust.App, settings: Settings) -> None:
             help="With --history-days: plant this many bots, card-testing bursts, review-spam "
             "bursts and account takeovers each (stream/simulation/attacks.py).",
         ),
+        option(
+            "--format",
+            "fmt",
+            type=click.Choice(["ours", "segment"]),
+            default="ours",
+            help="Generated traffic as our events, or as Segment-spec calls "
+            "(stream/simulation/segment.py; catalog events stay ours).",
+        ),
     )
     async def produce(
         self: AppCommand,
@@ -153,6 +162,7 @@ def register(app: faust.App, settings: Settings) -> None:
         bad_share: float,
         no_catalog: bool,
         attacks: int,
+        fmt: str,
     ) -> None:
         """Generate realistic traffic (or replay a JSONL log) into the input topic."""
         from stream.devtools.produce import Plan, send_events
@@ -187,6 +197,10 @@ def register(app: faust.App, settings: Settings) -> None:
                 for incident in incidents:
                     self.say(f"planted {incident.kind} {incident.user_id} at {incident.start}")
             events = body if no_catalog else _chain(gen.catalog(), body)
+            if fmt == "segment":
+                from stream.simulation.segment import render_all
+
+                events = render_all(events)
         if out:
             if count is None and not history_days and not replay:
                 raise SystemExit("--out with live traffic needs --count")
@@ -520,12 +534,21 @@ def register(app: faust.App, settings: Settings) -> None:
         option("--rate", type=float, default=300.0, help="Events per second of demo traffic."),
         option("--bad-share", type=float, default=0.02, help="Share of malformed messages."),
         option("--duration", type=float, default=None, help="Stop by itself after N seconds."),
+        option(
+            "--format",
+            "fmt",
+            type=click.Choice(["ours", "segment"]),
+            default="ours",
+            help="Send the traffic as our events or as Segment-spec calls.",
+        ),
     )
-    async def demo(self: AppCommand, rate: float, bad_share: float, duration: float | None) -> None:
+    async def demo(
+        self: AppCommand, rate: float, bad_share: float, duration: float | None, fmt: str
+    ) -> None:
         """Start broker, Redis, a worker and traffic, and show a live view. Ctrl-C stops all."""
         from stream.devtools.demo import run_demo
 
-        await run_demo(settings, rate=rate, bad_share=bad_share, duration=duration)
+        await run_demo(settings, rate=rate, bad_share=bad_share, duration=duration, fmt=fmt)
 
 
 async def _replay(

@@ -184,10 +184,15 @@ def _view(
 
 
 async def run_demo(
-    settings: Settings, rate: float, bad_share: float, duration: float | None
+    settings: Settings,
+    rate: float,
+    bad_share: float,
+    duration: float | None,
+    fmt: str = "ours",
 ) -> None:
     from stream.devtools.produce import Plan, send_events
     from stream.simulation.generator import TrafficConfig, TrafficGenerator
+    from stream.simulation.segment import render
 
     services = local_services(settings)
     await asyncio.to_thread(start_local, services, settings.redis.url.get_secret_value())
@@ -204,7 +209,7 @@ async def run_demo(
         nonlocal produced
         for event in itertools.chain(gen.catalog(), gen.live(lambda: int(time.time() * 1000))):
             produced += 1
-            yield event
+            yield render(event) if fmt == "segment" else event
 
     async def produce() -> None:
         await send_events(settings, events(), Plan(rate=rate, bad_share=bad_share), quiet=True)

@@ -41,12 +41,18 @@ class Plan:
     seed: int = 7
 
 
+def message_key(event: dict[str, Any]) -> bytes:
+    """The partition key: the user id of our event or of a Segment call (``userId``)."""
+    user = event.get("user_id") or event.get("userId") or ""
+    return str(user).encode()
+
+
 def _encode(events: Iterable[dict[str, Any]], plan: Plan) -> Iterator[tuple[bytes | None, bytes]]:
     rng = random.Random(plan.seed)
     for event in events:
         if plan.bad_share and rng.random() < plan.bad_share:
             yield None, rng.choice(BAD_MESSAGES)
-        key = event.get("user_id", "").encode() if plan.keyed else None
+        key = message_key(event) if plan.keyed else None
         yield key, orjson.dumps(event)
 
 
