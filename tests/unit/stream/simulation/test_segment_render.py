@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import orjson
 
@@ -10,6 +13,8 @@ from schemas.segment import Refusal, translate
 from schemas.validate import Limits, Rejected, decode
 from stream.simulation.generator import TrafficConfig, TrafficGenerator
 from stream.simulation.segment import RENDERERS, as_translated, render
+
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def _traffic() -> list[dict[str, object]]:
@@ -58,3 +63,23 @@ def test_calls_carry_segment_fields() -> None:
     assert call["messageId"] == purchase["event_id"]
     assert call["properties"]["total"] == purchase["amount"]
     assert "session_id" not in call
+
+
+def test_produce_format_segment_writes_calls_that_validate(tmp_path: Path) -> None:
+    out = tmp_path / "segment.jsonl"
+    common = [sys.executable, "-m", "stream"]
+    produce = [*common, "produce", "--history-days", "2", "--users", "20", "--products", "40"]
+    subprocess.run([*produce, "--format", "segment", "--out", str(out)], check=True, cwd=ROOT)
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    types = Counter(str(line["type"]) for line in lines)
+    assert types["track"] > 0 and types["page"] > 0, types
+    assert set(types) <= {"track", "page", "product", "user_erasure"}, types
+    checked = subprocess.run(
+        [*common, "validate", str(out)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{len(lines)} events, {len(lines)} valid, 0 invalid" in checked.stdout
+    # The default stays our own events.
+    plain = tmp_path / "ours.jsonl"
+    subprocess.run([*produce, "--out", str(plain)], check=True, cwd=ROOT)
+    assert not any(b'"messageId"' in line for line in plain.read_bytes().splitlines())
