@@ -7,8 +7,10 @@ anonymous sessions) is one function and one line in the table.
 
 What Segment's spec has no place for is dropped or flattened, and :func:`as_translated` says
 exactly what, so a round trip ``translate(render(e)) == as_translated(e)`` is testable:
-``session_id`` is dropped, a category path becomes one string (``"A > B > C"``), a review's
-category is dropped, and a product view sent as a ``page`` call loses its title.
+``session_id`` is dropped, a category path becomes its leaf (Segment's ``category`` is one
+string, and ``translate`` reads it as one category: a joined ``"A > B > C"`` would become one
+odd tag), a review's category is dropped, and a product view sent as a ``page`` call loses its
+title.
 
 >>> call = render({"event_id": "e1", "type": "search", "schema_version": 1, "user_id": "u1",
 ...                "ts": 0, "query": "tent"})
@@ -23,11 +25,10 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-__all__ = ["CATEGORY_SEPARATOR", "PAGE_SHARE", "RENDERERS", "as_translated", "render", "render_all"]
+__all__ = ["PAGE_SHARE", "RENDERERS", "as_translated", "render", "render_all"]
 
 Event = dict[str, Any]
 
-CATEGORY_SEPARATOR: Final = " > "
 #: One product view in this many is a ``page`` call rather than track "Product Viewed".
 PAGE_SHARE: Final = 4
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -64,7 +65,7 @@ def _product_props(source: Event, *, title: bool = True) -> Event:
     if title and "title" in source:
         props["name"] = source["title"]
     if source.get("category"):
-        props["category"] = CATEGORY_SEPARATOR.join(source["category"])
+        props["category"] = source["category"][-1]
     if "price" in source:
         props["price"] = source["price"]
     return props
@@ -143,7 +144,7 @@ def render_all(events: Iterable[Event]) -> Iterator[Event]:
 
 def _flat(source: Event) -> None:
     if source.get("category"):
-        source["category"] = [CATEGORY_SEPARATOR.join(source["category"])]
+        source["category"] = [source["category"][-1]]
 
 
 def as_translated(event: Event) -> Event:
