@@ -130,3 +130,53 @@ def test_profile_merged_event_is_deterministic() -> None:
     assert first == second
     assert first["merge_id"] == merge_id("anon:a", "u1")
     assert first["user_id"] == "u1"
+
+
+def test_handover_with_traffic_on_both_ids_and_redelivery_matches_the_oracle() -> None:
+    """The two-step handover simulated per owner: seal on the anon side, merge on the user's.
+
+    Several users and anonymous ids over two input partitions; each anonymous stream is sealed
+    at a random point (its link), the snapshot merged into the user at a random point of the
+    user's stream, the anon id's later events forwarded after the merge record (same routed
+    partition, so in order), and every step redelivered once. The result must equal the
+    oracle's (all events of both ids, merged once).
+    """
+    from tests.integration.oracle import behaviour, expected_stitched
+
+    rng = random.Random(7)
+    parts = [InputPartition("site-events", p) for p in (0, 1)]
+    links = {anon_user_id(f"a{i}"): f"u{i}" for i in range(4)}
+    owners = [*links, *links.values(), "u9"]
+    by_user: dict[str, list[Record]] = {o: [] for o in owners}
+    offsets = dict.fromkeys(parts, 0)
+    for n in range(600):
+        owner, part = rng.choice(owners), rng.choice(parts)
+        by_user[owner].append(Record(part, offsets[part], event(owner, n, rng)))
+        offsets[part] += 1
+    want = expected_stitched(by_user, links, CONFIG, tagger)
+
+    got: dict[str, Profile] = {}
+    for user in [*links.values(), "u9"]:
+        got[user] = Profile(user)
+    for anon, user in links.items():
+        stream, mine = by_user[anon], by_user[user]
+        seal, at = rng.randrange(len(stream) + 1), rng.randrange(len(mine) + 1)
+        sealed = Profile(anon)
+        for _ in range(2):  # the anon side, redelivered: only the first pass applies
+            apply(sealed, stream[:seal], CONFIG, tagger)
+        apply(got[user], mine[:at], CONFIG, tagger)
+        for _ in range(2):  # the merge record, redelivered
+            merge(got[user], sealed, CONFIG)
+        for _ in range(2):  # forwarded anon events and the user's own, redelivered
+            apply(got[user], stream[seal:], CONFIG, tagger)
+            apply(got[user], mine[at:], CONFIG, tagger)
+    apply(got["u9"], by_user["u9"], CONFIG, tagger)
+
+    assert set(got) == set(want)
+    for user, profile in want.items():
+        mine_b, want_b = behaviour(got[user], CONFIG), behaviour(profile, CONFIG)
+        mine_tags, want_tags = mine_b.pop("tags"), want_b.pop("tags")
+        assert mine_b == want_b, user
+        assert mine_tags.keys() == want_tags.keys()
+        for tag, score in want_tags.items():
+            assert math.isclose(mine_tags[tag], score, abs_tol=2e-6), (user, tag)
