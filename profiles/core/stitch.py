@@ -29,7 +29,15 @@ from typing import Any, Final
 from profiles.core.config import ProfileConfig
 from profiles.core.profile import MAX_SUM, Profile, _prune_tags
 
-__all__ = ["ANON_PREFIX", "anon_user_id", "is_anonymous", "merge", "merge_id", "merged_event"]
+__all__ = [
+    "ANON_PREFIX",
+    "anon_user_id",
+    "cascade_erasures",
+    "is_anonymous",
+    "merge",
+    "merge_id",
+    "merged_event",
+]
 
 #: Anonymous profiles live in the user id space under this prefix (no real id starts with it:
 #: ``schemas/segment.py`` refuses a ``userId`` that does).
@@ -134,3 +142,23 @@ def merged_event(user: Profile, anon_id: str, ts: int) -> dict[str, Any]:
         "version": user.version,
         "ts": ts,
     }
+
+
+def cascade_erasures(user: Profile, erasure: dict[str, Any]) -> list[dict[str, Any]]:
+    """The erasures of the anonymous profiles merged into ``user``, owed by its erasure.
+
+    The sealed anonymous profiles (and their link) hold the same person's data, so each gets
+    a ``user_erasure`` of its own, routed to its owner; the event ids derive from the user's
+    erasure, so a redelivered erasure sends the same ones (deduplicated there).
+
+    >>> user = Profile("u1", merged=["anon:a"])
+    >>> e = {"event_id": "x1", "type": "user_erasure", "schema_version": 1, "user_id": "u1",
+    ...      "ts": 9, "requested_by": "dpo"}
+    >>> [(c["user_id"], c["event_id"][:8], c["requested_by"]) for c in cascade_erasures(user, e)]
+    [('anon:a', 'erase-an', 'dpo')]
+    """
+    out = []
+    for anon in user.merged:
+        digest = hashlib.sha256(f"{erasure['event_id']}\x00{anon}".encode()).hexdigest()
+        out.append({**erasure, "user_id": anon, "event_id": f"erase-anon-{digest[:24]}"})
+    return out

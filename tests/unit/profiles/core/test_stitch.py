@@ -180,3 +180,19 @@ def test_handover_with_traffic_on_both_ids_and_redelivery_matches_the_oracle() -
         assert mine_tags.keys() == want_tags.keys()
         for tag, score in want_tags.items():
             assert math.isclose(mine_tags[tag], score, abs_tol=2e-6), (user, tag)
+
+
+def test_erasing_a_user_erases_the_anonymous_profiles_merged_into_it() -> None:
+    from profiles.core.stitch import cascade_erasures
+
+    user = Profile("u1")
+    merge(user, Profile(anon_user_id("a")), CONFIG)
+    merge(user, Profile(anon_user_id("b")), CONFIG)
+    erasure = {"event_id": "x1", "type": "user_erasure", "schema_version": 1, "user_id": "u1"}
+    erasure |= {"ts": 9, "requested_by": "dpo"}
+    first, again = cascade_erasures(user, erasure), cascade_erasures(user, erasure)
+    assert [e["user_id"] for e in first] == ["anon:a", "anon:b"]
+    assert first == again  # redelivery resends the same ids
+    assert len({e["event_id"] for e in first}) == 2
+    assert all(e["type"] == "user_erasure" and e["ts"] == 9 for e in first)
+    assert cascade_erasures(Profile("u2"), erasure) == []
