@@ -196,3 +196,14 @@ def test_erasing_a_user_erases_the_anonymous_profiles_merged_into_it() -> None:
     assert len({e["event_id"] for e in first}) == 2
     assert all(e["type"] == "user_erasure" and e["ts"] == 9 for e in first)
     assert cascade_erasures(Profile("u2"), erasure) == []
+
+
+def test_profile_merged_event_meets_its_contract() -> None:
+    import pytest
+
+    from schemas.validate import validate_output
+
+    user = Profile("u1", version=3)
+    validate_output("profile_merged", merged_event(user, anon_user_id("a-1"), 5))
+    with pytest.raises(ValueError, match="anonymous_profile"):
+        validate_output("profile_merged", {**merged_event(user, "a-1", 5)})
