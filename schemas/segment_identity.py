@@ -28,9 +28,18 @@ from typing import Any, Final, NamedTuple
 
 import fastjsonschema
 
+from profiles.core.privacy import KeyedHash
 from profiles.core.stitch import ANON_PREFIX, anon_user_id
 
-__all__ = ["PII_TRAITS", "Link", "Refusal", "TraitPolicy", "kept_traits", "link_of"]
+__all__ = [
+    "PII_TRAITS",
+    "Link",
+    "Refusal",
+    "TraitPolicy",
+    "kept_traits",
+    "link_of",
+    "trait_policy",
+]
 
 _DIR: Final = Path(__file__).resolve().parent / "segment"
 
@@ -124,3 +133,15 @@ def kept_traits(call: dict[str, Any], policy: TraitPolicy) -> dict[str, Any]:
                 value = policy.pseudonymize(str(value))
         kept[name] = value
     return kept
+
+
+def trait_policy(keep: frozenset[str], allow_pii: bool, secret: str | None) -> TraitPolicy:
+    """The policy of ``RTP_IDENTIFY_TRAITS`` / ``RTP_IDENTIFY_PII``; ``secret`` when
+    ``RTP_PSEUDONYMIZE`` is on (kept personal traits are then hashed under it).
+
+    >>> p = trait_policy(frozenset({"email"}), True, "s" * 32)
+    >>> kept_traits({"traits": {"email": "a@b.c"}}, p)["email"] != "a@b.c"
+    True
+    """
+    hasher = KeyedHash(secret, "identify-traits") if secret else None
+    return TraitPolicy(keep=keep, allow_pii=allow_pii, pseudonymize=hasher)

@@ -70,3 +70,17 @@ def test_pii_kept_only_when_allowed_and_pseudonymised_when_on() -> None:
 
 def test_reserved_personal_traits_are_pii() -> None:
     assert {"email", "phone", "name", "address"} <= PII_TRAITS
+
+
+def test_the_policy_from_the_settings() -> None:
+    from schemas.segment_identity import trait_policy
+    from stream.settings import Settings
+
+    settings = Settings().replace("privacy", identify_traits=" plan, email ,")
+    privacy = settings.privacy
+    assert privacy.kept_traits == {"plan", "email"}
+    call = {"traits": {"plan": "pro", "email": "jo@example.com"}}
+    policy = trait_policy(privacy.kept_traits, privacy.identify_pii, None)
+    assert kept_traits(call, policy) == {"plan": "pro"}
+    hashed = kept_traits(call, trait_policy(privacy.kept_traits, True, "k" * 32))
+    assert hashed["email"] == KeyedHash("k" * 32, "identify-traits")("jo@example.com")
