@@ -28,9 +28,6 @@ from typing import Any, Final, NamedTuple
 
 import fastjsonschema
 
-from profiles.core.privacy import KeyedHash
-from profiles.core.stitch import ANON_PREFIX, anon_user_id
-
 __all__ = [
     "PII_TRAITS",
     "Link",
@@ -42,6 +39,10 @@ __all__ = [
 ]
 
 _DIR: Final = Path(__file__).resolve().parent / "segment"
+
+#: Anonymous profiles live in the user id space under this prefix (``profiles/core/stitch.py``
+#: uses the same; a ``userId`` starting with it is refused).
+ANON_PREFIX: Final = "anon:"
 
 #: Traits that identify a person (Segment's reserved traits): never stored unless allowed.
 PII_TRAITS: Final[frozenset[str]] = frozenset(
@@ -113,7 +114,7 @@ def link_of(call: dict[str, Any]) -> Link | Refusal:
         return Refusal("schema_violation", "timestamp is not ISO-8601 with a UTC offset")
     if anon == user:
         return Refusal("no_link", "previousId equals userId")
-    return Link(anon_user_id(anon), user, ts, str(call["messageId"]))
+    return Link(ANON_PREFIX + anon, user, ts, str(call["messageId"]))
 
 
 def kept_traits(call: dict[str, Any], policy: TraitPolicy) -> dict[str, Any]:
@@ -135,13 +136,15 @@ def kept_traits(call: dict[str, Any], policy: TraitPolicy) -> dict[str, Any]:
     return kept
 
 
-def trait_policy(keep: frozenset[str], allow_pii: bool, secret: str | None) -> TraitPolicy:
-    """The policy of ``RTP_IDENTIFY_TRAITS`` / ``RTP_IDENTIFY_PII``; ``secret`` when
-    ``RTP_PSEUDONYMIZE`` is on (kept personal traits are then hashed under it).
+def trait_policy(
+    keep: frozenset[str], allow_pii: bool, hasher: Callable[[str], str] | None
+) -> TraitPolicy:
+    """The policy of ``RTP_IDENTIFY_TRAITS`` / ``RTP_IDENTIFY_PII``; ``hasher`` when
+    ``RTP_PSEUDONYMIZE`` is on (``profiles.core.privacy.KeyedHash(key, "identify-traits")``):
+    kept personal traits are then stored as their keyed hash.
 
-    >>> p = trait_policy(frozenset({"email"}), True, "s" * 32)
-    >>> kept_traits({"traits": {"email": "a@b.c"}}, p)["email"] != "a@b.c"
-    True
+    >>> p = trait_policy(frozenset({"email"}), True, lambda v: "h:" + str(len(v)))
+    >>> kept_traits({"traits": {"email": "a@b.c"}}, p)
+    {'email': 'h:5'}
     """
-    hasher = KeyedHash(secret, "identify-traits") if secret else None
     return TraitPolicy(keep=keep, allow_pii=allow_pii, pseudonymize=hasher)

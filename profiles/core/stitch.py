@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from profiles.core.config import ProfileConfig
 from profiles.core.profile import MAX_SUM, Profile, _prune_tags
+from schemas import segment_identity
 
 __all__ = [
     "ANON_PREFIX",
@@ -40,8 +41,8 @@ __all__ = [
 ]
 
 #: Anonymous profiles live in the user id space under this prefix (no real id starts with it:
-#: ``schemas/segment.py`` refuses a ``userId`` that does).
-ANON_PREFIX: Final = "anon:"
+#: ``schemas/segment_identity.py`` refuses a ``userId`` that does).
+ANON_PREFIX: Final = segment_identity.ANON_PREFIX
 
 
 def anon_user_id(anonymous_id: str) -> str:
