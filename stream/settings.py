@@ -671,6 +671,23 @@ class PrivacySettings(Section):
         "a random secret kept in Redis. Same on every worker; never change it once data exists.",
         secret=True,
     )
+    identify_traits: str = env(
+        "RTP_IDENTIFY_TRAITS",
+        "",
+        "Comma-separated identify traits kept as profile attributes (identity stitching); "
+        "others are dropped. Empty: none.",
+    )
+    identify_pii: bool = env(
+        "RTP_IDENTIFY_PII",
+        False,
+        "Keep personal traits (email, phone, name, address, ...) when listed in "
+        "RTP_IDENTIFY_TRAITS; hashed when RTP_PSEUDONYMIZE is on. Off: never stored.",
+    )
+
+    @property
+    def kept_traits(self) -> frozenset[str]:
+        """RTP_IDENTIFY_TRAITS as a set of names."""
+        return frozenset(n.strip() for n in self.identify_traits.split(",") if n.strip())
 
     @model_validator(mode="after")
     def _key_needed(self) -> PrivacySettings:

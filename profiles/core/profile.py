@@ -88,6 +88,8 @@ class Profile:
     purchased: list[str] = field(default_factory=list)
     fences: dict[str, int] = field(default_factory=dict)
     recent_ids: list[str] = field(default_factory=list)
+    # Anonymous profiles merged into this one (``profiles/core/stitch.py``): the merge fence.
+    merged: list[str] = field(default_factory=list)
     # State of the profile's features (``profiles/pipeline/feature.py``), by name: each feature
     # owns its own Redis hash fields, so they are loaded and stored apart from ``d``.
     parts: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -168,6 +170,8 @@ class Profile:
     def to_bytes(self) -> bytes:
         """Canonical serialisation: sorted keys, so equal profiles are equal bytes."""
         state = {name: getattr(self, name) for name in _STORED}
+        if self.merged:  # only stitched profiles carry it, so other blobs stay as they were
+            state["merged"] = self.merged
         return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
@@ -209,13 +213,18 @@ def apply(
     outcome = Outcome()
     recent = set(profile.recent_ids)
     for record in records:
-        fence = profile.fences.get(record.source.key, -1)
+        event = record.event
+        key = record.source.key
+        if profile.merged and event["user_id"] in profile.merged:
+            # A merged anonymous id's event, forwarded here: its offsets are fenced apart from
+            # the user's own (their order on the input partition is not the user's order).
+            key = f"{key}~{event['user_id']}"
+        fence = profile.fences.get(key, -1)
         if record.offset <= fence:
             outcome.fenced += 1
             outcome.counted.append(record)
             continue
-        profile.fences[record.source.key] = record.offset
-        event = record.event
+        profile.fences[key] = record.offset
         if event["event_id"] in recent:
             outcome.duplicates += 1
             continue

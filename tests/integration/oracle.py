@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from profiles.core.config import ProfileConfig
 from profiles.core.partition import InputPartition
 from profiles.core.profile import Profile, Record, apply
+from profiles.core.stitch import merge
 from profiles.redis import keys
 from profiles.tags.event_tags import event_tags
 from profiles.tags.extractor import TagExtractor
@@ -104,3 +105,45 @@ def diff(expected: dict[str, bytes], stored: dict[str, bytes | None]) -> list[st
             }
             bad.append(f"{user}: {fields} {detail}")
     return bad
+
+
+# -- identity stitching (profiles/core/stitch.py) ------------------------------------------------
+
+
+def expected_stitched(
+    by_user: dict[str, list[Record]],
+    links: dict[str, str],
+    config: ProfileConfig,
+    tagger: Callable[[dict[str, Any]], Any],
+) -> dict[str, Profile]:
+    """Profiles once every link (anonymous profile id -> user id) is merged.
+
+    Offline, an anonymous id's events all go to its own profile, merged into the user's at the
+    end; live, the seal falls anywhere in the stream and the later events are forwarded to the
+    user. Both give the same :func:`behaviour` (sums, min/max, anchored tag sums), which is what
+    a comparison must use: fences and id windows differ by where the seal fell.
+    """
+    out: dict[str, Profile] = {}
+    for owner, records in by_user.items():
+        profile = Profile(owner)
+        apply(profile, sorted(records, key=lambda r: (r.source.key, r.offset)), config, tagger)
+        out[owner] = profile
+    for anon, user in sorted(links.items()):
+        if anon in out:
+            merge(out.setdefault(user, Profile(user)), out.pop(anon), config)
+    return out
+
+
+def behaviour(profile: Profile, config: ProfileConfig) -> dict[str, Any]:
+    """What stitching must preserve exactly (tags rounded: summed in another order)."""
+    as_of = profile.last_ts
+    tags = profile.top_tags(config.top_tags, config.half_life_ms, as_of)
+    return {
+        "counts": dict(sorted(profile.counts.items())),
+        "rfm": profile.rfm(),
+        "items_bought": profile.items_bought,
+        "span": (profile.first_ts, profile.last_ts),
+        "purchased": sorted(profile.purchased),
+        "tags": {tag: round(score, 6) for tag, score in tags},
+        "merged": sorted(profile.merged),
+    }
