@@ -108,6 +108,22 @@ async def test_treatment_gets_lists_with_its_arm_and_a_conversion_counts_once() 
     assert profile is not None
     described = profile_updated(profile, CFG.half_life_ms, 5, up.features)
     assert described["experiment"] == {"name": "x1", "arm": "treatment"}
+    validate_output("profile_updated", described)
+
+
+async def test_clicks_with_a_recommendation_id_count_once_per_listed_item() -> None:
+    up, store = updater()
+    user = user_in("treatment")
+    events, items = await first_list(up, store, user)
+    rec_id = events[0]["recommendation_id"]
+    shown = {**see(4, user, items[0], 2 * MIN), "recommendation_id": rec_id}
+    again = {**see(5, user, items[0], 3 * MIN), "recommendation_id": rec_id}
+    stray = {**see(6, user, items[0], 3 * MIN), "recommendation_id": "other:1:recs"}
+    batch = recs(shown, again, stray, start=3)
+    await up.process(batch)
+    up.forget()
+    await up.process(batch)  # redelivered to a cold worker
+    assert totals(store)["x1/treatment/clicks"] == 1
 
 
 async def test_holdout_gets_no_pushed_list_but_its_conversions_are_measured() -> None:
