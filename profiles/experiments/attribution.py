@@ -67,9 +67,16 @@ def _recent(state: Mapping[str, Any], pid: str, ts: int, window_ms: int) -> str 
     return None
 
 
-def attribute(state: dict[str, Any], event: Mapping[str, Any], window_ms: int) -> list[str]:
+def attribute(
+    state: dict[str, Any],
+    event: Mapping[str, Any],
+    window_ms: int,
+    fresh: list[str] | None = None,
+) -> list[str]:
     """The counters ``event`` adds to (``conversions``, ``converted``, ``clicks``), marking
-    the state; called in offset order for every counted record, redelivered ones too."""
+    the state; called in offset order for every counted record, redelivered ones too.
+    ``fresh`` gets those marked just now (not a redelivery's repeats: for metrics)."""
+    new = [] if fresh is None else fresh
     kind = event["type"]
     event_id = str(event["event_id"])
     ts = int(event["ts"])
@@ -80,16 +87,23 @@ def attribute(state: dict[str, Any], event: Mapping[str, Any], window_ms: int) -
             rec_id = _recent(state, pid, ts, window_ms)
             if rec_id is None:
                 continue
-            if _mark(state, "c", rec_id, pid, event_id) is not None:
+            marked = _mark(state, "c", rec_id, pid, event_id)
+            if marked is not None:
                 out.append("conversions")
+            if marked:
+                new.append("conversions")
         if out and state["first"] is None:
             state["first"] = event_id
+            new.append("converted")
         if state["first"] == event_id and "conversions" in out:
             out.append("converted")
     elif kind == "click" and event.get("recommendation_id"):
         rec_id = str(event["recommendation_id"])
         pid = event["product_id"]
         shown = any(r[0] == rec_id and pid in r[2] for r in state["recs"])
-        if shown and _mark(state, "k", rec_id, pid, event_id) is not None:
+        marked = _mark(state, "k", rec_id, pid, event_id) if shown else None
+        if marked is not None:
             out.append("clicks")
+        if marked:
+            new.append("clicks")
     return out

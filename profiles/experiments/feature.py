@@ -107,21 +107,26 @@ class ExperimentFeature(Feature):
     async def compute(self, batch: Batch, users: Sequence[UserResult], stats: Stats) -> None:
         c = self.config
         out: dict[int, list[Contribution]] = defaultdict(list)
-        held = 0
         for user in users:
             if not user.outcome.counted:
                 continue
             profile = user.profile
+            fresh: list[str] = []
+            if (profile.parts.get("experiment") or {}).get("x") != c.name:
+                fresh.append("users")
             state = self.state(profile, str(user.outcome.counted[0].event["event_id"]))
             arm = state["arm"]
             entries = out[owner(user.user_id, self.partitions)]
             for r in user.outcome.counted:
                 ts = int(r.event["ts"])
-                found = attribute(state, r.event, c.window_ms)
+                found = attribute(state, r.event, c.window_ms, fresh)
                 if state["born"] == r.event["event_id"]:
                     found.append("users")
                 for what in found:
                     entries.append((r.source.key, r.offset, ts, count_field(c.name, arm, what), 1))
+            for what in fresh:  # for metrics; the fenced counters are the exact ones
+                key = f"xp/{arm}/{what}"
+                stats.counts[key] = stats.counts.get(key, 0) + 1
             kept: list[Emit] = []
             for emit in user.emits:
                 if emit.kind != "recommendation":
@@ -132,12 +137,11 @@ class ExperimentFeature(Feature):
                 rec_id = f"{profile.user_id}:{profile.version}:recs"
                 remember(state, rec_id, int(profile.last_ts or 0), items, c.window_ms)
                 if arm in c.holdout:
-                    held += 1  # computed, remembered, not pushed
+                    key = f"xp/{arm}/held"  # computed, remembered, not pushed
+                    stats.counts[key] = stats.counts.get(key, 0) + 1
                     continue
                 kept.append(replace(emit, build=with_arm(emit.build, arm, c.name)))
             user.emits[:] = kept
-        if held:
-            stats.counts["experiment_held"] = stats.counts.get("experiment_held", 0) + held
         if batch.attempt == 1:
             batch.counts += [CountsAdd(p, e, NO_DECAY_MS, COUNTER) for p, e in out.items() if e]
 

@@ -23,6 +23,7 @@ from stream.settings import Settings
 from stream.worker.runtime import Runtime
 from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
 from tests.integration.oracle import eventually
+from tests.integration.test_ops import scrape
 from tests.integration.test_recommendations import CATALOG, START, click, product, purchase
 
 pytestmark = pytest.mark.integration
@@ -119,8 +120,16 @@ async def test_arms_holdout_and_conversions_once_through_the_worker(
     }
     log = await read_topic(brokers, names.recs, lambda g: True, timeout=30)
     assert lists_of(log, held) == []  # the holdout never got a pushed list
-    status, profile = await xp_worker.get(f"/users/{held}")
-    assert status == 200 and profile.get("experiment", {}).get("arm") in (None, "holdout")
+    updates = await read_topic(
+        brokers, names.profiles, lambda g: bool(lists_of(g, held)), timeout=60
+    )
+    described = lists_of(updates, held)[-1]
+    validate_output("profile_updated", described)
+    assert described["experiment"] == {"name": "x1", "arm": "holdout"}
+
+    metrics = await scrape(xp_worker)
+    assert metrics[("rtp_experiment_total", (("arm", "treatment"), ("count", "conversions")))] == 1
+    assert metrics[("rtp_experiment_total", (("arm", "holdout"), ("count", "held")))] >= 1
 
     # The report command reads the same counters.
     cli = await asyncio.create_subprocess_exec(
