@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 
+from profiles.experiments.assign import parse_arms
 from profiles.experiments.feature import COUNTER, NO_DECAY_MS
+from profiles.experiments.report import arm_counts, report
 from profiles.recommend.popularity import PartitionCounts, merge_partitions
 from profiles.redis import keys
 
@@ -31,3 +35,14 @@ async def experiment_totals(client: aioredis.Redis, partitions: int) -> dict[str
 
 def _text(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else x
+
+
+async def experiment_report(
+    client: aioredis.Redis, partitions: int, name: str, arms: str, alpha: float = 0.05
+) -> dict[str, Any]:
+    """The report of experiment ``name`` (arms as in RTP_EXPERIMENT_ARMS) from the counters;
+    the control is its first ``holdout...`` arm, else its last arm."""
+    names = [arm for arm, _ in parse_arms(arms)]
+    control = next((n for n in names if n.startswith("holdout")), names[-1])
+    totals = await experiment_totals(client, partitions)
+    return {"experiment": name, **report(arm_counts(totals, name, names), control, alpha)}

@@ -144,6 +144,8 @@ async def test_arms_holdout_and_conversions_once_through_the_worker(
     report = orjson.loads(out[out.index(b"{") :])
     assert report["arms"]["treatment"]["converted"] == 1
     assert report["arms"]["holdout"]["users"] == 1
+    status, served = await xp_worker.get("/experiments")
+    assert status == 200 and served == report
 
 
 async def test_a_redelivered_batch_counts_users_once_on_redis(redis_url: str) -> None:
