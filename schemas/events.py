@@ -51,6 +51,7 @@ class Click(TypedDict):
     consent: NotRequired[bool]
     language: NotRequired[str]
     product_id: str
+    recommendation_id: NotRequired[str]  # the list clicked from (click-through attribution)
     title: NotRequired[str]
     category: NotRequired[list[str]]
     price: NotRequired[float]

@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from profiles.core.config import ProfileConfig
 from profiles.core.privacy import MIN_SECRET_CHARS
+from profiles.experiments.assign import parse_arms
 from profiles.redis.client import RedisTLS
 from profiles.value.rfm import TIER_NAMES
 from stream.security import kafka_problems, redact_url, redis_problems
@@ -610,6 +611,37 @@ class RecommendSettings(Section):
     )
 
 
+class ExperimentSettings(Section):
+    name: str = env(
+        "RTP_EXPERIMENT",
+        "",
+        "Experiment name, also the salt of the arm hash (empty: no experiment). Users are "
+        "assigned to arms by a hash of it and their id; a new name reshuffles everyone.",
+    )
+    arms: str = env(
+        "RTP_EXPERIMENT_ARMS",
+        "treatment:0.9,holdout:0.1",
+        "Arms and their shares (`name:share,...`, summing to 1). Arms named `holdout...` get "
+        "no pushed recommendations (what they would have got is kept for attribution).",
+    )
+    window_s: PositiveFloat = env(
+        "RTP_ATTRIBUTION_WINDOW_S",
+        7 * 86400.0,
+        "A purchase of an item recommended to the user at most this long before (event time) "
+        "counts as a conversion of that recommendation, once.",
+    )
+
+    @model_validator(mode="after")
+    def _arms(self) -> ExperimentSettings:
+        if self.name and not re.match(r"^[A-Za-z0-9_.-]{1,64}$", self.name):
+            raise ValueError(f"RTP_EXPERIMENT={self.name!r}: use 1-64 of [A-Za-z0-9_.-]")
+        try:
+            parse_arms(self.arms)
+        except ValueError as exc:
+            raise ValueError(f"RTP_EXPERIMENT_ARMS: {exc}") from None
+        return self
+
+
 class TogetherSettings(Section):
     enabled: bool = env(
         "RTP_TOGETHER",
@@ -810,6 +842,7 @@ class Settings(BaseSettings):
     audiences: AudienceSettings = Field(default_factory=AudienceSettings)
     recommend: RecommendSettings = Field(default_factory=RecommendSettings)
     together: TogetherSettings = Field(default_factory=TogetherSettings)
+    experiment: ExperimentSettings = Field(default_factory=ExperimentSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     web: WebSettings = Field(default_factory=WebSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

@@ -19,6 +19,7 @@ from profiles.core.config import ProfileConfig
 from profiles.core.profile import Profile
 from profiles.embedding.embedder import Embedder
 from profiles.embedding.feature import EmbeddingFeature, EmbeddingFields
+from profiles.experiments.feature import ExperimentConfig, ExperimentFeature, ExperimentFields
 from profiles.pipeline.feature import Feature, Fields
 from profiles.recommend.feature import RecommendFeature, RecsFields
 from profiles.recommend.recommender import Recommender
@@ -33,7 +34,7 @@ from profiles.value.scorer import ValueScorer
 
 #: Every built-in field codec, enabled or not: stores read (and keep) all of them, so a
 #: feature switched off leaves its fields as they were. Stored order: e, s, c, r, rv, cv, sn,
-#: rk, au, tg.
+#: rk, au, tg, xp.
 CODECS: tuple[Fields, ...] = (
     EmbeddingFields(),
     SegmentFields(),
@@ -44,6 +45,7 @@ CODECS: tuple[Fields, ...] = (
     RiskFields(),
     AudienceFields(),
     TogetherFields(),
+    ExperimentFields(),
 )
 
 
@@ -62,6 +64,7 @@ def builtin_features(
     exclude_flagged: str = "none",
     audiences: AudienceBook | None = None,
     together: TogetherFeature | None = None,
+    experiment: ExperimentConfig | None = None,
 ) -> list[Feature]:
     """The enabled built-in features. Churn is always on: with ``churn=None`` it keeps only
     the customer index, so turning scoring on later finds every customer. Users with an open
@@ -87,6 +90,8 @@ def builtin_features(
         weights = dict((config or ProfileConfig()).kind_weights)  # what counts as popular
         skip = None if exclude_flagged == "none" else functools.partial(flagged, exclude_flagged)
         features.append(RecommendFeature(recommender, weights, partitions, model, skip))
+    if experiment is not None:  # after recommendations: it holds back or labels their lists
+        features.append(ExperimentFeature(experiment, partitions))
     return features
 
 

@@ -70,6 +70,28 @@ def register(app: faust.App, settings: Settings) -> None:
             raise SystemExit(code)
 
     @app.command(
+        argument("action", type=str),
+        option("--alpha", type=float, default=0.05, help="Significance level of the interval."),
+        option("--json", "as_json", is_flag=True, default=False, help="Print the report as JSON."),
+    )
+    async def experiment(self: AppCommand, action: str, alpha: float, as_json: bool) -> None:
+        """The running experiment (RTP_EXPERIMENT): `report` prints conversion per arm, the
+        lift over the holdout with its confidence interval, the z-test and the users per arm
+        the observed effect needs for 80% power."""
+        from profiles.experiments.report import lines
+        from stream.cli.experiment import experiment_report
+
+        if action != "report" or not 0 < alpha < 1:
+            raise SystemExit("usage: experiment report [--alpha A] [--json] (0 < A < 1)")
+        rep = await experiment_report(settings, alpha)
+        if as_json:
+            self.say(orjson.dumps(rep, option=orjson.OPT_INDENT_2).decode())
+            return
+        self.say(f"experiment {rep['experiment']!r}, control {rep['control']!r}:")
+        for line in lines(rep):
+            self.say(line)
+
+    @app.command(
         argument("category", type=str),
         option("--kind", type=str, default="bought", help="bought (co-purchase) or viewed."),
         option("--k", type=int, default=10, help="Rules per antecedent item."),

@@ -24,6 +24,8 @@ from profiles.embedding.channel import ChannelEncoder
 from profiles.embedding.embedder import Embedder
 from profiles.embedding.profile import EmbeddingConfig
 from profiles.encoder.encoder import Encoder, EncoderConfig
+from profiles.experiments.assign import parse_arms
+from profiles.experiments.feature import ExperimentConfig
 from profiles.pipeline.builtin import builtin_features
 from profiles.pipeline.store import ProfileStore
 from profiles.pipeline.updater import BatchUpdater, LruCache
@@ -288,6 +290,17 @@ def population_order_value(value: ValueScorer) -> float | None:
     return gg.p * gg.v / (gg.q - 1)
 
 
+def experiment_config(settings: Settings) -> ExperimentConfig | None:
+    """The running experiment (None: RTP_EXPERIMENT is empty); arms named ``holdout...``
+    get no pushed lists."""
+    s = settings.experiment
+    if not s.name:
+        return None
+    arms = parse_arms(s.arms)
+    held = tuple(name for name, _ in arms if name.startswith("holdout"))
+    return ExperimentConfig(s.name, arms, held, int(s.window_s * 1000))
+
+
 def build_updater(
     settings: Settings,
     store: ProfileStore,
@@ -313,6 +326,7 @@ def build_updater(
         exclude_flagged=settings.risk.exclude,
         audiences=audiences,
         together=together_feature(settings, models),
+        experiment=experiment_config(settings),
     )
     return BatchUpdater(
         store,

@@ -128,6 +128,13 @@ class Metrics:
         self.reviews_scored = Counter(
             "rtp_reviews_scored_total", "Review texts scored for sentiment", registry=r
         )
+        self.experiment = Counter(
+            "rtp_experiment_total",
+            "Experiment counts by arm: users assigned, conversions, users converted, "
+            "click-throughs, lists held back (holdout); the exact, fenced ones are in Redis",
+            ["arm", "count"],
+            registry=r,
+        )
         self.retries = Counter(
             "rtp_retries_total",
             "Batches (or sends) retried after an outage, by error",
@@ -296,6 +303,7 @@ NAMES: tuple[str, ...] = (
     "rtp_recommend_seconds",
     "rtp_sentiment_seconds",
     "rtp_reviews_scored_total",
+    "rtp_experiment_total",
     "rtp_item_index_items",
     "rtp_retries_total",
     "rtp_outages_total",

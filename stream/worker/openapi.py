@@ -74,6 +74,11 @@ ENDPOINTS: dict[str, Endpoint] = {
         (200, 400, 404, 503),
         path_params=("user_id",),
     ),
+    "/experiments": Endpoint(
+        "the running experiment: conversion per arm, lift with its interval, sample size",
+        (),
+        (200, 400, 503),
+    ),
     "/items/{product_id}/sentiment": Endpoint(
         "a product's decayed review sentiment",
         (),

@@ -334,6 +334,24 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
             ).to_dict()
         return web.json(select(view, fields))
 
+    @page("/experiments")
+    async def experiments(web: View, request: Request) -> Response:
+        """The running experiment's report (RTP_EXPERIMENT): conversion per arm, lift over the
+        holdout with its interval, z-test, users per arm needed."""
+        from profiles.redis.experiments import experiment_report
+
+        try:
+            query_params(request.query, ())
+        except BadParameter as exc:
+            return bad(web, exc)
+        s = settings.experiment
+        if not s.name:
+            return web.json({"error": "no experiment runs here (RTP_EXPERIMENT)"}, status=503)
+        found = await experiment_report(
+            runtime.store.client, settings.kafka.partitions, s.name, s.arms
+        )
+        return web.json(found)
+
     @page("/items/{product_id:[^/]+}/sentiment")
     async def item_sentiment(web: View, request: Request, product_id: str) -> Response:
         """A product's decayed review sentiment over every reviewer (RTP_SENTIMENT)."""

@@ -95,6 +95,7 @@ async def test_metrics_appear_and_move(worker: Worker, brokers: str, names: Name
         "rtp_churn_calibration_auc",  # once outcomes have matured (one horizon after a fit)
         "rtp_risk_flags",  # by rule, once a flag opens
         "rtp_audience_members",  # by audience, once definitions are applied
+        "rtp_experiment",  # by arm, once an experiment runs
     }
     assert {n.removesuffix("_total") for n in NAMES} <= exported | {
         "rtp_consumer_lag_seconds",

@@ -127,6 +127,9 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_SENTIMENT_ALERT_TIERS": "champions,loyal,cannot_lose",
     "RTP_SENTIMENT_ALERT_MIN_SPEND": 500.0,
     "RTP_SENTIMENT_TOPIC": "negative-reviews",
+    "RTP_EXPERIMENT": "",  # added with experiments
+    "RTP_EXPERIMENT_ARMS": "treatment:0.9,holdout:0.1",
+    "RTP_ATTRIBUTION_WINDOW_S": 604800.0,
     "RTP_RISK": True,  # added with risk flags
     "RTP_RISK_EXCLUDE": "none",
     "RTP_RISK_TOPIC": "risk-flags",
@@ -274,6 +277,9 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_SENTIMENT_ALERT_TIERS": ("champions", "champions"),
         "RTP_SENTIMENT_ALERT_MIN_SPEND": ("0", 0.0),
         "RTP_SENTIMENT_TOPIC": ("neg", "neg"),
+        "RTP_EXPERIMENT": ("x1", "x1"),
+        "RTP_EXPERIMENT_ARMS": ("a:0.5,holdout:0.5", "a:0.5,holdout:0.5"),
+        "RTP_ATTRIBUTION_WINDOW_S": ("3600", 3600.0),
         "RTP_RISK": ("false", False),
         "RTP_RISK_EXCLUDE": ("medium", "medium"),
         "RTP_RISK_TOPIC": ("risk", "risk"),
@@ -406,3 +412,15 @@ def test_vector_storage_reaches_the_embedding_config() -> None:
     assert embedding_config(compact, "m", 8).storage == "f16"
     with pytest.raises(SettingsError, match="RTP_VECTOR_STORAGE"):
         Settings.from_env({"RTP_VECTOR_STORAGE": "f64"})
+
+
+def test_experiment_settings_are_checked_and_reach_the_features() -> None:
+    from stream.worker.compose import experiment_config
+
+    assert experiment_config(Settings.from_env({})) is None  # no name: no experiment
+    on = experiment_config(Settings.from_env({"RTP_EXPERIMENT": "x1"}))
+    assert on is not None and on.holdout == ("holdout",) and on.window_ms == 7 * 86_400_000
+    with pytest.raises(SettingsError, match=r"RTP_EXPERIMENT_ARMS: .*sum to 1"):
+        Settings.from_env({"RTP_EXPERIMENT": "x1", "RTP_EXPERIMENT_ARMS": "a:0.5,b:0.4"})
+    with pytest.raises(SettingsError, match="RTP_EXPERIMENT="):
+        Settings.from_env({"RTP_EXPERIMENT": "no spaces"})

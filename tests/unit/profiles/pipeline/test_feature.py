@@ -44,7 +44,7 @@ def test_segment_moves_leave_the_old_set_and_join_the_new() -> None:
 def test_codecs_round_trip_through_the_stored_fields() -> None:
     codecs: list[Fields] = [SegmentFields(), ChurnFields()]
     assert stored_fields(codecs) == ("s", "c")
-    assert stored_fields(CODECS) == ("e", "s", "c", "r", "rv", "cv", "sn", "rk", "au", "tg")
+    assert stored_fields(CODECS) == ("e", "s", "c", "r", "rv", "cv", "sn", "rk", "au", "tg", "xp")
     p = Profile("u")
     p.segment, p.churn = 3, {"level": "low"}
     written = {k: v for c in codecs for k, v in c.encode(p).items()}

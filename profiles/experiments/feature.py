@@ -1,0 +1,151 @@
+"""Experiments as a profile feature: field ``xp``, the arm in recommendation events, per-arm
+counters shared across users.
+
+Runs after the recommendation feature, so it sees this batch's lists. Every user with a
+counted event gets an arm (a pure function of salt and user id, :mod:`.assign`); a holdout
+user's list is computed but not pushed (it stays in the state as what they *would* have
+been shown, so conversions are measured the same way in every arm: intention to treat);
+a pushed list carries the arm and its ``recommendation_id``. Purchases of an item shown
+within the window count as conversions, once (:mod:`.attribution`).
+
+Per-arm counters (``users``, ``converted``, ``conversions``, ``clicks``) go into the shared
+counter ``xp`` of the user's owner partition through :class:`CountsAdd`: fenced by input
+offset in the store, so redelivery never counts twice. They do not decay (a half-life of
+thousands of years keeps the anchored arithmetic of the shared counters exact enough).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from profiles.core.ownership import owner
+from profiles.core.profile import Profile
+from profiles.experiments.assign import Arms, assign
+from profiles.experiments.attribution import attribute, new_state, remember
+from profiles.pipeline.feature import (
+    Batch,
+    CountsAdd,
+    Emit,
+    Feature,
+    Fields,
+    FieldValue,
+    Stats,
+    UserResult,
+)
+from profiles.recommend.popularity import Contribution
+
+#: Name of the shared per-arm counters (``CountsAdd.counter``: ``rtp:xp:{<partition>}``).
+COUNTER = "xp"
+#: Practically no decay: a half-life of 2**52 ms (~140,000 years) leaves a count's growth
+#: factor within 1e-6 of 1 over any real experiment.
+NO_DECAY_MS = 2**52
+#: The per-arm counters, in report order.
+COUNTS = ("users", "converted", "conversions", "clicks")
+
+
+def count_field(experiment: str, arm: str, what: str) -> str:
+    """The shared counter's field of one arm's count.
+
+    >>> count_field("x1", "holdout", "users")
+    'x1/holdout/users'
+    """
+    return f"{experiment}/{arm}/{what}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentConfig:
+    name: str  # also the hash salt
+    arms: Arms
+    holdout: tuple[str, ...]  # arms that get no pushed list
+    window_ms: int
+
+
+class ExperimentFields(Fields):
+    names = ("xp",)
+
+    def decode(self, profile: Profile, values: Sequence[bytes | None]) -> None:
+        profile.parts["experiment"] = None if values[0] is None else orjson.loads(values[0])
+
+    def encode(self, profile: Profile) -> dict[str, FieldValue]:
+        state = profile.parts.get("experiment")
+        return {} if state is None else {"xp": orjson.dumps(state)}
+
+
+def with_arm(build: Callable[[int], dict[str, Any]], arm: str, experiment: str) -> Any:
+    def built(now_ms: int) -> dict[str, Any]:
+        event = build(now_ms)
+        event["experiment"] = experiment
+        event["arm"] = arm
+        event["recommendation_id"] = event["event_id"]
+        return event
+
+    return built
+
+
+class ExperimentFeature(Feature):
+    name = "experiment"
+    fields = ExperimentFields()
+
+    def __init__(self, config: ExperimentConfig, partitions: int) -> None:
+        self.config = config
+        self.partitions = partitions
+
+    def state(self, profile: Profile, born: str) -> dict[str, Any]:
+        """The user's state for this experiment (a fresh one when absent or another's)."""
+        c = self.config
+        state = profile.parts.get("experiment")
+        if state is None or state.get("x") != c.name:
+            state = new_state(c.name, assign(c.name, profile.user_id, c.arms), born)
+            profile.parts["experiment"] = state
+        return state
+
+    async def compute(self, batch: Batch, users: Sequence[UserResult], stats: Stats) -> None:
+        c = self.config
+        out: dict[int, list[Contribution]] = defaultdict(list)
+        for user in users:
+            if not user.outcome.counted:
+                continue
+            profile = user.profile
+            fresh: list[str] = []
+            if (profile.parts.get("experiment") or {}).get("x") != c.name:
+                fresh.append("users")
+            state = self.state(profile, str(user.outcome.counted[0].event["event_id"]))
+            arm = state["arm"]
+            entries = out[owner(user.user_id, self.partitions)]
+            for r in user.outcome.counted:
+                ts = int(r.event["ts"])
+                found = attribute(state, r.event, c.window_ms, fresh)
+                if state["born"] == r.event["event_id"]:
+                    found.append("users")
+                for what in found:
+                    entries.append((r.source.key, r.offset, ts, count_field(c.name, arm, what), 1))
+            for what in fresh:  # for metrics; the fenced counters are the exact ones
+                key = f"xp/{arm}/{what}"
+                stats.counts[key] = stats.counts.get(key, 0) + 1
+            kept: list[Emit] = []
+            for emit in user.emits:
+                if emit.kind != "recommendation":
+                    kept.append(emit)
+                    continue
+                change = emit.change
+                items = [r.product_id for r in getattr(change, "items", ())]
+                rec_id = f"{profile.user_id}:{profile.version}:recs"
+                remember(state, rec_id, int(profile.last_ts or 0), items, c.window_ms)
+                if arm in c.holdout:
+                    key = f"xp/{arm}/held"  # computed, remembered, not pushed
+                    stats.counts[key] = stats.counts.get(key, 0) + 1
+                    continue
+                kept.append(replace(emit, build=with_arm(emit.build, arm, c.name)))
+            user.emits[:] = kept
+        if batch.attempt == 1:
+            batch.counts += [CountsAdd(p, e, NO_DECAY_MS, COUNTER) for p, e in out.items() if e]
+
+    def describe(self, profile: Profile, event: dict[str, Any]) -> None:
+        state = profile.parts.get("experiment")
+        if state is not None:
+            event["experiment"] = {"name": state["x"], "arm": state["arm"]}
