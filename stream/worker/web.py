@@ -22,6 +22,7 @@ from profiles.audiences.definitions import NAME
 from profiles.audiences.export import BudgetSpent, UnknownAudience, dp_count, known, summary
 from profiles.core.profile import Profile
 from profiles.embedding.codec import unpack
+from profiles.experiments.assign import assign
 from profiles.pipeline.downstream import TOP_TAGS_OUT
 from profiles.recommend.blend import Recommendation
 from profiles.redis.audiences import SnapshotGone
@@ -29,6 +30,7 @@ from profiles.risk.feature import flags_view
 from profiles.sentiment.state import SentimentState
 from stream.settings import Settings
 from stream.tokens import Guard, TokenSet
+from stream.worker.compose import experiment_config
 from stream.worker.metrics import encoder_stats
 from stream.worker.openapi import VIEW_FIELDS, document
 from stream.worker.runtime import Runtime
@@ -219,6 +221,8 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
         if guard.tokens.file_error:
             log.error("RTP_WEB_TOKENS_FILE not used: %s", guard.tokens.file_error)
 
+    experiment = experiment_config(settings)
+
     def stored_id(user_id: str) -> str:
         return runtime.pseudonyms(user_id) if runtime.pseudonyms else user_id
 
@@ -391,7 +395,16 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
         if found is None:
             return web.json({"error": "unknown user", "user_id": user_id}, status=404)
         profile, items = found
-        return web.json(recommendations_view(profile, items))
+        view = recommendations_view(profile, items)
+        if experiment is not None:
+            arm = assign(experiment.name, profile.user_id, experiment.arms)
+            view["experiment"] = {"name": experiment.name, "arm": arm}
+            if arm in experiment.holdout:
+                # A holdout user must see no list of ours, pulled or pushed, or the
+                # experiment measures nothing.
+                view["items"] = []
+                view["held_out"] = True
+        return web.json(view)
 
     @page("/items/{product_id:[^/]+}/bought-together")
     async def bought_together(web: View, request: Request, product_id: str) -> Response:

@@ -127,6 +127,14 @@ async def test_arms_holdout_and_conversions_once_through_the_worker(
     validate_output("profile_updated", described)
     assert described["experiment"] == {"name": "x1", "arm": "holdout"}
 
+    # Pulled lists obey the arm too: the holdout sees none of ours.
+    status, pulled = await xp_worker.get(f"/users/{held}/recommendations")
+    assert status == 200 and pulled["items"] == [] and pulled["held_out"] is True
+    assert pulled["experiment"] == {"name": "x1", "arm": "holdout"}
+    status, pulled = await xp_worker.get(f"/users/{treated}/recommendations")
+    assert status == 200 and pulled["items"] and "held_out" not in pulled
+    assert pulled["experiment"] == {"name": "x1", "arm": "treatment"}
+
     metrics = await scrape(xp_worker)
     assert metrics[("rtp_experiment_total", (("arm", "treatment"), ("count", "conversions")))] == 1
     assert metrics[("rtp_experiment_total", (("arm", "holdout"), ("count", "held")))] >= 1
