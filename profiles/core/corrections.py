@@ -176,6 +176,23 @@ def _reverse(
     if entry["open"] and all(line[1] >= line[0] for line in lines.values()):
         entry["open"] = False
         profile.orders = max(0, profile.orders - 1)
+        _correct_recency(profile, entry["ts"])
+
+
+def _correct_recency(profile: Profile, reversed_ts: int) -> None:
+    """Purchase times without the reversed order, as far as the ledger knows them.
+
+    The ledger holds the newest orders, so the latest open one is the latest purchase left;
+    with none open but older orders counted, the old time stays (they are not remembered).
+    """
+    if profile.orders == 0:
+        profile.first_purchase_ts = profile.last_purchase_ts = None
+        return
+    if reversed_ts != profile.last_purchase_ts:
+        return
+    still = [e["ts"] for e in profile.ledger.values() if e["open"]]
+    if still:
+        profile.last_purchase_ts = max(still)
 
 
 def _subtract(profile: Profile, tag: str, amount: float) -> None:

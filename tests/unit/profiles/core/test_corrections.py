@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from profiles.core import corrections
@@ -58,6 +59,7 @@ def test_full_refund_leaves_the_profile_as_if_never_bought() -> None:
     p = run([*base, refund("o1", T0 + 3 * DAY, "r1")])
     never = run([click("x", T0, "c1")])
     assert (p.orders, p.items_bought, p.spend_cents) == (0, 0, {"EUR": 0})
+    assert (p.first_purchase_ts, p.last_purchase_ts) == (None, None)  # no customer any more
     assert scores(p) == pytest.approx(scores(never))
     assert set(scores(p)) == {"t:x"}  # the order's tags are gone, not left near zero
     assert p.counts["refund"] == 1 and p.ledger["o1"]["open"] is False
@@ -161,3 +163,24 @@ def test_remove_from_cart_cancels_the_add() -> None:
     # A removal of something never added takes nothing from other tags.
     p = run([{**rm, "event_id": "rm2", "product_id": "other"}], p)
     assert set(scores(p)) == {"t:x"}
+
+
+def test_value_and_churn_read_the_corrected_history() -> None:
+    from profiles.churn.features import Behaviour, customer_summary
+    from profiles.value.population import measures
+
+    bought = run([purchase("o1", T0, a=1), purchase("o2", T0 + DAY, b=3)])
+    refunded = run(
+        [refund("o2", T0 + 2 * DAY, "r1")], Profile.from_bytes("u", 0, bought.to_bytes())
+    )
+    as_of = T0 + 30 * DAY
+    assert measures(bought, as_of) == (29.0, 2, 50.0)
+    # One order left (15.00), and recency is that order's: the refunded one no longer counts.
+    assert measures(refunded, as_of) == (30.0, 1, 15.0)
+    before = Behaviour.read(orjson.loads(bought.to_bytes()))
+    after = Behaviour.read(orjson.loads(refunded.to_bytes()))
+    assert (before.orders, before.order_value) == (2, 25.0)
+    assert (after.orders, after.order_value) == (1, 15.0)
+    assert customer_summary(after, as_of) is not None
+    assert customer_summary(after, as_of)[0] == 0  # no repeat purchase left
+    assert run([refund("o1", T0 + 3 * DAY, "r2")], refunded).last_purchase_ts is None
