@@ -7,6 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from stream.settings import Settings
+from stream.simulation.generator import TrafficConfig, TrafficGenerator
 from tests.integration.harness import Names, Worker, produce, read_topic
 from tests.integration.oracle import diff, eventually, expected_profiles, stored_profiles
 
@@ -77,3 +78,30 @@ async def test_refunds_in_any_order_give_exactly_the_offline_profiles(
         0, 0, {"EUR": 0}, {})  # fmt: skip
     assert (uc["orders"], uc["spend_cents"]) == (0, {"EUR": 0})
     assert uc["counts"]["remove_from_cart"] == 1
+
+
+async def test_generated_refunds_and_removals_give_exactly_the_offline_profiles(
+    worker: Worker, brokers: str, names: Names, redis_client: aioredis.Redis
+) -> None:
+    gen = TrafficGenerator(TrafficConfig(seed=11, users=40, products=150, refund_p=0.4,
+                                         removal_p=0.3))  # fmt: skip
+    events = [*gen.catalog(), *gen.history(5.0)]
+    kinds = {e["type"] for e in events}
+    assert {"refund", "remove_from_cart", "purchase"} <= kinds
+    await produce(brokers, names.input, events, key=lambda e: str(e["user_id"]).encode())
+    log = await read_topic(brokers, names.input, lambda got: len(got) >= len(events))
+    expected = expected_profiles(names.input, log, CONFIG)
+    users = sorted(expected)
+
+    async def matches() -> bool:
+        return not diff(expected, await stored_profiles(redis_client, users))
+
+    try:
+        await eventually(matches, timeout=180)
+    except AssertionError:
+        pytest.fail(f"differ: {diff(expected, await stored_profiles(redis_client, users))[:5]}")
+    refunded = [
+        orjson.loads(b or b"{}") for b in (await stored_profiles(redis_client, users)).values()
+    ]
+    assert any(p["counts"].get("refund") for p in refunded)
+    assert any(not e["open"] for p in refunded for e in p["ledger"].values())  # some reversed

@@ -184,3 +184,12 @@ def test_value_and_churn_read_the_corrected_history() -> None:
     assert customer_summary(after, as_of) is not None
     assert customer_summary(after, as_of)[0] == 0  # no repeat purchase left
     assert run([refund("o1", T0 + 3 * DAY, "r2")], refunded).last_purchase_ts is None
+
+
+def test_a_cart_removal_looks_up_its_product_in_the_catalog() -> None:
+    from profiles.tags.event_tags import needs_catalog
+
+    rm = {"type": "remove_from_cart", "product_id": "p", "quantity": 1}
+    assert needs_catalog(rm) == ["p"]  # the worker loads it, as the add's tags had it
+    assert needs_catalog({**rm, "title": "t", "category": ["c"]}) == []
+    assert needs_catalog({"type": "refund", "order_id": "o"}) == []
