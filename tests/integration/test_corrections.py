@@ -6,9 +6,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from schemas.validate import validate_output
 from stream.settings import Settings
 from stream.simulation.generator import TrafficConfig, TrafficGenerator
-from tests.integration.harness import Names, Worker, produce, read_topic
+from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
 from tests.integration.oracle import diff, eventually, expected_profiles, stored_profiles
 
 pytestmark = pytest.mark.integration
@@ -78,6 +79,14 @@ async def test_refunds_in_any_order_give_exactly_the_offline_profiles(
         0, 0, {"EUR": 0}, {})  # fmt: skip
     assert (uc["orders"], uc["spend_cents"]) == (0, {"EUR": 0})
     assert uc["counts"]["remove_from_cart"] == 1
+
+    # Downstream: the profile_updated of each user (counts name the correction kinds too).
+    def complete(got: list[Consumed]) -> bool:
+        return {m.key for m in got} >= {u.encode() for u in users}
+
+    for message in await read_topic(brokers, names.profiles, complete):
+        assert message.value is not None
+        validate_output("profile_updated", orjson.loads(message.value))
 
 
 async def test_generated_refunds_and_removals_give_exactly_the_offline_profiles(
