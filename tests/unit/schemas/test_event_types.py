@@ -168,3 +168,8 @@ def test_event_union_narrows() -> None:
     assert all(
         get_origin(get_type_hints(td)["type"]) is typing.Literal for td in ev.BY_KIND.values()
     )
+
+
+def test_profile_updated_counts_name_exactly_the_kinds() -> None:
+    schema = load_schema("profile_updated")
+    assert tuple(schema["properties"]["counts"]["propertyNames"]["enum"]) == KINDS
