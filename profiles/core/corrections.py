@@ -35,12 +35,23 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from profiles.core.profile import Profile, Tag
 
-__all__ = ["MAX_ORDERS", "MAX_PENDING", "expire", "record_purchase", "refund", "remove_from_cart"]
+__all__ = [
+    "MAX_ORDERS",
+    "MAX_ORDER_TAGS",
+    "MAX_PENDING",
+    "expire",
+    "record_purchase",
+    "refund",
+    "remove_from_cart",
+]
 
 #: Orders remembered per profile for reversal (the newest by event time are kept).
 MAX_ORDERS: Final = 50
 #: Refunds waiting for their purchase, per profile (the newest by event time are kept).
 MAX_PENDING: Final = 20
+#: Tags of an order's evidence remembered for reversal (its strongest): the profile blob is
+#: rewritten on every change, so the ledger must stay small.
+MAX_ORDER_TAGS: Final = 20
 
 
 def record_purchase(
@@ -65,7 +76,7 @@ def record_purchase(
         "cur": event["currency"],
         "cents": cents,
         "lines": lines,
-        "ev": {tag: weight * share for tag, share in tags} if weight > 0 else {},
+        "ev": _evidence(weight, tags),
         "open": True,
     }
     if len(profile.ledger) > MAX_ORDERS:
@@ -73,6 +84,16 @@ def record_purchase(
         del profile.ledger[oldest]
     for waiting in sorted(profile.pending.pop(order_id, []), key=lambda r: (r["ts"], r["id"])):
         _reverse(profile, profile.ledger.get(order_id), waiting, half_life_ms)
+
+
+def _evidence(weight: float, tags: Sequence[Tag]) -> dict[str, float]:
+    if weight <= 0:
+        return {}
+    summed: dict[str, float] = {}
+    for tag, share in tags:
+        summed[tag] = summed.get(tag, 0.0) + weight * share
+    strongest = sorted(summed.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_ORDER_TAGS]
+    return dict(strongest)
 
 
 def refund(profile: Profile, event: dict[str, Any], half_life_ms: int) -> str:

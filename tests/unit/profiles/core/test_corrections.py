@@ -193,3 +193,12 @@ def test_a_cart_removal_looks_up_its_product_in_the_catalog() -> None:
     assert needs_catalog(rm) == ["p"]  # the worker loads it, as the add's tags had it
     assert needs_catalog({**rm, "title": "t", "category": ["c"]}) == []
     assert needs_catalog({"type": "refund", "order_id": "o"}) == []
+
+
+def test_an_orders_evidence_keeps_its_strongest_tags() -> None:
+    lines = {f"x{i:02d}": i + 1 for i in range(corrections.MAX_ORDER_TAGS + 10)}
+    p = run([purchase("o1", T0, **lines)])
+    kept = p.ledger["o1"]["ev"]
+    assert len(kept) == corrections.MAX_ORDER_TAGS
+    # Equal shares here (the test tagger ignores quantities): ties go by tag, deterministically.
+    assert sorted(kept) == [f"t:x{i:02d}" for i in range(corrections.MAX_ORDER_TAGS)]
