@@ -29,13 +29,26 @@ __all__ = [
     "Product",
     "Purchase",
     "PurchaseLine",
+    "Refund",
+    "RefundLine",
+    "RemoveFromCart",
     "Review",
     "Search",
     "UserErasure",
 ]
 
 #: The input kinds, in the order of ``schemas.validate.KINDS``.
-Kind = Literal["click", "add_to_cart", "purchase", "review", "search", "product", "user_erasure"]
+Kind = Literal[
+    "click",
+    "add_to_cart",
+    "purchase",
+    "review",
+    "search",
+    "product",
+    "user_erasure",
+    "refund",
+    "remove_from_cart",
+]
 KIND_NAMES: Final[tuple[str, ...]] = get_args(Kind)
 
 
@@ -165,8 +178,48 @@ class UserErasure(TypedDict):
     reason: NotRequired[str]
 
 
+class RefundLine(TypedDict):
+    """One line of a refund's ``items``."""
+
+    product_id: str
+    quantity: int
+
+
+class Refund(TypedDict):
+    """An order refunded or cancelled, whole (no ``items``, no ``amount``) or in part."""
+
+    event_id: str
+    type: Literal["refund"]
+    schema_version: Literal[1]
+    user_id: str
+    ts: int
+    session_id: NotRequired[str]
+    order_id: str
+    items: NotRequired[list[RefundLine]]
+    amount: NotRequired[float]
+    cancelled: NotRequired[bool]
+    reason: NotRequired[str]
+
+
+class RemoveFromCart(TypedDict):
+    """A user removed a product from the cart."""
+
+    event_id: str
+    type: Literal["remove_from_cart"]
+    schema_version: Literal[1]
+    user_id: str
+    ts: int
+    session_id: NotRequired[str]
+    product_id: str
+    quantity: int
+    title: NotRequired[str]
+    category: NotRequired[list[str]]
+
+
 #: Any input event; narrow it on ``event["type"]``.
-Event = Click | AddToCart | Purchase | Review | Search | Product | UserErasure
+Event = (
+    Click | AddToCart | Purchase | Review | Search | Product | UserErasure | Refund | RemoveFromCart
+)
 
 #: The TypedDict of each kind.
 BY_KIND: Final[dict[str, type]] = {
@@ -177,4 +230,6 @@ BY_KIND: Final[dict[str, type]] = {
     "search": Search,
     "product": Product,
     "user_erasure": UserErasure,
+    "refund": Refund,
+    "remove_from_cart": RemoveFromCart,
 }

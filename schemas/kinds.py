@@ -49,12 +49,15 @@ class KindFacts:
     ``is_purchase``: an order (``order_id``, ``items``, ``amount``, ``currency``).
     ``user_keyed``: ``user_id`` is a user with a profile (a ``product``'s is its publisher).
     ``text_field``: the field holding free text of the event's own (not a product's title).
+    ``is_correction``: it undoes evidence of earlier events (a refund's optional ``items`` are
+    lines of the order it refunds, not interactions).
     """
 
     names_product: bool
     is_purchase: bool
     user_keyed: bool
     text_field: str | None = None
+    is_correction: bool = False
 
     @property
     def carries_text(self) -> bool:
@@ -78,6 +81,14 @@ FACTS: Final[dict[str, KindFacts]] = {
     ),
     "product": KindFacts(names_product=False, is_purchase=False, user_keyed=False),
     "user_erasure": KindFacts(names_product=False, is_purchase=False, user_keyed=True),
+    # Corrections (README "Corrections"): they undo evidence, so they name no product lines
+    # (item popularity, recommendations and sessions must not count them as interactions).
+    "refund": KindFacts(
+        names_product=False, is_purchase=False, user_keyed=True, is_correction=True
+    ),
+    "remove_from_cart": KindFacts(
+        names_product=False, is_purchase=False, user_keyed=True, is_correction=True
+    ),
 }
 
 #: Kinds whose events name products (see :func:`product_lines`).

@@ -6,8 +6,7 @@ is either one of our events (then checked against our contracts like any other) 
 
 Not supported yet, and refused with their own reasons so nothing is lost silently:
 calls with only an ``anonymousId`` (``anonymous_only``: identity stitching is separate
-work), ``identify`` / ``alias`` / ``group`` and the corrections ``Order Refunded``,
-``Order Cancelled``, ``Product Removed`` (``unsupported_segment_event``), and any other
+work), ``identify`` / ``alias`` / ``group`` (``unsupported_segment_event``), and any other
 track name or a page/screen without a product (``unmapped_segment_event``).
 """
 
@@ -29,7 +28,6 @@ _DIR: Final = Path(__file__).resolve().parent / "segment"
 #: Segment call types; ``decode`` sends objects whose ``type`` is one of these here.
 TYPES: Final[frozenset[str]] = frozenset({"track", "page", "screen", "identify", "alias", "group"})
 _UNSUPPORTED_TYPES: Final = frozenset({"identify", "alias", "group"})
-_UNSUPPORTED_TRACK: Final = frozenset({"order refunded", "order cancelled", "product removed"})
 
 REASONS: Final[tuple[str, ...]] = (
     "anonymous_only",
@@ -134,6 +132,47 @@ def _purchase(call: Event, props: Event, ts: int) -> Event:
     return event
 
 
+def _remove_from_cart(call: Event, props: Event, ts: int) -> Event:
+    event = _base("remove_from_cart", call, ts)
+    event["product_id"] = props["product_id"]
+    event["quantity"] = props.get("quantity", 1)
+    if "name" in props:
+        event["title"] = props["name"]
+    category = props.get("category")
+    if category:
+        event["category"] = [category]
+    return event
+
+
+def _refund(call: Event, props: Event, ts: int) -> Event:
+    """Order Refunded: the listed products and total, else the whole order."""
+    event = _base("refund", call, ts)
+    event["order_id"] = props["order_id"]
+    if props.get("products"):
+        event["items"] = [
+            {"product_id": p["product_id"], "quantity": p.get("quantity", 1)}
+            for p in props["products"]
+        ]
+    amount = props.get("total")
+    if amount is None:
+        amount = props.get("revenue")
+    if amount is not None:
+        event["amount"] = amount
+    if "reason" in props:
+        event["reason"] = props["reason"]
+    return event
+
+
+def _cancel(call: Event, props: Event, ts: int) -> Event:
+    """Order Cancelled: always the whole order (its products and total describe the order)."""
+    event = _base("refund", call, ts)
+    event["order_id"] = props["order_id"]
+    event["cancelled"] = True
+    if "reason" in props:
+        event["reason"] = props["reason"]
+    return event
+
+
 def _review(call: Event, props: Event, ts: int) -> Event:
     event = _base("review", call, ts)
     event["product_id"] = props["product_id"]
@@ -157,6 +196,10 @@ _TRACK: Final[dict[str, _Shape]] = {
     "products searched": _Shape("track_products_searched", _search),
     "order completed": _Shape("track_order_completed", _purchase),
     "product reviewed": _Shape("track_product_reviewed", _review),
+    # Corrections (README "Corrections").
+    "product removed": _Shape("track_product", _remove_from_cart),
+    "order refunded": _Shape("track_order_refunded", _refund),
+    "order cancelled": _Shape("track_order_refunded", _cancel),
 }
 _PAGE: Final = _Shape("page", _page)
 _SCHEMA_NAMES: Final = sorted({s.schema for s in (*_TRACK.values(), _PAGE)})
@@ -205,10 +248,6 @@ def _shape_of(call: Event, kind: str) -> _Shape | Refusal:
     shape = _TRACK.get(key)
     if shape is not None:
         return shape
-    if key in _UNSUPPORTED_TRACK:
-        return Refusal(
-            "unsupported_segment_event", f"track {name!r} is not supported yet (corrections)"
-        )
     return Refusal("unmapped_segment_event", f"track {name[:100]!r} has no mapping")
 
 

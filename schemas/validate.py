@@ -50,6 +50,8 @@ KINDS: Final[tuple[str, ...]] = (
     "search",
     "product",
     "user_erasure",
+    "refund",
+    "remove_from_cart",
 )
 
 SCHEMA_VERSION: Final = 1
@@ -178,10 +180,16 @@ _TEXT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "search": ("event_id", "user_id", "session_id", "query"),
     "product": ("event_id", "user_id", "session_id", "product_id", "title", "brand"),
     "user_erasure": ("event_id", "user_id", "session_id", "requested_by", "reason"),
+    "refund": ("event_id", "user_id", "session_id", "order_id", "reason"),
+    "remove_from_cart": ("event_id", "user_id", "session_id", "product_id", "title"),
 }
 _ITEM_TEXT_FIELDS: Final = ("product_id", "title")
 # JSON Schema counts 1.0 as an integer; these are coerced so consumers always get int.
-_KIND_INT_FIELDS: Final = {"add_to_cart": ("quantity",), "review": ("rating",)}
+_KIND_INT_FIELDS: Final = {
+    "add_to_cart": ("quantity",),
+    "remove_from_cart": ("quantity",),
+    "review": ("rating",),
+}
 _INT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     kind: ("ts", "schema_version", *_KIND_INT_FIELDS.get(kind, ())) for kind in KINDS
 }
@@ -229,8 +237,8 @@ def _bad_text_in(obj: dict[str, Any], fields: tuple[str, ...], prefix: str) -> R
 def _bad_text(obj: dict[str, Any], kind: str) -> Rejected | None:
     """First checked text field of a schema-valid event holding a C0 control, if any."""
     bad = _bad_text_in(obj, _TEXT_FIELDS[kind], "")
-    if bad is None and kind == "purchase":
-        for i, item in enumerate(obj["items"]):
+    if bad is None and kind in ("purchase", "refund"):
+        for i, item in enumerate(obj.get("items", ())):
             bad = _bad_text_in(item, _ITEM_TEXT_FIELDS, f"items[{i}].")
             if bad is not None:
                 break
@@ -243,8 +251,8 @@ def _coerce_ints(obj: dict[str, Any], kind: str) -> None:
         value = obj[field]
         if type(value) is not int:
             obj[field] = int(value)
-    if kind == "purchase":
-        for item in obj["items"]:
+    if kind in ("purchase", "refund"):
+        for item in obj.get("items", ()):
             if type(item["quantity"]) is not int:
                 item["quantity"] = int(item["quantity"])
 

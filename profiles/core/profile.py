@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
+from profiles.core import corrections
 from profiles.core.config import ProfileConfig
 from profiles.core.decay import rebase
 from profiles.core.partition import InputPartition
@@ -90,6 +91,10 @@ class Profile:
     recent_ids: list[str] = field(default_factory=list)
     # Anonymous profiles merged into this one (``profiles/core/stitch.py``): the merge fence.
     merged: list[str] = field(default_factory=list)
+    # Corrections (``profiles/core/corrections.py``): recent orders by id, for reversal, and
+    # refunds waiting for their purchase, by order id.
+    ledger: dict[str, Any] = field(default_factory=dict)
+    pending: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # State of the profile's features (``profiles/pipeline/feature.py``), by name: each feature
     # owns its own Redis hash fields, so they are loaded and stored apart from ``d``.
     parts: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -194,6 +199,8 @@ _STORED = (
     "purchased",
     "fences",
     "recent_ids",
+    "ledger",
+    "pending",
 )
 
 
@@ -239,6 +246,7 @@ def apply(
             learn(profile, event, ts, weight, tags)
         # Per event, not per batch: the result must not depend on batch boundaries.
         _prune_tags(profile, config.top_tags)
+        corrections.expire(profile, config.lateness_ms)
         outcome.applied += 1
     return outcome
 
@@ -260,17 +268,27 @@ def _learn(
     profile.counts[kind] = profile.counts.get(kind, 0) + 1
     profile.first_ts = ts if profile.first_ts is None else min(profile.first_ts, ts)
     profile.last_ts = ts if profile.last_ts is None else max(profile.last_ts, ts)
-    if kind == "purchase":
-        _learn_purchase(profile, event, ts, config.purchased_items)
+    if kind == "refund":  # undoes evidence; adds none (README "Corrections")
+        corrections.refund(profile, event, config.half_life_ms)
+        return 0.0, ()
+    if kind == "remove_from_cart":
+        cart = config.kind_weights.get("add_to_cart", 1.0)
+        added = tagger({**event, "type": "add_to_cart"})
+        corrections.remove_from_cart(profile, ts, cart, added, config.half_life_ms)
+        return 0.0, ()
+    cents = _learn_purchase(profile, event, ts, config.purchased_items) if kind == "purchase" else 0
     weight = config.kind_weights.get(kind, 1.0)
     if kind == "review":
         weight *= event["rating"] / 5.0
     tags = tagger(event)
     _add_tags(profile, tags, weight, ts, config.half_life_ms)
+    if kind == "purchase":  # after its tags, so a waiting refund can take them back
+        corrections.record_purchase(profile, event, cents, weight, tags, config.half_life_ms)
     return weight, tags
 
 
-def _learn_purchase(profile: Profile, event: dict[str, Any], ts: int, keep: int) -> None:
+def _learn_purchase(profile: Profile, event: dict[str, Any], ts: int, keep: int) -> int:
+    """Count the order; return its cents (what a refund can take back)."""
     profile.orders += 1
     bought = sum(int(item["quantity"]) for item in event["items"])
     profile.items_bought = min(MAX_SUM, profile.items_bought + bought)
@@ -288,6 +306,7 @@ def _learn_purchase(profile: Profile, event: dict[str, Any], ts: int, keep: int)
             profile.purchased.remove(pid)
         profile.purchased.append(pid)
     del profile.purchased[: max(0, len(profile.purchased) - keep)]
+    return cents
 
 
 def _add_tags(

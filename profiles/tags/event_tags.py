@@ -94,4 +94,6 @@ def merge(parts: Sequence[tuple[Sequence[Tag], float]]) -> list[Tag]:
 def needs_catalog(event: Mapping[str, Any]) -> list[str]:
     """Product ids whose title or category the event lacks (to look up in the catalog)."""
     lines = product_lines(event)
+    if event["type"] == "remove_from_cart":  # its cart evidence is taken back by tags too
+        lines = [event]
     return [ln["product_id"] for ln in lines if not (ln.get("title") and ln.get("category"))]

@@ -116,6 +116,11 @@ class TrafficConfig:
     # top category) brings its accessory (a fixed item of the next leaf) with this chance, in
     # a second order of the session. 0 leaves the traffic exactly as without the option.
     complement_p: float = 0.0
+    # Corrections (README "Corrections"), from their own random stream so 0 leaves the traffic
+    # exactly as without them: the share of orders refunded (half of them in part, a quarter
+    # arriving up to a day after later events), and of cart adds removed again.
+    refund_p: float = 0.0
+    removal_p: float = 0.0
 
 
 def _shelf_price(p: float) -> float:
@@ -141,6 +146,8 @@ class TrafficGenerator:
             raise ValueError("churn_window_days must be > 0")
         if not 0.0 <= config.complement_p <= 1.0:
             raise ValueError("complement_p must be in [0, 1]")
+        if not (0.0 <= config.refund_p <= 1.0 and 0.0 <= config.removal_p <= 1.0):
+            raise ValueError("refund_p and removal_p must be in [0, 1]")
         self.config = config
         # Independent streams: changing the user count leaves the catalogue unchanged.
         cat_ss, user_ss, sim_ss, live_ss = np.random.SeedSequence(config.seed).spawn(4)
@@ -357,7 +364,11 @@ class TrafficGenerator:
         ]
 
     def history(self, days: float) -> Iterator[dict[str, Any]]:
-        """Simulated events over ``[start_ms, start_ms + days]`` in nondecreasing ``ts``."""
+        """Simulated events over ``[start_ms, start_ms + days]`` in nondecreasing ``ts``.
+
+        Except late refunds (``refund_p``): a quarter of them come after events up to a day
+        newer than their own ``ts``.
+        """
         seed = self.config.seed
         end = self.config.start_ms + days * DAY_MS
         sim = _Sim(self, self._sim_seed, str(seed))
@@ -462,6 +473,7 @@ class _Sim:
         self.rng = random.Random(seed)
         # Erasures draw from their own stream so a zero rate leaves the traffic untouched.
         self.erase_rng = random.Random(seed ^ 0x5EED_E7A5)
+        self.fix_rng = random.Random(seed ^ 0xC0_44EC7)  # corrections, likewise
         self.prefix = prefix
         self.prices = list(gen._p_price)
         self.discontinued = list(gen._p_disc)
@@ -655,6 +667,9 @@ class _Sim:
                 emit(self._add_to_cart(uid, sid, int(t), p, q))
                 carts[p] = carts.get(p, 0) + q
                 t += 3_000 + rng.expovariate(1 / 15_000)
+                if g.config.removal_p and self.fix_rng.random() < g.config.removal_p:
+                    emit(self._removal(uid, sid, int(t), p, carts.pop(p)))
+                    t += 2_000
         if will_buy:
             if not carts and not disc[last]:
                 emit(self._add_to_cart(uid, sid, int(t), last, 1))
@@ -662,7 +677,10 @@ class _Sim:
                 t += 3_000 + rng.expovariate(1 / 15_000)
             if carts:
                 t += 20_000 + rng.expovariate(1 / 90_000)
-                emit(self._purchase(u, uid, sid, int(t), carts))
+                order = self._purchase(u, uid, sid, int(t), carts)
+                emit(order)
+                if g.config.refund_p and self.fix_rng.random() < g.config.refund_p:
+                    self._refund(order, churn)
                 if g.config.complement_p > 0:
                     t = self._accessories(u, uid, sid, t, carts, emit)
         return t
@@ -761,6 +779,40 @@ class _Sim:
             "amount": round(total, 2),
             "currency": "USD" if usd else "CNY",
         }
+
+    def _removal(self, uid: str, sid: str, ts: int, p: int, q: int) -> dict[str, Any]:
+        return {
+            "event_id": "",
+            "type": "remove_from_cart",
+            "schema_version": SCHEMA_VERSION,
+            "user_id": uid,
+            "ts": ts,
+            "session_id": sid,
+            "product_id": self.g._p_id[p],
+            "quantity": q,
+        }
+
+    def _refund(self, order: dict[str, Any], churn: float) -> None:
+        """A refund of ``order`` a few days on: whole, or one unit of its first line."""
+        draw = self.fix_rng
+        ts = int(order["ts"] + DAY_MS * draw.uniform(0.5, 5.0))
+        if ts >= churn:
+            return
+        ev: dict[str, Any] = {
+            "event_id": "",
+            "type": "refund",
+            "schema_version": SCHEMA_VERSION,
+            "user_id": order["user_id"],
+            "ts": ts,
+            "order_id": order["order_id"],
+        }
+        if draw.random() < 0.5:
+            ev["items"] = [{"product_id": order["items"][0]["product_id"], "quantity": 1}]
+        else:
+            ev["cancelled"] = draw.random() < 0.3
+        # Some arrive late: after events up to a day newer (well inside the lateness bound).
+        lag = int(draw.uniform(0, DAY_MS)) if draw.random() < 0.25 else 0
+        self._push(ts + lag, ev)
 
     def _review(self, uid: str, sid: str, ts: int, p: int, lang: int) -> dict[str, Any]:
         g = self.g

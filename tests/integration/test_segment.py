@@ -64,6 +64,14 @@ async def test_segment_calls_plain_and_framed_build_the_profile_and_refusals_are
         frame(orjson.dumps(track(4, "Order Completed", order)), 13),
         orjson.dumps(track(5, "Product Reviewed", {"product_id": "p1", "rating": 4})),
         orjson.dumps({**page, "properties": {"product_id": "p3", "price": 9.0}}),
+        # Corrections: p2 of the order refunded (its line's 30.00), a cart removal.
+        frame(
+            orjson.dumps(
+                track(7, "Order Refunded", {"order_id": "o-9", "products": [{"product_id": "p2"}]})
+            ),
+            21,
+        ),
+        orjson.dumps(track(8, "Product Removed", {"product_id": "p1"})),
     ]
     anonymous = track(6, "Product Viewed", {"product_id": "p1"})
     del anonymous["userId"]
@@ -74,8 +82,6 @@ async def test_segment_calls_plain_and_framed_build_the_profile_and_refusals_are
     refused: list[tuple[bytes, str, str | None]] = [
         (orjson.dumps(anonymous), "anonymous_only", None),
         (orjson.dumps(identify), unsupported, None),
-        (frame(orjson.dumps(track(7, "Order Refunded", {})), 21), unsupported, "21"),
-        (orjson.dumps(track(8, "Product Removed", {"product_id": "p1"})), unsupported, None),
         (orjson.dumps(track(9, "Checkout Started", {})), unmapped, None),
         (frame(orjson.dumps(track(10, "Coupon Applied", {})), 22), unmapped, "22"),
         (orjson.dumps(home), unmapped, None),
@@ -86,14 +92,17 @@ async def test_segment_calls_plain_and_framed_build_the_profile_and_refusals_are
 
     async def complete() -> bool:
         blob = await redis_client.hget(keys.profile("sam"), "d")
-        return blob is not None and sum(orjson.loads(blob)["counts"].values()) == 6
+        return blob is not None and sum(orjson.loads(blob)["counts"].values()) == 8
 
     await eventually(complete, timeout=90)
     sam = orjson.loads(await redis_client.hget(keys.profile("sam"), "d"))
-    assert sam["counts"] == {"click": 2, "add_to_cart": 1, "search": 1, "purchase": 1, "review": 1}
-    assert sam["spend_cents"] == {"EUR": 15050}
-    assert (sam["orders"], sam["items_bought"]) == (1, 3)
-    assert (sam["first_ts"], sam["last_ts"]) == (START + 10_000, START + 5 * 60_000)
+    assert sam["counts"] == {
+        "click": 2, "add_to_cart": 1, "search": 1, "purchase": 1, "review": 1, "refund": 1,
+        "remove_from_cart": 1,
+    }  # fmt: skip
+    assert sam["spend_cents"] == {"EUR": 15050 - 3000}
+    assert (sam["orders"], sam["items_bought"]) == (1, 2)
+    assert (sam["first_ts"], sam["last_ts"]) == (START + 10_000, START + 8 * 60_000)
     assert sam["last_purchase_ts"] == START + 4 * 60_000
     assert {"trail", "waterproof"} <= set(sam["tags"])
     assert await redis_client.exists(keys.profile("anon-1")) == 0
@@ -109,7 +118,7 @@ async def test_segment_calls_plain_and_framed_build_the_profile_and_refusals_are
     stats = await framing_worker.stats()
     assert stats["dead"] == {
         "anonymous_only": 1,
-        "unsupported_segment_event": 3,
+        "unsupported_segment_event": 1,
         "unmapped_segment_event": 3,
         "invalid_json": 1,
         "invalid_framing": 1,

@@ -106,8 +106,10 @@ def test_facts_agree_with_the_schema(kind: str) -> None:
         assert facts.names_product
         assert {"order_id", "items", "amount", "currency"} <= required
         assert "product_id" in schema["properties"]["items"]["items"]["required"]
-    else:
+    elif not facts.is_correction:
         assert "items" not in schema["properties"]
+    if facts.is_correction:
+        assert not facts.names_product  # undoing evidence is no interaction
     if facts.own_line:
         assert "product_id" in required
     if facts.text_field is not None:
@@ -123,6 +125,7 @@ def test_derived_sets() -> None:
     assert set(KINDS) - {"product"} == kinds.USER_KINDS == USER_KINDS
     assert [k for k in KINDS if kinds.is_own_line(k)] == ["click", "add_to_cart", "review"]
     assert not kinds.is_own_line("no_such_kind")
+    assert [k for k, f in kinds.FACTS.items() if f.is_correction] == ["refund", "remove_from_cart"]
 
 
 @pytest.mark.parametrize("path", example_paths(valid=True), ids=lambda p: p.name)
@@ -165,3 +168,8 @@ def test_event_union_narrows() -> None:
     assert all(
         get_origin(get_type_hints(td)["type"]) is typing.Literal for td in ev.BY_KIND.values()
     )
+
+
+def test_profile_updated_counts_name_exactly_the_kinds() -> None:
+    schema = load_schema("profile_updated")
+    assert tuple(schema["properties"]["counts"]["propertyNames"]["enum"]) == KINDS

@@ -118,7 +118,7 @@ def test_one_event_schema_per_kind() -> None:
 
 
 def test_kinds() -> None:
-    assert len(KINDS) == 7
+    assert len(KINDS) == 9
     assert frozenset(KINDS) - USER_KINDS == {"product"}
 
 

@@ -194,11 +194,34 @@ def test_identity_calls_are_unsupported(kind: str) -> None:
     assert kind in result.detail
 
 
-@pytest.mark.parametrize("name", ["Order Refunded", "Order Cancelled", "Product Removed"])
-def test_corrections_are_unsupported(name: str) -> None:
-    result = _refused(_track(name, {"order_id": "o", "product_id": "p"}))
-    assert result.reason == "unsupported_segment_event"
-    assert name in result.detail
+def test_corrections_map_to_refunds_and_cart_removals() -> None:
+    lines = [{"product_id": "p", "quantity": 2, "price": 5.0}, {"product_id": "q"}]
+    part = _ok(_track("Order Refunded", {"order_id": "o", "products": lines, "revenue": 7.0}))
+    assert part["type"] == "refund" and part["amount"] == 7.0
+    assert part["items"] == [{"product_id": "p", "quantity": 2}, {"product_id": "q", "quantity": 1}]
+    assert "cancelled" not in part
+    whole = _ok(_track("order_refunded", {"order_id": "o"}))
+    assert "items" not in whole and "amount" not in whole  # the whole order
+    cancel = _ok(_track("Order Cancelled", {"order_id": "o", "products": lines, "total": 12.0}))
+    assert cancel["cancelled"] is True
+    assert "items" not in cancel and "amount" not in cancel  # an order's own description
+    removed = _ok(_track("Product Removed", {"product_id": "p", "quantity": 3, "category": ""}))
+    assert (removed["type"], removed["quantity"], "category" in removed) == (
+        "remove_from_cart", 3, False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "props"),
+    [
+        ("Order Refunded", {}),
+        ("Order Refunded", {"order_id": "o", "total": -1}),
+        ("Order Refunded", {"order_id": "o", "products": [{"product_id": "p", "quantity": 0}]}),
+        ("Order Cancelled", {"order_id": ""}),
+        ("Product Removed", {"product_id": "p", "quantity": -1}),
+    ],
+)
+def test_corrections_out_of_bounds_are_schema_violations(name: str, props: dict[str, Any]) -> None:
+    assert _refused(_track(name, props)).reason == "schema_violation"
 
 
 @pytest.mark.parametrize("name", ["Checkout Started", "Product List Viewed", "Signed Up", ""])
