@@ -225,3 +225,23 @@ def _subtract(profile: Profile, tag: str, amount: float) -> None:
         del profile.tags[tag]
     else:
         profile.tags[tag] = left
+
+
+def merge_ledgers(user: Profile, anon: Profile, half_life_ms: int) -> None:
+    """Fold ``anon``'s orders and waiting refunds into ``user`` (identity stitching): the
+    user's entry wins for an order id both hold; a refund waiting on one side for an order
+    the other side bought is applied now, as if one profile had seen both."""
+    for order_id, entry in anon.ledger.items():
+        user.ledger.setdefault(order_id, entry)
+    while len(user.ledger) > MAX_ORDERS:
+        oldest = min(user.ledger.items(), key=lambda kv: (kv[1]["ts"], kv[0]))[0]
+        del user.ledger[oldest]
+    for order_id, queue in anon.pending.items():
+        mine = user.pending.setdefault(order_id, [])
+        known = {r["id"] for r in mine}
+        mine.extend(r for r in queue if r["id"] not in known)
+    for order_id in [o for o in user.pending if o in user.ledger]:
+        waiting = sorted(user.pending.pop(order_id), key=lambda r: (r["ts"], r["id"]))
+        for refund_ in waiting:
+            _reverse(user, user.ledger.get(order_id), refund_, half_life_ms)
+    _cap_pending(user)

@@ -27,6 +27,7 @@ import hashlib
 from typing import Any, Final
 
 from profiles.core.config import ProfileConfig
+from profiles.core.corrections import merge_ledgers
 from profiles.core.profile import MAX_SUM, Profile, _prune_tags
 from schemas import segment_identity
 
@@ -117,6 +118,7 @@ def merge(user: Profile, anon: Profile, config: ProfileConfig) -> bool:
     user.first_purchase_ts = _min(user.first_purchase_ts, anon.first_purchase_ts)
     user.last_purchase_ts = _max(user.last_purchase_ts, anon.last_purchase_ts)
     _merge_tags(user, anon, config.half_life_ms)
+    merge_ledgers(user, anon, config.half_life_ms)
     _prune_tags(user, config.top_tags)
     # The anonymous session came first (it logged in), so its items are the older ones.
     user.purchased = _union_recent(anon.purchased, user.purchased, config.purchased_items)

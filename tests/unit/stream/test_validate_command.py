@@ -44,7 +44,7 @@ def test_validate_summarises_reasons_with_line_numbers(tmp_path: Path) -> None:
         _line(viewed),  # 3 valid (Segment)
         b"{oops\n",  # 4
         _line({"type": "identify", "userId": "u"}),  # 5
-        _line({**segment, "event": "Order Refunded", "properties": {}}),  # 6
+        _line({**segment, "event": "Order Refunded", "properties": {}}),  # 6 no order_id
         _line({**ours}),  # 7 no query
         _line({"type": "alias"}),  # 8
         _line({"type": "group"}),  # 9
@@ -57,12 +57,12 @@ def test_validate_summarises_reasons_with_line_numbers(tmp_path: Path) -> None:
     out = done.stdout
     assert f"{path}: 9 events, 2 valid, 7 invalid" in out
     assert "valid by kind: click 1, search 1" in out
-    assert "       5  unsupported_segment_event" in out
-    for number in (5, 6, 8):
+    assert "       4  unsupported_segment_event" in out
+    for number in (5, 8, 9):
         assert f"line {number}: " in out
     assert "line 10:" not in out
     assert "       1  invalid_json" in out and "line 4: " in out
-    assert "       1  schema_violation" in out and "line 7: " in out
+    assert "       2  schema_violation" in out and "line 6: " in out and "line 7: " in out
 
 
 def test_validate_passes_a_clean_file_and_fails_a_missing_one(tmp_path: Path) -> None:

@@ -202,3 +202,19 @@ def test_an_orders_evidence_keeps_its_strongest_tags() -> None:
     assert len(kept) == corrections.MAX_ORDER_TAGS
     # Equal shares here (the test tagger ignores quantities): ties go by tag, deterministically.
     assert sorted(kept) == [f"t:x{i:02d}" for i in range(corrections.MAX_ORDER_TAGS)]
+
+
+def test_a_merge_applies_a_refund_waiting_on_the_other_side() -> None:
+    # The anonymous visitor bought; the refund came in under the user id before the merge.
+    from profiles.core.stitch import merge
+
+    anon = run([purchase("o1", T0, a=1)])
+    user = run([click("x", T0 + DAY, "c1"), refund("o1", T0 + 2 * DAY, "r1")])
+    assert "o1" in user.pending and anon.spend_cents["EUR"] == 1500
+    assert merge(user, Profile(anon.user_id + "-anon", **_state(anon)), CONFIG)
+    assert "o1" not in user.pending and user.ledger["o1"]["open"] is False
+    assert (user.orders, user.items_bought, user.spend_cents["EUR"]) == (0, 0, 0)
+
+
+def _state(p: Profile) -> dict[str, Any]:
+    return dict(orjson.loads(p.to_bytes()))

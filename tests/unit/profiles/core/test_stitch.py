@@ -25,7 +25,8 @@ def event(user: str, n: int, rng: random.Random) -> dict[str, Any]:
     kind = rng.choice(["click", "search", "purchase", "add_to_cart"])
     base: dict[str, Any] = {"event_id": f"e{n}", "type": kind, "user_id": user, "ts": ts, "n": n}
     if kind == "purchase":
-        base |= {"items": [{"product_id": f"p{n % 5}", "quantity": 2}], "amount": 12.5}
+        item = {"product_id": f"p{n % 5}", "quantity": 2, "price": 6.25}
+        base |= {"order_id": f"o{n}", "items": [item], "amount": 12.5}
         base["currency"] = rng.choice(["USD", "EUR"])
     return base
 
