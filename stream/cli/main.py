@@ -168,6 +168,19 @@ def register(app: faust.App, settings: Settings) -> None:
             help="Generated traffic as our events, or as Segment-spec calls "
             "(stream/simulation/segment.py; catalog events stay ours).",
         ),
+        option(
+            "--refunds",
+            type=float,
+            default=0.0,
+            help="Share of generated orders refunded or cancelled later (some partial, some "
+            "arriving late).",
+        ),
+        option(
+            "--removals",
+            type=float,
+            default=0.0,
+            help="Share of generated cart adds removed from the cart again.",
+        ),
     )
     async def produce(
         self: AppCommand,
@@ -185,6 +198,8 @@ def register(app: faust.App, settings: Settings) -> None:
         no_catalog: bool,
         attacks: int,
         fmt: str,
+        refunds: float,
+        removals: float,
     ) -> None:
         """Generate realistic traffic (or replay a JSONL log) into the input topic."""
         from stream.devtools.produce import Plan, send_events
@@ -199,11 +214,16 @@ def register(app: faust.App, settings: Settings) -> None:
             raise SystemExit("--bad-share must be in [0, 1)")
         if attacks and not history_days:
             raise SystemExit("--attacks needs --history-days")
+        if not (0.0 <= refunds <= 1.0 and 0.0 <= removals <= 1.0):
+            raise SystemExit("--refunds and --removals must be in [0, 1]")
         events: Any
         if replay:
             events = read_jsonl(Path(replay))
         else:
-            gen = TrafficGenerator(TrafficConfig(seed=seed, users=users, products=products))
+            traffic = TrafficConfig(
+                seed=seed, users=users, products=products, refund_p=refunds, removal_p=removals
+            )
+            gen = TrafficGenerator(traffic)
             body: Iterable[dict[str, Any]] = (
                 gen.history(history_days)
                 if history_days

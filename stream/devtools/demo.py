@@ -183,6 +183,10 @@ def _view(
     return Group(pipeline, sizes, people)
 
 
+DEMO_REFUND_P = 0.05
+DEMO_REMOVAL_P = 0.05
+
+
 async def run_demo(
     settings: Settings,
     rate: float,
@@ -202,7 +206,8 @@ async def run_demo(
     query = how_to_query(settings, token)
     print(f"worker API: {query}")
     store = RedisStore.from_url(settings.redis.url.get_secret_value(), tls=settings.redis.tls)
-    gen = TrafficGenerator(TrafficConfig())
+    # A few refunds and cart removals, so the demo's profiles show corrections too.
+    gen = TrafficGenerator(TrafficConfig(refund_p=DEMO_REFUND_P, removal_p=DEMO_REMOVAL_P))
     produced = 0
 
     def events() -> Iterator[dict[str, Any]]:

@@ -2,8 +2,8 @@
 
 ``render`` looks an event's kind up in :data:`RENDERERS` (kind -> function of the event); a kind
 with no entry (catalog ``product`` events, ``user_erasure``) has no Segment call and is sent as
-our own event, which the input topic takes next to Segment calls. A new mapping (corrections,
-anonymous sessions) is one function and one line in the table.
+our own event, which the input topic takes next to Segment calls. A new mapping (anonymous
+sessions, once the worker stitches them) is one function and one line in the table.
 
 What Segment's spec has no place for is dropped or flattened, and :func:`as_translated` says
 exactly what, so a round trip ``translate(render(e)) == as_translated(e)`` is testable:
@@ -120,6 +120,29 @@ def _review(event: Event) -> Event:
     return _track("Product Reviewed", event, props)
 
 
+def _remove_from_cart(event: Event) -> Event:
+    props = _product_props(event)
+    props["quantity"] = event.get("quantity", 1)
+    return _track("Product Removed", event, props)
+
+
+def _refund(event: Event) -> Event:
+    """A cancellation is Order Cancelled (always the whole order); a refund is Order
+    Refunded with the refunded lines and amount, or neither for the whole order."""
+    props: Event = {"order_id": event["order_id"]}
+    if "reason" in event:
+        props["reason"] = event["reason"]
+    if event.get("cancelled"):
+        return _track("Order Cancelled", event, props)
+    if event.get("items"):
+        props["products"] = [
+            {"product_id": i["product_id"], "quantity": i["quantity"]} for i in event["items"]
+        ]
+    if "amount" in event:
+        props["total"] = event["amount"]
+    return _track("Order Refunded", event, props)
+
+
 #: Our event kind -> its Segment call. Kinds missing here are sent as our own events.
 RENDERERS: Final[dict[str, Callable[[Event], Event]]] = {
     "click": _click,
@@ -127,6 +150,8 @@ RENDERERS: Final[dict[str, Callable[[Event], Event]]] = {
     "search": _search,
     "purchase": _purchase,
     "review": _review,
+    "remove_from_cart": _remove_from_cart,
+    "refund": _refund,
 }
 
 
@@ -154,6 +179,10 @@ def as_translated(event: Event) -> Event:
     out = {k: v for k, v in event.items() if k != "session_id"}
     if out["type"] == "review":
         out.pop("category", None)
+    elif out["type"] == "refund":
+        if out.pop("cancelled", False):  # Order Cancelled names the whole order
+            out = {k: v for k, v in out.items() if k not in ("items", "amount")}
+            out["cancelled"] = True
     elif out["type"] == "purchase":
         out["items"] = [dict(item) for item in out["items"]]
         for item in out["items"]:

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[4]
 
 
 def _traffic() -> list[dict[str, object]]:
-    gen = TrafficGenerator(TrafficConfig(users=60, products=120, erasure_rate=0.01))
+    config = TrafficConfig(users=60, products=120, erasure_rate=0.01, refund_p=0.3, removal_p=0.1)
+    gen = TrafficGenerator(config)
     return [*gen.catalog(), *gen.history(20)]
 
 
@@ -41,6 +42,9 @@ def test_round_trip_every_mapped_kind() -> None:
         "track:Products Searched",
         "track:Order Completed",
         "track:Product Reviewed",
+        "track:Product Removed",
+        "track:Order Refunded",
+        "track:Order Cancelled",
     }, calls
 
 
@@ -69,10 +73,15 @@ def test_produce_format_segment_writes_calls_that_validate(tmp_path: Path) -> No
     out = tmp_path / "segment.jsonl"
     common = [sys.executable, "-m", "stream"]
     produce = [*common, "produce", "--history-days", "2", "--users", "20", "--products", "40"]
-    subprocess.run([*produce, "--format", "segment", "--out", str(out)], check=True, cwd=ROOT)
+    fixes = ["--refunds", "0.5", "--removals", "0.2"]
+    cmd = [*produce, *fixes, "--format", "segment", "--out", str(out)]
+    subprocess.run(cmd, check=True, cwd=ROOT)
     lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     types = Counter(str(line["type"]) for line in lines)
     assert types["track"] > 0 and types["page"] > 0, types
+    names = Counter(str(line.get("event")) for line in lines)
+    assert names["Product Removed"] > 0, names
+    assert names["Order Refunded"] + names["Order Cancelled"] > 0, names
     assert set(types) <= {"track", "page", "product", "user_erasure"}, types
     checked = subprocess.run(
         [*common, "validate", str(out)], cwd=ROOT, capture_output=True, text=True
@@ -83,3 +92,6 @@ def test_produce_format_segment_writes_calls_that_validate(tmp_path: Path) -> No
     plain = tmp_path / "ours.jsonl"
     subprocess.run([*produce, "--out", str(plain)], check=True, cwd=ROOT)
     assert not any(b'"messageId"' in line for line in plain.read_bytes().splitlines())
+    assert b'"refund"' not in plain.read_bytes()  # no corrections unless asked for
+    bad = subprocess.run([*produce, "--refunds", "2", "--out", str(plain)], cwd=ROOT)
+    assert bad.returncode != 0
