@@ -96,8 +96,9 @@ def _evidence(weight: float, tags: Sequence[Tag]) -> dict[str, float]:
     return dict(strongest)
 
 
-def refund(profile: Profile, event: dict[str, Any], half_life_ms: int) -> str:
-    """Apply a refund now, or keep it until its purchase arrives; says which."""
+def refund(profile: Profile, event: dict[str, Any], half_life_ms: int) -> int:
+    """Apply a refund now, or keep it until its purchase arrives; returns how many waiting
+    refunds were given up to keep the cap (counted by the caller: never silently lost)."""
     entry = profile.ledger.get(event["order_id"])
     wanted = {
         "id": event["event_id"],
@@ -108,10 +109,9 @@ def refund(profile: Profile, event: dict[str, Any], half_life_ms: int) -> str:
     if entry is None:
         queue = profile.pending.setdefault(event["order_id"], [])
         queue.append(wanted)
-        _cap_pending(profile)
-        return "pending"
+        return _cap_pending(profile)
     _reverse(profile, entry, wanted, half_life_ms)
-    return "applied"
+    return 0
 
 
 def remove_from_cart(
@@ -129,30 +129,36 @@ def remove_from_cart(
         _subtract(profile, tag, weight * share * growth)
 
 
-def expire(profile: Profile, lateness_ms: int) -> None:
-    """Forget orders and waiting refunds older than the lateness window (by event time)."""
+def expire(profile: Profile, lateness_ms: int) -> int:
+    """Forget orders and waiting refunds older than the lateness window (by event time);
+    returns how many waiting refunds were given up (their purchase never came)."""
     if profile.last_ts is None:
-        return
+        return 0
+    given_up = 0
     horizon = profile.last_ts - lateness_ms
     for order_id in [o for o, e in profile.ledger.items() if e["ts"] < horizon]:
         del profile.ledger[order_id]
     # A purchase precedes its refund in event time, so it would now be too late itself.
     for order_id, queue in list(profile.pending.items()):
-        queue[:] = [r for r in queue if r["ts"] >= horizon]
+        kept = [r for r in queue if r["ts"] >= horizon]
+        given_up += len(queue) - len(kept)
+        queue[:] = kept
         if not queue:
             del profile.pending[order_id]
+    return given_up
 
 
-def _cap_pending(profile: Profile) -> None:
+def _cap_pending(profile: Profile) -> int:
     flat = [(r["ts"], r["id"], o) for o, q in profile.pending.items() for r in q]
     if len(flat) <= MAX_PENDING:
-        return
+        return 0
     for _, event_id, order_id in sorted(flat)[: len(flat) - MAX_PENDING]:
         queue = [r for r in profile.pending[order_id] if r["id"] != event_id]
         if queue:
             profile.pending[order_id] = queue
         else:
             del profile.pending[order_id]
+    return len(flat) - MAX_PENDING
 
 
 def _reverse(

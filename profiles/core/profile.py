@@ -64,6 +64,8 @@ class Outcome:
     late: list[Record] = field(default_factory=list)  # beyond the allowed lateness
     # Applied now or before (fenced): the records item popularity counts (not duplicates).
     counted: list[Record] = field(default_factory=list)
+    # Refunds that waited for a purchase that never came (the lateness window or the cap).
+    unmatched_refunds: int = 0
 
     @property
     def changed(self) -> bool:
@@ -241,12 +243,12 @@ def apply(
             continue
         _remember(profile, recent, event["event_id"], config.recent_ids)
         outcome.counted.append(record)
-        weight, tags = _learn(profile, event, ts, config, tagger)
+        weight, tags = _learn(profile, event, ts, config, tagger, outcome)
         for learn in learners:  # features that learn from each event (vectors)
             learn(profile, event, ts, weight, tags)
         # Per event, not per batch: the result must not depend on batch boundaries.
         _prune_tags(profile, config.top_tags)
-        corrections.expire(profile, config.lateness_ms)
+        outcome.unmatched_refunds += corrections.expire(profile, config.lateness_ms)
         outcome.applied += 1
     return outcome
 
@@ -261,7 +263,12 @@ def _remember(profile: Profile, recent: set[str], event_id: str, keep: int) -> N
 
 
 def _learn(
-    profile: Profile, event: dict[str, Any], ts: int, config: ProfileConfig, tagger: EventTagger
+    profile: Profile,
+    event: dict[str, Any],
+    ts: int,
+    config: ProfileConfig,
+    tagger: EventTagger,
+    outcome: Outcome,
 ) -> tuple[float, Sequence[Tag]]:
     """Update stats and tags; return the event's interest weight and tags."""
     kind = event["type"]
@@ -269,7 +276,7 @@ def _learn(
     profile.first_ts = ts if profile.first_ts is None else min(profile.first_ts, ts)
     profile.last_ts = ts if profile.last_ts is None else max(profile.last_ts, ts)
     if kind == "refund":  # undoes evidence; adds none (README "Corrections")
-        corrections.refund(profile, event, config.half_life_ms)
+        outcome.unmatched_refunds += corrections.refund(profile, event, config.half_life_ms)
         return 0.0, ()
     if kind == "remove_from_cart":
         cart = config.kind_weights.get("add_to_cart", 1.0)

@@ -369,6 +369,8 @@ class BatchUpdater:
         result.applied += user.outcome.applied
         result.fenced += user.outcome.fenced
         result.duplicates += user.outcome.duplicates
+        if user.outcome.unmatched_refunds:
+            result.counts["refunds_unmatched"] += user.outcome.unmatched_refunds
         result.dead.extend(
             DeadLetter(
                 r,
@@ -390,6 +392,7 @@ def _merge(total: Outcome, part: Outcome) -> None:
     total.applied += part.applied
     total.fenced += part.fenced
     total.duplicates += part.duplicates
+    total.unmatched_refunds += part.unmatched_refunds
     total.late.extend(part.late)
     total.counted.extend(part.counted)
 

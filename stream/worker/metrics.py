@@ -228,6 +228,12 @@ class Metrics:
             "Pair-count increments sent to Redis (frequently bought together; fenced there)",
             registry=r,
         )
+        self.refunds_unmatched = Counter(
+            "rtp_refunds_unmatched_total",
+            "Refunds given up waiting for their purchase (older than RTP_LATENESS_S, or "
+            "beyond the waiting cap): the order was never seen",
+            registry=r,
+        )
         self.complement_reads = Counter(
             "rtp_complement_reads_total",
             "Items whose bought-together neighbours were read for the blend's complements",
@@ -323,6 +329,7 @@ NAMES: tuple[str, ...] = (
     "rtp_churn_calibration_auc",
     "rtp_pair_updates_total",
     "rtp_complement_reads_total",
+    "rtp_refunds_unmatched_total",
     "rtp_event_loop_lag_seconds",
     "rtp_event_loop_lag_max_seconds",
 )

@@ -65,6 +65,7 @@ class Observer:
         m.model_changes.inc(result.model_changes)
         m.pair_updates.inc(result.counts.get("pair_updates", 0))
         m.complement_reads.inc(result.counts.get("complement_reads", 0))
+        m.refunds_unmatched.inc(result.counts.get("refunds_unmatched", 0))
         for name, n in result.counts.items():
             if name.startswith("xp/"):  # the experiment feature's "xp/<arm>/<count>"
                 _, arm, what = name.split("/", 2)

@@ -11,6 +11,7 @@ from stream.settings import Settings
 from stream.simulation.generator import TrafficConfig, TrafficGenerator
 from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
 from tests.integration.oracle import diff, eventually, expected_profiles, stored_profiles
+from tests.integration.test_ops import scrape
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,9 @@ async def test_refunds_in_any_order_give_exactly_the_offline_profiles(
         ev("c2", "refund", "uc", START + 1, order_id="oc", cancelled=True, reason="changed mind"),
         ev("c3", "add_to_cart", "uc", START + 2, product_id="p1", quantity=1),
         ev("c4", "remove_from_cart", "uc", START + 3, product_id="p1", quantity=1),
+        # a refund whose order never comes: given up past the lateness window, and counted
+        ev("d1", "refund", "ud", START, order_id="od"),
+        ev("d2", "click", "ud", START + CONFIG.lateness_ms + 1, product_id="p3"),
     ]
     await produce(brokers, names.input, events, key=lambda e: str(e["user_id"]).encode())
     log = await read_topic(brokers, names.input, lambda got: len(got) >= len(events))
@@ -79,6 +83,9 @@ async def test_refunds_in_any_order_give_exactly_the_offline_profiles(
         0, 0, {"EUR": 0}, {})  # fmt: skip
     assert (uc["orders"], uc["spend_cents"]) == (0, {"EUR": 0})
     assert uc["counts"]["remove_from_cart"] == 1
+    assert stored["ud"]["pending"] == {} and stored["ud"]["counts"]["refund"] == 1
+    metrics = await scrape(worker)
+    assert metrics[("rtp_refunds_unmatched_total", ())] >= 1
 
     # Downstream: the profile_updated of each user (counts name the correction kinds too).
     def complete(got: list[Consumed]) -> bool:

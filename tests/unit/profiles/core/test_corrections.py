@@ -218,3 +218,17 @@ def test_a_merge_applies_a_refund_waiting_on_the_other_side() -> None:
 
 def _state(p: Profile) -> dict[str, Any]:
     return dict(orjson.loads(p.to_bytes()))
+
+
+def test_refunds_given_up_are_counted() -> None:
+    def given_up(p: Profile, events: list[dict[str, Any]]) -> int:
+        start = max(p.fences.values(), default=-1) + 1
+        records = [Record(SRC, start + i, e) for i, e in enumerate(events)]
+        return apply(p, records, CONFIG, tagger).unmatched_refunds
+
+    p = Profile("u")
+    assert given_up(p, [refund("o1", T0, "r1"), click("x", T0 + CONFIG.lateness_ms, "c1")]) == 0
+    assert given_up(p, [click("x", T0 + CONFIG.lateness_ms + 1, "c2")]) == 1  # expired
+    waits = [refund(f"w{i}", T0 + DAY + i, f"rw{i}") for i in range(corrections.MAX_PENDING + 3)]
+    assert given_up(p, waits) == 3  # beyond the cap: the oldest three
+    assert given_up(p, [purchase("w5", T0 + DAY + 50, a=1)]) == 0  # matched, not given up
