@@ -622,7 +622,15 @@ class ExperimentSettings(Section):
         "RTP_EXPERIMENT_ARMS",
         "treatment:0.9,holdout:0.1",
         "Arms and their shares (`name:share,...`, summing to 1). Arms named `holdout...` get "
-        "no pushed recommendations (what they would have got is kept for attribution).",
+        "no personal recommendations (what they get instead: RTP_EXPERIMENT_HOLDOUT).",
+    )
+    control: Literal["none", "popular"] = env(
+        "RTP_EXPERIMENT_HOLDOUT",
+        "none",
+        "What holdout arms are shown: `none` (no pushed or pulled list; what they would have "
+        "got is kept for attribution) or `popular` (the popularity list a cold user gets, "
+        "pushed and pulled, marked `control: popular`; conversions count against it), to "
+        "measure personalisation against popularity rather than against nothing.",
     )
     window_s: PositiveFloat = env(
         "RTP_ATTRIBUTION_WINDOW_S",
@@ -870,6 +878,20 @@ class Settings(BaseSettings):
             raise SettingsError(_describe(exc, source)) from None
         finally:
             _ENV.reset(token)
+
+    @model_validator(mode="after")
+    def _needs(self) -> Settings:
+        x = self.experiment
+        if (
+            x.name
+            and x.control == "popular"
+            and not (self.embedding.enabled and self.recommend.enabled)
+        ):
+            raise ValueError(
+                "RTP_EXPERIMENT_HOLDOUT=popular needs recommendations (RTP_EMBEDDINGS and "
+                "RTP_RECOMMEND on): the control list comes from their item index"
+            )
+        return self
 
     def replace(self, section: str, **changes: Any) -> Settings:
         """A copy with some fields of one section changed (validated again)."""

@@ -85,13 +85,14 @@ def builtin_features(
         features.append(AudienceFeature(audiences, partitions))
     if together is not None:  # before recommendations: their complements read this batch's
         features.append(together)
+    model = embedder.config.model_id if embedder is not None else ""
     if recommender is not None:
-        model = embedder.config.model_id if embedder is not None else ""
         weights = dict((config or ProfileConfig()).kind_weights)  # what counts as popular
         skip = None if exclude_flagged == "none" else functools.partial(flagged, exclude_flagged)
         features.append(RecommendFeature(recommender, weights, partitions, model, skip))
     if experiment is not None:  # after recommendations: it holds back or labels their lists
-        features.append(ExperimentFeature(experiment, partitions))
+        popular = None if recommender is None else recommender.popular_many
+        features.append(ExperimentFeature(experiment, partitions, popular, model))
     return features
 
 

@@ -171,7 +171,7 @@ def recommend(
     use_tags = cfg.w_tags > 0 and bool(tag_set)
     cold = events is not None and events < cfg.min_events_for_personal
     if cold or not (use_vectors or use_tags):
-        return _popular(index, segment_popular, exclude, cfg.k)
+        return popular_list(index, segment_popular, exclude, cfg.k)
 
     candidates: set[str] = set()
     if use_vectors:
@@ -186,7 +186,7 @@ def recommend(
         paired = {p: s for p, s in complements if p not in exclude and p in index}
         candidates.update(paired)
     if not candidates:
-        return _popular(index, segment_popular, exclude, cfg.k)
+        return popular_list(index, segment_popular, exclude, cfg.k)
     ids = sorted(candidates)
     item_vecs = index.vectors(ids)
     pop = index.popularity(ids)
@@ -231,7 +231,7 @@ def recommend(
         # Fewer candidates than slots (tiny catalog): popular items fill, after the personal.
         taken = exclude | {r.product_id for r in recs}
         floor = min((r.score for r in recs), default=0.0)
-        for rec in _popular(index, (), taken, cfg.k - len(recs)):
+        for rec in popular_list(index, (), taken, cfg.k - len(recs)):
             recs.append(Recommendation(rec.product_id, min(rec.score, floor), rec.reason))
     return recs
 
@@ -331,7 +331,7 @@ def _select(
     return picked
 
 
-def _popular(
+def popular_list(
     index: ItemIndex, segment: Sequence[str], exclude: set[str], k: int
 ) -> list[Recommendation]:
     """Cold start: the segment's popular items (in its order), then the global ones.

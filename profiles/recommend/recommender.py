@@ -25,6 +25,7 @@ from profiles.recommend.blend import (
     InterestInput,
     Recommendation,
     nearest_for_many,
+    popular_list,
     recommend,
 )
 from profiles.recommend.index import ItemIndex
@@ -191,6 +192,19 @@ class Recommender:
             return []
         async with self.lock:
             return await asyncio.to_thread(self.compute_batch, profiles, k)
+
+    async def popular_many(
+        self, profiles: Sequence[Profile], k: int | None = None
+    ) -> list[list[Recommendation]]:
+        """The popularity list each user would get cold (their segment's popular items, then
+        the global ones, minus what they bought): the control list of an experiment's holdout
+        (``RTP_EXPERIMENT_HOLDOUT=popular``)."""
+        n = self.config.blend.k if k is None else k
+        async with self.lock:  # the index may change between batches, never during a read
+            return [
+                popular_list(self.index, self.index.segment_popular(p.segment), set(p.purchased), n)
+                for p in profiles
+            ]
 
     def remember(self, profile: Profile, items: Sequence[Recommendation], trigger: str) -> None:
         """Record the list in the profile: the throttle's state, stored with the profile."""

@@ -292,13 +292,13 @@ def population_order_value(value: ValueScorer) -> float | None:
 
 def experiment_config(settings: Settings) -> ExperimentConfig | None:
     """The running experiment (None: RTP_EXPERIMENT is empty); arms named ``holdout...``
-    get no pushed lists."""
+    get no personal lists (RTP_EXPERIMENT_HOLDOUT says what instead)."""
     s = settings.experiment
     if not s.name:
         return None
     arms = parse_arms(s.arms)
     held = tuple(name for name, _ in arms if name.startswith("holdout"))
-    return ExperimentConfig(s.name, arms, held, int(s.window_s * 1000))
+    return ExperimentConfig(s.name, arms, held, int(s.window_s * 1000), s.control)
 
 
 def build_updater(

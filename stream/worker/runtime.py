@@ -220,6 +220,12 @@ class Runtime(Service):
         (items,) = await self.models.recommender.compute_many([profile], k)
         return profile, items
 
+    async def popular_for(self, profiles: list[Profile], k: int) -> list[list[Recommendation]]:
+        """The popularity lists of cold users, for these profiles (an experiment's control)."""
+        if self.models.recommender is None:
+            raise LookupError("recommendations are off (RTP_RECOMMEND / RTP_EMBEDDINGS)")
+        return await self.models.recommender.popular_many(profiles, k)
+
     def recs_stats(self) -> dict[str, Any]:
         if self.models.mirror is None:
             return {"enabled": False}

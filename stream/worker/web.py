@@ -400,10 +400,14 @@ def register(app: faust.App, settings: Settings, runtime: Runtime, guard: Guard)
             arm = assign(experiment.name, profile.user_id, experiment.arms)
             view["experiment"] = {"name": experiment.name, "arm": arm}
             if arm in experiment.holdout:
-                # A holdout user must see no list of ours, pulled or pushed, or the
-                # experiment measures nothing.
-                view["items"] = []
+                # A holdout user must see no personal list, pulled or pushed, or the
+                # experiment measures nothing: none at all, or the popularity control.
                 view["held_out"] = True
+                view["items"] = []
+                if experiment.control == "popular":
+                    (control,) = await runtime.popular_for([profile], k)
+                    view["items"] = recommendations_view(profile, control)["items"]
+                    view["control"] = "popular"
         return web.json(view)
 
     @page("/items/{product_id:[^/]+}/bought-together")

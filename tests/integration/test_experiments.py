@@ -185,3 +185,64 @@ async def test_a_redelivered_batch_counts_users_once_on_redis(redis_url: str) ->
         state = await state_of(client, user)
         assert state is not None and state["arm"] == assign("x1", user, arms)
     await rt.store.close()
+
+
+async def test_a_popularity_control_is_pushed_and_pulled_for_the_holdout(
+    worker_env: dict[str, str], brokers: str, names: Names, tmp_path: Path
+) -> None:
+    env = {
+        **worker_env,
+        **EXP,
+        "RTP_EXPERIMENT_HOLDOUT": "popular",
+        "RTP_CATALOG_POLL_S": "0.3",
+        "RTP_RECS_INTERVAL_S": "60",
+    }
+    proc = Worker(env, tmp_path / "worker.log").start()
+    try:
+        await proc.wait_ready()
+        treated, held = in_arm("treatment", "t"), in_arm("holdout", "h")
+        await produce(brokers, names.input, [product(pid, START) for pid in CATALOG])
+
+        async def indexed() -> bool:
+            _, stats = await proc.get("/stats")
+            return int(stats["recommendations"]["items"]) == len(CATALOG)
+
+        await eventually(indexed, timeout=120)
+        key = lambda e: e["user_id"].encode()  # noqa: E731
+        # Others make "pen-1" the popular item; the two users only look at teas.
+        crowd = [click(f"c{i}", 1, "pen-1", START + i) for i in range(5)]
+        teas = ["tea-1", "tea-2", "tea-3"]
+        interest = [
+            click(user, i, pid, START + (10 + i) * SEC)
+            for user in (treated, held)
+            for i, pid in enumerate(teas)
+        ]
+        await produce(brokers, names.input, crowd, key=key)
+
+        async def popular_known() -> bool:  # the index polls popularity from Redis
+            status, view = await proc.get("/users/c0/recommendations")
+            return status == 200 and "pen-1" in [i["product_id"] for i in view["items"]]
+
+        await eventually(popular_known, timeout=120)
+        await produce(brokers, names.input, interest, key=key)
+
+        def both(log: list[Consumed]) -> bool:
+            return bool(lists_of(log, treated)) and bool(lists_of(log, held))
+
+        log = await read_topic(brokers, names.recs, both, timeout=120)
+        control = lists_of(log, held)[0]
+        validate_output("recommendation", control)
+        assert control["arm"] == "holdout" and control["control"] == "popular"
+        assert {i["reason"]["source"] for i in control["items"]} == {"popularity"}
+        assert "pen-1" in [i["product_id"] for i in control["items"]]
+        personal = lists_of(log, treated)[0]
+        assert personal["arm"] == "treatment" and "control" not in personal
+        assert {i["reason"]["source"] for i in personal["items"]} != {"popularity"}
+
+        status, pulled = await proc.get(f"/users/{held}/recommendations")
+        assert status == 200 and pulled["held_out"] is True and pulled["control"] == "popular"
+        assert pulled["items"] and {i["reason"]["source"] for i in pulled["items"]} == {
+            "popularity"
+        }
+    finally:
+        proc.stop()

@@ -21,16 +21,20 @@ from profiles.pipeline.store import MemoryStore
 from profiles.pipeline.updater import BatchUpdater
 from profiles.recommend.popularity import FencedCounts
 from schemas.validate import validate_output
+from stream.settings import Settings, SettingsError
 from tests.unit.profiles.pipeline.test_updater import Words
 from tests.unit.profiles.recommend.test_recommender import CFG, MIN, build, buy, recs, see
 
 ARMS = parse_arms("treatment:0.5,holdout:0.5")
 
 
-def updater(window_ms: int = 60 * MIN) -> tuple[BatchUpdater, MemoryStore]:
-    up, store, _ = build(interval_ms=MIN)
-    exp = ExperimentConfig("x1", ARMS, ("holdout",), window_ms)
-    features = [*up.features, ExperimentFeature(exp, 2)]  # after recommendations
+def updater(window_ms: int = 60 * MIN, control: str = "none") -> tuple[BatchUpdater, MemoryStore]:
+    up, store, rec = build(interval_ms=MIN)
+    for n, pid in enumerate(sorted(rec.index.ids())):  # what the worker reads from Redis
+        rec.index.record(pid, float(n + 1), MIN)
+    exp = ExperimentConfig("x1", ARMS, ("holdout",), window_ms, control)
+    # After recommendations, as builtin_features orders them.
+    features = [*up.features, ExperimentFeature(exp, 2, rec.popular_many, "m1")]
     return BatchUpdater(store, CFG, Words(), features, clock=lambda: 1.0), store
 
 
@@ -134,6 +138,35 @@ async def test_holdout_gets_no_pushed_list_but_its_conversions_are_measured() ->
     await up.process(recs(buy(4, user, items[0], 2 * MIN), start=3))
     t = totals(store)
     assert t["x1/holdout/users"] == 1 and t["x1/holdout/conversions"] == 1
+
+
+async def test_a_popularity_control_pushes_the_cold_list_and_attributes_against_it() -> None:
+    up, store = updater(control="popular")
+    user = user_in("holdout")
+    events, shown = await first_list(up, store, user)
+    (event,) = events
+    validate_output("recommendation", event)
+    assert event["arm"] == "holdout" and event["control"] == "popular"
+    assert event["model"] == "m1" and event["recommendation_id"] == event["event_id"]
+    assert {i["reason"]["source"] for i in event["items"]} == {"popularity"}
+    assert [i["product_id"] for i in event["items"]] == shown  # remembered as shown
+    personal = store.field(user, "r")
+    assert personal is not None  # the personal list still drives the throttle
+    await up.process(recs(buy(4, user, shown[0], 2 * MIN), start=3))
+    assert totals(store)["x1/holdout/conversions"] == 1
+    # The treatment arm is untouched by the control.
+    treated = user_in("treatment")
+    events, _ = await first_list(up, store, treated)
+    assert "control" not in events[0]
+    assert {i["reason"]["source"] for i in events[0]["items"]} != {"popularity"}
+
+
+@pytest.mark.parametrize("off", ["RTP_EMBEDDINGS", "RTP_RECOMMEND"])
+def test_a_popularity_control_without_recommendations_is_refused(off: str) -> None:
+    env = {"RTP_EXPERIMENT": "x1", "RTP_EXPERIMENT_HOLDOUT": "popular", off: "false"}
+    with pytest.raises(SettingsError, match="RTP_EXPERIMENT_HOLDOUT=popular needs"):
+        Settings.from_env(env)
+    assert Settings.from_env({**env, "RTP_EXPERIMENT": ""}).experiment.control == "popular"
 
 
 async def test_purchases_outside_the_window_or_not_listed_do_not_count() -> None:
