@@ -156,6 +156,7 @@ class TrafficGenerator:
         self._build_leaves()
         self._build_catalog(np.random.Generator(np.random.PCG64(cat_ss)))
         self._build_users(np.random.Generator(np.random.PCG64(user_ss)))
+        self._p_rows = {pid: i for i, pid in enumerate(self._p_id)}
 
     # ----------------------------------------------------------------- construction
 
@@ -435,7 +436,34 @@ class TrafficGenerator:
             "sessions_per_day": self._u_spd[i],
         }
 
+    def interested(self, user_id: str, product_id: str) -> bool:
+        """Whether ``product_id`` lies in one of the user's planted top categories: what
+        makes a recommended item relevant to them (:mod:`stream.simulation.respond`)."""
+        p = self._product_index(product_id)
+        return self._p_top[p] in self._u_tops[self._user_index(user_id)]
+
+    def product_line(self, user_id: str, product_id: str) -> dict[str, Any]:
+        """One unit of ``product_id`` as an order line at its catalogue price, in the user's
+        currency, with the tracking fields the generator's own lines carry."""
+        p = self._product_index(product_id)
+        price = self._p_price[p]
+        if self._u_usd[self._user_index(user_id)]:
+            price = max(0.01, round(price * USD_PER_CNY, 2))
+        return {
+            "product_id": product_id,
+            "quantity": 1,
+            "price": price,
+            "title": self._p_title[p],
+            "category": list(self._p_cat[p]),
+        }
+
+    def currency(self, user_id: str) -> str:
+        return "USD" if self._u_usd[self._user_index(user_id)] else "CNY"
+
     # ----------------------------------------------------------------- helpers
+
+    def _product_index(self, product_id: str) -> int:
+        return self._p_rows[product_id]
 
     def _user_index(self, user_id: str) -> int:
         if len(user_id) == 7 and user_id[0] == "u" and user_id[1:].isdigit():
