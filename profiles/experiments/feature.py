@@ -10,8 +10,8 @@ within the window count as conversions, once (:mod:`.attribution`).
 
 Per-arm counters (``users``, ``converted``, ``conversions``, ``clicks``) go into the shared
 counter ``xp`` of the user's owner partition through :class:`CountsAdd`: fenced by input
-offset in the store, so redelivery never counts twice. They do not decay (a half-life of
-thousands of years keeps the anchored arithmetic of the shared counters exact enough).
+offset in the store, so redelivery never counts twice. They do not decay: the counter's
+half-life is ``NO_DECAY``, plain fenced sums, so the counts stay exact integers.
 """
 
 from __future__ import annotations
@@ -37,13 +37,10 @@ from profiles.pipeline.feature import (
     Stats,
     UserResult,
 )
-from profiles.recommend.popularity import Contribution
+from profiles.recommend.popularity import NO_DECAY, Contribution
 
 #: Name of the shared per-arm counters (``CountsAdd.counter``: ``rtp:xp:{<partition>}``).
 COUNTER = "xp"
-#: Practically no decay: a half-life of 2**52 ms (~140,000 years) leaves a count's growth
-#: factor within 1e-6 of 1 over any real experiment.
-NO_DECAY_MS = 2**52
 #: The per-arm counters, in report order.
 COUNTS = ("users", "converted", "conversions", "clicks")
 
@@ -143,7 +140,7 @@ class ExperimentFeature(Feature):
                 kept.append(replace(emit, build=with_arm(emit.build, arm, c.name)))
             user.emits[:] = kept
         if batch.attempt == 1:
-            batch.counts += [CountsAdd(p, e, NO_DECAY_MS, COUNTER) for p, e in out.items() if e]
+            batch.counts += [CountsAdd(p, e, NO_DECAY, COUNTER) for p, e in out.items() if e]
 
     def describe(self, profile: Profile, event: dict[str, Any]) -> None:
         state = profile.parts.get("experiment")
