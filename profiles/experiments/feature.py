@@ -12,8 +12,8 @@ within the window count as conversions, once (:mod:`.attribution`).
 
 Per-arm counters (``users``, ``converted``, ``conversions``, ``clicks``) go into the shared
 counter ``xp`` of the user's owner partition through :class:`CountsAdd`: fenced by input
-offset in the store, so redelivery never counts twice. They do not decay (a half-life of
-thousands of years keeps the anchored arithmetic of the shared counters exact enough).
+offset in the store, so redelivery never counts twice. They do not decay: the counter's
+half-life is ``NO_DECAY``, plain fenced sums, so the counts stay exact integers.
 """
 
 from __future__ import annotations
@@ -42,14 +42,11 @@ from profiles.pipeline.feature import (
 )
 from profiles.recommend.blend import Recommendation
 from profiles.recommend.feature import recommendation_event
-from profiles.recommend.popularity import Contribution
+from profiles.recommend.popularity import NO_DECAY, Contribution
 from profiles.recommend.recommender import RecsChange
 
 #: Name of the shared per-arm counters (``CountsAdd.counter``: ``rtp:xp:{<partition>}``).
 COUNTER = "xp"
-#: Practically no decay: a half-life of 2**52 ms (~140,000 years) leaves a count's growth
-#: factor within 1e-6 of 1 over any real experiment.
-NO_DECAY_MS = 2**52
 #: The per-arm counters, in report order.
 COUNTS = ("users", "converted", "conversions", "clicks")
 
@@ -169,7 +166,7 @@ class ExperimentFeature(Feature):
         if controls:
             await self._controls(controls)
         if batch.attempt == 1:
-            batch.counts += [CountsAdd(p, e, NO_DECAY_MS, COUNTER) for p, e in out.items() if e]
+            batch.counts += [CountsAdd(p, e, NO_DECAY, COUNTER) for p, e in out.items() if e]
 
     def _remember(self, state: dict[str, Any], change: Any, profile: Profile) -> None:
         """Keep the list as shown (for attribution); its id is the recommendation event's."""

@@ -65,7 +65,8 @@ IndexOp = SetAdd | SetRemove | ScoreSet | ScoreRemove
 class CountsAdd:
     """Decayed counts for the shared counter of an owner partition, fenced by source offset
     in the store (``profiles/recommend/popularity.py``): a batch-level write. ``counter``
-    names the counter: item popularity, or another feature's (its own hash and fences)."""
+    names the counter: item popularity, or another feature's (its own hash and fences).
+    ``half_life_ms`` 0 (``popularity.NO_DECAY``): counts that do not decay, plain sums."""
 
     partition: int
     entries: list[tuple[str, int, int, str, float]]  # popularity.Contribution

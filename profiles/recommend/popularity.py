@@ -23,6 +23,18 @@ them buy before what everybody buys.
 0
 >>> round(c.decayed("p:tea", as_of=1000), 3)  # 1 halved once + 1
 1.5
+
+A half-life of :data:`NO_DECAY` (0) makes them plain fenced sums (counters that must not
+decay, such as the experiments' per-arm counts): weights are added as they are, the anchor is
+the first event time and never moves, so integer weights sum exactly.
+
+>>> n = FencedCounts(half_life_ms=NO_DECAY)
+>>> n.add([("in:0", 5, 0, "x", 1.0), ("in:0", 6, 10**12, "x", 1.0)])
+2
+>>> n.add([("in:0", 6, 10**12, "x", 1.0)])  # redelivered: fenced
+0
+>>> n.decayed("x", as_of=10**13), n.state.anchor
+(2.0, 0)
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from profiles.core.decay import rebase
 from schemas.kinds import product_lines
 
 __all__ = [
+    "NO_DECAY",
     "Contribution",
     "FencedCounts",
     "PartitionCounts",
@@ -44,6 +57,9 @@ __all__ = [
     "merge_partitions",
     "split_fields",
 ]
+
+#: The half-life of counts that do not decay: plain fenced sums, never rebased.
+NO_DECAY = 0
 
 #: (source "<topic>:<partition>", offset, event ts ms, counted field (:func:`count_field`), weight)
 Contribution = tuple[str, int, int, str, float]
@@ -112,7 +128,8 @@ class PartitionCounts:
 
 @dataclass
 class FencedCounts:
-    """Anchored decayed counts with per-source offset fences (one owner partition)."""
+    """Anchored decayed counts with per-source offset fences (one owner partition); plain
+    fenced sums with ``half_life_ms`` :data:`NO_DECAY`."""
 
     half_life_ms: int
     state: PartitionCounts = field(default_factory=PartitionCounts)
@@ -130,11 +147,15 @@ class FencedCounts:
         for source, offset, ts, name, weight in entries:
             if offset <= before.get(source, -1):
                 continue
-            s.anchor, shrink = rebase(s.anchor, ts, h)
-            if shrink != 1.0:
-                s.counts = {p: v * shrink for p, v in s.counts.items()}
+            if h == NO_DECAY:
+                s.anchor = ts if s.anchor is None else s.anchor  # kept for the stored layout
+                growth = 1.0
+            else:
+                s.anchor, shrink = rebase(s.anchor, ts, h)
+                if shrink != 1.0:
+                    s.counts = {p: v * shrink for p, v in s.counts.items()}
+                growth = math.pow(2.0, max((ts - s.anchor) / h, -1074.0))
             s.latest = ts if s.latest is None else max(s.latest, ts)
-            growth = math.pow(2.0, max((ts - s.anchor) / h, -1074.0))
             s.counts[name] = s.counts.get(name, 0.0) + weight * growth
             self.fences[source] = max(self.fences.get(source, -1), offset)
             counted += 1
@@ -145,6 +166,8 @@ class FencedCounts:
         s = self.state
         if s.anchor is None:
             return 0.0
+        if self.half_life_ms == NO_DECAY:
+            return s.counts.get(name, 0.0)
         return s.counts.get(name, 0.0) * math.pow(
             2.0, max(-(as_of - s.anchor) / self.half_life_ms, -1074.0)
         )
@@ -153,12 +176,15 @@ class FencedCounts:
 def merge_partitions(
     parts: Iterable[PartitionCounts], half_life_ms: int
 ) -> tuple[dict[str, float], int | None, int | None]:
-    """All partitions' counts on one anchor (the latest of theirs): (counts, anchor, latest).
+    """All partitions' counts on one anchor (the latest of theirs): (counts, anchor, latest);
+    with :data:`NO_DECAY`, their plain sums.
 
     >>> a = PartitionCounts(anchor=0, latest=0, counts={"p:x": 1.0})
     >>> b = PartitionCounts(anchor=1000, latest=1000, counts={"p:x": 1.0, "p:y": 2.0})
     >>> merge_partitions([a, b], half_life_ms=1000)
     ({'p:x': 1.5, 'p:y': 2.0}, 1000, 1000)
+    >>> merge_partitions([a, b], half_life_ms=NO_DECAY)
+    ({'p:x': 2.0, 'p:y': 2.0}, 1000, 1000)
     """
     parts = [p for p in parts if p.anchor is not None]
     if not parts:
@@ -168,7 +194,10 @@ def merge_partitions(
     out: dict[str, float] = {}
     for p in parts:
         assert p.anchor is not None
-        scale = math.pow(2.0, max((p.anchor - anchor) / half_life_ms, -1074.0))
+        if half_life_ms == NO_DECAY:
+            scale = 1.0
+        else:
+            scale = math.pow(2.0, max((p.anchor - anchor) / half_life_ms, -1074.0))
         for name, value in p.counts.items():
             out[name] = out.get(name, 0.0) + value * scale
     return out, anchor, latest

@@ -21,8 +21,9 @@ from profiles.redis import keys
 LOG_MAXLEN = 1_000_000
 _META = "@"  # meta fields start with "@"; counts are "p:<product>" or "s<segment>:<product>"
 
-# KEYS: the partition's popularity hash. ARGV: half-life ms, then (source, offset, ts, field,
-# weight) per contribution. Mirrors profiles.recommend.popularity.FencedCounts.add.
+# KEYS: the partition's popularity hash. ARGV: half-life ms (0: no decay, plain sums, the
+# anchor set once and never rebased), then (source, offset, ts, field, weight) per
+# contribution. Mirrors profiles.recommend.popularity.FencedCounts.add.
 POPULARITY_SCRIPT = """
 local h = tonumber(ARGV[1])
 local key = KEYS[1]
@@ -38,7 +39,7 @@ for i = 2, #ARGV, 5 do
   if off > before[src] then
     if anchor == nil then
       anchor = ts
-    elseif (ts - anchor) / h > 400 then
+    elseif h > 0 and (ts - anchor) / h > 400 then
       local shrink = 2 ^ (-(ts - anchor) / h)
       local all = redis.call('HGETALL', key)
       for j = 1, #all, 2 do
@@ -49,9 +50,13 @@ for i = 2, #ARGV, 5 do
       anchor = ts
     end
     if latest == nil or ts > latest then latest = ts end
-    local e = (ts - anchor) / h
-    if e < -1074 then e = -1074 end
-    local add = string.format('%.17g', tonumber(ARGV[i + 4]) * 2 ^ e)
+    local w = tonumber(ARGV[i + 4])
+    if h > 0 then
+      local e = (ts - anchor) / h
+      if e < -1074 then e = -1074 end
+      w = w * 2 ^ e
+    end
+    local add = string.format('%.17g', w)
     redis.call('HINCRBYFLOAT', key, ARGV[i + 3], add)
     if after[src] == nil or off > after[src] then after[src] = off end
     counted = counted + 1

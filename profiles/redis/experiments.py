@@ -8,9 +8,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from profiles.experiments.assign import parse_arms
-from profiles.experiments.feature import COUNTER, NO_DECAY_MS
+from profiles.experiments.feature import COUNTER
 from profiles.experiments.report import arm_counts, report
-from profiles.recommend.popularity import PartitionCounts, merge_partitions
+from profiles.recommend.popularity import NO_DECAY, PartitionCounts, merge_partitions
 from profiles.redis import keys
 
 
@@ -29,7 +29,9 @@ async def experiment_totals(client: aioredis.Redis, partitions: int) -> dict[str
         parts.append(
             PartitionCounts(int(fields["@a"]), None if latest is None else int(latest), counts)
         )
-    merged, _, _ = merge_partitions(parts, NO_DECAY_MS)
+    # Keys written before NO_DECAY (a 2**52 ms half-life) hold values within 1e-6 of whole
+    # counts; summed as they are, the report rounds them (report.arm_counts).
+    merged, _, _ = merge_partitions(parts, NO_DECAY)
     return merged
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from profiles.core.config import ProfileConfig
@@ -20,7 +21,7 @@ from profiles.redis import keys
 from profiles.tags.event_tags import event_tags
 from profiles.tags.extractor import TagExtractor
 from schemas.validate import Limits, Rejected, decode
-from tests.integration.harness import Consumed
+from tests.integration.harness import Consumed, produce, read_topic
 
 
 def replay_log(
@@ -105,6 +106,51 @@ def diff(expected: dict[str, bytes], stored: dict[str, bytes | None]) -> list[st
             }
             bad.append(f"{user}: {fields} {detail}")
     return bad
+
+
+async def until_stored(
+    client: aioredis.Redis, expected: dict[str, bytes], timeout: float = 120.0
+) -> None:
+    """Wait until Redis holds exactly the ``expected`` profile blobs; else fail the test with
+    the first users that differ."""
+    users = sorted(expected)
+
+    async def matches() -> bool:
+        return not diff(expected, await stored_profiles(client, users))
+
+    try:
+        await eventually(matches, timeout=timeout)
+    except AssertionError:
+        pytest.fail(f"profiles differ: {diff(expected, await stored_profiles(client, users))[:5]}")
+
+
+async def until_offline_profiles(
+    brokers: str,
+    topic: str,
+    count: int,
+    client: aioredis.Redis,
+    config: ProfileConfig,
+    timeout: float = 120.0,
+) -> list[str]:
+    """Read the input log back (``count`` messages), compute the offline profiles and wait
+    until Redis equals them (:func:`until_stored`); returns the users, sorted."""
+    log = await read_topic(brokers, topic, lambda got: len(got) >= count)
+    expected = expected_profiles(topic, log, config)
+    await until_stored(client, expected, timeout)
+    return sorted(expected)
+
+
+async def produce_until_offline_profiles(
+    brokers: str,
+    topic: str,
+    events: Sequence[dict[str, Any]],
+    client: aioredis.Redis,
+    config: ProfileConfig,
+    timeout: float = 120.0,
+) -> list[str]:
+    """Produce ``events`` keyed by user, then :func:`until_offline_profiles`."""
+    await produce(brokers, topic, events, key=lambda e: str(e["user_id"]).encode())
+    return await until_offline_profiles(brokers, topic, len(events), client, config, timeout)
 
 
 # -- identity stitching (profiles/core/stitch.py) ------------------------------------------------

@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 from schemas.validate import validate_output
 from stream.settings import Settings
 from stream.simulation.generator import TrafficConfig, TrafficGenerator
-from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
-from tests.integration.oracle import diff, eventually, expected_profiles, stored_profiles
+from tests.integration.harness import Consumed, Names, Worker, read_topic
+from tests.integration.oracle import produce_until_offline_profiles, stored_profiles
 from tests.integration.test_ops import scrape
 
 pytestmark = pytest.mark.integration
@@ -56,20 +56,9 @@ async def test_refunds_in_any_order_give_exactly_the_offline_profiles(
         ev("d1", "refund", "ud", START, order_id="od"),
         ev("d2", "click", "ud", START + CONFIG.lateness_ms + 1, product_id="p3"),
     ]
-    await produce(brokers, names.input, events, key=lambda e: str(e["user_id"]).encode())
-    log = await read_topic(brokers, names.input, lambda got: len(got) >= len(events))
-    expected = expected_profiles(names.input, log, CONFIG)
-    users = sorted(expected)
-
-    async def matches() -> bool:
-        return not diff(expected, await stored_profiles(redis_client, users))
-
-    try:
-        await eventually(matches, timeout=120)
-    except AssertionError:
-        pytest.fail(
-            f"profiles differ: {diff(expected, await stored_profiles(redis_client, users))}"
-        )
+    users = await produce_until_offline_profiles(
+        brokers, names.input, events, redis_client, CONFIG, timeout=120
+    )
 
     stored = {
         u: orjson.loads(b or b"{}") for u, b in (await stored_profiles(redis_client, users)).items()
@@ -104,18 +93,9 @@ async def test_generated_refunds_and_removals_give_exactly_the_offline_profiles(
     events = [*gen.catalog(), *gen.history(5.0)]
     kinds = {e["type"] for e in events}
     assert {"refund", "remove_from_cart", "purchase"} <= kinds
-    await produce(brokers, names.input, events, key=lambda e: str(e["user_id"]).encode())
-    log = await read_topic(brokers, names.input, lambda got: len(got) >= len(events))
-    expected = expected_profiles(names.input, log, CONFIG)
-    users = sorted(expected)
-
-    async def matches() -> bool:
-        return not diff(expected, await stored_profiles(redis_client, users))
-
-    try:
-        await eventually(matches, timeout=180)
-    except AssertionError:
-        pytest.fail(f"differ: {diff(expected, await stored_profiles(redis_client, users))[:5]}")
+    users = await produce_until_offline_profiles(
+        brokers, names.input, events, redis_client, CONFIG, timeout=180
+    )
     refunded = [
         orjson.loads(b or b"{}") for b in (await stored_profiles(redis_client, users)).values()
     ]

@@ -25,7 +25,7 @@ from schemas.validate import MAX_AMOUNT, MAX_PRICE
 from stream.settings import Settings
 from stream.worker import records
 from tests.integration.harness import Consumed, Names, Worker, read_topic
-from tests.integration.oracle import diff, eventually, expected_profiles, stored_profiles
+from tests.integration.oracle import eventually, expected_profiles, stored_profiles, until_stored
 
 pytestmark = pytest.mark.integration
 
@@ -403,14 +403,7 @@ async def _run(worker: Worker, brokers: str, names: Names, redis_client: aioredi
     log = await read_topic(brokers, names.input, lambda got: len(got) >= total, timeout=120)
     expected = expected_profiles(names.input, [m for m in log if m.value in valid], CONFIG)
     users = sorted(expected)
-
-    async def applied() -> bool:
-        return not diff(expected, await stored_profiles(redis_client, users))
-
-    try:
-        await eventually(applied, timeout=120)
-    except AssertionError:
-        pytest.fail(f"differs: {diff(expected, await stored_profiles(redis_client, users))[:5]}")
+    await until_stored(redis_client, expected, timeout=120)
     assert "mal" not in users and "zed" not in users
     assert await stored_profiles(redis_client, ["mal", "zed"]) == {"mal": None, "zed": None}
 

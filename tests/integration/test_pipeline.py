@@ -11,7 +11,12 @@ from schemas.validate import example_message, example_paths, validate_output
 from stream.settings import Settings
 from stream.simulation.generator import TrafficConfig, TrafficGenerator
 from tests.integration.harness import Consumed, Names, Worker, produce, read_topic
-from tests.integration.oracle import diff, eventually, expected_profiles, stored_profiles
+from tests.integration.oracle import (
+    eventually,
+    produce_until_offline_profiles,
+    stored_profiles,
+    until_offline_profiles,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,20 +44,9 @@ async def test_generated_traffic_gives_exactly_the_offline_profiles(
     worker: Worker, brokers: str, names: Names, redis_client: aioredis.Redis
 ) -> None:
     events = traffic()
-    await produce(brokers, names.input, events, key=lambda e: str(e["user_id"]).encode())
-    log = await read_topic(brokers, names.input, lambda got: len(got) >= len(events))
-    expected = expected_profiles(names.input, log, CONFIG)
-    users = sorted(expected)
-
-    async def matches() -> bool:
-        return not diff(expected, await stored_profiles(redis_client, users))
-
-    try:
-        await eventually(matches, timeout=90)
-    except AssertionError:
-        pytest.fail(
-            f"profiles differ: {diff(expected, await stored_profiles(redis_client, users))[:5]}"
-        )
+    users = await produce_until_offline_profiles(
+        brokers, names.input, events, redis_client, CONFIG, timeout=90
+    )
 
     # Downstream: the latest profile_updated of every user names its stored version.
     versions = {u: int(await redis_client.hget(keys.profile(u), "v")) for u in users}
@@ -203,11 +197,9 @@ async def test_redelivery_of_the_same_offsets_changes_nothing(
     tmp_path: object,
 ) -> None:
     events = traffic(seed=5, users=15, days=2.0)
-    await produce(brokers, names.input, events, key=lambda e: str(e["user_id"]).encode())
-    log = await read_topic(brokers, names.input, lambda got: len(got) >= len(events))
-    expected = expected_profiles(names.input, log, CONFIG)
-    users = sorted(expected)
-    await eventually(lambda: _same(redis_client, expected, users), timeout=90)
+    users = await produce_until_offline_profiles(
+        brokers, names.input, events, redis_client, CONFIG, timeout=90
+    )
     before = await stored_profiles(redis_client, users)
     versions = [await redis_client.hget(keys.profile(u), "v") for u in users]
     worker.stop()
@@ -237,10 +229,6 @@ async def test_redelivery_of_the_same_offsets_changes_nothing(
         again.stop()
 
 
-async def _same(client: aioredis.Redis, expected: dict[str, bytes], users: list[str]) -> bool:
-    return not diff(expected, await stored_profiles(client, users))
-
-
 async def test_worker_killed_midstream_resumes_without_loss_or_double_apply(
     worker: Worker, brokers: str, names: Names, redis_client: aioredis.Redis
 ) -> None:
@@ -257,10 +245,4 @@ async def test_worker_killed_midstream_resumes_without_loss_or_double_apply(
     await produce(brokers, names.input, events[half:], key=key)
     worker.start()
     await worker.wait_ready(timeout=90)
-    log = await read_topic(brokers, names.input, lambda got: len(got) >= len(events))
-    expected = expected_profiles(names.input, log, CONFIG)
-    users = sorted(expected)
-    try:
-        await eventually(lambda: _same(redis_client, expected, users), timeout=120)
-    except AssertionError:
-        pytest.fail(f"differs: {diff(expected, await stored_profiles(redis_client, users))[:5]}")
+    await until_offline_profiles(brokers, names.input, len(events), redis_client, CONFIG)

@@ -12,9 +12,10 @@ from profiles.pipeline.feature import CountsAdd
 from profiles.pipeline.store import Commit
 from profiles.recommend.index import ItemIndex
 from profiles.recommend.mirror import ItemMirror
-from profiles.recommend.popularity import Contribution, FencedCounts, count_field
+from profiles.recommend.popularity import NO_DECAY, Contribution, FencedCounts, count_field
 from profiles.redis import keys
 from profiles.redis.catalog import RedisCatalog
+from profiles.redis.experiments import experiment_totals
 from profiles.redis.store import RedisStore
 from tests.unit.profiles.pipeline.test_updater import Words
 from tests.unit.profiles.pipeline.test_updater_embeddings import HashEncoder, embedder
@@ -82,6 +83,55 @@ async def test_popularity_script_matches_the_python_fences(redis_client: aioredi
     assert {k: int(v) for k, v in fences.items() if k.startswith(b"@f:")} == {
         f"@f:{s}".encode(): o for s, o in offsets.items()
     }
+
+
+async def test_no_decay_script_keeps_plain_fenced_sums(redis_client: aioredis.Redis) -> None:
+    store = RedisStore(redis_client)
+    await store.load_scripts()
+    rng = random.Random(11)
+    expected = FencedCounts(NO_DECAY)
+    year = 365 * 86_400_000
+    offsets = {"in:0": 0, "in:1": 0}
+    sent: list[list[Contribution]] = []
+    for _ in range(60):
+        source = rng.choice(list(offsets))
+        offsets[source] += 1
+        ts = rng.randint(0, 300 * year)  # out of order, centuries apart: never rebased
+        names = rng.sample(["x1/a/users", "x1/a/clicks", "x1/b/users"], rng.randint(1, 2))
+        sent.append([(source, offsets[source], ts, n, float(rng.choice([1, 3]))) for n in names])
+    for i, entries in enumerate(sent):
+        for batch in (entries, sent[max(0, i - 2)]):  # with a redelivery: fenced
+            expected.add(batch)
+            await store.commit(Commit(counts=[CountsAdd(1, batch, NO_DECAY, "xp")]))
+    raw = await redis_client.hgetall(keys.counter("xp", 1))
+    stored = {k.decode(): v.decode() for k, v in raw.items()}
+    sums = {k: v for k, v in stored.items() if not k.startswith("@")}
+    assert sums == {k: str(int(v)) for k, v in expected.state.counts.items()}  # exact integers
+    assert int(stored["@a"]) == expected.state.anchor == sent[0][0][2]  # first ts, kept
+    assert int(stored["@t"]) == expected.state.latest
+    assert {k: int(v) for k, v in stored.items() if k.startswith("@f:")} == {
+        f"@f:{s}": o for s, o in offsets.items()
+    }
+    assert await experiment_totals(redis_client, 2) == expected.state.counts
+
+
+async def test_experiment_counters_written_with_the_old_half_life_stay_readable(
+    redis_client: aioredis.Redis,
+) -> None:
+    # Before NO_DECAY the counters used a 2**52 ms half-life; a key of that time goes on
+    # counting (plain sums added to its anchored values) and reads back whole when rounded.
+    store = RedisStore(redis_client)
+    await store.load_scripts()
+    day = 86_400_000
+    old = [("in:0", i, i * 30 * day, "x1/a/users", 1.0) for i in range(1, 11)]
+    await store.commit(Commit(counts=[CountsAdd(0, old, 2**52, "xp")]))
+    before = await experiment_totals(redis_client, 1)
+    assert before["x1/a/users"] != 10 and round(before["x1/a/users"]) == 10  # drifted a little
+    new = [("in:0", i, i * 30 * day, "x1/a/users", 1.0) for i in range(5, 16)]  # 5-10 again
+    await store.commit(Commit(counts=[CountsAdd(0, new, NO_DECAY, "xp")]))
+    totals = await experiment_totals(redis_client, 1)
+    assert round(totals["x1/a/users"]) == 15
+    assert totals["x1/a/users"] - before["x1/a/users"] == pytest.approx(5.0, abs=1e-9)
 
 
 async def test_mirror_follows_upserts_title_changes_and_discontinued_items(

@@ -10,16 +10,11 @@ import orjson
 import pytest
 
 from profiles.experiments.assign import assign, parse_arms, unit
-from profiles.experiments.feature import (
-    COUNTER,
-    NO_DECAY_MS,
-    ExperimentConfig,
-    ExperimentFeature,
-)
+from profiles.experiments.feature import COUNTER, ExperimentConfig, ExperimentFeature
 from profiles.pipeline.downstream import profile_updated
 from profiles.pipeline.store import MemoryStore
 from profiles.pipeline.updater import BatchUpdater
-from profiles.recommend.popularity import FencedCounts
+from profiles.recommend.popularity import NO_DECAY, FencedCounts
 from schemas.validate import validate_output
 from stream.settings import Settings, SettingsError
 from tests.unit.profiles.pipeline.test_updater import Words
@@ -182,6 +177,21 @@ async def test_purchases_outside_the_window_or_not_listed_do_not_count() -> None
 
 
 def test_the_no_decay_half_life_keeps_counts_whole() -> None:
-    c = FencedCounts(NO_DECAY_MS)
+    c = FencedCounts(NO_DECAY)
     c.add([("in:0", 1, 0, "n", 1.0), ("in:0", 2, 10**12, "n", 1.0)])
-    assert c.decayed("n", 2 * 10**12) == pytest.approx(2.0, abs=1e-3)
+    assert c.decayed("n", 2 * 10**12) == 2.0
+
+
+async def test_the_arm_counters_are_plain_sums_over_any_span() -> None:
+    # Users born years apart: a decaying counter (even a 2**52 ms half-life) would drift.
+    up, store = updater()
+    events = [see(i, f"u{i}", "tea", i * 10**11) for i in range(20)]
+    await up.process(recs(*events, start=0))
+    await up.process(recs(*events, start=0))  # redelivered: fenced
+    for counts in store.counters[COUNTER].values():
+        assert counts.half_life_ms == NO_DECAY
+        assert all(v == int(v) for v in counts.state.counts.values())
+    t = totals(store)
+    assert t["x1/treatment/users"] + t["x1/holdout/users"] == 20
+    raw = [v for c in store.counters[COUNTER].values() for v in c.state.counts.values()]
+    assert sum(raw) == sum(t.values())  # no rounding needed
