@@ -181,6 +181,14 @@ def register(app: faust.App, settings: Settings) -> None:
             default=0.0,
             help="Share of generated cart adds removed from the cart again.",
         ),
+        option(
+            "--answer",
+            type=float,
+            default=0.0,
+            help="Live traffic only: the generated users answer the lists the worker pushes "
+            "(a click with its recommendation_id, then a purchase) with this chance per "
+            "relevant item (stream/simulation/respond.py); 0: they ignore them.",
+        ),
     )
     async def produce(
         self: AppCommand,
@@ -200,6 +208,7 @@ def register(app: faust.App, settings: Settings) -> None:
         fmt: str,
         refunds: float,
         removals: float,
+        answer: float,
     ) -> None:
         """Generate realistic traffic (or replay a JSONL log) into the input topic."""
         from stream.devtools.produce import Plan, send_events
@@ -216,6 +225,10 @@ def register(app: faust.App, settings: Settings) -> None:
             raise SystemExit("--attacks needs --history-days")
         if not (0.0 <= refunds <= 1.0 and 0.0 <= removals <= 1.0):
             raise SystemExit("--refunds and --removals must be in [0, 1]")
+        if not 0.0 <= answer <= 1.0:
+            raise SystemExit("--answer must be in [0, 1]")
+        if answer and (replay or history_days or out or fmt != "ours"):
+            raise SystemExit("--answer needs live traffic of our events sent to Kafka")
         events: Any
         if replay:
             events = read_jsonl(Path(replay))
@@ -257,8 +270,22 @@ def register(app: faust.App, settings: Settings) -> None:
             bad_share=bad_share,
             seed=seed,
         )
-        sent = await send_events(settings, events, plan)
-        self.say(f"sent {sent} messages to {settings.topics.input}")
+        if not answer:
+            sent = await send_events(settings, events, plan)
+            self.say(f"sent {sent} messages to {settings.topics.input}")
+            return
+        from stream.devtools.answer import LIVE_DELAY_S, answer_lists
+        from stream.simulation.respond import Responder, ResponseConfig
+
+        responder = Responder(gen, ResponseConfig(answer, delay_s=LIVE_DELAY_S, seed=seed))
+        stop = asyncio.Event()
+        answering = asyncio.create_task(answer_lists(settings, responder, stop))
+        try:
+            sent = await send_events(settings, events, plan)
+        finally:
+            stop.set()
+            answered = await answering
+        self.say(f"sent {sent} messages and {answered} answers to {settings.topics.input}")
 
     @app.command(argument("action", type=str))
     async def topics(self: AppCommand, action: str) -> None:
