@@ -46,6 +46,34 @@ def _unit(vec: np.ndarray | Sequence[float]) -> np.ndarray:
     return v / norm
 
 
+def _norms(m: np.ndarray) -> np.ndarray:
+    """Row norms of ``m`` as :func:`_norm` computes them (scaled, so tiny rows keep theirs)."""
+    scale = np.abs(m).max(axis=1) if m.shape[1] else np.zeros(m.shape[0])
+    safe = np.where(scale > 0.0, scale, 1.0)
+    return np.where(scale > 0.0, scale * np.linalg.norm(m / safe[:, None], axis=1), 0.0)
+
+
+def _units(vectors: np.ndarray | Sequence[Sequence[float]], dim: int | None) -> np.ndarray:
+    """Rows of ``vectors`` normalised (as :func:`_unit` each), checked before any state moves."""
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim != 2 or not np.isfinite(v).all():
+        raise ValueError("vectors must be 2-D and finite")
+    if dim is not None and v.shape[0] and v.shape[1] != dim:
+        raise ValueError(f"vector has dim {v.shape[1]}, profile has {dim}")
+    norms = _norms(v)
+    if not (norms > 0.0).all():
+        raise ValueError("vector must be non-zero")
+    units: np.ndarray = v / norms[:, None]
+    return units
+
+
+def _check_weights(weights: np.ndarray | Sequence[float], n: int) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not (np.isfinite(w) & (w >= 0.0)).all():
+        raise ValueError(f"weights must be {n} finite values >= 0")
+    return w
+
+
 def _check_weight(weight: float) -> float:
     w = float(weight)
     if not (math.isfinite(w) and w >= 0.0):
@@ -74,6 +102,9 @@ def decode_vec(s: Any) -> np.ndarray:
 VecOut = Callable[[np.ndarray], Any]
 VecIn = Callable[[Any], np.ndarray]
 
+
+#: Below this total a decayed sum nears underflow: its centroid is read from it afresh.
+_TINY = 1e-280
 
 #: Below this a decayed sum has gone subnormal (its direction is rounding noise): vanished.
 _VANISHED = 1e-290
@@ -136,6 +167,36 @@ class DecayedMean:
             factor = _decay(self.ts - ts, self.half_life_ms)
         self._sum += (w * factor) * u
         self.total += w * factor
+
+    def learn_many(
+        self,
+        vectors: np.ndarray | Sequence[Sequence[float]],
+        weights: np.ndarray | Sequence[float],
+        timestamps: Sequence[int],
+    ) -> None:
+        """Add events in one step: the state :meth:`learn_one` reaches over them in order.
+
+        The state at ``T`` is a sum, so order does not matter: the new ``T`` is the latest
+        time seen, the old state is decayed to it once and each event by its own factor
+        (one matrix-vector product). Invalid input raises before anything changes.
+        """
+        u = _units(vectors, None if self._sum is None else self._sum.shape[0])
+        w = _check_weights(weights, u.shape[0])
+        if not u.shape[0]:
+            return
+        ts = np.asarray(timestamps, dtype=np.int64)
+        newest = int(ts.max())
+        start = int(ts[0]) if self.ts is None else self.ts
+        latest = max(start, newest)
+        f = w * np.exp2(-(latest - ts) / self.half_life_ms)
+        if self._sum is None:
+            self._sum = f @ u
+            self.total = float(f.sum())
+        else:
+            old = _decay(latest - start, self.half_life_ms)
+            self._sum = self._sum * old + f @ u
+            self.total = self.total * old + float(f.sum())
+        self.ts = latest
 
     def vector(self) -> np.ndarray | None:
         """Unit float32 mean direction, or None before any (non-vanished) event."""
@@ -283,6 +344,144 @@ class Interests:
                     key=lambda i: (self._clusters[i].total, self._clusters[i].last_ts),
                 )
                 del self._clusters[weakest]
+
+    def learn_many(
+        self,
+        vectors: np.ndarray | Sequence[Sequence[float]],
+        weights: np.ndarray | Sequence[float],
+        timestamps: Sequence[int],
+        tags: Sequence[Sequence[tuple[str, float]]] | None = None,
+    ) -> None:
+        """Add events in order: the state :meth:`learn_one` reaches over them one by one.
+
+        Clustering is sequential by nature (each event joins the interest nearest to it
+        *after* the events before it), so this is the same loop with the per-event work cut:
+        the vectors are normalised in one step, the sums sit in one preallocated matrix
+        (decayed with one multiply), and each interest keeps its unit centroid, recomputed
+        only when its sum changes (decay moves no direction), so an event costs one
+        matrix-vector product. Invalid input raises before anything changes.
+        """
+        dim = self._clusters[0].sum.shape[0] if self._clusters else None
+        units = _units(vectors, dim)
+        n, d = units.shape
+        w_all = _check_weights(weights, n).tolist()
+        times = [int(t) for t in timestamps]
+        tag_lists: Sequence[Sequence[tuple[str, float]]] = [()] * n if tags is None else tags
+        if len(times) != n or len(tag_lists) != n:
+            raise ValueError(f"{n} vectors need {n} timestamps and tag lists")
+        for event_tags in tag_lists:
+            for _, tag_weight in event_tags:
+                _check_weight(tag_weight)
+        if not n:
+            return
+        h, thr = self.half_life_ms, self.join_threshold
+        clusters = self._clusters
+        k = len(clusters)
+        sums = np.empty((self.k_max + 1, d))
+        cents = np.empty((self.k_max + 1, d))
+        has_dir: list[bool] = []
+        for i, c in enumerate(clusters):
+            sums[i] = c.sum
+            has_dir.append(self._refresh(sums, cents, i))
+        for i in range(n):
+            ts = times[i]
+            if self.ts is None:
+                self.ts, factor = ts, 1.0
+            elif ts <= self.ts:
+                factor = _decay(self.ts - ts, h)
+            else:
+                f = _decay(ts - self.ts, h)
+                self.ts, factor = ts, 1.0
+                if k:
+                    sums[:k] *= f
+                    for c in clusters:
+                        c.total *= f
+                        for tag in c.tags:
+                            c.tags[tag] *= f
+                    alive: list[bool] = np.any(sums[:k], axis=1).tolist()
+                    gone = [j for j in range(k) if not (alive[j] and clusters[j].total > 0.0)]
+                    for j in reversed(gone):
+                        k = self._drop(sums, cents, has_dir, j, k)
+                    for j in range(k):  # near underflow a sum's direction is rounding noise
+                        if clusters[j].total < _TINY:
+                            has_dir[j] = self._refresh(sums, cents, j)
+            w = w_all[i] * factor
+            if w == 0.0:
+                continue
+            u = units[i]
+            best, best_cos = -1, -math.inf
+            if k:
+                for j, cos in enumerate((cents[:k] @ u).tolist()):
+                    if has_dir[j] and cos > best_cos:
+                        best, best_cos = j, cos
+            if best >= 0 and best_cos >= thr:
+                cluster = clusters[best]
+                sums[best] += w * u
+                cluster.total += w
+                cluster.count += 1
+                cluster.last_ts = max(cluster.last_ts, ts)
+                self._add_tags(cluster, tag_lists[i], w)
+                has_dir[best] = self._refresh(sums, cents, best)
+                k = self._merge_rows(sums, cents, has_dir, best, k)
+            else:
+                cluster = _Cluster(sum=sums[k], total=w, count=1, last_ts=ts)
+                self._add_tags(cluster, tag_lists[i], w)
+                sums[k] = w * u
+                clusters.append(cluster)
+                has_dir.append(self._refresh(sums, cents, k))
+                k += 1
+                if k > self.k_max:
+                    weakest = min(range(k), key=lambda j: (clusters[j].total, clusters[j].last_ts))
+                    k = self._drop(sums, cents, has_dir, weakest, k)
+        for j, c in enumerate(clusters):
+            c.sum = sums[j].copy()
+
+    @staticmethod
+    def _refresh(sums: np.ndarray, cents: np.ndarray, j: int) -> bool:
+        """Row ``j``'s unit centroid from its sum; False: the sum has no direction."""
+        row = sums[j]
+        sq = float(row @ row)
+        norm = math.sqrt(sq) if 1e-300 < sq < 1e300 else _norm(row)
+        if norm == 0.0:
+            return False
+        np.divide(row, norm, out=cents[j])
+        return True
+
+    def _drop(
+        self, sums: np.ndarray, cents: np.ndarray, has_dir: list[bool], j: int, k: int
+    ) -> int:
+        """Delete interest ``j`` (rows keep their order); return the new count."""
+        sums[j : k - 1] = sums[j + 1 : k]
+        cents[j : k - 1] = cents[j + 1 : k]
+        del self._clusters[j]
+        del has_dir[j]
+        return k - 1
+
+    def _merge_rows(
+        self, sums: np.ndarray, cents: np.ndarray, has_dir: list[bool], keep: int, k: int
+    ) -> int:
+        """:meth:`_merge_into` on the matrix rows; return the new count."""
+        while has_dir[keep]:
+            cos = (cents[:k] @ cents[keep]).tolist()
+            near = next(
+                (j for j in range(k) if j != keep and has_dir[j] and cos[j] >= self.join_threshold),
+                None,
+            )
+            if near is None:
+                break
+            target, other = self._clusters[keep], self._clusters[near]
+            sums[keep] += sums[near]
+            target.total += other.total
+            target.count += other.count
+            target.last_ts = max(target.last_ts, other.last_ts)
+            for tag, tw in other.tags.items():
+                target.tags[tag] = target.tags.get(tag, 0.0) + tw
+            self._prune_tags(target)
+            has_dir[keep] = self._refresh(sums, cents, keep)
+            k = self._drop(sums, cents, has_dir, near, k)
+            if near < keep:
+                keep -= 1
+        return k
 
     def interests(self, ts: int | None = None) -> list[Interest]:
         """Interests by weight (at ``ts``, default ``T``) descending."""
