@@ -53,7 +53,7 @@ def _norms(m: np.ndarray) -> np.ndarray:
     return np.where(scale > 0.0, scale * np.linalg.norm(m / safe[:, None], axis=1), 0.0)
 
 
-def _units(vectors: np.ndarray | Sequence[Sequence[float]], dim: int | None) -> np.ndarray:
+def _units(vectors: np.ndarray | Sequence[Any], dim: int | None) -> np.ndarray:
     """Rows of ``vectors`` normalised (as :func:`_unit` each), checked before any state moves."""
     v = np.asarray(vectors, dtype=np.float64)
     if v.ndim != 2 or not np.isfinite(v).all():
@@ -72,6 +72,24 @@ def _check_weights(weights: np.ndarray | Sequence[float], n: int) -> np.ndarray:
     if w.shape != (n,) or not (np.isfinite(w) & (w >= 0.0)).all():
         raise ValueError(f"weights must be {n} finite values >= 0")
     return w
+
+
+def _check_times(timestamps: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    ts = np.asarray(timestamps, dtype=np.int64)
+    if ts.shape != (n,):
+        raise ValueError(f"{n} vectors need {n} timestamps")
+    return ts
+
+
+def _check_tags(tags: Sequence[Sequence[tuple[str, float]]] | None, n: int) -> list[Any]:
+    """Per-event tag lists (checked: ``_add_tags`` must not raise halfway through a batch)."""
+    tag_lists: list[Any] = [()] * n if tags is None else list(tags)
+    if len(tag_lists) != n:
+        raise ValueError(f"{n} vectors need {n} tag lists")
+    for event_tags in tag_lists:
+        for _, tag_weight in event_tags:
+            _check_weight(tag_weight)
+    return tag_lists
 
 
 def _check_weight(weight: float) -> float:
@@ -103,8 +121,8 @@ VecOut = Callable[[np.ndarray], Any]
 VecIn = Callable[[Any], np.ndarray]
 
 
-#: Below this total a decayed sum nears underflow: its centroid is read from it afresh.
-_TINY = 1e-280
+#: Below this norm a decayed interest nears underflow: checked for vanishing, read afresh.
+_NEAR_ZERO = 1e-280
 
 #: Below this a decayed sum has gone subnormal (its direction is rounding noise): vanished.
 _VANISHED = 1e-290
@@ -182,13 +200,15 @@ class DecayedMean:
         """
         u = _units(vectors, None if self._sum is None else self._sum.shape[0])
         w = _check_weights(weights, u.shape[0])
+        self._learn_units(u, w, _check_times(timestamps, u.shape[0]))
+
+    def _learn_units(self, u: np.ndarray, w: np.ndarray, ts: np.ndarray) -> None:
+        """:meth:`learn_many` on checked input: unit rows ``u``, weights, int64 times."""
         if not u.shape[0]:
             return
-        ts = np.asarray(timestamps, dtype=np.int64)
-        newest = int(ts.max())
         start = int(ts[0]) if self.ts is None else self.ts
-        latest = max(start, newest)
-        f = w * np.exp2(-(latest - ts) / self.half_life_ms)
+        latest = max(start, int(ts.max()))
+        f = w * np.exp2((ts - latest) / self.half_life_ms)
         if self._sum is None:
             self._sum = f @ u
             self.total = float(f.sum())
@@ -363,26 +383,30 @@ class Interests:
         """
         dim = self._clusters[0].sum.shape[0] if self._clusters else None
         units = _units(vectors, dim)
+        n = units.shape[0]
+        w = _check_weights(weights, n)
+        self._learn_units(units, w, _check_times(timestamps, n), _check_tags(tags, n))
+
+    def _learn_units(
+        self, units: np.ndarray, weights: np.ndarray, timestamps: np.ndarray, tag_lists: list[Any]
+    ) -> None:
+        """:meth:`learn_many` on checked input (unit rows, weights, int64 times, tag lists)."""
         n, d = units.shape
-        w_all = _check_weights(weights, n).tolist()
-        times = [int(t) for t in timestamps]
-        tag_lists: Sequence[Sequence[tuple[str, float]]] = [()] * n if tags is None else tags
-        if len(times) != n or len(tag_lists) != n:
-            raise ValueError(f"{n} vectors need {n} timestamps and tag lists")
-        for event_tags in tag_lists:
-            for _, tag_weight in event_tags:
-                _check_weight(tag_weight)
         if not n:
             return
+        w_all: list[float] = weights.tolist()
+        times: list[int] = timestamps.tolist()
         h, thr = self.half_life_ms, self.join_threshold
         clusters = self._clusters
         k = len(clusters)
         sums = np.empty((self.k_max + 1, d))
         cents = np.empty((self.k_max + 1, d))
-        has_dir: list[bool] = []
+        # Each interest's norm (0: no direction), kept through decays: a vanishing sum shows
+        # here first, so the exact (and dearer) checks run only near underflow.
+        norms: list[float] = []
         for i, c in enumerate(clusters):
             sums[i] = c.sum
-            has_dir.append(self._refresh(sums, cents, i))
+            norms.append(self._refresh(sums, cents, i))
         for i in range(n):
             ts = times[i]
             if self.ts is None:
@@ -398,13 +422,9 @@ class Interests:
                         c.total *= f
                         for tag in c.tags:
                             c.tags[tag] *= f
-                    alive: list[bool] = np.any(sums[:k], axis=1).tolist()
-                    gone = [j for j in range(k) if not (alive[j] and clusters[j].total > 0.0)]
-                    for j in reversed(gone):
-                        k = self._drop(sums, cents, has_dir, j, k)
-                    for j in range(k):  # near underflow a sum's direction is rounding noise
-                        if clusters[j].total < _TINY:
-                            has_dir[j] = self._refresh(sums, cents, j)
+                    norms = [x * f for x in norms]
+                    if min(norms) < _NEAR_ZERO:
+                        k = self._vanish(sums, cents, norms, k)
             w = w_all[i] * factor
             if w == 0.0:
                 continue
@@ -412,7 +432,7 @@ class Interests:
             best, best_cos = -1, -math.inf
             if k:
                 for j, cos in enumerate((cents[:k] @ u).tolist()):
-                    if has_dir[j] and cos > best_cos:
+                    if norms[j] > 0.0 and cos > best_cos:
                         best, best_cos = j, cos
             if best >= 0 and best_cos >= thr:
                 cluster = clusters[best]
@@ -421,50 +441,63 @@ class Interests:
                 cluster.count += 1
                 cluster.last_ts = max(cluster.last_ts, ts)
                 self._add_tags(cluster, tag_lists[i], w)
-                has_dir[best] = self._refresh(sums, cents, best)
-                k = self._merge_rows(sums, cents, has_dir, best, k)
+                norms[best] = self._refresh(sums, cents, best)
+                k = self._merge_rows(sums, cents, norms, best, k)
             else:
                 cluster = _Cluster(sum=sums[k], total=w, count=1, last_ts=ts)
                 self._add_tags(cluster, tag_lists[i], w)
-                sums[k] = w * u
+                np.multiply(u, w, out=sums[k])
                 clusters.append(cluster)
-                has_dir.append(self._refresh(sums, cents, k))
+                norms.append(self._refresh(sums, cents, k))
                 k += 1
                 if k > self.k_max:
                     weakest = min(range(k), key=lambda j: (clusters[j].total, clusters[j].last_ts))
-                    k = self._drop(sums, cents, has_dir, weakest, k)
+                    k = self._drop(sums, cents, norms, weakest, k)
         for j, c in enumerate(clusters):
             c.sum = sums[j].copy()
 
+    def _vanish(self, sums: np.ndarray, cents: np.ndarray, norms: list[float], k: int) -> int:
+        """As :meth:`_advance`: drop interests decayed to nothing; re-read tiny ones."""
+        alive: list[bool] = np.any(sums[:k], axis=1).tolist()
+        clusters = self._clusters
+        for j in reversed(range(k)):
+            if not (alive[j] and clusters[j].total > 0.0):
+                k = self._drop(sums, cents, norms, j, k)
+        for j in range(k):  # near underflow a sum's direction is rounding noise: read it anew
+            if norms[j] < _NEAR_ZERO:
+                norms[j] = self._refresh(sums, cents, j)
+        return k
+
     @staticmethod
-    def _refresh(sums: np.ndarray, cents: np.ndarray, j: int) -> bool:
-        """Row ``j``'s unit centroid from its sum; False: the sum has no direction."""
+    def _refresh(sums: np.ndarray, cents: np.ndarray, j: int) -> float:
+        """Row ``j``'s unit centroid from its sum; its norm (0: the sum has no direction)."""
         row = sums[j]
         sq = float(row @ row)
         norm = math.sqrt(sq) if 1e-300 < sq < 1e300 else _norm(row)
-        if norm == 0.0:
-            return False
-        np.divide(row, norm, out=cents[j])
-        return True
+        if norm > 0.0:
+            np.divide(row, norm, out=cents[j])
+        return norm
 
-    def _drop(
-        self, sums: np.ndarray, cents: np.ndarray, has_dir: list[bool], j: int, k: int
-    ) -> int:
+    def _drop(self, sums: np.ndarray, cents: np.ndarray, norms: list[float], j: int, k: int) -> int:
         """Delete interest ``j`` (rows keep their order); return the new count."""
         sums[j : k - 1] = sums[j + 1 : k]
         cents[j : k - 1] = cents[j + 1 : k]
         del self._clusters[j]
-        del has_dir[j]
+        del norms[j]
         return k - 1
 
     def _merge_rows(
-        self, sums: np.ndarray, cents: np.ndarray, has_dir: list[bool], keep: int, k: int
+        self, sums: np.ndarray, cents: np.ndarray, norms: list[float], keep: int, k: int
     ) -> int:
         """:meth:`_merge_into` on the matrix rows; return the new count."""
-        while has_dir[keep]:
+        while norms[keep] > 0.0:
             cos = (cents[:k] @ cents[keep]).tolist()
             near = next(
-                (j for j in range(k) if j != keep and has_dir[j] and cos[j] >= self.join_threshold),
+                (
+                    j
+                    for j in range(k)
+                    if j != keep and norms[j] > 0.0 and cos[j] >= self.join_threshold
+                ),
                 None,
             )
             if near is None:
@@ -477,8 +510,8 @@ class Interests:
             for tag, tw in other.tags.items():
                 target.tags[tag] = target.tags.get(tag, 0.0) + tw
             self._prune_tags(target)
-            has_dir[keep] = self._refresh(sums, cents, keep)
-            k = self._drop(sums, cents, has_dir, near, k)
+            norms[keep] = self._refresh(sums, cents, keep)
+            k = self._drop(sums, cents, norms, near, k)
             if near < keep:
                 keep -= 1
         return k

@@ -15,7 +15,17 @@ from typing import Any
 import numpy as np
 
 from profiles.embedding.codec import Format, pack, unpack
-from profiles.embedding.estimators import DecayedMean, Interest, Interests, VecIn, decode_vec
+from profiles.embedding.estimators import (
+    DecayedMean,
+    Interest,
+    Interests,
+    VecIn,
+    _check_tags,
+    _check_times,
+    _check_weights,
+    _units,
+    decode_vec,
+)
 
 
 @dataclass(frozen=True)
@@ -131,14 +141,16 @@ class EmbeddingProfile:
         timestamps: Sequence[int],
         tags: Sequence[Sequence[tuple[str, float]]],
     ) -> None:
-        units = np.asarray(vectors, dtype=np.float64)
-        w = np.asarray(weights, dtype=np.float64)
-        if units.ndim != 2 or units.shape[1] != self.dim:
-            raise ValueError(f"vectors have shape {units.shape}, profile has dim {self.dim}")
-        # Interests first: it checks the tags too, so nothing changes when any input is bad.
-        self._interests.learn_many(units, w, timestamps, tags)
-        self._long.learn_many(units, w, timestamps)
-        self._short.learn_many(units, w, timestamps)
+        # Checked and normalised once for the three estimators: nothing changes when any
+        # input is bad.
+        units = _units(vectors, self.dim)
+        n = units.shape[0]
+        w = _check_weights(weights, n)
+        ts = _check_times(timestamps, n)
+        tag_lists = _check_tags(tags, n)
+        self._interests._learn_units(units, w, ts, tag_lists)
+        self._long._learn_units(units, w, ts)
+        self._short._learn_units(units, w, ts)
 
     def long_term(self) -> np.ndarray | None:
         return self.long.vector()
