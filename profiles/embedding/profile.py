@@ -114,7 +114,8 @@ class EmbeddingProfile:
         """Queue one event for the batch path: learnt, in order, before any read of the state.
 
         Shape and weight are checked here; finiteness and a zero vector raise when the
-        queue is learnt (a vector from :func:`profiles.embedding.text.combine` is unit).
+        queue is learnt (a vector from :func:`profiles.embedding.text.combine` is unit);
+        ``vec`` is read then, not copied now, so it must not change in between.
         """
         if np.shape(vec) != (self.dim,):
             raise ValueError(f"vector has shape {np.shape(vec)}, profile has dim {self.dim}")
