@@ -110,7 +110,7 @@ PIECES: tuple[tuple[str, str], ...] = (
     ("encode", "text encoder, cold: every distinct text once (`EmbeddingCache` → `Encoder`)"),
     ("vectors", "vector lookup, warm cache (`event_texts` + `EmbeddingCache.get_many`)"),
     ("embed_combine", "event vector (`event_texts` + `combine`)"),
-    ("embed_learn", "embedding update (`EmbeddingProfile.learn_one`)"),
+    ("embed_learn", "embedding update (`EmbeddingProfile.add` per event + `flush` per user)"),
     ("serialize", "serialization (`Profile.to_bytes`, once per user per batch)"),
     ("embed_serialize", "vector serialization (`EmbeddingProfile.to_bytes`)"),
     ("downstream", "`profile_updated` payload (`profile_updated` + `orjson.dumps`)"),
@@ -265,17 +265,24 @@ def run_tags(
 
 
 class _TimedEmbedding(EmbeddingProfile):
-    """Times ``learn_one``, which ``apply`` calls from inside its own loop."""
+    """Times the embedding update: ``add`` (which ``apply``'s learner calls per event) and
+    the ``flush`` that learns the queue once per user (``learn_many``, run by :func:`_serialize`
+    before the bytes, as the feature's first read does)."""
 
     def __init__(self, config: EmbeddingConfig, timings: Timings) -> None:
         super().__init__(config)
         self._timings = timings
 
-    def learn_one(
+    def add(
         self, vec: np.ndarray, weight: float, ts: int, tags: Sequence[tuple[str, float]]
     ) -> None:
-        with self._timings.clock("embed_learn"):
-            super().learn_one(vec, weight, ts, tags)
+        with self._timings.clock("embed_add"):  # inside apply's own clock
+            super().add(vec, weight, ts, tags)
+
+    def flush(self) -> None:
+        if self._pending:  # reads flush too: only a real one is timed
+            with self._timings.clock("embed_flush"):
+                super().flush()
 
 
 def _by_user(records: Sequence[Record]) -> tuple[dict[str, list[Record]], list[dict[str, Any]]]:
@@ -378,7 +385,8 @@ async def run_update(batches: list[list[Record]], ctx: UpdateContext, t: Timings
             await asyncio.gather(*sent)
     # apply() ran the embedding pieces and the commit serialised every profile itself: those
     # costs have rows of their own, so take them out here.
-    t.seconds["apply"] -= t.seconds["embed_combine"] + t.seconds["embed_learn"] + t.seconds["risk"]
+    t.seconds["apply"] -= t.seconds["embed_combine"] + t.seconds["embed_add"] + t.seconds["risk"]
+    t.seconds["embed_learn"] = t.seconds.pop("embed_add", 0.0) + t.seconds.pop("embed_flush", 0.0)
     t.seconds["commit"] -= t.seconds["serialize"] + t.seconds["embed_serialize"]
 
 
@@ -398,6 +406,9 @@ def _sentiment(
 
 
 def _serialize(touched: Sequence[Profile], t: Timings) -> None:
+    for profile in touched:  # the queued events, learnt per user (timed as embed_learn)
+        if profile.embedding is not None:
+            profile.embedding.flush()
     with t.clock("serialize"):
         for profile in touched:
             profile.to_bytes()

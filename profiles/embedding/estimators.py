@@ -46,6 +46,52 @@ def _unit(vec: np.ndarray | Sequence[float]) -> np.ndarray:
     return v / norm
 
 
+def _norms(m: np.ndarray) -> np.ndarray:
+    """Row norms of ``m`` as :func:`_norm` computes them (scaled, so tiny rows keep theirs)."""
+    scale = np.abs(m).max(axis=1) if m.shape[1] else np.zeros(m.shape[0])
+    safe = np.where(scale > 0.0, scale, 1.0)
+    return np.where(scale > 0.0, scale * np.linalg.norm(m / safe[:, None], axis=1), 0.0)
+
+
+def _units(vectors: np.ndarray | Sequence[Any], dim: int | None) -> np.ndarray:
+    """Rows of ``vectors`` normalised (as :func:`_unit` each), checked before any state moves."""
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim != 2 or not np.isfinite(v).all():
+        raise ValueError("vectors must be 2-D and finite")
+    if dim is not None and v.shape[0] and v.shape[1] != dim:
+        raise ValueError(f"vector has dim {v.shape[1]}, profile has {dim}")
+    norms = _norms(v)
+    if not (norms > 0.0).all():
+        raise ValueError("vector must be non-zero")
+    units: np.ndarray = v / norms[:, None]
+    return units
+
+
+def _check_weights(weights: np.ndarray | Sequence[float], n: int) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not (np.isfinite(w) & (w >= 0.0)).all():
+        raise ValueError(f"weights must be {n} finite values >= 0")
+    return w
+
+
+def _check_times(timestamps: Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    ts = np.asarray(timestamps, dtype=np.int64)
+    if ts.shape != (n,):
+        raise ValueError(f"{n} vectors need {n} timestamps")
+    return ts
+
+
+def _check_tags(tags: Sequence[Sequence[tuple[str, float]]] | None, n: int) -> list[Any]:
+    """Per-event tag lists (checked: ``_add_tags`` must not raise halfway through a batch)."""
+    tag_lists: list[Any] = [()] * n if tags is None else list(tags)
+    if len(tag_lists) != n:
+        raise ValueError(f"{n} vectors need {n} tag lists")
+    for event_tags in tag_lists:
+        for _, tag_weight in event_tags:
+            _check_weight(tag_weight)
+    return tag_lists
+
+
 def _check_weight(weight: float) -> float:
     w = float(weight)
     if not (math.isfinite(w) and w >= 0.0):
@@ -74,6 +120,9 @@ def decode_vec(s: Any) -> np.ndarray:
 VecOut = Callable[[np.ndarray], Any]
 VecIn = Callable[[Any], np.ndarray]
 
+
+#: Below this norm a decayed interest nears underflow: checked for vanishing, read afresh.
+_NEAR_ZERO = 1e-280
 
 #: Below this a decayed sum has gone subnormal (its direction is rounding noise): vanished.
 _VANISHED = 1e-290
@@ -136,6 +185,38 @@ class DecayedMean:
             factor = _decay(self.ts - ts, self.half_life_ms)
         self._sum += (w * factor) * u
         self.total += w * factor
+
+    def learn_many(
+        self,
+        vectors: np.ndarray | Sequence[Sequence[float]],
+        weights: np.ndarray | Sequence[float],
+        timestamps: Sequence[int],
+    ) -> None:
+        """Add events in one step: the state :meth:`learn_one` reaches over them in order.
+
+        The state at ``T`` is a sum, so order does not matter: the new ``T`` is the latest
+        time seen, the old state is decayed to it once and each event by its own factor
+        (one matrix-vector product). Invalid input raises before anything changes.
+        """
+        u = _units(vectors, None if self._sum is None else self._sum.shape[0])
+        w = _check_weights(weights, u.shape[0])
+        self._learn_units(u, w, _check_times(timestamps, u.shape[0]))
+
+    def _learn_units(self, u: np.ndarray, w: np.ndarray, ts: np.ndarray) -> None:
+        """:meth:`learn_many` on checked input: unit rows ``u``, weights, int64 times."""
+        if not u.shape[0]:
+            return
+        start = int(ts[0]) if self.ts is None else self.ts
+        latest = max(start, int(ts.max()))
+        f = w * np.exp2((ts - latest) / self.half_life_ms)
+        if self._sum is None:
+            self._sum = f @ u
+            self.total = float(f.sum())
+        else:
+            old = _decay(latest - start, self.half_life_ms)
+            self._sum = self._sum * old + f @ u
+            self.total = self.total * old + float(f.sum())
+        self.ts = latest
 
     def vector(self) -> np.ndarray | None:
         """Unit float32 mean direction, or None before any (non-vanished) event."""
@@ -283,6 +364,157 @@ class Interests:
                     key=lambda i: (self._clusters[i].total, self._clusters[i].last_ts),
                 )
                 del self._clusters[weakest]
+
+    def learn_many(
+        self,
+        vectors: np.ndarray | Sequence[Sequence[float]],
+        weights: np.ndarray | Sequence[float],
+        timestamps: Sequence[int],
+        tags: Sequence[Sequence[tuple[str, float]]] | None = None,
+    ) -> None:
+        """Add events in order: the state :meth:`learn_one` reaches over them one by one.
+
+        Clustering is sequential by nature (each event joins the interest nearest to it
+        *after* the events before it), so this is the same loop with the per-event work cut:
+        the vectors are normalised in one step, the sums sit in one preallocated matrix
+        (decayed with one multiply), and each interest keeps its unit centroid, recomputed
+        only when its sum changes (decay moves no direction), so an event costs one
+        matrix-vector product. Invalid input raises before anything changes.
+        """
+        dim = self._clusters[0].sum.shape[0] if self._clusters else None
+        units = _units(vectors, dim)
+        n = units.shape[0]
+        w = _check_weights(weights, n)
+        self._learn_units(units, w, _check_times(timestamps, n), _check_tags(tags, n))
+
+    def _learn_units(
+        self, units: np.ndarray, weights: np.ndarray, timestamps: np.ndarray, tag_lists: list[Any]
+    ) -> None:
+        """:meth:`learn_many` on checked input (unit rows, weights, int64 times, tag lists)."""
+        n, d = units.shape
+        if not n:
+            return
+        w_all: list[float] = weights.tolist()
+        times: list[int] = timestamps.tolist()
+        h, thr = self.half_life_ms, self.join_threshold
+        clusters = self._clusters
+        k = len(clusters)
+        sums = np.empty((self.k_max + 1, d))
+        cents = np.empty((self.k_max + 1, d))
+        # Each interest's norm (0: no direction), kept through decays: a vanishing sum shows
+        # here first, so the exact (and dearer) checks run only near underflow.
+        norms: list[float] = []
+        for i, c in enumerate(clusters):
+            sums[i] = c.sum
+            norms.append(self._refresh(sums, cents, i))
+        for i in range(n):
+            ts = times[i]
+            if self.ts is None:
+                self.ts, factor = ts, 1.0
+            elif ts <= self.ts:
+                factor = _decay(self.ts - ts, h)
+            else:
+                f = _decay(ts - self.ts, h)
+                self.ts, factor = ts, 1.0
+                if k:
+                    sums[:k] *= f
+                    for c in clusters:
+                        c.total *= f
+                        for tag in c.tags:
+                            c.tags[tag] *= f
+                    norms = [x * f for x in norms]
+                    if min(norms) < _NEAR_ZERO:
+                        k = self._vanish(sums, cents, norms, k)
+            w = w_all[i] * factor
+            if w == 0.0:
+                continue
+            u = units[i]
+            best, best_cos = -1, -math.inf
+            if k:
+                for j, cos in enumerate((cents[:k] @ u).tolist()):
+                    if norms[j] > 0.0 and cos > best_cos:
+                        best, best_cos = j, cos
+            if best >= 0 and best_cos >= thr:
+                cluster = clusters[best]
+                sums[best] += w * u
+                cluster.total += w
+                cluster.count += 1
+                cluster.last_ts = max(cluster.last_ts, ts)
+                self._add_tags(cluster, tag_lists[i], w)
+                norms[best] = self._refresh(sums, cents, best)
+                k = self._merge_rows(sums, cents, norms, best, k)
+            else:
+                cluster = _Cluster(sum=sums[k], total=w, count=1, last_ts=ts)
+                self._add_tags(cluster, tag_lists[i], w)
+                np.multiply(u, w, out=sums[k])
+                clusters.append(cluster)
+                norms.append(self._refresh(sums, cents, k))
+                k += 1
+                if k > self.k_max:
+                    weakest = min(range(k), key=lambda j: (clusters[j].total, clusters[j].last_ts))
+                    k = self._drop(sums, cents, norms, weakest, k)
+        for j, c in enumerate(clusters):
+            c.sum = sums[j].copy()
+
+    def _vanish(self, sums: np.ndarray, cents: np.ndarray, norms: list[float], k: int) -> int:
+        """As :meth:`_advance`: drop interests decayed to nothing; re-read tiny ones."""
+        alive: list[bool] = np.any(sums[:k], axis=1).tolist()
+        clusters = self._clusters
+        for j in reversed(range(k)):
+            if not (alive[j] and clusters[j].total > 0.0):
+                k = self._drop(sums, cents, norms, j, k)
+        for j in range(k):  # near underflow a sum's direction is rounding noise: read it anew
+            if norms[j] < _NEAR_ZERO:
+                norms[j] = self._refresh(sums, cents, j)
+        return k
+
+    @staticmethod
+    def _refresh(sums: np.ndarray, cents: np.ndarray, j: int) -> float:
+        """Row ``j``'s unit centroid from its sum; its norm (0: the sum has no direction)."""
+        row = sums[j]
+        sq = float(row @ row)
+        norm = math.sqrt(sq) if 1e-300 < sq < 1e300 else _norm(row)
+        if norm > 0.0:
+            np.divide(row, norm, out=cents[j])
+        return norm
+
+    def _drop(self, sums: np.ndarray, cents: np.ndarray, norms: list[float], j: int, k: int) -> int:
+        """Delete interest ``j`` (rows keep their order); return the new count."""
+        sums[j : k - 1] = sums[j + 1 : k]
+        cents[j : k - 1] = cents[j + 1 : k]
+        del self._clusters[j]
+        del norms[j]
+        return k - 1
+
+    def _merge_rows(
+        self, sums: np.ndarray, cents: np.ndarray, norms: list[float], keep: int, k: int
+    ) -> int:
+        """:meth:`_merge_into` on the matrix rows; return the new count."""
+        while norms[keep] > 0.0:
+            cos = (cents[:k] @ cents[keep]).tolist()
+            near = next(
+                (
+                    j
+                    for j in range(k)
+                    if j != keep and norms[j] > 0.0 and cos[j] >= self.join_threshold
+                ),
+                None,
+            )
+            if near is None:
+                break
+            target, other = self._clusters[keep], self._clusters[near]
+            sums[keep] += sums[near]
+            target.total += other.total
+            target.count += other.count
+            target.last_ts = max(target.last_ts, other.last_ts)
+            for tag, tw in other.tags.items():
+                target.tags[tag] = target.tags.get(tag, 0.0) + tw
+            self._prune_tags(target)
+            norms[keep] = self._refresh(sums, cents, keep)
+            k = self._drop(sums, cents, norms, near, k)
+            if near < keep:
+                keep -= 1
+        return k
 
     def interests(self, ts: int | None = None) -> list[Interest]:
         """Interests by weight (at ``ts``, default ``T``) descending."""

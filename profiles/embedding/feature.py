@@ -2,7 +2,8 @@
 
 The batch's distinct texts (catalog items included, so a product's vector is ready
 before anyone clicks it) are encoded once in :meth:`EmbeddingFeature.prepare`; every
-applied event then moves the user's long, short and interest vectors.
+applied event then moves the user's long, short and interest vectors, learnt per user per
+batch in one call (:meth:`EmbeddingProfile.learn_many`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ VECTORS = "vectors"
 
 
 def vector_learner(embed: Callable[[dict[str, Any]], np.ndarray | None]) -> EventLearner:
-    """Learn each positively weighted event's vector (``embed``: the event's unit vector)."""
+    """Learn each positively weighted event's vector (``embed``: the event's unit vector).
+
+    The event is queued on the user's embedding profile; the queue is learnt in one
+    :meth:`EmbeddingProfile.learn_many` call (same state as one :meth:`learn_one` per event,
+    in order) when the profile is first read: once per user per batch.
+    """
 
     def learn(
         profile: Profile, event: dict[str, Any], ts: int, weight: float, tags: Sequence[Tag]
@@ -34,7 +40,7 @@ def vector_learner(embed: Callable[[dict[str, Any]], np.ndarray | None]) -> Even
         if weight > 0 and profile.embedding is not None:
             vector = embed(event)
             if vector is not None:
-                profile.embedding.learn_one(vector, weight, ts, tags)
+                profile.embedding.add(vector, weight, ts, tags)
 
     return learn
 
