@@ -11,6 +11,7 @@ import orjson
 
 from schemas.segment import Refusal, translate
 from schemas.validate import Limits, Rejected, decode
+from stream.simulation.anonymous import with_logins
 from stream.simulation.generator import TrafficConfig, TrafficGenerator
 from stream.simulation.segment import RENDERERS, as_translated, render
 
@@ -46,6 +47,21 @@ def test_round_trip_every_mapped_kind() -> None:
         "track:Order Refunded",
         "track:Order Cancelled",
     }, calls
+
+
+def test_anonymous_sessions_and_logins_round_trip() -> None:
+    events = list(with_logins(_traffic(), share=0.5))
+    kinds: Counter[str] = Counter()
+    for event in events:
+        if event["type"] not in RENDERERS:
+            continue
+        call = render(event)
+        anonymous = str(event["user_id"]).startswith("anon:")
+        assert ("userId" in call) != anonymous and ("anonymousId" in call) == (
+            anonymous or event["type"] == "identify")  # fmt: skip
+        kinds["identify" if event["type"] == "identify" else "anon" if anonymous else "user"] += 1
+        assert translate(call) == as_translated(event)
+    assert min(kinds.values()) > 0 and len(kinds) == 3, kinds
 
 
 def test_rendered_calls_pass_the_workers_decode() -> None:
