@@ -181,6 +181,14 @@ def register(app: faust.App, settings: Settings) -> None:
             default=0.0,
             help="Share of generated cart adds removed from the cart again.",
         ),
+        option(
+            "--logins",
+            type=float,
+            default=0.0,
+            help="Share of sessions browsing anonymously until a login at their first cart add "
+            "(identity stitching; with --format segment: calls with only an anonymousId, then "
+            "an identify).",
+        ),
     )
     async def produce(
         self: AppCommand,
@@ -200,6 +208,7 @@ def register(app: faust.App, settings: Settings) -> None:
         fmt: str,
         refunds: float,
         removals: float,
+        logins: float,
     ) -> None:
         """Generate realistic traffic (or replay a JSONL log) into the input topic."""
         from stream.devtools.produce import Plan, send_events
@@ -214,8 +223,8 @@ def register(app: faust.App, settings: Settings) -> None:
             raise SystemExit("--bad-share must be in [0, 1)")
         if attacks and not history_days:
             raise SystemExit("--attacks needs --history-days")
-        if not (0.0 <= refunds <= 1.0 and 0.0 <= removals <= 1.0):
-            raise SystemExit("--refunds and --removals must be in [0, 1]")
+        if not (0.0 <= refunds <= 1.0 and 0.0 <= removals <= 1.0 and 0.0 <= logins <= 1.0):
+            raise SystemExit("--refunds, --removals and --logins must be in [0, 1]")
         events: Any
         if replay:
             events = read_jsonl(Path(replay))
@@ -238,6 +247,10 @@ def register(app: faust.App, settings: Settings) -> None:
                 body, incidents = plant(list(body), gen.catalog(), config, gen.config.start_ms)
                 for incident in incidents:
                     self.say(f"planted {incident.kind} {incident.user_id} at {incident.start}")
+            if logins:
+                from stream.simulation.anonymous import with_logins
+
+                body = with_logins(body, logins)
             events = body if no_catalog else _chain(gen.catalog(), body)
             if fmt == "segment":
                 from stream.simulation.segment import render_all

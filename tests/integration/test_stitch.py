@@ -44,6 +44,8 @@ INPUT_PARTITIONS = 4  # RTP_INPUT_PARTITIONS' default: the test picks keys on tw
 
 
 def _key(call: dict[str, Any]) -> bytes:
+    if call.get("messageId") in RACE_KEYS:
+        return RACE_KEYS[call["messageId"]]
     who = call.get("userId") or call.get("anonymousId") or call.get("user_id")
     return str(who or call.get("product_id")).encode()
 
@@ -53,9 +55,15 @@ def _partition(key: str) -> int:
     return int(DefaultPartitioner()(key.encode(), parts, parts))
 
 
+#: Partition keys of the race's calls (by messageId), where not the calls' own (``_key``).
+RACE_KEYS: dict[str, bytes] = {}
+
+
 def _race(ts: int) -> list[dict[str, Any]]:
-    """An anonymous id whose events keep coming on its own input partition while its login
-    and the user's own events come on another: the seal races with traffic on both ids."""
+    """An anonymous id whose events keep coming on its input partition while its login comes
+    on another: the seal races with traffic on both ids. The user's calls that carry both ids
+    are keyed by the anonymous id, so the user's own fence on that partition runs ahead of the
+    anonymous events forwarded there (they must be fenced apart: ``<partition>~anon:<id>``)."""
     anon = next(f"race-{i}" for i in range(100) if _partition(f"race-{i}") != _partition("racer"))
 
     def click(n: int, who: dict[str, str]) -> dict[str, Any]:
@@ -67,9 +75,13 @@ def _race(ts: int) -> list[dict[str, Any]]:
     login = {"type": "identify", "messageId": "race-login", "userId": "racer",
              "anonymousId": anon, "timestamp": iso_timestamp(ts + 5_500)}  # fmt: skip
     calls = [click(n, {"anonymousId": anon}) for n in range(5)] + [login]
-    for n in range(5, 20):  # both ids busy during the handover
-        calls.append(click(n, {"anonymousId": anon} if n % 2 else {"userId": "racer"}))
-    calls.append(click(20, {"userId": "racer", "anonymousId": anon}))  # both ids: links again
+    for n in range(5, 30):  # both ids busy during the handover
+        if n % 2:
+            calls.append(click(n, {"anonymousId": anon}))
+        else:
+            calls.append(click(n, {"userId": "racer", "anonymousId": anon}))
+            RACE_KEYS[f"race-{n}"] = anon.encode()  # on the anonymous id's partition
+    calls.append(click(30, {"userId": "racer"}))
     return calls
 
 

@@ -111,3 +111,20 @@ def test_produce_format_segment_writes_calls_that_validate(tmp_path: Path) -> No
     assert b'"refund"' not in plain.read_bytes()  # no corrections unless asked for
     bad = subprocess.run([*produce, "--refunds", "2", "--out", str(plain)], cwd=ROOT)
     assert bad.returncode != 0
+
+
+def test_produce_logins_writes_anonymous_calls_and_identifies_that_validate(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "logins.jsonl"
+    produce = [sys.executable, "-m", "stream", "produce", "--history-days", "1"]
+    cmd = [*produce, "--users", "15", "--products", "30", "--logins", "0.5"]
+    cmd += ["--format", "segment", "--out", str(out)]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    identifies = [c for c in lines if c["type"] == "identify"]
+    anonymous = [c for c in lines if c["type"] != "identify" and "anonymousId" in c]
+    assert identifies and anonymous and all("userId" not in c for c in anonymous)
+    validate = [sys.executable, "-m", "stream", "validate", str(out)]
+    checked = subprocess.run(validate, cwd=ROOT, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
