@@ -89,6 +89,9 @@ def route(
     ``<topic>:<partition>``. ``traits``: which identify traits are kept (none by default)."""
     routed = Routed()
     per_partition: dict[int, list[list[Any]]] = {}
+    # Segment libraries send the anonymousId with every call: one seal per pair and batch
+    # is enough (the others would be no-ops at the owner, behind the first).
+    sealed: set[tuple[str, str]] = set()
     for i, message in enumerate(messages):
         why = undecodable(message.headers)
         if why is not None:  # a header name that was not UTF-8 (stream/worker/records.py)
@@ -113,6 +116,11 @@ def route(
         )
         linked = kind == "identify" or "anonymous_id" in decoded
         for event in split_link(decoded, traits) if linked else (decoded,):
+            if event["type"] == "seal":
+                pair = (event["user_id"], event["into"])
+                if pair in sealed:
+                    continue
+                sealed.add(pair)
             key = event["product_id"] if kind == "product" else event["user_id"]
             per_partition.setdefault(owner(key, partitions), []).append(
                 [source.key, message.offset, event, message.timestamp_ms]

@@ -43,6 +43,9 @@ def test_a_call_with_both_ids_is_the_users_event_and_a_seal_to_the_anonymous_own
     assert p == owner("anon:a1", PARTS) and (seal.event["user_id"], seal.event["into"]) == (
         "anon:a1", "u1")  # fmt: skip
     assert seal.offset == click.offset == 0
+    many = _route([{**_track(userId="u1", anonymousId="a1"), "messageId": f"m{i}"} for i in "123"])
+    assert [(r.event["type"], r.offset) for _, r in many if r.event["type"] == "seal"] == [
+        ("seal", 0)]  # fmt: skip
 
 
 def test_identify_seals_and_keeps_only_the_allowed_traits() -> None:
