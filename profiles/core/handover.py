@@ -26,6 +26,7 @@ fields only the handover sets (:data:`INTERNAL_FIELDS`) from every input event.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from typing import Any, Final
 
@@ -47,6 +48,7 @@ __all__ = [
     "merge_record",
     "snapshot_of",
     "split_link",
+    "vectors_of",
 ]
 
 SEAL: Final = "seal"
@@ -55,7 +57,7 @@ TRAITS: Final = "traits"
 #: Routed kinds the updater handles itself (not events of a profile's own).
 CONTROL_KINDS: Final = frozenset({SEAL, MERGE, TRAITS})
 #: Fields only the handover sets; ingest removes them from input events.
-INTERNAL_FIELDS: Final = ("via", "cascade", "into", "snapshot")
+INTERNAL_FIELDS: Final = ("via", "cascade", "into", "snapshot", "vectors")
 
 
 def _link_event_id(event_id: str) -> str:
@@ -106,6 +108,12 @@ def snapshot_of(event: dict[str, Any]) -> Profile:
     return Profile.from_bytes(event["anonymous_id"], 0, orjson.dumps(event["snapshot"]))
 
 
+def vectors_of(event: dict[str, Any]) -> bytes | None:
+    """The sealed anonymous profile's stored vectors, when the ``merge`` record carries any."""
+    blob = event.get("vectors")
+    return None if blob is None else base64.b64decode(blob)
+
+
 def merge_record(seal: Record, anon: Profile) -> Record:
     """The ``merge`` record the anonymous owner sends the user's owner for ``seal``: the same
     bytes whenever the same sealed profile is sent again (a redelivered seal)."""
@@ -120,6 +128,8 @@ def merge_record(seal: Record, anon: Profile) -> Record:
         "ts": seal.event["ts"],
         "snapshot": orjson.loads(anon.to_bytes()),
     }
+    if anon.embedding is not None and anon.embedding.long_term() is not None:
+        event["vectors"] = base64.b64encode(anon.embedding.to_bytes()).decode()
     return Record(seal.source, seal.offset, event, seal.produced_ms)
 
 

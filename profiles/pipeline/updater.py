@@ -22,6 +22,7 @@ from profiles.core.config import ProfileConfig
 from profiles.core.errors import Contention
 from profiles.core.profile import EventLearner, Outcome, Profile, Record, apply
 from profiles.core.stitch import merge, merged_event
+from profiles.embedding.stitch import merge_blob
 from profiles.pipeline.feature import (
     Batch,
     Emit,
@@ -358,6 +359,9 @@ class BatchUpdater:
         if kind == handover.MERGE:
             anon_id = event["anonymous_id"]
             if merge(profile, handover.snapshot_of(event), self.config):
+                vectors = handover.vectors_of(event)
+                if vectors is not None and profile.embedding is not None:
+                    merge_blob(profile.embedding, vectors)
                 res.outcome.applied += 1
                 stats.counts["merges"] = stats.counts.get("merges", 0) + 1
                 ts = int(event["ts"])
