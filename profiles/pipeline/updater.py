@@ -408,6 +408,10 @@ class BatchUpdater:
                 # Applied before the seal (so in the merged snapshot): a redelivery. Not
                 # forwarded, or it could reach the user before a re-sent merge does.
                 res.outcome.fenced += 1
+            elif event["event_id"] in profile.recent_ids:
+                # A retry of an event applied here before the seal: a duplicate here, where
+                # the window holds it (the user's, past the merge, may have trimmed it).
+                res.outcome.duplicates += 1
             else:
                 res.routed.append(handover.forward(record, profile.merged_into))
 

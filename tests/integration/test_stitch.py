@@ -114,6 +114,7 @@ async def _stored(client: aioredis.Redis, ids: list[str]) -> dict[str, Profile |
     }
 
 
+@pytest.mark.timeout(720)  # two worker start-ups and a kill on a loaded machine
 async def test_logins_merge_once_through_a_rebalance_and_a_kill_equal_to_the_oracle(
     worker: Worker,
     second_worker: Worker,
@@ -159,7 +160,7 @@ async def test_logins_merge_once_through_a_rebalance_and_a_kill_equal_to_the_ora
         return not differ(await _stored(redis_client, ids))
 
     try:
-        await eventually(matches, timeout=240)
+        await eventually(matches, timeout=420)
     except AssertionError:
         pytest.fail(f"profiles differ: {differ(await _stored(redis_client, ids))[:8]}")
 

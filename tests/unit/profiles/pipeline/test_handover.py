@@ -144,6 +144,8 @@ def test_first_link_wins_and_a_redelivered_seal_resends_the_same_merge() -> None
         later = Record(click.source, 7, {**click.event, "event_id": "e7"})
         forwarded = await up.process([later, _seal("anon:a", "u1", 8)])  # a later link: no-op
         assert [r.event for r in forwarded.routed] == [handover.forward(later, "u1").event]
+        retry = Record(click.source, 9, click.event)  # the click sent again, at a new offset
+        assert (await up.process([retry])).duplicates == 1  # deduplicated at the sealed profile
         other = await up.process([_seal("anon:a", "u2", 2)])
         assert other.routed == [] and other.counts["links_refused"] == 1
         assert (await store.get("anon:a")).merged_into == "u1"  # type: ignore[union-attr]
