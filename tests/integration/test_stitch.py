@@ -85,14 +85,17 @@ def _race(ts: int) -> list[dict[str, Any]]:
     return calls
 
 
-def _traffic() -> list[dict[str, Any]]:
+def _traffic() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The catalog (sent first: tags read it, and the oracle reads the final one), then the
+    traffic."""
     gen = TrafficGenerator(TrafficConfig(seed=17, users=25, products=80))
-    events = list(with_logins([*gen.catalog(), *gen.history(2.0)], share=0.6))
+    catalog = list(gen.catalog())
+    events = list(with_logins(gen.history(2.0), share=0.6))
     calls = [render(e) for e in events]
     calls += _race(max(int(e["ts"]) for e in events) + 1)
     # Each call twice in a row: a producer's retry, deduplicated by event id wherever the
     # event lands (the anonymous profile, or the user it was merged into).
-    return [c for call in calls for c in (call, call)]
+    return catalog, [c for call in calls for c in (call, call)]
 
 
 @pytest.fixture
@@ -122,7 +125,16 @@ async def test_logins_merge_once_through_a_rebalance_and_a_kill_equal_to_the_ora
     names: Names,
     redis_client: aioredis.Redis,
 ) -> None:
-    calls = _traffic()
+    catalog, calls = _traffic()
+    await produce(brokers, names.input, catalog, key=_key)
+
+    async def catalogued() -> bool:
+        pipe = redis_client.pipeline(transaction=False)
+        for item in catalog:
+            pipe.exists(keys.item(item["product_id"]))
+        return all(await pipe.execute())
+
+    await eventually(catalogued, timeout=120)
     half = len(calls) // 2
     await produce(brokers, names.input, calls[:half], key=_key)
     second_worker.start()  # a rebalance: the routed partitions split across two workers
@@ -131,7 +143,8 @@ async def test_logins_merge_once_through_a_rebalance_and_a_kill_equal_to_the_ora
     await asyncio.sleep(2.0)
     worker.kill()  # SIGKILL mid-stream: its uncommitted batches are redelivered to the other
 
-    log = await read_topic(brokers, names.input, lambda got: len(got) >= len(calls))
+    total = len(catalog) + len(calls)
+    log = await read_topic(brokers, names.input, lambda got: len(got) >= total)
     items, by_user = replay_log(names.input, log)
     links = replay_links(log)
     assert len(links) >= 5 and any(a.startswith("anon:race-") for a in links)
