@@ -4,10 +4,16 @@
 is either one of our events (then checked against our contracts like any other) or a
 ``Refusal``. The mapping table is in the README ("Segment / RudderStack events").
 
-Not supported yet, and refused with their own reasons so nothing is lost silently:
-calls with only an ``anonymousId`` (``anonymous_only``: identity stitching is separate
-work), ``identify`` / ``alias`` / ``group`` (``unsupported_segment_event``), and any other
-track name or a page/screen without a product (``unmapped_segment_event``).
+Identity stitching (README "Identity stitching"): a call with only an ``anonymousId`` is an
+event of the anonymous profile ``anon:<anonymousId>``; a call with both ids is the user's event
+carrying ``anonymous_id`` (the link it makes, split off at ingest); ``identify`` / ``alias``
+become a link event of type ``identify`` (``schemas/segment_identity.py`` ``link_of``, the raw
+``traits`` kept for ingest's trait policy).
+
+Refused with their own reasons so nothing is lost silently: an ``identify`` with only an
+``anonymousId`` (``anonymous_only``: no user to link to), an ``alias`` of an id to itself
+(``no_link``), ``group`` (``unsupported_segment_event``), and any other track name or a
+page/screen without a product (``unmapped_segment_event``).
 """
 
 from __future__ import annotations
@@ -21,18 +27,23 @@ from typing import Any, Final, NamedTuple
 
 import fastjsonschema
 
+from schemas import segment_identity
+
 __all__ = ["REASONS", "TYPES", "Refusal", "load_segment_schema", "mapped_track_names", "translate"]
 
 _DIR: Final = Path(__file__).resolve().parent / "segment"
 
 #: Segment call types; ``decode`` sends objects whose ``type`` is one of these here.
 TYPES: Final[frozenset[str]] = frozenset({"track", "page", "screen", "identify", "alias", "group"})
-_UNSUPPORTED_TYPES: Final = frozenset({"identify", "alias", "group"})
+_UNSUPPORTED_TYPES: Final = frozenset({"group"})
+_LINK_TYPES: Final = frozenset({"identify", "alias"})
+ANON_PREFIX: Final = segment_identity.ANON_PREFIX
 
 REASONS: Final[tuple[str, ...]] = (
     "anonymous_only",
     "unsupported_segment_event",
     "unmapped_segment_event",
+    "no_link",
 )
 
 DEFAULT_CURRENCY: Final = "USD"
@@ -57,13 +68,17 @@ def load_segment_schema(name: str) -> dict[str, Any]:
 
 
 def _base(kind: str, call: Event, ts: int) -> Event:
-    return {
+    event = {
         "event_id": call["messageId"],
         "type": kind,
         "schema_version": 1,
         "user_id": call["userId"],
         "ts": ts,
     }
+    anon = call.get("anonymousId")
+    if isinstance(anon, str) and anon and not call["userId"].startswith(ANON_PREFIX):
+        event["anonymous_id"] = ANON_PREFIX + anon  # both ids: the call links them too
+    return event
 
 
 def _product_fields(event: Event, props: Event) -> None:
@@ -234,7 +249,7 @@ def _shape_of(call: Event, kind: str) -> _Shape | Refusal:
     if kind in _UNSUPPORTED_TYPES:
         return Refusal(
             "unsupported_segment_event",
-            f"Segment {kind} calls are not supported yet (identity stitching)",
+            f"Segment {kind} calls are not supported (accounts are not modelled)",
         )
     if kind != "track":
         props = call.get("properties")
@@ -251,20 +266,72 @@ def _shape_of(call: Event, kind: str) -> _Shape | Refusal:
     return Refusal("unmapped_segment_event", f"track {name[:100]!r} has no mapping")
 
 
+def link(call: Event) -> Event | Refusal:
+    """The link event of an ``identify`` / ``alias`` call: type ``identify``, the user in
+    ``user_id``, the anonymous profile in ``anonymous_id`` (absent for an ``identify`` with
+    only a ``userId``: traits only), the raw ``traits`` (ingest keeps what its policy allows).
+
+    >>> link({"type": "alias", "messageId": "m", "userId": "u", "previousId": "a",
+    ...       "timestamp": 5})  # doctest: +NORMALIZE_WHITESPACE
+    {'event_id': 'm', 'type': 'identify', 'schema_version': 1, 'user_id': 'u', 'ts': 5,
+     'anonymous_id': 'anon:a'}
+    """
+    kind = call["type"]
+    if kind == "identify" and not call.get("userId") and call.get("anonymousId"):
+        return Refusal("anonymous_only", "identify call has only an anonymousId: no user to link")
+    found = segment_identity.link_of(call)
+    if isinstance(found, segment_identity.Refusal):
+        only_user = kind == "identify" and not call.get("anonymousId") and call.get("userId")
+        if found.reason != "no_link" or not only_user:
+            return Refusal(found.reason, found.detail)
+        ts = _event_time(call)  # an identify of a known user: its traits, no link
+        if isinstance(ts, str):
+            return Refusal("schema_violation", ts)
+        user, anon_id = call["userId"], None
+    else:
+        user, anon_id, ts = found.user_id, found.anon_id, found.ts
+    event: Event = {
+        "event_id": str(call["messageId"]),
+        "type": "identify",
+        "schema_version": 1,
+        "user_id": user,
+        "ts": ts,
+    }
+    if anon_id is not None:
+        event["anonymous_id"] = anon_id
+    if type(call.get("traits")) is dict and call["traits"]:
+        event["traits"] = call["traits"]
+    return event
+
+
 def translate(call: Event) -> Event | Refusal:
     """Our event for one Segment call (``call["type"]`` in ``TYPES``), or why not.
 
     The result still has to pass our own contract check (text, event-time bounds).
     """
     kind = call["type"]
+    if kind in _LINK_TYPES:
+        return link(call)
     shape = _shape_of(call, kind)
     if isinstance(shape, Refusal):
         return shape
-    if not call.get("userId") and call.get("anonymousId"):
-        return Refusal(
-            "anonymous_only",
-            f"{kind} call has only an anonymousId; anonymous profiles are not supported yet",
-        )
+    user, anon = call.get("userId"), call.get("anonymousId")
+    if isinstance(user, str) and user.startswith(ANON_PREFIX):
+        return Refusal("schema_violation", f"userId must not start with {ANON_PREFIX!r}")
+    if not user and isinstance(anon, str) and anon:
+        # An anonymous visitor: checked with the anonymous id in the user's place (same
+        # bounds), then the event of the anonymous profile.
+        call = {**call, "userId": anon}
+        try:
+            _VALIDATORS[shape.schema](call)
+        except fastjsonschema.JsonSchemaException as exc:
+            return Refusal("schema_violation", f"Segment {shape.schema}: {exc}")
+        call["userId"] = ANON_PREFIX + anon
+        call.pop("anonymousId")
+        ts = _event_time(call)
+        if isinstance(ts, str):
+            return Refusal("schema_violation", ts)
+        return shape.build(call, call["properties"], ts)
     try:
         _VALIDATORS[shape.schema](call)
     except fastjsonschema.JsonSchemaException as exc:

@@ -290,15 +290,7 @@ def _check(obj: dict[str, Any], limits: Limits, now_ms: int) -> dict[str, Any] |
     bad = _bad_text(obj, kind)
     if bad is not None:
         return bad
-    ts: int = obj["ts"]
-    if ts > now_ms + limits.max_future_ms:
-        return Rejected(
-            "event_time_in_future",
-            f"ts {ts} is {ts - now_ms} ms ahead of now (max {limits.max_future_ms})",
-        )
-    if ts < limits.earliest_ms:
-        return Rejected("event_time_too_old", f"ts {ts} < earliest_ms {limits.earliest_ms}")
-    return obj
+    return _bad_time(obj["ts"], limits, now_ms) or obj
 
 
 def decode(raw: bytes | None, limits: Limits, now_ms: int) -> dict[str, Any] | Rejected:
@@ -329,10 +321,36 @@ def _decode_framed(raw: bytes, limits: Limits, now_ms: int) -> dict[str, Any] | 
     return result
 
 
+def _check_link(event: dict[str, Any], limits: Limits, now_ms: int) -> dict[str, Any] | Rejected:
+    """An ``identify`` / ``alias`` link (schema-checked by ``schemas.segment_identity``): its
+    ids and its event time bounded like any event's."""
+    bad = _bad_text_in(event, ("event_id", "user_id", "anonymous_id"), "")
+    if bad is not None:
+        return bad
+    return _bad_time(event["ts"], limits, now_ms) or event
+
+
+def _bad_time(ts: int, limits: Limits, now_ms: int) -> Rejected | None:
+    if ts > now_ms + limits.max_future_ms:
+        return Rejected(
+            "event_time_in_future",
+            f"ts {ts} is {ts - now_ms} ms ahead of now (max {limits.max_future_ms})",
+        )
+    if ts < limits.earliest_ms:
+        return Rejected("event_time_too_old", f"ts {ts} < earliest_ms {limits.earliest_ms}")
+    return None
+
+
 def _check_segment(obj: dict[str, Any], limits: Limits, now_ms: int) -> dict[str, Any] | Rejected:
     event = segment.translate(obj)
     if isinstance(event, segment.Refusal):
         return Rejected(event.reason, _trim(event.detail))
+    if event["type"] == "identify":
+        return _check_link(event, limits, now_ms)
+    if "anonymous_id" in event:
+        bad = _bad_text_in(event, ("anonymous_id",), "")
+        if bad is not None:
+            return bad
     checked = _check(event, limits, now_ms)
     if isinstance(checked, Rejected):
         detail = f"Segment {obj['type']} as {event['type']}: {checked.detail}"

@@ -262,6 +262,11 @@ class TopicSettings(Section):
     audience: Topic = env(
         "RTP_AUDIENCE_TOPIC", "audience-changed", "Output: `audience_changed` events."
     )
+    merged: Topic = env(
+        "RTP_MERGED_TOPIC",
+        "profile-merged",
+        "Output: `profile_merged` events (identity stitching: an anonymous profile merged).",
+    )
     input_partitions: Positive = env(
         "RTP_INPUT_PARTITIONS",
         4,

@@ -93,6 +93,11 @@ class Profile:
     recent_ids: list[str] = field(default_factory=list)
     # Anonymous profiles merged into this one (``profiles/core/stitch.py``): the merge fence.
     merged: list[str] = field(default_factory=list)
+    # The user this anonymous profile was sealed into (``profiles/core/handover.py``): its
+    # later events are forwarded there, never applied here.
+    merged_into: str | None = None
+    # Declared attributes an ``identify`` kept (``schemas/segment_identity.py`` kept_traits).
+    traits: dict[str, Any] = field(default_factory=dict)
     # Corrections (``profiles/core/corrections.py``): recent orders by id, for reversal, and
     # refunds waiting for their purchase, by order id.
     ledger: dict[str, Any] = field(default_factory=dict)
@@ -179,6 +184,10 @@ class Profile:
         state = {name: getattr(self, name) for name in _STORED}
         if self.merged:  # only stitched profiles carry it, so other blobs stay as they were
             state["merged"] = self.merged
+        if self.merged_into is not None:
+            state["merged_into"] = self.merged_into
+        if self.traits:
+            state["traits"] = self.traits
         return orjson.dumps(state, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
@@ -224,10 +233,11 @@ def apply(
     for record in records:
         event = record.event
         key = record.source.key
-        if profile.merged and event["user_id"] in profile.merged:
+        origin = event.get("via", event["user_id"])  # via: forwarded by the handover
+        if profile.merged and origin in profile.merged:
             # A merged anonymous id's event, forwarded here: its offsets are fenced apart from
             # the user's own (their order on the input partition is not the user's order).
-            key = f"{key}~{event['user_id']}"
+            key = f"{key}~{origin}"
         fence = profile.fences.get(key, -1)
         if record.offset <= fence:
             outcome.fenced += 1

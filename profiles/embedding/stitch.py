@@ -16,10 +16,13 @@ none (a first login after anonymous browsing).
 
 from __future__ import annotations
 
-from profiles.embedding.estimators import DecayedMean, _decay
+import copy
+
+from profiles.embedding.codec import unpack
+from profiles.embedding.estimators import DecayedMean, Interests, VecIn, _decay, decode_vec
 from profiles.embedding.profile import EmbeddingProfile
 
-__all__ = ["merge_embedding", "merge_mean"]
+__all__ = ["merge_blob", "merge_embedding", "merge_mean"]
 
 
 def merge_mean(into: DecayedMean, other: DecayedMean) -> None:
@@ -46,3 +49,18 @@ def merge_embedding(into: EmbeddingProfile, other: EmbeddingProfile) -> None:
     merge_mean(into.short, other.short)
     if not into.interests.interests() and other.interests.interests():
         into.interests = other.interests
+
+
+def merge_blob(into: EmbeddingProfile, blob: bytes) -> bool:
+    """Merge the stored vectors ``blob`` (an anonymous profile's, carried by the handover's
+    ``merge`` record) into ``into``; False when they are another model's (dropped)."""
+    state, rows = unpack(blob)
+    if state["model"] != into.model_id or state["dim"] != into.dim:
+        return False
+    vec: VecIn = decode_vec if rows.size == 0 else lambda i: rows[int(i)]
+    other = copy.copy(into)  # the same model and storage; its estimators replaced below
+    other.long = DecayedMean.from_dict(state["long"], vec)
+    other.short = DecayedMean.from_dict(state["short"], vec)
+    other.interests = Interests.from_dict(state["interests"], vec)
+    merge_embedding(into, other)
+    return True

@@ -109,6 +109,8 @@ class UserResult:
     writes: dict[str, FieldValue] = field(default_factory=dict)  # feature hash fields
     ops: list[IndexOp] = field(default_factory=list)
     emits: list[Emit] = field(default_factory=list)
+    # Records for the routed topic (identity stitching's merge, forwards, cascaded erasures).
+    routed: list[Record] = field(default_factory=list)
 
     @property
     def user_id(self) -> str:

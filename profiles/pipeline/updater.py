@@ -17,9 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Generic, TypeVar
 
+from profiles.core import handover
 from profiles.core.config import ProfileConfig
 from profiles.core.errors import Contention
 from profiles.core.profile import EventLearner, Outcome, Profile, Record, apply
+from profiles.core.stitch import merge, merged_event
+from profiles.embedding.stitch import merge_blob
 from profiles.pipeline.feature import (
     Batch,
     Emit,
@@ -61,6 +64,8 @@ class BatchResult:
     erased: list[str] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     emits: list[Emit] = field(default_factory=list)  # the features' downstream events
+    # Records for the routed topic, in order (identity stitching: profiles/core/handover.py).
+    routed: list[Record] = field(default_factory=list)
     applied: int = 0
     fenced: int = 0
     duplicates: int = 0
@@ -315,14 +320,22 @@ class BatchUpdater:
             pending.clear()
 
         for record in records:
-            if record.event["type"] != "user_erasure":
-                pending.append(record)
+            kind = record.event["type"]
+            if kind != "user_erasure":
+                if kind in handover.CONTROL_KINDS or res.profile.merged_into is not None:
+                    flush()
+                    self._handover(res, record, stats)
+                else:
+                    pending.append(record)
                 continue
             flush()
-            if record.offset <= res.profile.fences.get(record.source.key, -1):
+            key = handover.fence_key(record)
+            if record.offset <= res.profile.fences.get(key, -1):
                 res.outcome.fenced += 1
                 continue
-            fences = {**res.profile.fences, record.source.key: record.offset}
+            # The anonymous profiles merged into the user hold their data too.
+            res.routed += handover.cascade_records(res.profile, record)
+            fences = {**res.profile.fences, key: record.offset}
             erasure = Erasure(user_id, base, fences, _receipt(record, self.clock()))
             res.erasures.append(erasure)
             before, res.profile = (
@@ -338,6 +351,69 @@ class BatchUpdater:
         if res.write:
             res.profile.version = base + 1
         return res
+
+    def _handover(self, res: UserResult, record: Record, stats: Stats) -> None:
+        """One step of identity stitching (README "Identity stitching") on ``res.profile``."""
+        profile, event = res.profile, record.event
+        kind = event["type"]
+        if kind == handover.MERGE:
+            anon_id = event["anonymous_id"]
+            if merge(profile, handover.snapshot_of(event), self.config):
+                vectors = handover.vectors_of(event)
+                if vectors is not None and profile.embedding is not None:
+                    merge_blob(profile.embedding, vectors)
+                res.outcome.applied += 1
+                stats.counts["merges"] = stats.counts.get("merges", 0) + 1
+                ts = int(event["ts"])
+                res.emits.append(
+                    Emit(
+                        "merged",
+                        "profile_merged",
+                        profile.user_id,
+                        lambda _now: merged_event(profile, anon_id, ts),
+                        anon_id,
+                    )
+                )
+            else:  # a redelivered merge: ``merged`` fences it
+                res.outcome.fenced += 1
+        elif kind == handover.SEAL:
+            into = event["into"]
+            fenced = record.offset <= profile.fences.get(record.source.key, -1)
+            if profile.merged_into is None:
+                if fenced:  # sealed and erased since: nothing to merge
+                    res.outcome.fenced += 1
+                    return
+                profile.fences[record.source.key] = record.offset
+                profile.merged_into = into
+                res.outcome.applied += 1  # written in the profile's own fenced write
+                res.routed.append(handover.merge_record(record, profile))
+            elif profile.merged_into != into:  # first link wins
+                stats.counts["links_refused"] = stats.counts.get("links_refused", 0) + 1
+                log.info("%s is merged into another user already; link refused", profile.user_id)
+            elif fenced:
+                # A redelivered seal: its batch's first send of the merge may never have
+                # left (a crash after the commit), so it goes again (``merged`` fences it).
+                # A later link to the same user needs none: the seal's own batch sent it.
+                res.routed.append(handover.merge_record(record, profile))
+        elif kind == handover.TRAITS:
+            if record.offset <= profile.fences.get(record.source.key, -1):
+                res.outcome.fenced += 1
+                return
+            profile.fences[record.source.key] = record.offset
+            profile.traits.update(event["traits"])
+            res.outcome.applied += 1
+        else:  # an event of a sealed anonymous profile: the user's now
+            assert profile.merged_into is not None
+            if record.offset <= profile.fences.get(record.source.key, -1):
+                # Applied before the seal (so in the merged snapshot): a redelivery. Not
+                # forwarded, or it could reach the user before a re-sent merge does.
+                res.outcome.fenced += 1
+            elif event["event_id"] in profile.recent_ids:
+                # A retry of an event applied here before the seal: a duplicate here, where
+                # the window holds it (the user's, past the merge, may have trimmed it).
+                res.outcome.duplicates += 1
+            else:
+                res.routed.append(handover.forward(record, profile.merged_into))
 
     def _repair(self, stale: list[IndexOp], user: UserResult) -> list[IndexOp]:
         """``user``'s ops, plus undoing what earlier, conflicting attempts did to the indexes.
@@ -383,6 +459,7 @@ class BatchUpdater:
         if user.erasures:
             result.erased.append(user.user_id)
         result.emits += user.emits
+        result.routed += user.routed
         profile = user.profile
         if user.write or (user.outcome.fenced > 0 and profile.last_ts is not None):
             result.updated.append(profile)

@@ -182,6 +182,14 @@ def register(app: faust.App, settings: Settings) -> None:
             help="Share of generated cart adds removed from the cart again.",
         ),
         option(
+            "--logins",
+            type=float,
+            default=0.0,
+            help="Share of sessions browsing anonymously until a login at their first cart add "
+            "(identity stitching; with --format segment: calls with only an anonymousId, then "
+            "an identify).",
+        ),
+        option(
             "--answer",
             type=float,
             default=0.0,
@@ -208,6 +216,7 @@ def register(app: faust.App, settings: Settings) -> None:
         fmt: str,
         refunds: float,
         removals: float,
+        logins: float,
         answer: float,
     ) -> None:
         """Generate realistic traffic (or replay a JSONL log) into the input topic."""
@@ -223,8 +232,8 @@ def register(app: faust.App, settings: Settings) -> None:
             raise SystemExit("--bad-share must be in [0, 1)")
         if attacks and not history_days:
             raise SystemExit("--attacks needs --history-days")
-        if not (0.0 <= refunds <= 1.0 and 0.0 <= removals <= 1.0):
-            raise SystemExit("--refunds and --removals must be in [0, 1]")
+        if not (0.0 <= refunds <= 1.0 and 0.0 <= removals <= 1.0 and 0.0 <= logins <= 1.0):
+            raise SystemExit("--refunds, --removals and --logins must be in [0, 1]")
         if not 0.0 <= answer <= 1.0:
             raise SystemExit("--answer must be in [0, 1]")
         if answer and (replay or history_days or out or fmt != "ours"):
@@ -251,6 +260,10 @@ def register(app: faust.App, settings: Settings) -> None:
                 body, incidents = plant(list(body), gen.catalog(), config, gen.config.start_ms)
                 for incident in incidents:
                     self.say(f"planted {incident.kind} {incident.user_id} at {incident.start}")
+            if logins:
+                from stream.simulation.anonymous import with_logins
+
+                body = with_logins(body, logins)
             events = body if no_catalog else _chain(gen.catalog(), body)
             if fmt == "segment":
                 from stream.simulation.segment import render_all

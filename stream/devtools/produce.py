@@ -42,8 +42,9 @@ class Plan:
 
 
 def message_key(event: dict[str, Any]) -> bytes:
-    """The partition key: the user id of our event or of a Segment call (``userId``)."""
-    user = event.get("user_id") or event.get("userId") or ""
+    """The partition key: the user id of our event or of a Segment call (``userId``, else
+    the ``anonymousId`` of an anonymous visitor's call)."""
+    user = event.get("user_id") or event.get("userId") or event.get("anonymousId") or ""
     return str(user).encode()
 
 

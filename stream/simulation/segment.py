@@ -44,13 +44,30 @@ def iso_timestamp(ts: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+_ANON: Final = "anon:"
+
+
 def _call(kind: str, event: Event, properties: Event) -> Event:
+    user: str = event["user_id"]
+    # An anonymous visitor's event (stream/simulation/anonymous.py): only an anonymousId.
+    who = {"anonymousId": user[len(_ANON) :]} if user.startswith(_ANON) else {"userId": user}
     return {
         "type": kind,
         "messageId": event["event_id"],
-        "userId": event["user_id"],
+        **who,
         "timestamp": iso_timestamp(event["ts"]),
         "properties": properties,
+    }
+
+
+def _identify(event: Event) -> Event:
+    """A login (``with_logins``): the identify linking the anonymous id to the user."""
+    return {
+        "type": "identify",
+        "messageId": event["event_id"],
+        "userId": event["user_id"],
+        "anonymousId": event["anonymous_id"],
+        "timestamp": iso_timestamp(event["ts"]),
     }
 
 
@@ -152,6 +169,7 @@ RENDERERS: Final[dict[str, Callable[[Event], Event]]] = {
     "review": _review,
     "remove_from_cart": _remove_from_cart,
     "refund": _refund,
+    "identify": _identify,
 }
 
 
@@ -176,6 +194,9 @@ def as_translated(event: Event) -> Event:
     """``event`` as it comes back from ``schemas.segment.translate(render(event))``."""
     if event["type"] not in RENDERERS:
         return event
+    if event["type"] == "identify":  # the link event of schemas.segment.link
+        keep = ("event_id", "type", "schema_version", "user_id", "ts")
+        return {**{k: event[k] for k in keep}, "anonymous_id": _ANON + event["anonymous_id"]}
     out = {k: v for k, v in event.items() if k != "session_id"}
     if out["type"] == "review":
         out.pop("category", None)

@@ -26,15 +26,17 @@ import orjson
 
 from profiles.audiences.membership import AudienceChange, audience_event
 from profiles.churn.tracker import ChurnChange, churn_event
+from profiles.core.privacy import KeyedHash
 from profiles.core.profile import Record
 from profiles.pipeline.downstream import profile_updated
 from profiles.pipeline.updater import SLICE_S, BatchResult, chunks
 from profiles.value.scorer import ValueChange, value_event
+from schemas.segment_identity import trait_policy
 from stream.settings import Settings
 from stream.worker import dead_letters
 from stream.worker.delivery import Outgoing, deliver_all
 from stream.worker.epochs import Fetch
-from stream.worker.ingest import MAX_BUNDLE_BYTES, Routed, route, unpack
+from stream.worker.ingest import MAX_BUNDLE_BYTES, Routed, bundles_of, route, unpack
 from stream.worker.retry import apply_batch, kafka_outages, until_done
 from stream.worker.runtime import Runtime
 from stream.worker.transport import InputRecord, Sink, Source, user_keyed
@@ -48,6 +50,9 @@ class IngestStage:
     def __init__(self, settings: Settings, runtime: Runtime) -> None:
         self.settings = settings
         self.runtime = runtime
+        privacy = settings.privacy
+        hasher = KeyedHash(privacy.key, "identify-traits") if privacy.pseudonymize else None
+        self.traits = trait_policy(privacy.kept_traits, privacy.identify_pii, hasher)
 
     async def handle(self, messages: list[InputRecord], source: Source, sink: Sink) -> Routed:
         runtime, settings = self.runtime, self.settings
@@ -64,6 +69,7 @@ class IngestStage:
             int(time.time() * 1000),
             runtime.pseudonyms,
             sources=sources,
+            traits=self.traits,
             # Half a request: a bundle must fit in one (a single record too large for
             # that is refused and dead-lettered as output_rejected, see delivery.py).
             max_bundle_bytes=min(MAX_BUNDLE_BYTES, settings.ingest.max_request_bytes // 2),
@@ -175,22 +181,26 @@ async def _deliver(outgoing: list[Outgoing], sink: Sink) -> int:
         return await deliver_all(outgoing, sink)
 
 
-def ingest_outgoing(routed: Routed, value_max: int) -> list[Outgoing]:
-    """Bundles to the owner partitions, then dead letters with their reason, bounded."""
-    out = [
+def _bundles_outgoing(bundles: dict[int, list[bytes]], stage: str) -> list[Outgoing]:
+    return [
         Outgoing(
             "routed",
             str(p).encode(),
             bundle,
             "bundle",
-            "ingest",
+            stage,
             None,  # a refused bundle is dead-lettered record by record, each with its own
             partition=p,
-            parts=functools.partial(_bundle_parts, bundle),
+            parts=functools.partial(_bundle_parts, bundle, stage),
         )
-        for p, bundles in routed.bundles.items()
-        for bundle in bundles
+        for p, parts in bundles.items()
+        for bundle in parts
     ]
+
+
+def ingest_outgoing(routed: Routed, value_max: int) -> list[Outgoing]:
+    """Bundles to the owner partitions, then dead letters with their reason, bounded."""
+    out = _bundles_outgoing(routed.bundles, "ingest")
     for d in routed.dead:
         m = d.message
         schema = (
@@ -222,7 +232,7 @@ def _coordinates(record: Record) -> tuple[str, int, int]:
     return record.source.topic, record.source.partition, record.offset  # whatever the epoch
 
 
-def _bundle_parts(bundle: bytes) -> list[Outgoing]:
+def _bundle_parts(bundle: bytes, stage: str = "ingest") -> list[Outgoing]:
     """The records of a refused bundle, each as its own small dead letter to be."""
     return [
         Outgoing(
@@ -230,7 +240,7 @@ def _bundle_parts(bundle: bytes) -> list[Outgoing]:
             str(r.event.get("user_id", "")).encode(),
             orjson.dumps(r.event),
             "bundle record",
-            "ingest",
+            stage,
             _coordinates(r),
         )
         for r in unpack(bundle)
@@ -250,6 +260,12 @@ def update_outgoing(
     origin = {r.event["user_id"]: _coordinates(r) for r in records if "user_id" in r.event}
     value_max = settings.ingest.max_message_bytes
     out = [_dead_bundle(bundle, exc, value_max) for bundle, exc in bad]
+    # Identity stitching's handover (merges, forwarded events, cascaded erasures): to the
+    # routed topic, from the same confirmed sends as the rest, before the offsets move.
+    max_bundle = min(MAX_BUNDLE_BYTES, settings.ingest.max_request_bytes // 2)
+    out += _bundles_outgoing(
+        bundles_of(result.routed, settings.kafka.partitions, max_bundle), "update"
+    )
 
     def add(role: str, user_id: str, kind: str, payload: bytes | None) -> None:
         where = origin.get(user_id, (role, 0, 0))

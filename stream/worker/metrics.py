@@ -234,6 +234,17 @@ class Metrics:
             "beyond the waiting cap): the order was never seen",
             registry=r,
         )
+        self.merges = Counter(
+            "rtp_profile_merges_total",
+            "Anonymous profiles merged into their user's (identity stitching; a redelivered "
+            "merge is fenced and not counted)",
+            registry=r,
+        )
+        self.links_refused = Counter(
+            "rtp_links_refused_total",
+            "Links of an anonymous profile already merged into another user (first link wins)",
+            registry=r,
+        )
         self.complement_reads = Counter(
             "rtp_complement_reads_total",
             "Items whose bought-together neighbours were read for the blend's complements",
@@ -330,6 +341,8 @@ NAMES: tuple[str, ...] = (
     "rtp_pair_updates_total",
     "rtp_complement_reads_total",
     "rtp_refunds_unmatched_total",
+    "rtp_profile_merges_total",
+    "rtp_links_refused_total",
     "rtp_event_loop_lag_seconds",
     "rtp_event_loop_lag_max_seconds",
 )

@@ -66,6 +66,8 @@ class Observer:
         m.pair_updates.inc(result.counts.get("pair_updates", 0))
         m.complement_reads.inc(result.counts.get("complement_reads", 0))
         m.refunds_unmatched.inc(result.counts.get("refunds_unmatched", 0))
+        m.merges.inc(result.counts.get("merges", 0))
+        m.links_refused.inc(result.counts.get("links_refused", 0))
         for name, n in result.counts.items():
             if name.startswith("xp/"):  # the experiment feature's "xp/<arm>/<count>"
                 _, arm, what = name.split("/", 2)

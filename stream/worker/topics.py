@@ -28,6 +28,7 @@ ROLES = (
     "sentiment",
     "risk",
     "audiences",
+    "merged",
 )
 #: Outputs keyed by user id, where an erasure sends tombstones.
 COMPACTED = frozenset(
@@ -68,6 +69,7 @@ def layout(settings: Settings) -> list[TopicSpec]:
         "sentiment": settings.topics.sentiment,
         "risk": settings.topics.risk,
         "audiences": settings.topics.audience,
+        "merged": settings.topics.merged,
     }
     shared = {"min.insync.replicas": str(settings.topics.min_insync)}
     retention = str(int(settings.topics.retention_hours * 3_600_000))

@@ -3,7 +3,7 @@
 A stage reads :class:`InputRecord` batches and writes through a :class:`Sink`, naming
 topics by *role* (``stream/worker/topics.py``): ``routed``, ``profiles``, ``dlq``,
 ``segments``, ``churn``, ``recs``, ``value``, ``sentiment``, ``risk``,
-``audiences``. Production wires the Faust
+``audiences``, ``merged``. Production wires the Faust
 topics (:class:`KafkaSink`, :func:`inbound`); tests wire :class:`MemorySource` and
 :class:`MemorySink`, which refuses
 what a broker would (a message over its size limit), so a whole flow runs in-process with
@@ -95,6 +95,7 @@ class Topics:
     sentiment: TopicT
     risk: TopicT
     audiences: TopicT
+    merged: TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -125,6 +126,7 @@ class Topics:
             sentiment=output("sentiment"),
             risk=output("risk"),
             audiences=output("audiences"),
+            merged=output("merged"),
         )
 
     def by_role(self, role: str) -> TopicT:

@@ -44,6 +44,7 @@ class Names:
             "RTP_SENTIMENT_TOPIC": f"sentiment-{self.tag}",
             "RTP_RISK_TOPIC": f"risk-{self.tag}",
             "RTP_AUDIENCE_TOPIC": f"audiences-{self.tag}",
+            "RTP_MERGED_TOPIC": f"merged-{self.tag}",
             "RTP_DATA_DIR": f"/tmp/rtp-test-faust/{self.tag}",
         }
 
@@ -78,6 +79,10 @@ class Names:
     @property
     def audiences(self) -> str:
         return f"audiences-{self.tag}"
+
+    @property
+    def merged(self) -> str:
+        return f"merged-{self.tag}"
 
 
 class Worker:

@@ -42,10 +42,24 @@ def replay_log(
             if event["type"] == "product":
                 items[event["product_id"]] = event
                 continue
+            if event["type"] == "identify":  # a link, no event of a profile (replay_links)
+                continue
+            event.pop("anonymous_id", None)  # a call with both ids: the user's event
             by_user[event["user_id"]].append(
                 Record(InputPartition(topic, msg.partition, epoch), msg.offset, event)
             )
     return items, by_user
+
+
+def replay_links(log: list[Consumed]) -> dict[str, str]:
+    """The links of the input log (anonymous profile id -> user id), the first of each
+    anonymous id in log order (the test traffic links each anonymous id to one user)."""
+    links: dict[str, str] = {}
+    for msg in sorted(log, key=lambda m: (m.partition, m.offset)):
+        event = decode(msg.value, Limits(), now_ms=int(time.time() * 1000))
+        if not isinstance(event, Rejected) and "anonymous_id" in event:
+            links.setdefault(event["anonymous_id"], event["user_id"])
+    return links
 
 
 def expected_profiles(

@@ -77,17 +77,21 @@ async def test_segment_calls_plain_and_framed_build_the_profile_and_refusals_are
     del anonymous["userId"]
     anonymous["anonymousId"] = "anon-1"
     unsupported, unmapped = "unsupported_segment_event", "unmapped_segment_event"
-    identify = {"type": "identify", "userId": "sam", "traits": {}}
+    group = {"type": "group", "messageId": "g-1", "userId": "sam", "timestamp": START}
+    # Only an anonymousId: an anonymous profile's event (anon:anon-1), but an identify with
+    # only one has no user to link to.
+    lost = {"type": "identify", "messageId": "i-1", "anonymousId": "a-2", "timestamp": START}
     home = {**page, "messageId": "pg-2", "properties": {"path": "/"}}
     refused: list[tuple[bytes, str, str | None]] = [
-        (orjson.dumps(anonymous), "anonymous_only", None),
-        (orjson.dumps(identify), unsupported, None),
+        (orjson.dumps(lost), "anonymous_only", None),
+        (orjson.dumps(group), unsupported, None),
         (orjson.dumps(track(9, "Checkout Started", {})), unmapped, None),
         (frame(orjson.dumps(track(10, "Coupon Applied", {})), 22), unmapped, "22"),
         (orjson.dumps(home), unmapped, None),
         (frame(b"{not json", 23), "invalid_json", "23"),
         (b"\x00\x00\x01", "invalid_framing", None),
     ]
+    good.append(orjson.dumps(anonymous))
     await produce(brokers, names.input, [*good, *(raw for raw, _, _ in refused)])
 
     async def complete() -> bool:
@@ -106,6 +110,13 @@ async def test_segment_calls_plain_and_framed_build_the_profile_and_refusals_are
     assert sam["last_purchase_ts"] == START + 4 * 60_000
     assert {"trail", "waterproof"} <= set(sam["tags"])
     assert await redis_client.exists(keys.profile("anon-1")) == 0
+
+    async def anonymous_profile() -> bool:
+        return await redis_client.exists(keys.profile("anon:anon-1")) == 1
+
+    await eventually(anonymous_profile, timeout=90)
+    anon = orjson.loads(await redis_client.hget(keys.profile("anon:anon-1"), "d"))
+    assert anon["counts"] == {"click": 1}
 
     dead = await read_topic(brokers, names.dlq, lambda got: len(got) >= len(refused))
     assert len(dead) == len(refused)

@@ -30,6 +30,7 @@ def env_for(names: Names, brokers: str) -> dict[str, str]:
         "RTP_SENTIMENT_TOPIC": f"sentiment-{names.tag}",
         "RTP_RISK_TOPIC": f"risk-{names.tag}",
         "RTP_AUDIENCE_TOPIC": f"audiences-{names.tag}",
+        "RTP_MERGED_TOPIC": f"merged-{names.tag}",
         "RTP_INPUT_PARTITIONS": "3",
         "RTP_TOPIC_RETENTION_HOURS": "48",
     }
@@ -64,15 +65,15 @@ async def test_create_makes_every_topic_then_check_passes(brokers: str) -> None:
     env = env_for(names, brokers)
     before = await topics("check", env)
     assert before.returncode == 1, before.stdout + before.stderr
-    assert before.stdout.count("DRIFT: missing") == 11, before.stdout
+    assert before.stdout.count("DRIFT: missing") == 12, before.stdout
 
     made = await topics("create", env)
     assert made.returncode == 0, made.stdout + made.stderr
-    assert "11 topics, 11 created, 0 with drift" in made.stdout, made.stdout
+    assert "12 topics, 12 created, 0 with drift" in made.stdout, made.stdout
 
     again = await topics("check", env)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "11 topics, 0 created, 0 with drift" in again.stdout, again.stdout
+    assert "12 topics, 0 created, 0 with drift" in again.stdout, again.stdout
 
     assert await configs(brokers, names.profiles) == (
         4,
@@ -95,7 +96,7 @@ async def test_check_reports_drift_of_a_topic_made_otherwise(brokers: str) -> No
     assert made.returncode == 1, made.stdout + made.stderr
     line = next(ln for ln in made.stdout.splitlines() if ln.startswith(names.profiles))
     assert "partitions 2, want 4" in line and "cleanup.policy=" in line, line
-    assert "10 created, 1 with drift" in made.stdout, made.stdout
+    assert "11 created, 1 with drift" in made.stdout, made.stdout
 
 
 async def test_the_worker_declares_its_outputs_with_the_same_layout(
@@ -111,6 +112,7 @@ async def test_the_worker_declares_its_outputs_with_the_same_layout(
         assert (await configs(brokers, names.profiles))[1]["cleanup.policy"] == "compact"
         assert (await configs(brokers, names.dlq))[1]["cleanup.policy"] == "delete"
         assert (await configs(brokers, names.audiences))[1]["cleanup.policy"] == "compact"
+        assert (await configs(brokers, names.merged))[1]["cleanup.policy"] == "delete"
     finally:
         proc.stop()
     # What the worker made, the command finds in order. The input topic is the producers':

@@ -77,7 +77,7 @@ def test_too_short_or_no_payload(raw: bytes) -> None:
         (b"\xff\xfe{}", "invalid_utf8"),
         (b"[1, 2]", "not_an_object"),
         (framing.frame(CLICK, 1), "invalid_json"),  # framed twice
-        (b'{"type": "identify", "userId": "u"}', "unsupported_segment_event"),
+        (b'{"type": "group", "userId": "u"}', "unsupported_segment_event"),
         (CLICK.replace(b'"u-1"', b'"u\\u0000"'), "invalid_text"),
     ],
 )

@@ -186,12 +186,29 @@ def test_bad_timestamps_are_refused(value: Any, reason: str) -> None:
 # -- refused: not supported yet, unmapped, anonymous --------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["identify", "alias", "group"])
-def test_identity_calls_are_unsupported(kind: str) -> None:
-    call = {"type": kind, "messageId": "m", "userId": "u", "anonymousId": "a", "timestamp": TS}
-    result = _refused({**call, "traits": {"email": "x@example.com"}})
+def test_group_calls_are_unsupported() -> None:
+    call = {"type": "group", "messageId": "m", "userId": "u", "groupId": "g", "timestamp": TS}
+    result = _refused(call)
     assert result.reason == "unsupported_segment_event"
-    assert kind in result.detail
+    assert "group" in result.detail
+
+
+def test_identify_and_alias_become_links() -> None:
+    call = {"type": "identify", "messageId": "m", "userId": "u", "anonymousId": "a"}
+    call["timestamp"] = TS
+    link = _ok({**call, "traits": {"plan": "pro"}})
+    assert (link["type"], link["user_id"], link["anonymous_id"]) == ("identify", "u", "anon:a")
+    assert link["traits"] == {"plan": "pro"} and link["event_id"] == "m"
+    only_user = _ok({k: v for k, v in call.items() if k != "anonymousId"})
+    assert only_user["user_id"] == "u" and "anonymous_id" not in only_user
+    alias = {"type": "alias", "messageId": "m2", "userId": "u", "previousId": "a", "timestamp": TS}
+    assert _ok(alias)["anonymous_id"] == "anon:a"
+    assert _refused({**alias, "previousId": "u"}).reason == "no_link"
+    assert _refused({**call, "userId": None}).reason == "anonymous_only"
+    assert _refused({**call, "userId": "anon:x"}).reason == "schema_violation"
+    assert _refused({**call, "timestamp": "2024-05-01T10:00:00"}).reason == "schema_violation"
+    assert _refused({**call, "timestamp": 1}).reason == "event_time_too_old"
+    assert _refused({**call, "anonymousId": "a\x01"}).reason == "invalid_text"
 
 
 def test_corrections_map_to_refunds_and_cart_removals() -> None:
@@ -238,14 +255,17 @@ def test_track_without_event_name() -> None:
     assert _refused({**call, "event": 5}).reason == "schema_violation"
 
 
-def test_anonymous_only_calls_are_refused_but_both_ids_use_user_id() -> None:
+def test_anonymous_only_calls_are_the_anonymous_profiles_and_both_ids_link() -> None:
     anonymous = _track("Product Viewed", {"product_id": "p"}, anonymousId="a-1")
     del anonymous["userId"]
-    assert _refused(anonymous).reason == "anonymous_only"
-    assert _refused({**anonymous, "userId": None}).reason == "anonymous_only"
-    assert _refused({**anonymous, "userId": ""}).reason == "anonymous_only"
+    for call in (anonymous, {**anonymous, "userId": None}, {**anonymous, "userId": ""}):
+        event = _ok(call)
+        assert event["user_id"] == "anon:a-1" and "anonymous_id" not in event
+    assert _refused({**anonymous, "anonymousId": "a" * 129}).reason == "schema_violation"
     both = _ok({**anonymous, "userId": "u-7"})
     assert both["user_id"] == "u-7" and "anonymousId" not in both
+    assert both["anonymous_id"] == "anon:a-1"
+    assert _refused({**anonymous, "userId": "anon:u-7"}).reason == "schema_violation"
     neither = _track("Product Viewed", {"product_id": "p"})
     del neither["userId"]
     assert _refused(neither).reason == "schema_violation"

@@ -140,6 +140,7 @@ OLD_DEFAULTS: dict[str, Any] = {
     "RTP_AUDIENCE_SNAPSHOT_TTL_S": 600,
     "RTP_AUDIENCE_DP_BUDGET": 1.0,
     "RTP_AUDIENCE_TOPIC": "audience-changed",
+    "RTP_MERGED_TOPIC": "profile-merged",  # added with identity stitching (issue 17)
     "RTP_TOGETHER": True,  # added with frequently bought together (issue 20)
     "RTP_TOGETHER_HALF_LIFE_DAYS": 30.0,
     "RTP_TOGETHER_MAX_ITEMS": 20,
@@ -290,6 +291,7 @@ def every_variable(certs: Certs, tmp_path: Path) -> dict[str, tuple[str, Any]]:
         "RTP_AUDIENCE_SNAPSHOT_TTL_S": ("60", 60),
         "RTP_AUDIENCE_DP_BUDGET": ("3", 3.0),
         "RTP_AUDIENCE_TOPIC": ("aud", "aud"),
+        "RTP_MERGED_TOPIC": ("merged", "merged"),
         "RTP_TOGETHER": ("false", False),
         "RTP_TOGETHER_HALF_LIFE_DAYS": ("7", 7.0),
         "RTP_TOGETHER_MAX_ITEMS": ("5", 5),

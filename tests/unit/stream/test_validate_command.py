@@ -43,12 +43,12 @@ def test_validate_summarises_reasons_with_line_numbers(tmp_path: Path) -> None:
         b"\n",  # 2 blank: skipped
         _line(viewed),  # 3 valid (Segment)
         b"{oops\n",  # 4
-        _line({"type": "identify", "userId": "u"}),  # 5
+        _line({"type": "group", "userId": "u"}),  # 5
         _line({**segment, "event": "Order Refunded", "properties": {}}),  # 6 no order_id
         _line({**ours}),  # 7 no query
-        _line({"type": "alias"}),  # 8
+        _line({"type": "group", "groupId": "g"}),  # 8
         _line({"type": "group"}),  # 9
-        _line({"type": "identify"}),  # 10: beyond the 3 examples shown
+        _line({"type": "group"}),  # 10: beyond the 3 examples shown
     ]
     path = tmp_path / "events.jsonl"
     path.write_bytes(b"".join(lines))
@@ -78,7 +78,7 @@ def test_validate_passes_a_clean_file_and_fails_a_missing_one(tmp_path: Path) ->
 
 
 def test_ingest_dead_letter_of_a_framed_value_names_its_schema_id() -> None:
-    value = framing.frame(b'{"type": "alias", "userId": "u"}', 77)
+    value = framing.frame(b'{"type": "group", "userId": "u"}', 77)
     message = Inbound("site-events", 3, 10, None, value)
     routed = route([message], Limits(registry_framing=True), 4, 1_735_689_600_000)
     (dead,) = routed.dead

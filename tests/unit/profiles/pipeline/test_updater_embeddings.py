@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 
 from profiles.core.config import ProfileConfig
 from profiles.core.partition import InputPartition
@@ -150,3 +151,36 @@ async def test_a_profile_stored_as_float32_is_read_and_rewritten_compactly() -> 
     long_term, expected = profile.long_term(), before.long_term()
     assert long_term is not None and expected is not None
     assert float(long_term @ expected) > 0.9999
+
+
+async def test_a_merge_carries_the_anonymous_vectors_into_the_users() -> None:
+    """Identity stitching: the merged user's long- and short-term vectors equal one profile's
+    fed both ids' events (``merge_embedding``), through seal and merge records."""
+    from profiles.core.handover import split_link
+
+    enc, store = HashEncoder(), MemoryStore()
+    up = updater(store, enc)
+    titles = [("red shoes", "Shoes"), ("green tea", "Food"), ("trail tent", "Camping")]
+    anon = [
+        click(i, "anon:a", ts=1000 * i, title=t, category=[c]) for i, (t, c) in enumerate(titles)
+    ]
+    mine = [click(10 + i, "u1", ts=500 + 1000 * i, title=t, category=[c])
+            for i, (t, c) in enumerate(reversed(titles))]  # fmt: skip
+    link = {"type": "identify", "event_id": "l", "user_id": "u1", "ts": 9000,
+            "anonymous_id": "anon:a"}  # fmt: skip
+    await up.process(recs(*mine, start=100))
+    (merge,) = (await up.process(recs(*anon, *split_link(link)))).routed
+    assert "vectors" in merge.event
+    await up.process([merge])
+    both = [{**e, "user_id": "ref"} for e in [*anon, *mine]]
+    await up.process(recs(*sorted(both, key=lambda e: int(e["ts"])), start=200))
+    config = EmbeddingConfig("hash-a", 16)
+    merged, _ = EmbeddingProfile.load(store.field("u1", "e"), config)
+    ref, _ = EmbeddingProfile.load(store.field("ref", "e"), config)
+    for got, want in (
+        (merged.long_term(), ref.long_term()),
+        (merged.short_term(), ref.short_term()),
+    ):
+        assert got is not None and want is not None
+        assert np.allclose(got, want, atol=1e-5)
+    assert merged.long.total == pytest.approx(ref.long.total)

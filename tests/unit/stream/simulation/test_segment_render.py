@@ -11,6 +11,7 @@ import orjson
 
 from schemas.segment import Refusal, translate
 from schemas.validate import Limits, Rejected, decode
+from stream.simulation.anonymous import with_logins
 from stream.simulation.generator import TrafficConfig, TrafficGenerator
 from stream.simulation.segment import RENDERERS, as_translated, render
 
@@ -46,6 +47,21 @@ def test_round_trip_every_mapped_kind() -> None:
         "track:Order Refunded",
         "track:Order Cancelled",
     }, calls
+
+
+def test_anonymous_sessions_and_logins_round_trip() -> None:
+    events = list(with_logins(_traffic(), share=0.5))
+    kinds: Counter[str] = Counter()
+    for event in events:
+        if event["type"] not in RENDERERS:
+            continue
+        call = render(event)
+        anonymous = str(event["user_id"]).startswith("anon:")
+        assert ("userId" in call) != anonymous and ("anonymousId" in call) == (
+            anonymous or event["type"] == "identify")  # fmt: skip
+        kinds["identify" if event["type"] == "identify" else "anon" if anonymous else "user"] += 1
+        assert translate(call) == as_translated(event)
+    assert min(kinds.values()) > 0 and len(kinds) == 3, kinds
 
 
 def test_rendered_calls_pass_the_workers_decode() -> None:
@@ -95,3 +111,20 @@ def test_produce_format_segment_writes_calls_that_validate(tmp_path: Path) -> No
     assert b'"refund"' not in plain.read_bytes()  # no corrections unless asked for
     bad = subprocess.run([*produce, "--refunds", "2", "--out", str(plain)], cwd=ROOT)
     assert bad.returncode != 0
+
+
+def test_produce_logins_writes_anonymous_calls_and_identifies_that_validate(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "logins.jsonl"
+    produce = [sys.executable, "-m", "stream", "produce", "--history-days", "1"]
+    cmd = [*produce, "--users", "15", "--products", "30", "--logins", "0.5"]
+    cmd += ["--format", "segment", "--out", str(out)]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    identifies = [c for c in lines if c["type"] == "identify"]
+    anonymous = [c for c in lines if c["type"] != "identify" and "anonymousId" in c]
+    assert identifies and anonymous and all("userId" not in c for c in anonymous)
+    validate = [sys.executable, "-m", "stream", "validate", str(out)]
+    checked = subprocess.run(validate, cwd=ROOT, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
