@@ -502,14 +502,8 @@ class Interests:
             )
             if near is None:
                 break
-            target, other = self._clusters[keep], self._clusters[near]
             sums[keep] += sums[near]
-            target.total += other.total
-            target.count += other.count
-            target.last_ts = max(target.last_ts, other.last_ts)
-            for tag, tw in other.tags.items():
-                target.tags[tag] = target.tags.get(tag, 0.0) + tw
-            self._prune_tags(target)
+            self._absorb(self._clusters[keep], self._clusters[near])
             norms[keep] = self._refresh(sums, cents, keep)
             k = self._drop(sums, cents, norms, near, k)
             if near < keep:
@@ -555,6 +549,16 @@ class Interests:
                 cluster.tags[tag] = cluster.tags.get(tag, 0.0) + tw
         self._prune_tags(cluster)
 
+    def _absorb(self, target: _Cluster, other: _Cluster) -> None:
+        """Fold ``other``'s weight, count, time and tags into ``target`` (its vector sum is
+        the caller's: the batch path keeps sums in one matrix)."""
+        target.total += other.total
+        target.count += other.count
+        target.last_ts = max(target.last_ts, other.last_ts)
+        for tag, tw in other.tags.items():
+            target.tags[tag] = target.tags.get(tag, 0.0) + tw
+        self._prune_tags(target)
+
     def _prune_tags(self, cluster: _Cluster) -> None:
         if len(cluster.tags) > self.max_tags:
             top = sorted(cluster.tags.items(), key=lambda kv: (-kv[1], kv[0]))[: self.max_tags]
@@ -580,12 +584,7 @@ class Interests:
                 return
             other = self._clusters[near]
             target.sum += other.sum
-            target.total += other.total
-            target.count += other.count
-            target.last_ts = max(target.last_ts, other.last_ts)
-            for tag, tw in other.tags.items():
-                target.tags[tag] = target.tags.get(tag, 0.0) + tw
-            self._prune_tags(target)
+            self._absorb(target, other)
             del self._clusters[near]
             if near < keep:
                 keep -= 1
